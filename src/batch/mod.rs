@@ -1,0 +1,187 @@
+//! The batcher: records from all requests flow through ONE bounded queue into batches of up to
+//! `batch.max_records` records (or whatever arrived within `batch.linger`), each committed in
+//! one transaction. Every request waits on a oneshot for its own records' outcome, so a 2xx is
+//! only ever sent after the commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BatchConfig;
+use crate::domain::{Outcome, Record};
+use crate::store::Store;
+
+/// Why a submission was not committed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full: the service is overloaded; try again later.
+    #[error("the ingest queue is full")]
+    QueueFull,
+    /// The batcher has stopped (shutting down).
+    #[error("the service is shutting down")]
+    Closed,
+    /// The commit failed; nothing of the submission was stored.
+    #[error("committing the batch failed")]
+    Store {
+        /// Whether retrying later could succeed (database unavailable).
+        transient: bool,
+    },
+}
+
+struct Submission {
+    records: Vec<Record>,
+    ack: oneshot::Sender<Result<Vec<Outcome>, SubmitError>>,
+}
+
+/// Hands records to the batcher. Cheap to clone; the batcher stops once every handle is gone
+/// and the queue is drained.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Submission>,
+}
+
+impl Batcher {
+    /// Starts the batcher task on the current runtime. Once `stop` is cancelled the queue
+    /// takes no more submissions; what it holds is committed, then the task ends.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        config: BatchConfig,
+        stop: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let task = tokio::spawn(run(rx, store, config, stop));
+        (Self { tx }, task)
+    }
+
+    /// Queues `records` and waits until they are committed. Never waits for queue space: a
+    /// full queue is refused at once so the caller can answer 503.
+    pub async fn submit(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .try_send(Submission { records, ack })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+            })?;
+        done.await.map_err(|_| SubmitError::Closed)?
+    }
+
+    /// Submissions waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Submission>,
+    store: Arc<dyn Store>,
+    config: BatchConfig,
+    stop: CancellationToken,
+) {
+    let mut carried: Option<Submission> = None;
+    loop {
+        let first = match carried.take() {
+            Some(s) => s,
+            None => {
+                let next = tokio::select! {
+                    s = rx.recv() => s,
+                    _ = stop.cancelled(), if !rx.is_closed() => {
+                        rx.close();
+                        continue;
+                    }
+                };
+                match next {
+                    Some(s) => s,
+                    None => break,
+                }
+            }
+        };
+        let mut size = first.records.len();
+        let mut batch = vec![first];
+        let deadline = Instant::now() + config.linger;
+        while size < config.max_records {
+            let next = match rx.try_recv() {
+                Ok(s) => s,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(s)) => s,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            };
+            // A submission is never split: one request, one transaction.
+            if size + next.records.len() > config.max_records {
+                carried = Some(next);
+                break;
+            }
+            size += next.records.len();
+            batch.push(next);
+        }
+        commit(store.as_ref(), batch, &config).await;
+    }
+    tracing::debug!("batcher drained and stopped");
+}
+
+async fn commit(store: &dyn Store, batch: Vec<Submission>, config: &BatchConfig) {
+    let mut records = Vec::with_capacity(batch.iter().map(|s| s.records.len()).sum());
+    let mut acks = Vec::with_capacity(batch.len());
+    for s in batch {
+        acks.push((s.records.len(), s.ack));
+        records.extend(s.records);
+    }
+    let mut backoff = config.retry_backoff;
+    let mut attempt = 0;
+    let result = loop {
+        match store.commit(&records).await {
+            Ok(outcomes) => break Ok(outcomes),
+            Err(e) if e.is_transient() && attempt < config.commit_retries => {
+                attempt += 1;
+                tracing::warn!(error = %error_chain(&e), attempt, records = records.len(), "commit failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2).min(Duration::from_secs(5));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    match result {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for (n, ack) in acks {
+                // A requester that went away (client hung up) no longer needs its answer; its
+                // records are committed all the same.
+                let _ = ack.send(Ok(outcomes.by_ref().take(n).collect()));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %error_chain(&e), records = records.len(), "commit failed; the batch's requests get 5xx");
+            let err = SubmitError::Store {
+                transient: e.is_transient(),
+            };
+            for (_, ack) in acks {
+                let _ = ack.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
+/// `error: cause: cause` in one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use super::*;
+use crate::domain::Record;
+use crate::sources::{huawei, ParseContext};
+use crate::store::StoreError;
+
+/// A store that records batch sizes and can fail its next commits.
+#[derive(Default)]
+struct FakeStore {
+    batches: Mutex<Vec<usize>>,
+    fail_next: Mutex<Vec<bool>>,
+}
+
+#[async_trait]
+impl Store for FakeStore {
+    fn backend(&self) -> &'static str {
+        "fake"
+    }
+    async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn commit(&self, records: &[Record]) -> Result<Vec<Outcome>, StoreError> {
+        let fail = self.fail_next.lock().unwrap().pop();
+        if let Some(transient) = fail {
+            let e = if transient {
+                sqlx::Error::PoolTimedOut
+            } else {
+                sqlx::Error::RowNotFound
+            };
+            return Err(e.into());
+        }
+        self.batches.lock().unwrap().push(records.len());
+        Ok(vec![Outcome::Inserted; records.len()])
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn close(&self) {}
+}
+
+fn records(n: usize, seed: u64) -> Vec<Record> {
+    let body = huawei::sample::fee_body(seed, n, Utc::now()).to_string();
+    let ctx = ParseContext {
+        source: "hw".into(),
+        received_at: Utc::now(),
+    };
+    huawei::parse_body(body.as_bytes(), &ctx).unwrap().records
+}
+
+fn config(max_records: usize, linger_ms: u64) -> BatchConfig {
+    BatchConfig {
+        max_records,
+        linger: Duration::from_millis(linger_ms),
+        queue_capacity: 16,
+        commit_retries: 2,
+        retry_backoff: Duration::from_millis(10),
+        retry_after_secs: 1,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_within_the_linger_share_one_transaction() {
+    let store = Arc::new(FakeStore::default());
+    let (batcher, _task) = Batcher::spawn(store.clone(), config(50, 5), CancellationToken::new());
+    let submits = (0..3).map(|i| {
+        let b = batcher.clone();
+        tokio::spawn(async move { b.submit(records(10, i)).await })
+    });
+    for s in futures_util::future::join_all(submits).await {
+        assert_eq!(s.unwrap().unwrap().len(), 10);
+    }
+    assert_eq!(*store.batches.lock().unwrap(), vec![30]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_never_exceeds_max_records_and_never_splits_a_request() {
+    let store = Arc::new(FakeStore::default());
+    let (batcher, _task) = Batcher::spawn(store.clone(), config(50, 5), CancellationToken::new());
+    let submits = [30, 30, 20].map(|n| {
+        let b = batcher.clone();
+        tokio::spawn(async move { b.submit(records(n, n as u64)).await })
+    });
+    for s in futures_util::future::join_all(submits).await {
+        s.unwrap().unwrap();
+    }
+    assert_eq!(*store.batches.lock().unwrap(), vec![30, 50]);
+}
+
+#[tokio::test]
+async fn a_full_queue_is_refused_at_once() {
+    let store = Arc::new(FakeStore::default());
+    let cfg = BatchConfig {
+        queue_capacity: 1,
+        ..config(50, 0)
+    };
+    // Not spawned: nothing drains the queue.
+    let (tx, _rx) = mpsc::channel(cfg.queue_capacity);
+    let batcher = Batcher { tx };
+    let b = batcher.clone();
+    let first = tokio::spawn(async move { b.submit(records(1, 1)).await });
+    tokio::task::yield_now().await;
+    while batcher.queue_depth() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let second = batcher.submit(records(1, 2)).await;
+    assert!(matches!(second, Err(SubmitError::QueueFull)));
+    first.abort();
+    drop(store);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_and_permanent_ones_are_not() {
+    let store = Arc::new(FakeStore::default());
+    store.fail_next.lock().unwrap().extend([true, true]);
+    let (batcher, _task) = Batcher::spawn(store.clone(), config(50, 0), CancellationToken::new());
+    assert_eq!(batcher.submit(records(2, 1)).await.unwrap().len(), 2);
+
+    store.fail_next.lock().unwrap().extend([true, true, true]);
+    let err = batcher.submit(records(2, 2)).await.unwrap_err();
+    assert!(matches!(err, SubmitError::Store { transient: true }));
+
+    store.fail_next.lock().unwrap().clear();
+    store.fail_next.lock().unwrap().push(false);
+    let err = batcher.submit(records(2, 3)).await.unwrap_err();
+    assert!(matches!(err, SubmitError::Store { transient: false }));
+    assert_eq!(*store.batches.lock().unwrap(), vec![2]);
+}
+
+#[tokio::test]
+async fn stopping_commits_what_is_queued_then_refuses() {
+    let store = Arc::new(FakeStore::default());
+    let stop = CancellationToken::new();
+    let (batcher, task) = Batcher::spawn(store.clone(), config(50, 0), stop.clone());
+    let b = batcher.clone();
+    let pending = tokio::spawn(async move { b.submit(records(3, 1)).await });
+    tokio::task::yield_now().await;
+    stop.cancel();
+    assert_eq!(pending.await.unwrap().unwrap().len(), 3);
+    task.await.unwrap();
+    assert!(matches!(
+        batcher.submit(records(1, 2)).await,
+        Err(SubmitError::Closed)
+    ));
+}

@@ -1,0 +1,14 @@
+//! Validated domain values. Nothing in here does I/O: once you hold a [`Cdr`] or a
+//! [`CallEvent`], it has passed every structural rule, and its derived figures are computed.
+
+mod call_event;
+mod cdr;
+mod phone;
+mod record;
+mod time;
+
+pub use call_event::{CallEvent, CallEventType};
+pub use cdr::{Cdr, CdrFlag, CdrTimes};
+pub use phone::PhoneNumber;
+pub use record::{DeadLetter, DeadLetterScope, Outcome, Record, RecordKind, RecordMeta};
+pub use time::{parse_platform_time, TimeError};

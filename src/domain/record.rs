@@ -1,0 +1,140 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{CallEvent, Cdr};
+
+/// The kinds of record ringback stores; each has its own table (and, later, its own topic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    CallStatus,
+    Cdr,
+}
+
+impl RecordKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CallStatus => "call-status",
+            Self::Cdr => "cdr",
+        }
+    }
+}
+
+/// Namespace for deterministic record ids (UUIDv5). Never change it: ids are what consumers
+/// dedupe on, and a replayed callback must produce the id it produced the first time.
+const RECORD_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a0b_5f0e_2f7c_4c1e_9d3a_52b1_7e4c_0a91);
+
+/// What every stored record carries besides its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordMeta {
+    /// Stable id: UUIDv5 of (source, kind, dedupe key). Same callback → same id.
+    pub id: Uuid,
+    /// Name of the configured source that received it.
+    pub source: Arc<str>,
+    /// Deterministic key derived from the payload; unique per source and kind.
+    pub dedupe_key: String,
+    /// When ringback received the request that carried it.
+    pub received_at: DateTime<Utc>,
+}
+
+impl RecordMeta {
+    pub fn new(
+        source: Arc<str>,
+        kind: RecordKind,
+        dedupe_key: String,
+        received_at: DateTime<Utc>,
+    ) -> Self {
+        let name = format!("{source}\u{1f}{}\u{1f}{dedupe_key}", kind.as_str());
+        Self {
+            id: Uuid::new_v5(&RECORD_ID_NAMESPACE, name.as_bytes()),
+            source,
+            dedupe_key,
+            received_at,
+        }
+    }
+}
+
+/// Where a dead letter came from: a whole request, or one record of a multi-record body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterScope {
+    Request,
+    Record,
+}
+
+impl DeadLetterScope {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Record => "record",
+        }
+    }
+}
+
+/// Input that could not be accepted, kept with the reason so it can be inspected and replayed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub id: Uuid,
+    pub source: Arc<str>,
+    pub received_at: DateTime<Utc>,
+    pub request_id: Option<String>,
+    pub scope: DeadLetterScope,
+    /// Index of the record within its list (`feeLst[i]`), for record-scope letters.
+    pub record_index: Option<i32>,
+    /// Stable machine-readable reason, the same `code` the sender was answered with.
+    pub code: &'static str,
+    pub detail: String,
+    /// JSON path of the offending field, when one is known.
+    pub field: Option<String>,
+    /// Raw bytes as received (the record's JSON for record-scope letters). `None` for
+    /// authentication failures: attacker input is not stored unbounded.
+    pub body: Option<Vec<u8>>,
+    /// Request headers as a JSON object, secrets redacted.
+    pub headers: serde_json::Value,
+}
+
+/// One unit of work for the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    CallEvent(Box<CallEvent>),
+    Cdr(Box<Cdr>),
+    DeadLetter(Box<DeadLetter>),
+}
+
+impl Record {
+    /// The id that identifies the stored row.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Self::CallEvent(e) => e.meta.id,
+            Self::Cdr(c) => c.meta.id,
+            Self::DeadLetter(d) => d.id,
+        }
+    }
+}
+
+/// What the store did with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new row was committed.
+    Inserted,
+    /// A row with the same dedupe key already existed (or came earlier in the same batch).
+    Duplicate,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_deterministic_and_scoped() {
+        let at = Utc::now();
+        let a = RecordMeta::new("hw".into(), RecordKind::Cdr, "icid:1".into(), at);
+        let b = RecordMeta::new("hw".into(), RecordKind::Cdr, "icid:1".into(), Utc::now());
+        let other_source = RecordMeta::new("hw2".into(), RecordKind::Cdr, "icid:1".into(), at);
+        let other_kind = RecordMeta::new("hw".into(), RecordKind::CallStatus, "icid:1".into(), at);
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, other_source.id);
+        assert_ne!(a.id, other_kind.id);
+        assert_eq!(a.id.get_version_num(), 5);
+    }
+}

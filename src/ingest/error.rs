@@ -1,0 +1,130 @@
+//! Every refusal the HTTP layer gives, and its one mapping to a status and a JSON body:
+//! `{"error": {"code", "message", "field"?}}`. Internals never leak into responses.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::batch::SubmitError;
+use crate::sources::huawei::aksk::AuthError;
+use crate::sources::Rejection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("no source is configured at this path")]
+    UnknownSource,
+    #[error(transparent)]
+    Auth(AuthError),
+    #[error("Content-Type must be application/json (UTF-8), got {0:?}")]
+    UnsupportedMediaType(String),
+    #[error("the body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    BodyRead,
+    #[error("{}", .0.message)]
+    Invalid(Rejection),
+    #[error("ringback is overloaded; retry later")]
+    Overloaded { retry_after: u32 },
+    #[error("ringback is shutting down; retry later")]
+    ShuttingDown { retry_after: u32 },
+    #[error("the database is unavailable; retry later")]
+    StoreUnavailable { retry_after: u32 },
+    #[error("internal error")]
+    Internal,
+}
+
+impl IngestError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownSource => "unknown_source",
+            Self::Auth(e) => e.code(),
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "body_too_large",
+            Self::BodyRead => "body_read_failed",
+            Self::Invalid(r) => r.code,
+            Self::Overloaded { .. } => "queue_full",
+            Self::ShuttingDown { .. } => "shutting_down",
+            Self::StoreUnavailable { .. } => "store_unavailable",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid(r) => r.field.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u32> {
+        match self {
+            Self::Overloaded { retry_after }
+            | Self::ShuttingDown { retry_after }
+            | Self::StoreUnavailable { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// The answer for a submission that was not committed.
+    pub fn from_submit(e: SubmitError, retry_after: u32) -> Self {
+        match e {
+            SubmitError::QueueFull => Self::Overloaded { retry_after },
+            SubmitError::Closed => Self::ShuttingDown { retry_after },
+            SubmitError::Store { transient: true } => Self::StoreUnavailable { retry_after },
+            SubmitError::Store { transient: false } => Self::Internal,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ResponseError for IngestError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::UnknownSource => StatusCode::NOT_FOUND,
+            Self::Auth(_) => StatusCode::UNAUTHORIZED,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyRead | Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::Overloaded { .. } | Self::ShuttingDown { .. } | Self::StoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after() {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        if let Self::Auth(_) = self {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    "AKSK realm=\"SDP\",profile=\"UsernameToken\",type=\"Appkey\"",
+                ),
+            ));
+        }
+        response.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                field: self.field(),
+            },
+        })
+    }
+}

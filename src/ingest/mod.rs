@@ -1,0 +1,335 @@
+//! HTTP: the hook endpoint every source is served at, health, and the request-id middleware.
+
+mod error;
+mod source;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::Serialize;
+use tracing::Instrument;
+use uuid::Uuid;
+
+pub use error::IngestError;
+pub use source::{Source, SourceAuth};
+
+use crate::batch::Batcher;
+use crate::domain::{DeadLetter, DeadLetterScope, Outcome, Record};
+use crate::sources::{Parsed, Rejection};
+
+/// Shared by every HTTP worker.
+pub struct AppState {
+    pub sources: HashMap<String, Arc<Source>>,
+    pub batcher: Batcher,
+    pub max_body_bytes: usize,
+    pub retry_after_secs: u32,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/hooks/{source}", web::post().to(hook));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// The request id: taken from `X-Request-Id` when it is sane, else generated.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Gives every request an id, echoes it back, and puts it on every log line of the request.
+pub async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let mut res = next.call(req).instrument(span).await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID), v);
+    }
+    Ok(res)
+}
+
+/// What a hook answers on success.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub status: &'static str,
+    /// Records committed as new rows.
+    pub accepted: usize,
+    /// Records already stored before (platform retries); no new row.
+    pub duplicates: usize,
+    /// Records of a multi-record body that were refused (kept as dead letters).
+    pub rejected: Vec<RejectedRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RejectedRecord {
+    pub index: usize,
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Everything about a request that its dead letters record.
+struct Request<'a> {
+    state: &'a AppState,
+    source: &'a Source,
+    received_at: DateTime<Utc>,
+    request_id: Option<String>,
+    headers: &'a HeaderMap,
+}
+
+impl Request<'_> {
+    fn dead_letter(
+        &self,
+        scope: DeadLetterScope,
+        index: Option<usize>,
+        rejection: &Rejection,
+        body: Option<Vec<u8>>,
+    ) -> Record {
+        Record::DeadLetter(Box::new(DeadLetter {
+            id: Uuid::new_v4(),
+            source: self.source.name.clone(),
+            received_at: self.received_at,
+            request_id: self.request_id.clone(),
+            scope,
+            record_index: index.and_then(|i| i32::try_from(i).ok()),
+            code: rejection.code,
+            detail: rejection.message.clone(),
+            field: rejection.field.clone(),
+            body,
+            headers: redacted_headers(self.headers),
+        }))
+    }
+
+    /// Keeps a refused request, then returns the refusal. If it cannot be kept, the sender is
+    /// told to retry (503) rather than having its input silently lost, except for auth
+    /// failures, whose input is not ours to keep.
+    async fn refuse(&self, error: IngestError, body: Option<Vec<u8>>) -> IngestError {
+        let rejection = match &error {
+            IngestError::Invalid(r) => r.clone(),
+            other => Rejection::new(other.code(), other.to_string(), None),
+        };
+        tracing::info!(code = rejection.code, field = rejection.field.as_deref(), source = %self.source.name, "request refused");
+        let letter = self.dead_letter(DeadLetterScope::Request, None, &rejection, body);
+        match self.state.batcher.submit(vec![letter]).await {
+            Ok(_) => error,
+            Err(e) if matches!(error, IngestError::Auth(_)) => {
+                tracing::warn!(error = %e, "could not keep the dead letter of an auth failure");
+                error
+            }
+            Err(e) => {
+                tracing::error!(error = %e, code = rejection.code, "could not keep a refused body; asking the sender to retry");
+                IngestError::from_submit(e, self.state.retry_after_secs)
+            }
+        }
+    }
+}
+
+/// Header names whose values are secrets.
+const SECRET_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "x-api-key"];
+
+/// Request headers as a JSON object, with secrets redacted: X-AKSK keeps Username, Nonce and
+/// Created (what one needs to debug a signature) but not PasswordDigest.
+pub fn redacted_headers(headers: &HeaderMap) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        let value = String::from_utf8_lossy(value.as_bytes());
+        let value = if SECRET_HEADERS.contains(&name) {
+            "[redacted]".to_owned()
+        } else if name == "x-aksk" {
+            redact_digest(&value)
+        } else {
+            value.into_owned()
+        };
+        match map.get_mut(name) {
+            Some(serde_json::Value::String(prev)) => {
+                prev.push_str(", ");
+                prev.push_str(&value);
+            }
+            _ => {
+                map.insert(name.to_owned(), value.into());
+            }
+        }
+    }
+    serde_json::Value::Object(map)
+}
+
+fn redact_digest(x_aksk: &str) -> String {
+    x_aksk
+        .split(',')
+        .map(|part| match part.split_once('=') {
+            Some((key, _)) if key.trim() == "PasswordDigest" => format!("{key}=\"[redacted]\""),
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn is_json_utf8(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = essence == "application/json" || essence.ends_with("+json");
+    json && parts.all(|p| match p.split_once('=') {
+        Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+            let v = v.trim().trim_matches('"');
+            v.eq_ignore_ascii_case("utf-8") || v.eq_ignore_ascii_case("utf8")
+        }
+        _ => true,
+    })
+}
+
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<Vec<u8>, IngestError> {
+    if declared.is_some_and(|n| n > limit) {
+        return Err(IngestError::PayloadTooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| IngestError::BodyRead)?;
+        if body.len() + chunk.len() > limit {
+            return Err(IngestError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `POST /hooks/{source}`: authenticate, read, parse, commit, and only then answer.
+async fn hook(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, IngestError> {
+    let received_at = Utc::now();
+    let source = state
+        .sources
+        .get(path.as_str())
+        .ok_or(IngestError::UnknownSource)?;
+    let request = Request {
+        state: &state,
+        source,
+        received_at,
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        headers: req.headers(),
+    };
+
+    // AKSK signs the URL, not the body: check it before reading a byte of the body.
+    let seen_url = {
+        let info = req.connection_info();
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        format!("{}://{}{}", info.scheme(), info.host(), path)
+    };
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Err(e) = source.authenticate(header, &seen_url, received_at) {
+        return Err(request.refuse(IngestError::Auth(e), None).await);
+    }
+
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = match read_body(payload, state.max_body_bytes, declared).await {
+        Ok(body) => body,
+        Err(e @ IngestError::PayloadTooLarge { .. }) => return Err(request.refuse(e, None).await),
+        Err(e) => return Err(e),
+    };
+    let content_type = header(header::CONTENT_TYPE.as_str()).unwrap_or("");
+    if !is_json_utf8(content_type) {
+        let e = IngestError::UnsupportedMediaType(content_type.to_owned());
+        return Err(request.refuse(e, Some(body)).await);
+    }
+
+    let Parsed { mut records, rejected } = match source.parse(&body, received_at) {
+        Ok(parsed) => parsed,
+        Err(rejection) => return Err(request.refuse(IngestError::Invalid(rejection), Some(body)).await),
+    };
+    let accepted_count = records.len();
+    let mut rejected_out = Vec::with_capacity(rejected.len());
+    for r in rejected {
+        tracing::info!(code = r.rejection.code, field = r.rejection.field.as_deref(), index = r.index, "record refused");
+        records.push(request.dead_letter(
+            DeadLetterScope::Record,
+            Some(r.index),
+            &r.rejection,
+            Some(r.raw.into_bytes()),
+        ));
+        rejected_out.push(RejectedRecord {
+            index: r.index,
+            code: r.rejection.code,
+            message: r.rejection.message,
+            field: r.rejection.field,
+        });
+    }
+    let outcomes = state
+        .batcher
+        .submit(records)
+        .await
+        .map_err(|e| IngestError::from_submit(e, state.retry_after_secs))?;
+    let inserted = outcomes[..accepted_count]
+        .iter()
+        .filter(|o| **o == Outcome::Inserted)
+        .count();
+    Ok(HttpResponse::Ok().json(Accepted {
+        status: "ok",
+        accepted: inserted,
+        duplicates: accepted_count - inserted,
+        rejected: rejected_out,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert!(is_json_utf8("application/json;charset=UTF-8"));
+        assert!(is_json_utf8("application/json"));
+        assert!(is_json_utf8("Application/JSON; charset=\"utf-8\""));
+        assert!(is_json_utf8("application/cloudevents+json"));
+        assert!(!is_json_utf8("application/json; charset=GBK"));
+        assert!(!is_json_utf8("text/plain"));
+        assert!(!is_json_utf8(""));
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_kept_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("AKSK realm=\"SDP\""));
+        h.insert(
+            header::HeaderName::from_static("x-aksk"),
+            HeaderValue::from_static("UsernameToken Username=\"k\", PasswordDigest=\"c2VjcmV0\", Nonce=\"n1\", Created=\"2026-11-21T08:00:00Z\""),
+        );
+        let v = redacted_headers(&h);
+        assert_eq!(v["authorization"], "[redacted]");
+        let aksk = v["x-aksk"].as_str().unwrap();
+        assert!(!aksk.contains("c2VjcmV0"), "{aksk}");
+        assert!(aksk.contains("Username=\"k\"") && aksk.contains("Nonce=\"n1\""));
+    }
+}

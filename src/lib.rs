@@ -1,0 +1,14 @@
+//! ringback: durable ingest of telephony platform callbacks.
+//!
+//! Data flow (see ARCHITECTURE.md): `ingest` (HTTP, auth) → `sources` (platform wire formats
+//! into `domain` records) → `batch` (one bounded queue, group commit) → `store` (one
+//! transaction per batch) → answer.
+
+pub mod batch;
+pub mod config;
+pub mod domain;
+pub mod ingest;
+pub mod sources;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

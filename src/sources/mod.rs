@@ -1,0 +1,97 @@
+//! One module per platform: wire structs that mirror the platform's JSON exactly, and the
+//! conversion into domain records, where the rules live.
+
+pub mod huawei;
+mod lenient;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::Record;
+
+/// Why input was refused: a stable machine-readable `code`, a human message, and the JSON path
+/// of the offending field when there is one. The same value is sent to the platform and kept
+/// in the dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl Rejection {
+    pub fn new(code: &'static str, message: impl Into<String>, field: Option<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            field,
+        }
+    }
+
+    /// Classifies a serde_json error met while reading `field_prefix` (a JSON path).
+    pub fn from_json(err: serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> Self {
+        let inner = err.inner();
+        let code = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                "invalid_json"
+            }
+            serde_json::error::Category::Io => "invalid_json",
+            serde_json::error::Category::Data => {
+                let msg = inner.to_string();
+                if msg.starts_with("invalid type") {
+                    "invalid_type"
+                } else if msg.starts_with("duplicate field") {
+                    "duplicate_field"
+                } else {
+                    "invalid_value"
+                }
+            }
+        };
+        let path = err.path().to_string();
+        let field = join_path(prefix, if path == "." || path == "?" { "" } else { &path });
+        // serde_json appends the position; inside a record it is relative to the record, which
+        // would mislead, so it is only kept for syntax errors of the whole body.
+        let mut message = inner.to_string();
+        if code != "invalid_json" || !prefix.is_empty() {
+            if let Some(at) = message.rfind(" at line ") {
+                message.truncate(at);
+            }
+        }
+        Self::new(code, message, Some(field).filter(|f| !f.is_empty()))
+    }
+}
+
+/// Joins JSON path segments: `join_path("feeLst[2]", "direction")` → `feeLst[2].direction`.
+pub fn join_path(prefix: &str, rest: &str) -> String {
+    match (prefix.is_empty(), rest.is_empty()) {
+        (true, _) => rest.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) if rest.starts_with('[') => format!("{prefix}{rest}"),
+        (false, false) => format!("{prefix}.{rest}"),
+    }
+}
+
+/// A record of a multi-record body that was refused while the others were accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordRejection {
+    /// Position in the body's list (`feeLst[index]`).
+    pub index: usize,
+    pub rejection: Rejection,
+    /// The record's JSON exactly as sent.
+    pub raw: String,
+}
+
+/// What a body turned into.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub records: Vec<Record>,
+    pub rejected: Vec<RecordRejection>,
+}
+
+/// What parsing needs to know about the request.
+#[derive(Debug, Clone)]
+pub struct ParseContext {
+    pub source: Arc<str>,
+    pub received_at: DateTime<Utc>,
+}

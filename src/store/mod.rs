@@ -1,0 +1,114 @@
+//! Durable storage: the [`Store`] trait and its PostgreSQL and SQLite implementations.
+//!
+//! A batch is committed in ONE transaction. Records carry a deterministic id derived from their
+//! dedupe key, and every insert is `ON CONFLICT DO NOTHING`, so a platform retry (or the same
+//! record twice in one batch) becomes a [`Outcome::Duplicate`] and never a second row.
+
+mod postgres;
+mod rows;
+mod sqlite;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::config::DatabaseConfig;
+use crate::domain::{Outcome, Record};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or refused work for now; retrying may succeed.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database rejected the statement; retrying will not help.
+    #[error("database rejected the batch")]
+    Rejected(#[source] sqlx::Error),
+    #[error("applying migrations failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("creating the database directory {0} failed")]
+    Directory(String, #[source] std::io::Error),
+}
+
+impl StoreError {
+    /// Whether the same work could succeed if tried again shortly.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        let transient = match &e {
+            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
+            E::Protocol(_) => true,
+            E::Database(db) => match db.code().as_deref() {
+                // PostgreSQL: connection exceptions (08…), insufficient resources (53…),
+                // operator intervention (57…), serialization failure and deadlock.
+                Some(code) if code.starts_with("08") || code.starts_with("53") => true,
+                Some(code) if code.starts_with("57") => true,
+                Some("40001" | "40P01") => true,
+                // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes.
+                Some(code) => matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6)),
+                None => false,
+            },
+            _ => false,
+        };
+        if transient {
+            Self::Unavailable(e)
+        } else {
+            Self::Rejected(e)
+        }
+    }
+}
+
+/// Where records are committed.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending schema migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Commits `records` in one transaction; returns what happened to each, in order. On error
+    /// nothing was committed.
+    async fn commit(&self, records: &[Record]) -> Result<Vec<Outcome>, StoreError>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Closes connections; called once on shutdown.
+    async fn close(&self);
+}
+
+/// Opens the store `config.url` names.
+pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreError> {
+    if config.url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(config).await?))
+    } else {
+        Ok(Arc::new(PgStore::connect(config).await?))
+    }
+}
+
+/// Turns the ids the database reports as inserted into one outcome per record. When the same
+/// id occurs twice in a batch, the first occurrence is the insert and later ones duplicates.
+pub(crate) fn outcomes(records: &[Record], inserted: HashSet<Uuid>) -> Vec<Outcome> {
+    let mut unclaimed = inserted;
+    records
+        .iter()
+        .map(|r| {
+            if unclaimed.remove(&r.id()) {
+                Outcome::Inserted
+            } else {
+                Outcome::Duplicate
+            }
+        })
+        .collect()
+}
