@@ -291,7 +291,10 @@ impl Config {
     /// Rejects settings that cannot work, naming the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.http.addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid("http.addr", "expected host:port, e.g. 127.0.0.1:8080"));
+            return Err(invalid(
+                "http.addr",
+                "expected host:port, e.g. 127.0.0.1:8080",
+            ));
         }
         if self.http.max_body_bytes < 1024 {
             return Err(invalid("http.max_body_bytes", "must be at least 1024"));
@@ -437,14 +440,18 @@ mod tests {
     fn errors_name_the_key() {
         assert!(err("[batch]\nmax_records = 0").starts_with("batch.max_records:"));
         assert!(err("[database]\nurl = \"mysql://x\"").starts_with("database.url:"));
-        assert!(err("[sources.hw]\nkind = \"huawei-voicecall\"\nauth = \"aksk\"")
-            .starts_with("sources.hw.app_key:"));
-        assert!(err(
-            "[sources.hw]\nkind = \"huawei-voicecall\"\nauth = \"aksk\"\napp_key = \"k\""
-        )
-        .starts_with("sources.hw.app_secret_env:"));
-        assert!(err("[sources.Bad]\nkind = \"huawei-voicecall\"\nauth = \"none\"")
-            .starts_with("sources.Bad:"));
+        assert!(
+            err("[sources.hw]\nkind = \"huawei-voicecall\"\nauth = \"aksk\"")
+                .starts_with("sources.hw.app_key:")
+        );
+        assert!(
+            err("[sources.hw]\nkind = \"huawei-voicecall\"\nauth = \"aksk\"\napp_key = \"k\"")
+                .starts_with("sources.hw.app_secret_env:")
+        );
+        assert!(
+            err("[sources.Bad]\nkind = \"huawei-voicecall\"\nauth = \"none\"")
+                .starts_with("sources.Bad:")
+        );
         assert!(err("[http]\nadr = \"x\"").contains("adr"));
     }
 

@@ -63,7 +63,11 @@ impl CdrTimes {
         let (leg_start, leg_alerting, leg_answer) = if callback {
             (self.fwd_start, self.fwd_alerting, self.fwd_answer)
         } else {
-            (self.call_out_start, self.call_out_alerting, self.call_out_answer)
+            (
+                self.call_out_start,
+                self.call_out_alerting,
+                self.call_out_answer,
+            )
         };
         let started_at = self.call_out_start.or(self.fwd_start);
         let ended_at = self.call_end.or(self.fail);

@@ -58,7 +58,10 @@ mod tests {
     #[test]
     fn global_numbers_are_compacted() {
         assert_eq!(norm("+8613800000022").as_deref(), Some("+8613800000022"));
-        assert_eq!(norm(" +86 138-0000-0022 ").as_deref(), Some("+8613800000022"));
+        assert_eq!(
+            norm(" +86 138-0000-0022 ").as_deref(),
+            Some("+8613800000022")
+        );
         assert_eq!(norm("008613800000022").as_deref(), Some("+8613800000022"));
         assert_eq!(norm("(0755) 1234.5678").as_deref(), Some("075512345678"));
     }

@@ -49,7 +49,10 @@ mod tests {
         let want = Some(utc("2019-01-24T03:04:24Z"));
         assert_eq!(parse_platform_time("2019-01-24T03:04:24Z").unwrap(), want);
         assert_eq!(parse_platform_time("2019-01-24T03:04:24").unwrap(), want);
-        assert_eq!(parse_platform_time("2019-01-24T11:04:24+08:00").unwrap(), want);
+        assert_eq!(
+            parse_platform_time("2019-01-24T11:04:24+08:00").unwrap(),
+            want
+        );
         assert_eq!(
             parse_platform_time("2019-01-24 03:04:24.5").unwrap(),
             Some(utc("2019-01-24T03:04:24.5Z"))

@@ -63,7 +63,8 @@ pub async fn request_id(
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     let mut res = next.call(req).instrument(span).await?;
     if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(header::HeaderName::from_static(REQUEST_ID), v);
+        res.headers_mut()
+            .insert(header::HeaderName::from_static(REQUEST_ID), v);
     }
     Ok(res)
 }
@@ -146,7 +147,12 @@ impl Request<'_> {
 }
 
 /// Header names whose values are secrets.
-const SECRET_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "x-api-key"];
+const SECRET_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+];
 
 /// Request headers as a JSON object, with secrets redacted: X-AKSK keeps Username, Nonce and
 /// Created (what one needs to debug a signature) but not PasswordDigest.
@@ -175,15 +181,17 @@ pub fn redacted_headers(headers: &HeaderMap) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// Keeps the parts of an X-AKSK header one needs to debug a signature (Username, Nonce,
+/// Created), never PasswordDigest; a header that does not parse is dropped whole, since what
+/// it holds is unknown.
 fn redact_digest(x_aksk: &str) -> String {
-    x_aksk
-        .split(',')
-        .map(|part| match part.split_once('=') {
-            Some((key, _)) if key.trim() == "PasswordDigest" => format!("{key}=\"[redacted]\""),
-            _ => part.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    match crate::sources::huawei::aksk::parse_header(x_aksk) {
+        Ok(t) => format!(
+            "UsernameToken Username=\"{}\", PasswordDigest=\"[redacted]\", Nonce=\"{}\", Created=\"{}\"",
+            t.username, t.nonce, t.created
+        ),
+        Err(_) => "[redacted]".to_owned(),
+    }
 }
 
 fn is_json_utf8(content_type: &str) -> bool {
@@ -265,14 +273,26 @@ async fn hook(
         return Err(request.refuse(e, Some(body)).await);
     }
 
-    let Parsed { mut records, rejected } = match source.parse(&body, received_at) {
+    let Parsed {
+        mut records,
+        rejected,
+    } = match source.parse(&body, received_at) {
         Ok(parsed) => parsed,
-        Err(rejection) => return Err(request.refuse(IngestError::Invalid(rejection), Some(body)).await),
+        Err(rejection) => {
+            return Err(request
+                .refuse(IngestError::Invalid(rejection), Some(body))
+                .await)
+        }
     };
     let accepted_count = records.len();
     let mut rejected_out = Vec::with_capacity(rejected.len());
     for r in rejected {
-        tracing::info!(code = r.rejection.code, field = r.rejection.field.as_deref(), index = r.index, "record refused");
+        tracing::info!(
+            code = r.rejection.code,
+            field = r.rejection.field.as_deref(),
+            index = r.index,
+            "record refused"
+        );
         records.push(request.dead_letter(
             DeadLetterScope::Record,
             Some(r.index),
@@ -321,7 +341,10 @@ mod tests {
     #[test]
     fn secrets_are_redacted_from_kept_headers() {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("AKSK realm=\"SDP\""));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("AKSK realm=\"SDP\""),
+        );
         h.insert(
             header::HeaderName::from_static("x-aksk"),
             HeaderValue::from_static("UsernameToken Username=\"k\", PasswordDigest=\"c2VjcmV0\", Nonce=\"n1\", Created=\"2026-11-21T08:00:00Z\""),

@@ -49,7 +49,14 @@ impl Rejection {
             }
         };
         let path = err.path().to_string();
-        let field = join_path(prefix, if path == "." || path == "?" { "" } else { &path });
+        let field = join_path(
+            prefix,
+            if path == "." || path == "?" {
+                ""
+            } else {
+                &path
+            },
+        );
         // serde_json appends the position; inside a record it is relative to the record, which
         // would mislead, so it is only kept for syntax errors of the whole body.
         let mut message = inner.to_string();

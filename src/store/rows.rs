@@ -71,7 +71,10 @@ const CALL_EVENT_COLUMNS: &str = "INSERT INTO call_events (id, source, dedupe_ke
      state_desc, received_at, raw) ";
 
 /// `INSERT … ON CONFLICT DO NOTHING RETURNING id` for a chunk of call events.
-pub(crate) fn insert_call_events<'a, DB>(rows: &[&'a CallEvent], d: &Dialect) -> QueryBuilder<'a, DB>
+pub(crate) fn insert_call_events<'a, DB>(
+    rows: &[&'a CallEvent],
+    d: &Dialect,
+) -> QueryBuilder<'a, DB>
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
@@ -82,7 +85,8 @@ where
 {
     let mut qb = QueryBuilder::new(CALL_EVENT_COLUMNS);
     qb.push_values(rows.iter().copied(), |mut b, e: &'a CallEvent| {
-        b.push_bind(e.meta.id.to_string()).push_unseparated(d.uuid_cast);
+        b.push_bind(e.meta.id.to_string())
+            .push_unseparated(d.uuid_cast);
         b.push_bind(&*e.meta.source)
             .push_bind(e.meta.dedupe_key.as_str())
             .push_bind(e.event_type.as_str())
@@ -134,7 +138,8 @@ where
     qb.push_values(rows.iter().copied(), |mut b, c: &'a Cdr| {
         let t = &c.times;
         let x = &c.derived;
-        b.push_bind(c.meta.id.to_string()).push_unseparated(d.uuid_cast);
+        b.push_bind(c.meta.id.to_string())
+            .push_unseparated(d.uuid_cast);
         b.push_bind(&*c.meta.source)
             .push_bind(c.meta.dedupe_key.as_str())
             .push_bind(c.icid.as_deref())
@@ -193,7 +198,10 @@ where
 pub(crate) const DEAD_LETTER_PARAMS: usize = 12;
 
 /// Plain `INSERT` for a chunk of dead letters (their ids are random; nothing to dedupe).
-pub(crate) fn insert_dead_letters<'a, DB>(rows: &[&'a DeadLetter], d: &Dialect) -> QueryBuilder<'a, DB>
+pub(crate) fn insert_dead_letters<'a, DB>(
+    rows: &[&'a DeadLetter],
+    d: &Dialect,
+) -> QueryBuilder<'a, DB>
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,

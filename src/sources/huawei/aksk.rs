@@ -111,7 +111,9 @@ pub fn parse_header(value: &str) -> Result<UsernameToken<'_>, AuthError> {
         || token.nonce.len() > 128
         || !token.nonce.bytes().all(|b| b.is_ascii_alphanumeric())
     {
-        return Err(AuthError::Malformed("Nonce must be 1-128 letters and digits"));
+        return Err(AuthError::Malformed(
+            "Nonce must be 1-128 letters and digits",
+        ));
     }
     Ok(token)
 }
@@ -122,15 +124,31 @@ fn mac(secret: &[u8], url: &str, nonce: &str, created: &str, variant: DigestVari
         DigestVariant::Newline => b"\n",
         DigestVariant::Concat => b"",
     };
-    for part in [url.as_bytes(), sep, nonce.as_bytes(), sep, created.as_bytes()] {
+    for part in [
+        url.as_bytes(),
+        sep,
+        nonce.as_bytes(),
+        sep,
+        created.as_bytes(),
+    ] {
         mac.update(part);
     }
     mac
 }
 
 /// Computes PasswordDigest as the platform does.
-pub fn digest(secret: &[u8], url: &str, nonce: &str, created: &str, variant: DigestVariant) -> String {
-    BASE64.encode(mac(secret, url, nonce, created, variant).finalize().into_bytes())
+pub fn digest(
+    secret: &[u8],
+    url: &str,
+    nonce: &str,
+    created: &str,
+    variant: DigestVariant,
+) -> String {
+    BASE64.encode(
+        mac(secret, url, nonce, created, variant)
+            .finalize()
+            .into_bytes(),
+    )
 }
 
 /// Builds a complete `X-AKSK` header value, as the platform would send it.
@@ -198,8 +216,7 @@ impl AkskVerifier {
     ) -> Result<(), AuthError> {
         let token = parse_header(header.ok_or(AuthError::Missing)?)?;
         // Constant-time even for the app key, so its value cannot be probed byte by byte.
-        let key_ok: bool =
-            subtle_eq(token.username.as_bytes(), self.app_key.as_bytes());
+        let key_ok: bool = subtle_eq(token.username.as_bytes(), self.app_key.as_bytes());
         if !key_ok {
             return Err(AuthError::UnknownAppKey);
         }
@@ -208,15 +225,22 @@ impl AkskVerifier {
             .map_err(|_| AuthError::Malformed("PasswordDigest is not Base64"))?;
         let url = self.signed_url(seen_url);
         let signed = self.variants.iter().any(|&variant| {
-            mac(self.secret.expose(), url, token.nonce, token.created, variant)
-                .verify_slice(&provided)
-                .is_ok()
+            mac(
+                self.secret.expose(),
+                url,
+                token.nonce,
+                token.created,
+                variant,
+            )
+            .verify_slice(&provided)
+            .is_ok()
         });
         if !signed {
             return Err(AuthError::SignatureMismatch);
         }
-        let created = parse_created(token.created)
-            .ok_or(AuthError::Malformed("Created must look like 2018-02-12T15:30:20Z"))?;
+        let created = parse_created(token.created).ok_or(AuthError::Malformed(
+            "Created must look like 2018-02-12T15:30:20Z",
+        ))?;
         let readings: Vec<DateTime<Utc>> = self
             .zones
             .iter()
@@ -225,10 +249,7 @@ impl AkskVerifier {
                 CreatedZone::Beijing => created - Duration::hours(8),
             })
             .collect();
-        if !readings
-            .iter()
-            .any(|&t| (now - t).abs() <= self.max_skew)
-        {
+        if !readings.iter().any(|&t| (now - t).abs() <= self.max_skew) {
             return Err(AuthError::Stale);
         }
         // Remember the nonce until no reading of Created could be fresh any more.
@@ -325,7 +346,14 @@ mod tests {
     }
 
     fn header(nonce: &str, created: DateTime<Utc>, variant: DigestVariant) -> String {
-        header_value("app", SECRET, URL, nonce, &created.format(CREATED_FORMAT).to_string(), variant)
+        header_value(
+            "app",
+            SECRET,
+            URL,
+            nonce,
+            &created.format(CREATED_FORMAT).to_string(),
+            variant,
+        )
     }
 
     #[test]
@@ -333,24 +361,44 @@ mod tests {
         // Independently computed: printf 'https://cb.example.com/hooks/hw\nabc123\n2026-11-21T08:00:00Z'
         //   | openssl dgst -sha256 -hmac app-secret -binary | base64
         let want = "gcCBdyr0k9f7XHvLWB1mBTYFTkOCloAYLMB57LAYyuM=";
-        let got = digest(SECRET, URL, "abc123", "2026-11-21T08:00:00Z", DigestVariant::Newline);
+        let got = digest(
+            SECRET,
+            URL,
+            "abc123",
+            "2026-11-21T08:00:00Z",
+            DigestVariant::Newline,
+        );
         assert_eq!(got, want);
     }
 
     #[test]
     fn both_layouts_and_both_zones_verify() {
         let v = all();
-        v.verify(Some(&header("n1", now(), DigestVariant::Newline)), "", now()).unwrap();
-        v.verify(Some(&header("n2", now(), DigestVariant::Concat)), "", now()).unwrap();
+        v.verify(
+            Some(&header("n1", now(), DigestVariant::Newline)),
+            "",
+            now(),
+        )
+        .unwrap();
+        v.verify(Some(&header("n2", now(), DigestVariant::Concat)), "", now())
+            .unwrap();
         let beijing = now() + Duration::hours(8);
-        v.verify(Some(&header("n3", beijing, DigestVariant::Newline)), "", now()).unwrap();
+        v.verify(
+            Some(&header("n3", beijing, DigestVariant::Newline)),
+            "",
+            now(),
+        )
+        .unwrap();
     }
 
     #[test]
     fn restricted_variants_refuse_the_others() {
         let v = verifier(vec![DigestVariant::Newline], vec![CreatedZone::Utc]);
         let concat = header("n1", now(), DigestVariant::Concat);
-        assert_eq!(v.verify(Some(&concat), "", now()), Err(AuthError::SignatureMismatch));
+        assert_eq!(
+            v.verify(Some(&concat), "", now()),
+            Err(AuthError::SignatureMismatch)
+        );
         let beijing = header("n2", now() + Duration::hours(8), DigestVariant::Newline);
         assert_eq!(v.verify(Some(&beijing), "", now()), Err(AuthError::Stale));
     }
@@ -358,17 +406,49 @@ mod tests {
     #[test]
     fn distinct_failures_have_distinct_codes() {
         let v = all();
-        assert_eq!(v.verify(None, "", now()).unwrap_err().code(), "auth_missing");
-        assert_eq!(v.verify(Some("Basic abc"), "", now()).unwrap_err().code(), "auth_malformed");
-        let other_key = header_value("other", SECRET, URL, "n", "2026-11-21T08:00:00Z", DigestVariant::Newline);
-        assert_eq!(v.verify(Some(&other_key), "", now()).unwrap_err().code(), "unknown_app_key");
-        let wrong = header_value("app", b"nope", URL, "n", "2026-11-21T08:00:00Z", DigestVariant::Newline);
-        assert_eq!(v.verify(Some(&wrong), "", now()).unwrap_err().code(), "signature_mismatch");
+        assert_eq!(
+            v.verify(None, "", now()).unwrap_err().code(),
+            "auth_missing"
+        );
+        assert_eq!(
+            v.verify(Some("Basic abc"), "", now()).unwrap_err().code(),
+            "auth_malformed"
+        );
+        let other_key = header_value(
+            "other",
+            SECRET,
+            URL,
+            "n",
+            "2026-11-21T08:00:00Z",
+            DigestVariant::Newline,
+        );
+        assert_eq!(
+            v.verify(Some(&other_key), "", now()).unwrap_err().code(),
+            "unknown_app_key"
+        );
+        let wrong = header_value(
+            "app",
+            b"nope",
+            URL,
+            "n",
+            "2026-11-21T08:00:00Z",
+            DigestVariant::Newline,
+        );
+        assert_eq!(
+            v.verify(Some(&wrong), "", now()).unwrap_err().code(),
+            "signature_mismatch"
+        );
         let stale = header("n", now() - Duration::minutes(6), DigestVariant::Newline);
-        assert_eq!(v.verify(Some(&stale), "", now()).unwrap_err().code(), "stale_created");
+        assert_eq!(
+            v.verify(Some(&stale), "", now()).unwrap_err().code(),
+            "stale_created"
+        );
         let h = header("again", now(), DigestVariant::Newline);
         v.verify(Some(&h), "", now()).unwrap();
-        assert_eq!(v.verify(Some(&h), "", now()).unwrap_err().code(), "nonce_reused");
+        assert_eq!(
+            v.verify(Some(&h), "", now()).unwrap_err().code(),
+            "nonce_reused"
+        );
     }
 
     #[test]
@@ -396,13 +476,19 @@ mod tests {
         let h = header_value("app", SECRET, seen, "n", &created, DigestVariant::Newline);
         v.verify(Some(&h), seen, now()).unwrap();
         let h = header_value("app", SECRET, URL, "m", &created, DigestVariant::Newline);
-        assert_eq!(v.verify(Some(&h), seen, now()), Err(AuthError::SignatureMismatch));
+        assert_eq!(
+            v.verify(Some(&h), seen, now()),
+            Err(AuthError::SignatureMismatch)
+        );
     }
 
     #[test]
     fn header_parsing_is_tolerant_of_order_and_spacing_but_not_of_garbage() {
         let t = parse_header(r#"UsernameToken Nonce="abc",Created="2026-11-21T08:00:00Z" ,  Username="k", PasswordDigest="ZA==""#).unwrap();
-        assert_eq!((t.username, t.nonce, t.password_digest), ("k", "abc", "ZA=="));
+        assert_eq!(
+            (t.username, t.nonce, t.password_digest),
+            ("k", "abc", "ZA==")
+        );
         for bad in [
             r#"UsernameToken Username=k, PasswordDigest="x", Nonce="n", Created="c""#,
             r#"UsernameToken Username="k", Nonce="n", Created="c""#,
@@ -410,7 +496,10 @@ mod tests {
             r#"UsernameToken Username="k", PasswordDigest="x", Nonce="n-1", Created="c""#,
             "",
         ] {
-            assert!(matches!(parse_header(bad), Err(AuthError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(parse_header(bad), Err(AuthError::Malformed(_))),
+                "{bad}"
+            );
         }
     }
 }

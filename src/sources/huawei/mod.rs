@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
 use super::lenient::LenientString;
-use super::{join_path, ParseContext, Parsed, Rejection, RecordRejection};
+use super::{join_path, ParseContext, Parsed, RecordRejection, Rejection};
 use crate::domain::{
     parse_platform_time, CallEvent, CallEventType, Cdr, CdrTimes, PhoneNumber, Record, RecordKind,
     RecordMeta,
@@ -121,7 +121,8 @@ impl<'a> Path<'a> {
 
 fn deserialize<'a, T: serde::Deserialize<'a>>(text: &'a str, at: &str) -> Result<T, Rejection> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| Rejection::from_json(e, at))?;
+    let value =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| Rejection::from_json(e, at))?;
     de.end().map_err(|e| {
         Rejection::new(
             "invalid_json",
@@ -237,10 +238,7 @@ fn parse_status(
     };
     let info: wire::StatusInfo = deserialize(raw.get(), "statusInfo")?;
     let session_id = required(info.session_id, at, "sessionId")?;
-    let occurred_at = status_time(
-        info.timestamp.ok_or_else(|| missing(at, "timestamp"))?,
-        at,
-    )?;
+    let occurred_at = status_time(info.timestamp.ok_or_else(|| missing(at, "timestamp"))?, at)?;
     let state_code = int32(info.state_code, at, "stateCode")?;
     let dedupe_key = CallEvent::dedupe_key(&session_id, event_type, occurred_at);
     Ok(CallEvent {
@@ -312,7 +310,12 @@ fn parse_fee(raw: &RawValue, index: usize, ctx: &ParseContext) -> Result<Cdr, Re
     let icid = fee.icid.filter(|s| !s.trim().is_empty());
     let dedupe_key = Cdr::dedupe_key(icid.as_deref(), &session_id);
     Ok(Cdr {
-        meta: RecordMeta::new(ctx.source.clone(), RecordKind::Cdr, dedupe_key, ctx.received_at),
+        meta: RecordMeta::new(
+            ctx.source.clone(),
+            RecordKind::Cdr,
+            dedupe_key,
+            ctx.received_at,
+        ),
         direction,
         sp_id,
         app_key,

@@ -79,7 +79,11 @@ fn status_epoch_timestamps_are_read() {
             .to_string()
     };
     let want = Utc.with_ymd_and_hms(2019, 1, 24, 3, 4, 24).unwrap();
-    for ts in [json!(1548299064), json!(1548299064000_i64), json!("1548299064")] {
+    for ts in [
+        json!(1548299064),
+        json!(1548299064000_i64),
+        json!("1548299064"),
+    ] {
         let parsed = parse(&body(ts.clone())).unwrap();
         let Record::CallEvent(e) = &parsed.records[0] else {
             unreachable!()
@@ -116,19 +120,34 @@ fn envelope_errors_have_codes_and_fields() {
     assert_eq!(r.field.as_deref(), Some("eventType"));
 
     let r = rejection(r#"{"eventType":"Callout","statusInfo":{}}"#);
-    assert_eq!(r.code, "unknown_event_type", "event types are case-sensitive");
+    assert_eq!(
+        r.code, "unknown_event_type",
+        "event types are case-sensitive"
+    );
 
     let r = rejection(r#"{"statusInfo":{}}"#);
-    assert_eq!((r.code, r.field.as_deref()), ("missing_field", Some("eventType")));
+    assert_eq!(
+        (r.code, r.field.as_deref()),
+        ("missing_field", Some("eventType"))
+    );
 
     let r = rejection(r#"{"eventType":"fee"}"#);
-    assert_eq!((r.code, r.field.as_deref()), ("missing_field", Some("feeLst")));
+    assert_eq!(
+        (r.code, r.field.as_deref()),
+        ("missing_field", Some("feeLst"))
+    );
 
     let r = rejection(r#"{"eventType":"fee","feeLst":[]}"#);
-    assert_eq!((r.code, r.field.as_deref()), ("fee_list_empty", Some("feeLst")));
+    assert_eq!(
+        (r.code, r.field.as_deref()),
+        ("fee_list_empty", Some("feeLst"))
+    );
 
     let r = rejection(r#"{"eventType":"fee","feeLst":{}}"#);
-    assert_eq!((r.code, r.field.as_deref()), ("invalid_type", Some("feeLst")));
+    assert_eq!(
+        (r.code, r.field.as_deref()),
+        ("invalid_type", Some("feeLst"))
+    );
 
     let r = rejection(r#"[1,2]"#);
     assert_eq!(r.code, "invalid_type");
@@ -144,24 +163,41 @@ fn envelope_errors_have_codes_and_fields() {
 fn fifty_one_records_are_refused_whole() {
     let end = Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap();
     let r = rejection(&sample::fee_body(1, 51, end).to_string());
-    assert_eq!((r.code, r.field.as_deref()), ("fee_list_too_long", Some("feeLst")));
+    assert_eq!(
+        (r.code, r.field.as_deref()),
+        ("fee_list_too_long", Some("feeLst"))
+    );
 }
 
 #[test]
 fn status_errors_point_into_status_info() {
     let r = rejection(r#"{"eventType":"answer","statusInfo":{"timestamp":"2019-01-24 03:04:24"}}"#);
-    assert_eq!((r.code, r.field.as_deref()), ("missing_field", Some("statusInfo.sessionId")));
+    assert_eq!(
+        (r.code, r.field.as_deref()),
+        ("missing_field", Some("statusInfo.sessionId"))
+    );
 
-    let r = rejection(r#"{"eventType":"answer","statusInfo":{"sessionId":"s","timestamp":"yesterday"}}"#);
-    assert_eq!((r.code, r.field.as_deref()), ("invalid_time", Some("statusInfo.timestamp")));
+    let r = rejection(
+        r#"{"eventType":"answer","statusInfo":{"sessionId":"s","timestamp":"yesterday"}}"#,
+    );
+    assert_eq!(
+        (r.code, r.field.as_deref()),
+        ("invalid_time", Some("statusInfo.timestamp"))
+    );
 
     let r = rejection(
         r#"{"eventType":"disconnect","statusInfo":{"sessionId":"s","timestamp":"2019-01-24 03:04:24","stateCode":"8001"}}"#,
     );
-    assert_eq!((r.code, r.field.as_deref()), ("invalid_type", Some("statusInfo.stateCode")));
+    assert_eq!(
+        (r.code, r.field.as_deref()),
+        ("invalid_type", Some("statusInfo.stateCode"))
+    );
 
     let r = rejection(r#"{"eventType":"answer","statusInfo":"s"}"#);
-    assert_eq!((r.code, r.field.as_deref()), ("invalid_type", Some("statusInfo")));
+    assert_eq!(
+        (r.code, r.field.as_deref()),
+        ("invalid_type", Some("statusInfo"))
+    );
 
     let r = rejection(
         r#"{"eventType":"answer","statusInfo":{"sessionId":"a","sessionId":"b","timestamp":"2019-01-24 03:04:24"}}"#,
@@ -183,7 +219,13 @@ fn bad_records_are_rejected_alone_with_their_path() {
     let got: Vec<_> = parsed
         .rejected
         .iter()
-        .map(|r| (r.index, r.rejection.code, r.rejection.field.clone().unwrap()))
+        .map(|r| {
+            (
+                r.index,
+                r.rejection.code,
+                r.rejection.field.clone().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         got,

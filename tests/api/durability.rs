@@ -1,0 +1,222 @@
+//! 2xx means durable: the answer waits for the commit, a failed commit is never a 2xx, a full
+//! queue is refused with Retry-After, and shutdown drains what is in flight.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use ringback::domain::{Outcome, Record};
+use ringback::store::{Store, StoreError};
+
+use crate::both_stores;
+use crate::common::{fixture, spawn_app, spawn_app_with, Backend, TestApp};
+
+/// Wraps the real store; commits wait for a permit, or fail.
+struct Wrapped {
+    inner: Arc<dyn Store>,
+    gate: Arc<Semaphore>,
+    entered: Arc<AtomicUsize>,
+    fail: bool,
+}
+
+#[async_trait]
+impl Store for Wrapped {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.inner.migrate().await
+    }
+    async fn commit(&self, records: &[Record]) -> Result<Vec<Outcome>, StoreError> {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        let _permit = self.gate.acquire().await.unwrap();
+        if self.fail {
+            return Err(StoreError::from(sqlx::Error::PoolTimedOut));
+        }
+        self.inner.commit(records).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+struct Handles {
+    gate: Arc<Semaphore>,
+    entered: Arc<AtomicUsize>,
+}
+
+async fn spawn_wrapped(
+    backend: Backend,
+    fail: bool,
+    permits: usize,
+    tweak: impl FnOnce(&mut ringback::config::Config),
+) -> (TestApp, Handles) {
+    let gate = Arc::new(Semaphore::new(permits));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let (g, e) = (gate.clone(), entered.clone());
+    let app = spawn_app_with(
+        backend,
+        tweak,
+        Some(Box::new(move |inner| {
+            Arc::new(Wrapped {
+                inner,
+                gate: g,
+                entered: e,
+                fail,
+            })
+        })),
+    )
+    .await;
+    (app, Handles { gate, entered })
+}
+
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn the_answer_waits_for_the_commit(backend: Backend) {
+    let (app, h) = spawn_wrapped(backend, false, 0, |_| {}).await;
+    let app = Arc::new(app);
+    let a = app.clone();
+    let pending = tokio::spawn(async move { a.post_signed(fixture("huawei/fee.json")).await });
+    wait_until("the batch reaches the store", || {
+        h.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!pending.is_finished(), "answered before the commit");
+    assert_eq!(app.db.count("cdrs").await, 0);
+    h.gate.add_permits(100);
+    let res = pending.await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.db.count("cdrs").await, 1);
+    Arc::into_inner(app).unwrap().stop().await;
+}
+
+async fn a_failed_commit_is_503_with_retry_after_and_no_row(backend: Backend) {
+    let (app, _h) = spawn_wrapped(backend, true, 100, |c| {
+        c.batch.commit_retries = 1;
+        c.batch.retry_backoff = Duration::from_millis(10);
+    })
+    .await;
+    let res = app.post_signed(fixture("huawei/fee.json")).await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "5");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    assert_eq!(app.db.count("cdrs").await, 0);
+    app.stop().await;
+}
+
+/// A real database refusing the transaction: PostgreSQL fails it at COMMIT (a deferred
+/// constraint trigger), SQLite at the insert (SQLite has no deferred triggers).
+async fn a_transaction_the_database_refuses_is_5xx_and_leaves_no_row(backend: Backend) {
+    let app = spawn_app(backend).await;
+    match backend {
+        Backend::Postgres => {
+            app.db
+                .execute(
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$; \
+                     CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON cdrs \
+                     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse();",
+                )
+                .await
+        }
+        Backend::Sqlite => {
+            app.db
+                .execute(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON cdrs \
+                     BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+                )
+                .await
+        }
+    }
+    let res = app.post_signed(fixture("huawei/fee.json")).await;
+    assert_eq!(res.status(), 500);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "internal_error");
+    assert!(
+        !body.to_string().contains("refused"),
+        "internals must not leak: {body}"
+    );
+    assert_eq!(app.db.count("cdrs").await, 0);
+    app.stop().await;
+}
+
+async fn a_full_queue_is_503_with_retry_after(backend: Backend) {
+    let (app, h) = spawn_wrapped(backend, false, 0, |c| {
+        c.batch.queue_capacity = 1;
+        c.batch.max_records = 1;
+        c.batch.linger = Duration::ZERO;
+    })
+    .await;
+    let app = Arc::new(app);
+    let post = |name: &'static str| {
+        let a = app.clone();
+        tokio::spawn(async move {
+            a.post_with("open", fixture(&format!("huawei/{name}.json")), &[])
+                .await
+        })
+    };
+    // The first request's batch is stuck in the store; the second waits in the queue.
+    let first = post("callout");
+    wait_until("the first batch reaches the store", || {
+        h.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let second = post("alerting");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let third = app
+        .post_with("open", fixture("huawei/answer.json"), &[])
+        .await;
+    assert_eq!(third.status(), 503);
+    assert_eq!(third.headers()["retry-after"], "5");
+    let body: Value = third.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "queue_full");
+
+    h.gate.add_permits(100);
+    assert_eq!(first.await.unwrap().status(), 200);
+    assert_eq!(second.await.unwrap().status(), 200);
+    assert_eq!(app.db.count("call_events").await, 2);
+    Arc::into_inner(app).unwrap().stop().await;
+}
+
+async fn shutdown_finishes_requests_in_flight(backend: Backend) {
+    let (app, h) = spawn_wrapped(backend, false, 0, |_| {}).await;
+    let app = Arc::new(app);
+    let a = app.clone();
+    let pending = tokio::spawn(async move { a.post_signed(fixture("huawei/fee.json")).await });
+    wait_until("the batch reaches the store", || {
+        h.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    app.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.gate.add_permits(100);
+    assert_eq!(pending.await.unwrap().status(), 200);
+    let app = Arc::into_inner(app).unwrap();
+    assert_eq!(app.db.count("cdrs").await, 1);
+    app.stop().await;
+}
+
+both_stores!(
+    the_answer_waits_for_the_commit,
+    a_failed_commit_is_503_with_retry_after_and_no_row,
+    a_transaction_the_database_refuses_is_5xx_and_leaves_no_row,
+    a_full_queue_is_503_with_retry_after,
+    shutdown_finishes_requests_in_flight,
+);

@@ -1,0 +1,9 @@
+//! HTTP API tests: the real application on port 0, a fresh database per test, both stores.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod durability;
+mod huawei;
+mod rejects;

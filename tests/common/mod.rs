@@ -1,0 +1,317 @@
+//! Test support shared by the integration test binaries: a fresh database per test
+//! (PostgreSQL or SQLite) and the real application started on port 0.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::AnyPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use ringback::config::{Config, DatabaseConfig, DigestVariant};
+use ringback::sources::huawei::aksk;
+use ringback::startup::Application;
+use ringback::store::{self, Store};
+
+/// The PostgreSQL server tests create their databases on. Configured and unreachable means the
+/// test fails: nothing passes by skipping.
+pub fn pg_admin_url() -> String {
+    std::env::var("RINGBACK_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pub pool: AnyPool,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        sqlx::any::install_default_drivers();
+        let (url, pg_name, dir) = match backend {
+            Backend::Postgres => {
+                let admin = pg_admin_url();
+                let name = format!("ringback_t_{}", Uuid::new_v4().simple());
+                let pool = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is unreachable: {e}"));
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&pool)
+                    .await
+                    .expect("CREATE DATABASE");
+                pool.close().await;
+                let mut url = url::Url::parse(&admin).unwrap();
+                url.set_path(&name);
+                (url.to_string(), Some(name), None)
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}/ringback.db?mode=rwc", dir.path().display());
+                (url, None, Some(dir))
+            }
+        };
+        // Creates the file (SQLite) and the schema.
+        let store = store::connect(&DatabaseConfig {
+            url: url.clone(),
+            ..DatabaseConfig::default()
+        })
+        .await
+        .expect("connecting the test store");
+        store.migrate().await.expect("migrations");
+        store.close().await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .expect("test pool");
+        Self {
+            backend,
+            url,
+            pool,
+            pg_name,
+            _dir: dir,
+        }
+    }
+
+    pub fn database_config(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: self.url.clone(),
+            max_connections: 4,
+            ..DatabaseConfig::default()
+        }
+    }
+
+    /// A store of the test's database (the real implementation).
+    pub async fn store(&self) -> Arc<dyn Store> {
+        store::connect(&self.database_config()).await.unwrap()
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        self.scalar_i64(&format!("SELECT COUNT(*) FROM {table}"))
+            .await
+    }
+
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub async fn rows(&self, sql: &str) -> Vec<AnyRow> {
+        sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Runs a statement (test setup such as failure-injecting triggers).
+    pub async fn execute(&self, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    pub async fn drop_db(self) {
+        self.pool.close().await;
+        if let Some(name) = self.pg_name {
+            let pool = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&pg_admin_url())
+                .await
+                .unwrap();
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&pool)
+                .await;
+        }
+    }
+}
+
+pub const APP_KEY: &str = "ka4kESI5s3YyurL1wpx63s9YnEm2";
+pub const APP_SECRET: &str = "test-app-secret";
+pub const PUBLIC_URL: &str = "https://callbacks.example.com/hooks/hw";
+
+/// The running application.
+pub struct TestApp {
+    pub address: String,
+    pub db: TestDb,
+    pub client: reqwest::Client,
+    pub shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _secret: tempfile::NamedTempFile,
+}
+
+/// Settings every test app gets: a signed source `hw` (AKSK, secret in a file) and an open
+/// source `open`.
+pub fn base_config(db: &TestDb, secret_path: &std::path::Path) -> Config {
+    if std::env::var_os("TEST_LOG").is_some() {
+        ringback::telemetry::init(&Default::default());
+    }
+    let mut config = Config::from_toml(&format!(
+        r#"
+        [http]
+        addr = "127.0.0.1:0"
+        workers = 2
+        shutdown_timeout = "5s"
+
+        [sources.hw]
+        kind = "huawei-voicecall"
+        auth = "aksk"
+        app_key = "{APP_KEY}"
+        app_secret_file = "{}"
+        public_url = "{PUBLIC_URL}"
+
+        [sources.open]
+        kind = "huawei-voicecall"
+        auth = "none"
+        "#,
+        secret_path.display()
+    ))
+    .unwrap();
+    config.database = db.database_config();
+    config
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}, None).await
+}
+
+/// Starts the app with `tweak` applied to its config, and optionally a store of the test's
+/// own wrapping (to inject failures and delays).
+pub async fn spawn_app_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Config),
+    store: Option<Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store>>>,
+) -> TestApp {
+    let db = TestDb::new(backend).await;
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), format!("{APP_SECRET}\n")).unwrap();
+    let mut config = base_config(&db, secret.path());
+    tweak(&mut config);
+    let app = match store {
+        None => Application::build(config).await.expect("build"),
+        Some(wrap) => {
+            let inner = db.store().await;
+            Application::build_with_store(config, wrap(inner))
+                .await
+                .expect("build")
+        }
+    };
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        address,
+        db,
+        client: reqwest::Client::new(),
+        shutdown,
+        task,
+        _secret: secret,
+    }
+}
+
+/// A fresh, valid X-AKSK header for `url`.
+pub fn x_aksk(url: &str) -> String {
+    x_aksk_at(
+        url,
+        &Uuid::new_v4().simple().to_string(),
+        Utc::now(),
+        APP_SECRET,
+    )
+}
+
+pub fn x_aksk_at(url: &str, nonce: &str, created: chrono::DateTime<Utc>, secret: &str) -> String {
+    aksk::header_value(
+        APP_KEY,
+        secret.as_bytes(),
+        url,
+        nonce,
+        &created.format(aksk::CREATED_FORMAT).to_string(),
+        DigestVariant::Newline,
+    )
+}
+
+impl TestApp {
+    /// Posts `body` to source `hw`, signed as Huawei signs.
+    pub async fn post_signed(&self, body: impl Into<String>) -> reqwest::Response {
+        self.post_with("hw", body, &[("x-aksk", x_aksk(PUBLIC_URL))])
+            .await
+    }
+
+    /// Posts `body` to `/hooks/<source>` as JSON, with extra headers.
+    pub async fn post_with(
+        &self,
+        source: &str,
+        body: impl Into<String>,
+        headers: &[(&str, String)],
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/hooks/{source}", self.address))
+            .header("content-type", "application/json;charset=UTF-8")
+            .header(
+                "authorization",
+                r#"AKSK realm="SDP",profile="UsernameToken",type="Appkey""#,
+            )
+            .body(body.into());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// Stops the app gracefully and removes its database.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+        self.db.drop_db().await;
+    }
+}
+
+/// Reads a fixture from `tests/fixtures/`.
+pub fn fixture(path: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// Declares `async fn $name(backend: Backend)` tests once, run against both stores.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+}
