@@ -1,4 +1,4 @@
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 /// A platform time that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,6 +16,9 @@ pub fn parse_platform_time(raw: &str) -> Result<Option<DateTime<Utc>>, TimeError
     if s.is_empty() {
         return Ok(None);
     }
+    if let Some(n) = parse_fixed(s.as_bytes()) {
+        return Ok(Some(Utc.from_utc_datetime(&n)));
+    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Ok(Some(dt.with_timezone(&Utc)));
     }
@@ -26,6 +29,30 @@ pub fn parse_platform_time(raw: &str) -> Result<Option<DateTime<Utc>>, TimeError
         }
     }
     Err(TimeError(raw.to_owned()))
+}
+
+/// The documented layout, `yyyy-MM-dd HH:mm:ss` (or with `T`), read without a format
+/// interpreter: a CDR carries up to ten times, and this is most of parsing's cost otherwise.
+fn parse_fixed(s: &[u8]) -> Option<NaiveDateTime> {
+    if s.len() != 19
+        || s[4] != b'-'
+        || s[7] != b'-'
+        || !matches!(s[10], b' ' | b'T')
+        || s[13] != b':'
+        || s[16] != b':'
+    {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| {
+        s[range].iter().try_fold(0u32, |acc, &b| {
+            b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?.and_hms_opt(
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    )
 }
 
 #[cfg(test)]
@@ -65,5 +92,8 @@ mod tests {
         assert!(parse_platform_time("24/01/2019 03:04").is_err());
         assert!(parse_platform_time("2019-13-24 03:04:24").is_err());
         assert!(parse_platform_time("1548299064").is_err());
+        assert!(parse_platform_time("2019-01-24 03:04:6x").is_err());
+        assert!(parse_platform_time("2019-02-30 03:04:24").is_err());
+        assert!(parse_platform_time("2019-01-24 24:04:24").is_err());
     }
 }

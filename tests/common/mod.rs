@@ -301,7 +301,7 @@ macro_rules! both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::common::Backend::Postgres).await
+                    super::$name(crate::common::Backend::Postgres).await
                 }
             )*
         }
@@ -309,7 +309,7 @@ macro_rules! both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::common::Backend::Sqlite).await
+                    super::$name(crate::common::Backend::Sqlite).await
                 }
             )*
         }
