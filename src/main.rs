@@ -31,8 +31,19 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole cause chain on one line, without a backtrace: these are user errors.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
     telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve) {
@@ -52,8 +63,9 @@ async fn main() -> anyhow::Result<()> {
             println!("  database      = {}", redact_url(&config.database.url));
             for (name, source) in &config.sources {
                 println!(
-                    "  source {name:<12} kind={:?} auth={:?} -> POST /hooks/{name}",
-                    source.kind, source.auth
+                    "  source {name:<12} kind={} auth={} -> POST /hooks/{name}",
+                    config_name(&source.kind),
+                    config_name(&source.auth)
                 );
             }
             Ok(())
@@ -79,6 +91,14 @@ async fn wait_for_signal() {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
+}
+
+/// How a config enum is spelled in the TOML.
+fn config_name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Hides a password in a database URL.

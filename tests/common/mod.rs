@@ -188,6 +188,9 @@ pub fn base_config(db: &TestDb, secret_path: &std::path::Path) -> Config {
     config
 }
 
+/// Wraps the test database's real store in one of the test's own.
+pub type WrapStore = Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store>>;
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}, None).await
 }
@@ -197,7 +200,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(
     backend: Backend,
     tweak: impl FnOnce(&mut Config),
-    store: Option<Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store>>>,
+    store: Option<WrapStore>,
 ) -> TestApp {
     let db = TestDb::new(backend).await;
     let secret = tempfile::NamedTempFile::new().unwrap();
@@ -301,7 +304,7 @@ macro_rules! both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(crate::common::Backend::Postgres).await
+                    super::$name($crate::common::Backend::Postgres).await
                 }
             )*
         }
@@ -309,7 +312,7 @@ macro_rules! both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(crate::common::Backend::Sqlite).await
+                    super::$name($crate::common::Backend::Sqlite).await
                 }
             )*
         }
