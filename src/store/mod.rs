@@ -88,6 +88,10 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
+/// Huawei's code tables, upserted after the schema migrations on both databases (one copy of
+/// the data for both dialects; a corrected meaning reaches existing databases).
+pub(crate) const LOOKUPS: &str = include_str!("lookups.sql");
+
 /// Opens the store `config.url` names.
 pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreError> {
     if config.url.starts_with("sqlite:") {

@@ -53,6 +53,7 @@ impl Store for PgStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
+        sqlx::raw_sql(super::LOOKUPS).execute(&self.pool).await?;
         Ok(())
     }
 

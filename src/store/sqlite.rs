@@ -72,6 +72,7 @@ impl Store for SqliteStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
+        sqlx::raw_sql(super::LOOKUPS).execute(&self.pool).await?;
         Ok(())
     }
 
