@@ -23,6 +23,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub batch: BatchConfig,
+    pub kafka: KafkaConfig,
     pub log: LogConfig,
     /// Named callback sources; each is served at `POST /hooks/<name>`.
     pub sources: BTreeMap<String, SourceConfig>,
@@ -112,6 +113,80 @@ impl Default for BatchConfig {
             retry_backoff: Duration::from_millis(100),
             retry_after_secs: 5,
         }
+    }
+}
+
+/// Where committed records are republished.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers (`host:port,host:port`); `"embedded"` runs an in-process
+    /// Kafka-protocol broker (librdkafka's mock cluster, for trying ringback out); `""` means
+    /// outbox-only mode: records wait in the outbox until brokers are configured.
+    pub brokers: String,
+    /// Topics are `<topic_prefix>.<kind>` (`ringback.call-status`, `ringback.cdr`).
+    pub topic_prefix: String,
+    /// Per-kind topic names overriding the prefix rule, e.g. `{ cdr = "billing.cdrs" }`.
+    pub topics: BTreeMap<String, String>,
+    /// Extra librdkafka settings (`"linger.ms" = "5"`, `"security.protocol" = "SASL_SSL"`).
+    /// `enable.idempotence` and `acks` are fixed to `true` and `all`.
+    pub client: BTreeMap<String, String>,
+    /// How long librdkafka may try to deliver one message before the publisher falls back
+    /// to re-sending from the outbox.
+    #[serde(with = "humantime_serde")]
+    pub message_timeout: Duration,
+    /// How often the sweeper looks for entries left unpublished (crashes, other replicas).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Entries younger than this are left to the fast path of the replica that committed them.
+    #[serde(with = "humantime_serde")]
+    pub sweep_grace: Duration,
+    /// Entries one sweep claims at most.
+    pub sweep_batch: u32,
+    /// Longest pause between attempts while the brokers are unreachable.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// How long published entries stay in the outbox before they are pruned.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// On shutdown, how long to keep publishing; what is left stays in the outbox.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_deadline: Duration,
+}
+
+/// The embedded broker's name in `kafka.brokers`.
+pub const EMBEDDED_BROKER: &str = "embedded";
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: EMBEDDED_BROKER.into(),
+            topic_prefix: "ringback".into(),
+            topics: BTreeMap::new(),
+            client: BTreeMap::new(),
+            message_timeout: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(5),
+            sweep_grace: Duration::from_secs(2),
+            sweep_batch: 500,
+            max_backoff: Duration::from_secs(30),
+            retention: Duration::ZERO,
+            shutdown_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The topic records of `kind` go to.
+    pub fn topic(&self, kind: &str) -> String {
+        self.topics
+            .get(kind)
+            .cloned()
+            .unwrap_or_else(|| format!("{}.{kind}", self.topic_prefix))
+    }
+
+    /// Outbox-only mode: no brokers configured.
+    pub fn outbox_only(&self) -> bool {
+        self.brokers.trim().is_empty()
     }
 }
 
@@ -323,6 +398,29 @@ impl Config {
         }
         for (name, source) in &self.sources {
             source.validate(name)?;
+        }
+        let kafka = &self.kafka;
+        for key in ["enable.idempotence", "acks", "bootstrap.servers"] {
+            if kafka.client.contains_key(key) {
+                return Err(invalid(
+                    format!("kafka.client.{key}"),
+                    "is set by ringback (idempotent producer, acks=all, kafka.brokers)",
+                ));
+            }
+        }
+        for kind in kafka.topics.keys() {
+            if !crate::domain::RecordKind::ALL
+                .iter()
+                .any(|k| k.as_str() == kind)
+            {
+                return Err(invalid(format!("kafka.topics.{kind}"), "not a record kind"));
+            }
+        }
+        if kafka.message_timeout < Duration::from_secs(1) {
+            return Err(invalid("kafka.message_timeout", "must be at least 1s"));
+        }
+        if kafka.sweep_batch == 0 {
+            return Err(invalid("kafka.sweep_batch", "must be at least 1"));
         }
         Ok(())
     }

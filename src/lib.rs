@@ -8,6 +8,8 @@ pub mod batch;
 pub mod config;
 pub mod domain;
 pub mod ingest;
+pub mod metrics;
+pub mod publish;
 pub mod sources;
 pub mod startup;
 pub mod store;

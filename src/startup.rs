@@ -14,9 +14,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::Batcher;
-use crate::config::Config;
+use crate::config::{Config, EMBEDDED_BROKER};
 use crate::ingest::{self, AppState, Source};
+use crate::metrics::Metrics;
+use crate::publish::kafka::{self, EmbeddedBroker};
+use crate::publish::{self, Publisher, PublisherHandle};
 use crate::store::{self, Store};
+
+/// Partitions of each topic of the embedded broker.
+const EMBEDDED_PARTITIONS: i32 = 3;
 
 /// A built, listening, not yet running service.
 pub struct Application {
@@ -24,8 +30,14 @@ pub struct Application {
     server: Server,
     batcher: CancellationToken,
     batcher_task: JoinHandle<()>,
+    publisher: CancellationToken,
+    publisher_task: JoinHandle<()>,
+    publisher_handle: PublisherHandle,
+    embedded: Option<EmbeddedBroker>,
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     shutdown_timeout: Duration,
+    publish_deadline: Duration,
 }
 
 impl Application {
@@ -49,15 +61,56 @@ impl Application {
         if sources.is_empty() {
             tracing::warn!("no sources configured: every POST /hooks/<name> will answer 404");
         }
+        let metrics = Arc::new(Metrics::new());
+
+        let brokers = config.kafka.brokers.trim();
+        let (embedded, producer) = if brokers.is_empty() {
+            tracing::warn!(
+                "kafka.brokers is empty: OUTBOX-ONLY MODE. Records are committed and kept in \
+                 the outbox but NOT published to Kafka until brokers are configured"
+            );
+            (None, None)
+        } else if brokers == EMBEDDED_BROKER {
+            let broker = EmbeddedBroker::start(&config.kafka, EMBEDDED_PARTITIONS)
+                .context("starting the embedded Kafka broker")?;
+            tracing::info!(
+                bootstrap = broker.bootstrap_servers(),
+                "embedded Kafka broker (in memory, for trying ringback out) listening at {}",
+                broker.bootstrap_servers()
+            );
+            let producer = kafka::producer(broker.bootstrap_servers(), &config.kafka)?;
+            (Some(broker), Some(producer))
+        } else {
+            (None, Some(kafka::producer(brokers, &config.kafka)?))
+        };
+        for (kind, topic) in publish::topics(&config.kafka) {
+            tracing::info!(kind = kind.as_str(), topic, "publishing records to topic");
+        }
+        let (publisher, publisher_handle) = Publisher::new(
+            store.clone(),
+            producer,
+            config.kafka.clone(),
+            metrics.clone(),
+        );
+        let publisher_stop = CancellationToken::new();
+        let publisher_task = tokio::spawn(publisher.run(publisher_stop.clone()));
+
         let listener = TcpListener::bind(&config.http.addr)
             .with_context(|| format!("binding http.addr {}", config.http.addr))?;
         let addr = listener.local_addr()?;
         let batcher = CancellationToken::new();
-        let (handle, batcher_task) =
-            Batcher::spawn(store.clone(), config.batch.clone(), batcher.clone());
+        let (handle, batcher_task) = Batcher::spawn(
+            store.clone(),
+            config.batch.clone(),
+            batcher.clone(),
+            Some(publisher_handle.clone()),
+        );
         let state = web::Data::new(AppState {
             sources,
             batcher: handle,
+            store: store.clone(),
+            publisher: publisher_handle.clone(),
+            metrics: metrics.clone(),
             max_body_bytes: config.http.max_body_bytes,
             retry_after_secs: config.batch.retry_after_secs,
         });
@@ -84,8 +137,14 @@ impl Application {
             server,
             batcher,
             batcher_task,
+            publisher: publisher_stop,
+            publisher_task,
+            publisher_handle,
+            embedded,
             store,
+            metrics,
             shutdown_timeout: config.http.shutdown_timeout,
+            publish_deadline: config.kafka.shutdown_deadline,
         })
     }
 
@@ -94,8 +153,26 @@ impl Application {
         self.port
     }
 
-    /// Serves until `shutdown` is cancelled, then drains: stop accepting connections, let
-    /// in-flight requests finish (their batches commit), flush the queue, close the store.
+    /// The embedded broker's bootstrap address, when `kafka.brokers = "embedded"`.
+    pub fn embedded_bootstrap(&self) -> Option<&str> {
+        self.embedded
+            .as_ref()
+            .map(EmbeddedBroker::bootstrap_servers)
+    }
+
+    /// The application's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The publisher's state.
+    pub fn publisher(&self) -> PublisherHandle {
+        self.publisher_handle.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in order: stop accepting and let
+    /// in-flight requests finish, commit what the batcher holds, publish what can be published
+    /// within `kafka.shutdown_deadline` (the rest stays in the outbox), close the store.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
@@ -114,6 +191,15 @@ impl Application {
         {
             tracing::error!("the batcher did not drain within the shutdown timeout");
         }
+        self.publisher.cancel();
+        let margin = Duration::from_secs(5);
+        if tokio::time::timeout(self.publish_deadline + margin, self.publisher_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the publisher did not stop in time; unsent entries stay in the outbox");
+        }
+        drop(self.embedded);
         self.store.close().await;
         tracing::info!("stopped");
         result

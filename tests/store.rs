@@ -59,9 +59,9 @@ async fn a_second_commit_of_the_same_records_is_all_duplicates(backend: Backend)
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let records = fee_records(1, 50);
-    let first = store.commit(&records).await.unwrap();
+    let first = store.commit(&records, &[]).await.unwrap();
     assert_eq!(first, vec![Outcome::Inserted; 50]);
-    let again = store.commit(&records).await.unwrap();
+    let again = store.commit(&records, &[]).await.unwrap();
     assert_eq!(again, vec![Outcome::Duplicate; 50]);
     assert_eq!(db.count("cdrs").await, 50);
     store.close().await;
@@ -80,7 +80,7 @@ async fn the_same_record_twice_in_one_batch_is_one_row(backend: Backend) {
         .remove(0);
     records.push(event.clone());
     records.push(event);
-    let outcomes = store.commit(&records).await.unwrap();
+    let outcomes = store.commit(&records, &[]).await.unwrap();
     use Outcome::{Duplicate, Inserted};
     assert_eq!(
         outcomes,
@@ -95,7 +95,10 @@ async fn the_same_record_twice_in_one_batch_is_one_row(backend: Backend) {
 async fn dead_letters_keep_their_bytes_and_are_never_deduplicated(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let outcomes = store.commit(&[dead_letter(), dead_letter()]).await.unwrap();
+    let outcomes = store
+        .commit(&[dead_letter(), dead_letter()], &[])
+        .await
+        .unwrap();
     assert_eq!(outcomes, [Outcome::Inserted, Outcome::Inserted]);
     let rows = db
         .rows("SELECT body, body_bytes, request_id FROM dead_letters")
@@ -117,7 +120,7 @@ async fn batches_larger_than_one_statement_are_chunked(backend: Backend) {
     let store = db.store().await;
     // More rows than one statement takes on either backend (SQLite 666, PostgreSQL 1250).
     let records = fee_records(3, 1500);
-    let outcomes = store.commit(&records).await.unwrap();
+    let outcomes = store.commit(&records, &[]).await.unwrap();
     assert!(outcomes.iter().all(|o| *o == Outcome::Inserted));
     assert_eq!(db.count("cdrs").await, 1500);
     store.close().await;
@@ -132,7 +135,7 @@ async fn a_refused_record_rolls_back_its_whole_batch(backend: Backend) {
         c.direction = 7; // the CHECK constraint refuses it
     }
     records.push(dead_letter());
-    let err = store.commit(&records).await.unwrap_err();
+    let err = store.commit(&records, &[]).await.unwrap_err();
     assert!(!err.is_transient(), "{err:?}");
     assert_eq!(db.count("cdrs").await, 0);
     assert_eq!(db.count("dead_letters").await, 0);
@@ -149,7 +152,7 @@ async fn typed_columns_hold_the_parsed_values(backend: Backend) {
     let records = huawei::parse_body(body.to_string().as_bytes(), &ctx())
         .unwrap()
         .records;
-    store.commit(&records).await.unwrap();
+    store.commit(&records, &[]).await.unwrap();
     let sql = match backend {
         Backend::Postgres => {
             "SELECT CAST(EXTRACT(EPOCH FROM call_end_time) AS BIGINT), \
@@ -187,7 +190,7 @@ async fn typed_columns_hold_the_parsed_values(backend: Backend) {
 async fn report_views_explain_codes_and_sum_days(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    store.commit(&fee_records(5, 50)).await.unwrap();
+    store.commit(&fee_records(5, 50), &[]).await.unwrap();
     // Unanswered sample notification calls carry release point 514, which lies inside the SIP
     // range 400-699 too: the narrower, specific meaning wins.
     let meaning = db

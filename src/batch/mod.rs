@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BatchConfig;
-use crate::domain::{Outcome, Record};
+use crate::domain::{OutboxEntry, Outcome, Record};
+use crate::publish::{message, PublisherHandle};
 use crate::store::Store;
 
 /// Why a submission was not committed.
@@ -50,9 +51,10 @@ impl Batcher {
         store: Arc<dyn Store>,
         config: BatchConfig,
         stop: CancellationToken,
+        publisher: Option<PublisherHandle>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let task = tokio::spawn(run(rx, store, config, stop));
+        let task = tokio::spawn(run(rx, store, config, stop, publisher));
         (Self { tx }, task)
     }
 
@@ -83,6 +85,7 @@ async fn run(
     store: Arc<dyn Store>,
     config: BatchConfig,
     stop: CancellationToken,
+    publisher: Option<PublisherHandle>,
 ) {
     let mut carried: Option<Submission> = None;
     loop {
@@ -124,22 +127,39 @@ async fn run(
             size += next.records.len();
             batch.push(next);
         }
-        commit(store.as_ref(), batch, &config).await;
+        commit(store.as_ref(), batch, &config, publisher.as_ref()).await;
     }
     tracing::debug!("batcher drained and stopped");
 }
 
-async fn commit(store: &dyn Store, batch: Vec<Submission>, config: &BatchConfig) {
+/// The outbox entries of a batch: one per record id (the same record twice in a batch is
+/// one row, so one message), none for dead letters.
+fn outbox_entries(records: &[Record]) -> Vec<OutboxEntry> {
+    let mut seen = std::collections::HashSet::with_capacity(records.len());
+    records
+        .iter()
+        .filter(|r| seen.insert(r.id()))
+        .filter_map(message::encode)
+        .collect()
+}
+
+async fn commit(
+    store: &dyn Store,
+    batch: Vec<Submission>,
+    config: &BatchConfig,
+    publisher: Option<&PublisherHandle>,
+) {
     let mut records = Vec::with_capacity(batch.iter().map(|s| s.records.len()).sum());
     let mut acks = Vec::with_capacity(batch.len());
     for s in batch {
         acks.push((s.records.len(), s.ack));
         records.extend(s.records);
     }
+    let entries = outbox_entries(&records);
     let mut backoff = config.retry_backoff;
     let mut attempt = 0;
     let result = loop {
-        match store.commit(&records).await {
+        match store.commit(&records, &entries).await {
             Ok(outcomes) => break Ok(outcomes),
             Err(e) if e.is_transient() && attempt < config.commit_retries => {
                 attempt += 1;
@@ -152,6 +172,20 @@ async fn commit(store: &dyn Store, batch: Vec<Submission>, config: &BatchConfig)
     };
     match result {
         Ok(outcomes) => {
+            if let Some(publisher) = publisher {
+                let inserted: std::collections::HashSet<_> = records
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| **o == Outcome::Inserted)
+                    .map(|(r, _)| r.id())
+                    .collect();
+                publisher.offer(
+                    entries
+                        .into_iter()
+                        .filter(|e| inserted.contains(&e.id))
+                        .collect(),
+                );
+            }
             let mut outcomes = outcomes.into_iter();
             for (n, ack) in acks {
                 // A requester that went away (client hung up) no longer needs its answer; its

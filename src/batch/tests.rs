@@ -23,7 +23,11 @@ impl Store for FakeStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn commit(&self, records: &[Record]) -> Result<Vec<Outcome>, StoreError> {
+    async fn commit(
+        &self,
+        records: &[Record],
+        _outbox: &[crate::domain::OutboxEntry],
+    ) -> Result<Vec<Outcome>, StoreError> {
         let fail = self.fail_next.lock().unwrap().pop();
         if let Some(transient) = fail {
             let e = if transient {
@@ -40,6 +44,40 @@ impl Store for FakeStore {
         Ok(())
     }
     async fn close(&self) {}
+    // The batcher never reads the outbox back.
+    async fn claim_outbox(
+        &self,
+        _: u32,
+        _: Duration,
+        _: Duration,
+    ) -> Result<Vec<crate::domain::OutboxEntry>, StoreError> {
+        unreachable!()
+    }
+    async fn mark_published(&self, _: &[uuid::Uuid]) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn release_outbox(&self, _: &[uuid::Uuid], _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn mark_failed(&self, _: uuid::Uuid, _: &str) -> Result<(), StoreError> {
+        unreachable!()
+    }
+    async fn outbox_backlog(&self) -> Result<crate::store::Backlog, StoreError> {
+        unreachable!()
+    }
+    async fn prune_outbox(&self, _: chrono::DateTime<Utc>) -> Result<u64, StoreError> {
+        unreachable!()
+    }
+    async fn replay_page(
+        &self,
+        _: crate::domain::RecordKind,
+        _: chrono::DateTime<Utc>,
+        _: chrono::DateTime<Utc>,
+        _: Option<(chrono::DateTime<Utc>, uuid::Uuid)>,
+        _: u32,
+    ) -> Result<Vec<crate::store::StoredRecord>, StoreError> {
+        unreachable!()
+    }
 }
 
 fn records(n: usize, seed: u64) -> Vec<Record> {
@@ -65,7 +103,8 @@ fn config(max_records: usize, linger_ms: u64) -> BatchConfig {
 #[tokio::test(start_paused = true)]
 async fn requests_within_the_linger_share_one_transaction() {
     let store = Arc::new(FakeStore::default());
-    let (batcher, _task) = Batcher::spawn(store.clone(), config(50, 5), CancellationToken::new());
+    let (batcher, _task) =
+        Batcher::spawn(store.clone(), config(50, 5), CancellationToken::new(), None);
     let submits = (0..3).map(|i| {
         let b = batcher.clone();
         tokio::spawn(async move { b.submit(records(10, i)).await })
@@ -79,7 +118,8 @@ async fn requests_within_the_linger_share_one_transaction() {
 #[tokio::test(start_paused = true)]
 async fn a_batch_never_exceeds_max_records_and_never_splits_a_request() {
     let store = Arc::new(FakeStore::default());
-    let (batcher, _task) = Batcher::spawn(store.clone(), config(50, 5), CancellationToken::new());
+    let (batcher, _task) =
+        Batcher::spawn(store.clone(), config(50, 5), CancellationToken::new(), None);
     let submits = [30, 30, 20].map(|n| {
         let b = batcher.clone();
         tokio::spawn(async move { b.submit(records(n, n as u64)).await })
@@ -116,7 +156,8 @@ async fn a_full_queue_is_refused_at_once() {
 async fn transient_failures_are_retried_and_permanent_ones_are_not() {
     let store = Arc::new(FakeStore::default());
     store.fail_next.lock().unwrap().extend([true, true]);
-    let (batcher, _task) = Batcher::spawn(store.clone(), config(50, 0), CancellationToken::new());
+    let (batcher, _task) =
+        Batcher::spawn(store.clone(), config(50, 0), CancellationToken::new(), None);
     assert_eq!(batcher.submit(records(2, 1)).await.unwrap().len(), 2);
 
     store.fail_next.lock().unwrap().extend([true, true, true]);
@@ -134,7 +175,7 @@ async fn transient_failures_are_retried_and_permanent_ones_are_not() {
 async fn stopping_commits_what_is_queued_then_refuses() {
     let store = Arc::new(FakeStore::default());
     let stop = CancellationToken::new();
-    let (batcher, task) = Batcher::spawn(store.clone(), config(50, 0), stop.clone());
+    let (batcher, task) = Batcher::spawn(store.clone(), config(50, 0), stop.clone(), None);
     let b = batcher.clone();
     let pending = tokio::spawn(async move { b.submit(records(3, 1)).await });
     tokio::task::yield_now().await;

@@ -3,12 +3,14 @@
 
 mod call_event;
 mod cdr;
+mod outbox;
 mod phone;
 mod record;
 mod time;
 
 pub use call_event::{CallEvent, CallEventType};
 pub use cdr::{Cdr, CdrFlag, CdrTimes};
+pub use outbox::OutboxEntry;
 pub use phone::PhoneNumber;
 pub use record::{DeadLetter, DeadLetterScope, Outcome, Record, RecordKind, RecordMeta};
 pub use time::{parse_platform_time, TimeError};

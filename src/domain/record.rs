@@ -13,6 +13,12 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    pub const ALL: [Self; 2] = [Self::CallStatus, Self::Cdr];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::CallStatus => "call-status",

@@ -21,24 +21,72 @@ pub use error::IngestError;
 pub use source::{Source, SourceAuth};
 
 use crate::batch::Batcher;
-use crate::domain::{DeadLetter, DeadLetterScope, Outcome, Record};
+use crate::domain::{DeadLetter, DeadLetterScope, Outcome, Record, RecordKind};
+use crate::metrics::Metrics;
+use crate::publish::PublisherHandle;
 use crate::sources::{Parsed, Rejection};
+use crate::store::Store;
 
 /// Shared by every HTTP worker.
 pub struct AppState {
     pub sources: HashMap<String, Arc<Source>>,
     pub batcher: Batcher,
+    pub store: Arc<dyn Store>,
+    pub publisher: PublisherHandle,
+    pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub retry_after_secs: u32,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
         .route("/hooks/{source}", web::post().to(hook));
 }
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// How long `/readyz` waits for the database.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready when the store answers. The publisher's state is reported, not required: while the
+/// brokers are away the database is the buffer, and ingest goes on.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let store = match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => serde_json::json!({"ok": true, "backend": state.store.backend()}),
+        Ok(Err(e)) => serde_json::json!({"ok": false, "backend": state.store.backend(),
+                                         "error": crate::batch::error_chain(&e)}),
+        Err(_) => serde_json::json!({"ok": false, "backend": state.store.backend(),
+                                     "error": "the database did not answer within 2s"}),
+    };
+    let ready = store["ok"] == true;
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "store": store,
+        "publisher": state.publisher.status(),
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+fn kind_of(record: &Record) -> Option<RecordKind> {
+    match record {
+        Record::CallEvent(_) => Some(RecordKind::CallStatus),
+        Record::Cdr(_) => Some(RecordKind::Cdr),
+        Record::DeadLetter(_) => None,
+    }
 }
 
 /// The request id: taken from `X-Request-Id` when it is sane, else generated.
@@ -285,6 +333,7 @@ async fn hook(
         }
     };
     let accepted_count = records.len();
+    let kinds: Vec<Option<RecordKind>> = records.iter().map(kind_of).collect();
     let mut rejected_out = Vec::with_capacity(rejected.len());
     for r in rejected {
         tracing::info!(
@@ -315,6 +364,23 @@ async fn hook(
         .iter()
         .filter(|o| **o == Outcome::Inserted)
         .count();
+    let counter = &state.metrics.records;
+    for (kind, outcome) in kinds.iter().zip(&outcomes) {
+        if let Some(kind) = kind {
+            let outcome = match outcome {
+                Outcome::Inserted => "accepted",
+                Outcome::Duplicate => "duplicate",
+            };
+            counter
+                .with_label_values(&[&source.name, kind.as_str(), outcome])
+                .inc();
+        }
+    }
+    if !rejected_out.is_empty() {
+        counter
+            .with_label_values(&[&source.name, RecordKind::Cdr.as_str(), "rejected"])
+            .inc_by(rejected_out.len() as u64);
+    }
     Ok(HttpResponse::Ok().json(Accepted {
         status: "ok",
         accepted: inserted,

@@ -10,15 +10,17 @@ mod sqlite;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::DatabaseConfig;
-use crate::domain::{Outcome, Record};
+use crate::domain::{OutboxEntry, Outcome, Record, RecordKind};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -77,15 +79,78 @@ pub trait Store: Send + Sync + 'static {
     /// Applies pending schema migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 
-    /// Commits `records` in one transaction; returns what happened to each, in order. On error
-    /// nothing was committed.
-    async fn commit(&self, records: &[Record]) -> Result<Vec<Outcome>, StoreError>;
+    /// Commits `records` in one transaction, with the `outbox` entries of those records that
+    /// are new (a duplicate's entry is dropped: it was published before). Returns what
+    /// happened to each record, in order. On error nothing was committed.
+    async fn commit(
+        &self,
+        records: &[Record],
+        outbox: &[OutboxEntry],
+    ) -> Result<Vec<Outcome>, StoreError>;
+
+    /// Claims up to `limit` unpublished entries at least `min_age` old that no publisher holds,
+    /// for `lease`, in commit order. Concurrent publishers never claim the same entry.
+    async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+        min_age: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Records that these entries reached Kafka.
+    async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError>;
+
+    /// Gives claimed entries back (delivery failed for now), noting the error.
+    async fn release_outbox(&self, ids: &[Uuid], error: &str) -> Result<(), StoreError>;
+
+    /// Marks an entry as never publishable; it is kept, with the reason, and not retried.
+    async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError>;
+
+    /// Unpublished entries: how many, and since when the oldest waits.
+    async fn outbox_backlog(&self) -> Result<Backlog, StoreError>;
+
+    /// Deletes entries published before `before`; returns how many.
+    async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Stored records of `kind` received in `[since, until)`, ordered by (received_at, id),
+    /// after the `after` cursor: the input of `ringback replay`.
+    async fn replay_page(
+        &self,
+        kind: RecordKind,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, StoreError>;
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Closes connections; called once on shutdown.
     async fn close(&self);
+}
+
+/// The outbox's unpublished entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Entries waiting to be published.
+    pub pending: i64,
+    /// When the oldest of them was committed.
+    pub oldest: Option<DateTime<Utc>>,
+    /// Entries marked as never publishable.
+    pub failed: i64,
+}
+
+/// A stored record as `replay` reads it back: enough to rebuild its message.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub id: Uuid,
+    pub source: String,
+    pub received_at: DateTime<Utc>,
+    /// `call_events.event_type`; `None` for CDRs.
+    pub event_type: Option<String>,
+    /// The record as sent.
+    pub raw: String,
 }
 
 /// Huawei's code tables, upserted after the schema migrations on both databases (one copy of

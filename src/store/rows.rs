@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
-use crate::domain::{CallEvent, Cdr, CdrFlag, DeadLetter, PhoneNumber, Record};
+use crate::domain::{CallEvent, Cdr, CdrFlag, DeadLetter, OutboxEntry, PhoneNumber, Record};
 
 /// How one database spells what the other spells differently.
 pub(crate) struct Dialect {
@@ -233,17 +233,48 @@ where
     qb
 }
 
+/// Bound parameters per outbox row.
+pub(crate) const OUTBOX_PARAMS: usize = 7;
+
+/// Plain `INSERT` for a chunk of outbox entries (only ever for newly inserted records).
+pub(crate) fn insert_outbox<'a, DB>(
+    rows: &[&'a OutboxEntry],
+    created_at: DateTime<Utc>,
+    d: &Dialect,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO outbox (id, kind, key, payload, source, occurred_at, created_at) ",
+    );
+    qb.push_values(rows.iter().copied(), |mut b, e: &'a OutboxEntry| {
+        b.push_bind(e.id.to_string()).push_unseparated(d.uuid_cast);
+        b.push_bind(e.kind.as_str())
+            .push_bind(e.key.as_str())
+            .push_bind(e.payload.as_str())
+            .push_bind(&*e.source)
+            .push_bind(e.occurred_at)
+            .push_bind(created_at);
+    });
+    qb
+}
+
 /// Most rows per statement for a table with `params` bound parameters per row.
 pub(crate) fn chunk_rows(d: &Dialect, params: usize) -> usize {
     (d.max_params / params).max(1)
 }
 
 /// The batch transaction, the same for both backends: insert each table's rows in chunks,
-/// collect the ids the database reports as inserted, commit once. A macro rather than a
+/// collect the ids the database reports as inserted, write the outbox entries of exactly
+/// those records, commit once. A macro rather than a
 /// generic function because sqlx's executor bounds over a generic `Database` would drown the
 /// logic.
 macro_rules! commit_batch {
-    ($pool:expr, $db:ty, $dialect:expr, $records:expr) => {{
+    ($pool:expr, $db:ty, $dialect:expr, $records:expr, $outbox:expr) => {{
         use $crate::store::rows::{self, chunk_rows, Split};
         let records: &[$crate::domain::Record] = $records;
         let d: &rows::Dialect = $dialect;
@@ -265,6 +296,15 @@ macro_rules! commit_batch {
             .chunks(chunk_rows(d, rows::DEAD_LETTER_PARAMS))
         {
             let mut qb = rows::insert_dead_letters::<$db>(chunk, d);
+            qb.build().execute(&mut *tx).await?;
+        }
+        let entries: Vec<&$crate::domain::OutboxEntry> = $outbox
+            .iter()
+            .filter(|e| inserted.contains(&e.id))
+            .collect();
+        let now = ::chrono::Utc::now();
+        for chunk in entries.chunks(chunk_rows(d, rows::OUTBOX_PARAMS)) {
+            let mut qb = rows::insert_outbox::<$db>(chunk, now, d);
             qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;

@@ -1,17 +1,31 @@
 //! SQLite, the embedded default: one file, no server.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
+use sqlx::Row;
+use uuid::Uuid;
 
 use super::rows::{self, Dialect};
-use super::{Store, StoreError};
+use super::{Backlog, Store, StoreError, StoredRecord};
 use crate::config::DatabaseConfig;
-use crate::domain::{Outcome, Record};
+use crate::domain::{OutboxEntry, Outcome, Record, RecordKind};
+
+/// A list of uuids as the JSON array `json_each` reads.
+fn id_list(ids: &[Uuid]) -> String {
+    serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
+        .expect("strings serialise")
+}
+
+fn uuid(row: &sqlx::sqlite::SqliteRow, column: &str) -> Option<Uuid> {
+    Uuid::parse_str(row.get::<&str, _>(column)).ok()
+}
 
 const DIALECT: Dialect = Dialect {
     uuid_cast: "",
@@ -76,8 +90,152 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn commit(&self, records: &[Record]) -> Result<Vec<Outcome>, StoreError> {
-        rows::commit_batch!(self.pool, Sqlite, &DIALECT, records)
+    async fn commit(
+        &self,
+        records: &[Record],
+        outbox: &[OutboxEntry],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        rows::commit_batch!(self.pool, Sqlite, &DIALECT, records, outbox)
+    }
+
+    async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+        min_age: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let now = Utc::now();
+        // SQLite has one writer at a time: the UPDATE itself is the claim.
+        let rows = sqlx::query(
+            "UPDATE outbox SET leased_until = ?1, attempts = attempts + 1 \
+             WHERE seq IN (SELECT seq FROM outbox \
+                 WHERE published_at IS NULL AND failed_at IS NULL \
+                   AND (leased_until IS NULL OR leased_until < ?2) AND created_at <= ?3 \
+                 ORDER BY seq LIMIT ?4) \
+             RETURNING seq, id, kind, key, payload, source, occurred_at",
+        )
+        .bind(now + lease)
+        .bind(now)
+        .bind(now - min_age)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed: Vec<(i64, OutboxEntry)> = rows
+            .iter()
+            .filter_map(|r| {
+                let entry = OutboxEntry {
+                    id: uuid(r, "id")?,
+                    kind: RecordKind::from_name(r.get("kind"))?,
+                    key: r.get("key"),
+                    payload: r.get("payload"),
+                    source: r.get::<String, _>("source").into(),
+                    occurred_at: r.get("occurred_at"),
+                };
+                Some((r.get("seq"), entry))
+            })
+            .collect();
+        claimed.sort_by_key(|(seq, _)| *seq);
+        Ok(claimed.into_iter().map(|(_, e)| e).collect())
+    }
+
+    async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET published_at = ?1, leased_until = NULL \
+             WHERE id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(Utc::now())
+        .bind(id_list(ids))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_outbox(&self, ids: &[Uuid], error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET leased_until = NULL, last_error = ?1 \
+             WHERE id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(error)
+        .bind(id_list(ids))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET failed_at = ?1, last_error = ?2, leased_until = NULL WHERE id = ?3",
+        )
+        .bind(Utc::now())
+        .bind(reason)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FILTER (WHERE failed_at IS NULL), \
+                    MIN(created_at) FILTER (WHERE failed_at IS NULL), \
+                    COUNT(*) FILTER (WHERE failed_at IS NOT NULL) \
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Backlog {
+            pending: row.get(0),
+            oldest: row.get(1),
+            failed: row.get(2),
+        })
+    }
+
+    async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM outbox WHERE published_at < ?1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn replay_page(
+        &self,
+        kind: RecordKind,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let (table, event_type) = match kind {
+            RecordKind::CallStatus => ("call_events", "event_type"),
+            RecordKind::Cdr => ("cdrs", "NULL"),
+        };
+        let (after_at, after_id) = after.unwrap_or((since, Uuid::nil()));
+        let sql = format!(
+            "SELECT id, source, received_at, {event_type} AS event_type, raw \
+             FROM {table} WHERE received_at >= ?1 AND received_at < ?2 \
+               AND (received_at, id) > (?3, ?4) ORDER BY received_at, id LIMIT ?5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(since)
+            .bind(until)
+            .bind(after_at)
+            .bind(after_id.to_string())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(StoredRecord {
+                    id: uuid(r, "id")?,
+                    source: r.get("source"),
+                    received_at: r.get("received_at"),
+                    event_type: r.get("event_type"),
+                    raw: r.get("raw"),
+                })
+            })
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

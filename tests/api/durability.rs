@@ -9,8 +9,11 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use ringback::domain::{Outcome, Record};
-use ringback::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use ringback::domain::{OutboxEntry, Outcome, Record, RecordKind};
+use ringback::store::{Backlog, Store, StoreError, StoredRecord};
 
 use crate::both_stores;
 use crate::common::{fixture, spawn_app, spawn_app_with, Backend, TestApp};
@@ -31,13 +34,52 @@ impl Store for Wrapped {
     async fn migrate(&self) -> Result<(), StoreError> {
         self.inner.migrate().await
     }
-    async fn commit(&self, records: &[Record]) -> Result<Vec<Outcome>, StoreError> {
+    async fn commit(
+        &self,
+        records: &[Record],
+        outbox: &[OutboxEntry],
+    ) -> Result<Vec<Outcome>, StoreError> {
         self.entered.fetch_add(1, Ordering::SeqCst);
         let _permit = self.gate.acquire().await.unwrap();
         if self.fail {
             return Err(StoreError::from(sqlx::Error::PoolTimedOut));
         }
-        self.inner.commit(records).await
+        self.inner.commit(records, outbox).await
+    }
+    async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+        min_age: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.claim_outbox(limit, lease, min_age).await
+    }
+    async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        self.inner.mark_published(ids).await
+    }
+    async fn release_outbox(&self, ids: &[Uuid], error: &str) -> Result<(), StoreError> {
+        self.inner.release_outbox(ids, error).await
+    }
+    async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
+        self.inner.mark_failed(id, reason).await
+    }
+    async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
+        self.inner.outbox_backlog().await
+    }
+    async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.prune_outbox(before).await
+    }
+    async fn replay_page(
+        &self,
+        kind: RecordKind,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        self.inner
+            .replay_page(kind, since, until, after, limit)
+            .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

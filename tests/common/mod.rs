@@ -170,6 +170,9 @@ pub fn base_config(db: &TestDb, secret_path: &std::path::Path) -> Config {
         workers = 2
         shutdown_timeout = "5s"
 
+        [kafka]
+        brokers = ""
+
         [sources.hw]
         kind = "huawei-voicecall"
         auth = "aksk"

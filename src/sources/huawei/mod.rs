@@ -92,6 +92,28 @@ pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Parsed, Rejection> 
     })
 }
 
+/// Rebuilds a stored record from the JSON it was received as (`raw` of `cdrs` or
+/// `call_events`), for `ringback replay`. The same input gives the same record and id.
+pub fn parse_stored(
+    kind: RecordKind,
+    event_type: Option<&str>,
+    raw: &str,
+    ctx: &ParseContext,
+) -> Result<Record, Rejection> {
+    let raw: &RawValue = deserialize(raw, "")?;
+    match kind {
+        RecordKind::Cdr => Ok(Record::Cdr(Box::new(parse_fee(raw, 0, ctx)?))),
+        RecordKind::CallStatus => {
+            let event_type = event_type
+                .and_then(CallEventType::from_wire)
+                .ok_or_else(|| missing(Path::root(), "eventType"))?;
+            Ok(Record::CallEvent(Box::new(parse_status(
+                event_type, raw, ctx,
+            )?)))
+        }
+    }
+}
+
 /// A JSON path prefix; joined with a field name only when an error needs it.
 #[derive(Clone, Copy)]
 struct Path<'a> {

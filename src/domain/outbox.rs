@@ -1,0 +1,21 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::RecordKind;
+
+/// A Kafka message waiting to be published, written in the same transaction as its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    /// The record's id; the message's `ce_id`.
+    pub id: Uuid,
+    pub kind: RecordKind,
+    /// Message key: the call's session id, so one call's records share a partition.
+    pub key: String,
+    /// Message value (JSON, schema `ringback.record.v1`).
+    pub payload: String,
+    pub source: Arc<str>,
+    /// The record's event time; the message's `ce_time`.
+    pub occurred_at: DateTime<Utc>,
+}

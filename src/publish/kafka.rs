@@ -1,0 +1,137 @@
+//! The Kafka producer, and the embedded broker for running without servers.
+
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::FutureProducer;
+
+use crate::config::KafkaConfig;
+use crate::domain::RecordKind;
+
+/// Builds the idempotent producer: `enable.idempotence=true`, `acks=all`, plus
+/// `kafka.client` settings.
+pub fn producer(brokers: &str, config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "ringback")
+        .set(
+            "message.timeout.ms",
+            config.message_timeout.as_millis().to_string(),
+        );
+    for (key, value) in &config.client {
+        client.set(key, value);
+    }
+    // Last, so `kafka.client` cannot weaken them (config validation refuses it too).
+    client.set("enable.idempotence", "true").set("acks", "all");
+    client.create()
+}
+
+/// Whether a delivery error can never succeed on retry: the entry is marked failed instead.
+pub fn is_permanent(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidRecord
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::InvalidTopic
+                | C::UnsupportedForMessageFormat
+        )
+    )
+}
+
+enum Command {
+    SetUp(bool),
+}
+
+/// An in-process Kafka-protocol broker (librdkafka's mock cluster), on a thread of its own
+/// because the mock cluster's handle cannot move between threads. For demos and tests: it
+/// keeps messages in memory only.
+pub struct EmbeddedBroker {
+    bootstrap: String,
+    commands: std_mpsc::Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Brokers in the embedded cluster.
+const EMBEDDED_BROKERS: i32 = 1;
+
+impl EmbeddedBroker {
+    /// Starts a cluster with every record kind's topic created with `partitions` partitions.
+    pub fn start(config: &KafkaConfig, partitions: i32) -> Result<Self, KafkaError> {
+        let topics: Vec<String> = RecordKind::ALL
+            .iter()
+            .map(|k| config.topic(k.as_str()))
+            .collect();
+        let (ready_tx, ready_rx) = std_mpsc::channel();
+        let (commands, command_rx) = std_mpsc::channel::<Command>();
+        let thread = std::thread::Builder::new()
+            .name("embedded-kafka".into())
+            .spawn(move || {
+                let cluster = match MockCluster::new(EMBEDDED_BROKERS) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                for topic in &topics {
+                    if let Err(e) = cluster.create_topic(topic, partitions, EMBEDDED_BROKERS) {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                }
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                // Serves commands until the handle is dropped, then drops the cluster.
+                while let Ok(command) = command_rx.recv() {
+                    match command {
+                        Command::SetUp(up) => {
+                            for id in 1..=EMBEDDED_BROKERS {
+                                let _ = if up {
+                                    cluster.broker_up(id)
+                                } else {
+                                    cluster.broker_down(id)
+                                };
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawning the embedded broker thread");
+        let bootstrap = ready_rx
+            .recv()
+            .map_err(|_| KafkaError::MockCluster(RDKafkaErrorCode::Fail))??;
+        Ok(Self {
+            bootstrap,
+            commands,
+            thread: Some(thread),
+        })
+    }
+
+    /// `host:port` of its brokers.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Takes the brokers down or brings them back (fault injection).
+    pub fn set_up(&self, up: bool) {
+        let _ = self.commands.send(Command::SetUp(up));
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        let (replacement, _) = std_mpsc::channel();
+        drop(std::mem::replace(&mut self.commands, replacement));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The Kafka message of a record: key, JSON value (schema `ringback.record.v1`) and the
+//! CloudEvents Kafka-binding headers. The schema is documented in the README; add fields
+//! freely, but renaming or retyping one needs a new schema version.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::{CallEvent, Cdr, OutboxEntry, PhoneNumber, Record, RecordKind};
+
+/// The value's `schema` field.
+pub const SCHEMA: &str = "ringback.record.v1";
+
+/// CloudEvents `type` of a record kind.
+pub fn ce_type(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::CallStatus => "io.ringback.call-status.v1",
+        RecordKind::Cdr => "io.ringback.cdr.v1",
+    }
+}
+
+/// CloudEvents `source` of a configured source.
+pub fn ce_source(source: &str) -> String {
+    format!("/ringback/sources/{source}")
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    schema: &'static str,
+    id: Uuid,
+    kind: &'static str,
+    source: &'a str,
+    occurred_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    data: T,
+}
+
+fn num(n: &Option<PhoneNumber>) -> Option<&str> {
+    n.as_ref().map(PhoneNumber::as_str)
+}
+
+#[derive(Serialize)]
+struct CallStatusData<'a> {
+    event_type: &'static str,
+    session_id: &'a str,
+    caller: Option<&'a str>,
+    called: Option<&'a str>,
+    user_data: Option<&'a str>,
+    digit_info: Option<&'a str>,
+    party_type: Option<&'a str>,
+    state_code: Option<i32>,
+    state_desc: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CdrData<'a> {
+    icid: Option<&'a str>,
+    session_id: &'a str,
+    direction: i16,
+    sp_id: &'a str,
+    app_key: &'a str,
+    bind_num: &'a str,
+    caller_num: &'a str,
+    callee_num: &'a str,
+    fwd_display_num: Option<&'a str>,
+    fwd_dst_num: Option<&'a str>,
+    fwd_start_time: Option<DateTime<Utc>>,
+    fwd_alerting_time: Option<DateTime<Utc>>,
+    fwd_answer_time: Option<DateTime<Utc>>,
+    call_end_time: Option<DateTime<Utc>>,
+    fwd_unasw_rsn: Option<i32>,
+    fail_time: Option<DateTime<Utc>>,
+    ul_fail_reason: Option<i32>,
+    sip_status_code: Option<i32>,
+    call_out_start_time: Option<DateTime<Utc>>,
+    call_out_alerting_time: Option<DateTime<Utc>>,
+    call_out_answer_time: Option<DateTime<Utc>>,
+    call_out_unasw_rsn: Option<i32>,
+    dyn_ivr_start_time: Option<DateTime<Utc>>,
+    dyn_ivr_path: Option<&'a str>,
+    record_flag: Option<i16>,
+    record_start_time: Option<DateTime<Utc>>,
+    record_object_name: Option<&'a str>,
+    record_bucket_name: Option<&'a str>,
+    record_domain: Option<&'a str>,
+    record_file_download_url: Option<&'a str>,
+    tts_play_times: Option<i32>,
+    tts_trans_duration: Option<i32>,
+    service_type: Option<&'a str>,
+    host_name: Option<&'a str>,
+    user_data: Option<&'a str>,
+    started_at: Option<DateTime<Utc>>,
+    answered_at: Option<DateTime<Utc>>,
+    ended_at: Option<DateTime<Utc>>,
+    answered: bool,
+    ring_seconds: Option<i32>,
+    talk_seconds: Option<i32>,
+    billable_minutes: Option<i32>,
+    flags: Vec<&'static str>,
+}
+
+fn call_status(e: &CallEvent) -> OutboxEntry {
+    let value = Envelope {
+        schema: SCHEMA,
+        id: e.meta.id,
+        kind: RecordKind::CallStatus.as_str(),
+        source: &e.meta.source,
+        occurred_at: e.occurred_at,
+        received_at: e.meta.received_at,
+        data: CallStatusData {
+            event_type: e.event_type.as_str(),
+            session_id: &e.session_id,
+            caller: num(&e.caller),
+            called: num(&e.called),
+            user_data: e.user_data.as_deref(),
+            digit_info: e.digit_info.as_deref(),
+            party_type: e.party_type.as_deref(),
+            state_code: e.state_code,
+            state_desc: e.state_desc.as_deref(),
+        },
+    };
+    OutboxEntry {
+        id: e.meta.id,
+        kind: RecordKind::CallStatus,
+        key: e.session_id.clone(),
+        payload: serde_json::to_string(&value).expect("plain data serialises"),
+        source: e.meta.source.clone(),
+        occurred_at: e.occurred_at,
+    }
+}
+
+fn cdr(c: &Cdr) -> OutboxEntry {
+    let (t, x) = (&c.times, &c.derived);
+    let value = Envelope {
+        schema: SCHEMA,
+        id: c.meta.id,
+        kind: RecordKind::Cdr.as_str(),
+        source: &c.meta.source,
+        occurred_at: c.occurred_at(),
+        received_at: c.meta.received_at,
+        data: CdrData {
+            icid: c.icid.as_deref(),
+            session_id: &c.session_id,
+            direction: c.direction,
+            sp_id: &c.sp_id,
+            app_key: &c.app_key,
+            bind_num: c.bind_num.as_str(),
+            caller_num: c.caller_num.as_str(),
+            callee_num: c.callee_num.as_str(),
+            fwd_display_num: num(&c.fwd_display_num),
+            fwd_dst_num: num(&c.fwd_dst_num),
+            fwd_start_time: t.fwd_start,
+            fwd_alerting_time: t.fwd_alerting,
+            fwd_answer_time: t.fwd_answer,
+            call_end_time: t.call_end,
+            fwd_unasw_rsn: c.fwd_unasw_rsn,
+            fail_time: t.fail,
+            ul_fail_reason: c.ul_fail_reason,
+            sip_status_code: c.sip_status_code,
+            call_out_start_time: t.call_out_start,
+            call_out_alerting_time: t.call_out_alerting,
+            call_out_answer_time: t.call_out_answer,
+            call_out_unasw_rsn: c.call_out_unasw_rsn,
+            dyn_ivr_start_time: t.dyn_ivr_start,
+            dyn_ivr_path: c.dyn_ivr_path.as_deref(),
+            record_flag: c.record_flag,
+            record_start_time: t.record_start,
+            record_object_name: c.record_object_name.as_deref(),
+            record_bucket_name: c.record_bucket_name.as_deref(),
+            record_domain: c.record_domain.as_deref(),
+            record_file_download_url: c.record_file_download_url.as_deref(),
+            tts_play_times: c.tts_play_times,
+            tts_trans_duration: c.tts_trans_duration,
+            service_type: c.service_type.as_deref(),
+            host_name: c.host_name.as_deref(),
+            user_data: c.user_data.as_deref(),
+            started_at: x.started_at,
+            answered_at: x.answered_at,
+            ended_at: x.ended_at,
+            answered: x.answered,
+            ring_seconds: x.ring_seconds,
+            talk_seconds: x.talk_seconds,
+            billable_minutes: x.billable_minutes,
+            flags: x.flags.iter().map(|f| f.as_str()).collect(),
+        },
+    };
+    OutboxEntry {
+        id: c.meta.id,
+        kind: RecordKind::Cdr,
+        key: c.session_id.clone(),
+        payload: serde_json::to_string(&value).expect("plain data serialises"),
+        source: c.meta.source.clone(),
+        occurred_at: c.occurred_at(),
+    }
+}
+
+/// The message of a record; `None` for dead letters, which are not published.
+pub fn encode(record: &Record) -> Option<OutboxEntry> {
+    match record {
+        Record::CallEvent(e) => Some(call_status(e)),
+        Record::Cdr(c) => Some(cdr(c)),
+        Record::DeadLetter(_) => None,
+    }
+}
+
+/// The CloudEvents Kafka-binding headers of an entry, as (name, value) pairs.
+pub fn headers(entry: &OutboxEntry) -> [(&'static str, String); 7] {
+    [
+        ("ce_specversion", "1.0".to_owned()),
+        ("ce_id", entry.id.to_string()),
+        ("ce_type", ce_type(entry.kind).to_owned()),
+        ("ce_source", ce_source(&entry.source)),
+        (
+            "ce_time",
+            entry
+                .occurred_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+        ("ce_subject", entry.key.clone()),
+        ("content-type", "application/json".to_owned()),
+    ]
+}
+
+/// The same headers, ready for rdkafka.
+pub fn kafka_headers(entry: &OutboxEntry) -> rdkafka::message::OwnedHeaders {
+    let mut owned = rdkafka::message::OwnedHeaders::new_with_capacity(7);
+    for (key, value) in headers(entry) {
+        owned = owned.insert(rdkafka::message::Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    owned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::{huawei, ParseContext};
+
+    fn parse(body: &str) -> Vec<Record> {
+        let ctx = ParseContext {
+            source: "hw".into(),
+            received_at: "2026-11-21T08:00:00Z".parse().unwrap(),
+        };
+        huawei::parse_body(body.as_bytes(), &ctx).unwrap().records
+    }
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/huawei/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cdr_message_carries_the_normalised_fields() {
+        let records = parse(&fixture("fee"));
+        let entry = encode(&records[0]).unwrap();
+        assert_eq!(entry.id, records[0].id());
+        assert_eq!(entry.kind, RecordKind::Cdr);
+        assert!(entry.key.starts_with("1201_612_"));
+        let v: serde_json::Value = serde_json::from_str(&entry.payload).unwrap();
+        assert_eq!(v["schema"], SCHEMA);
+        assert_eq!(v["id"], entry.id.to_string());
+        assert_eq!(v["kind"], "cdr");
+        assert_eq!(v["source"], "hw");
+        assert_eq!(v["occurred_at"], "2019-01-24T03:04:49Z");
+        assert_eq!(v["received_at"], "2026-11-21T08:00:00Z");
+        assert_eq!(v["data"]["icid"], "CAE-20190124110424-12019775");
+        assert_eq!(v["data"]["talk_seconds"], 11);
+        assert_eq!(v["data"]["billable_minutes"], 1);
+        assert_eq!(v["data"]["answered"], true);
+        assert_eq!(v["data"]["fail_time"], serde_json::Value::Null);
+        assert_eq!(v["data"]["flags"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn headers_follow_the_cloudevents_kafka_binding() {
+        let records = parse(&fixture("disconnect"));
+        let entry = encode(&records[0]).unwrap();
+        let h: std::collections::HashMap<_, _> = headers(&entry).into_iter().collect();
+        assert_eq!(h["ce_specversion"], "1.0");
+        assert_eq!(h["ce_id"], records[0].id().to_string());
+        assert_eq!(h["ce_type"], "io.ringback.call-status.v1");
+        assert_eq!(h["ce_source"], "/ringback/sources/hw");
+        assert_eq!(h["ce_time"], "2019-01-24T03:04:49.000Z");
+        assert_eq!(h["content-type"], "application/json");
+        let v: serde_json::Value = serde_json::from_str(&entry.payload).unwrap();
+        assert_eq!(v["data"]["event_type"], "disconnect");
+        assert_eq!(v["data"]["state_code"], 0);
+    }
+}

@@ -1,0 +1,498 @@
+//! The outbox relay: committed records → Kafka.
+//!
+//! Fast path: the batcher hands every freshly committed batch's entries to the publisher in
+//! memory, and the publisher sends them at once. The database is the safety net: when a
+//! delivery fails, when a hand-off is dropped (the hand-off queue is full), or when a sweep
+//! finds entries left by a crash or by another replica, the publisher switches to catching
+//! up — claiming pending entries from the outbox in commit order (with a lease, `FOR UPDATE
+//! SKIP LOCKED` on PostgreSQL, so replicas never claim the same entry) — and returns to the
+//! fast path once the outbox holds nothing pending. Delivered entries are marked published
+//! after the delivery report; entries that can never be delivered are marked failed.
+
+pub mod kafka;
+pub mod message;
+pub mod replay;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::batch::error_chain;
+use crate::config::KafkaConfig;
+use crate::domain::{OutboxEntry, RecordKind};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Hand-offs waiting for the publisher; beyond this they are dropped (the outbox has them).
+const HANDOFF_CAPACITY: usize = 1024;
+/// How often delivered entries are marked published in the database (one UPDATE for all).
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// First pause after a failed attempt while catching up; doubled up to `kafka.max_backoff`.
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+
+/// What the publisher is doing; shown in `/readyz` and the `publisher_mode` metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Sending freshly committed entries as they come.
+    Live,
+    /// Sending pending entries from the outbox (after a failure, a dropped hand-off, a crash).
+    CatchingUp,
+    /// No brokers configured: entries wait in the outbox.
+    OutboxOnly,
+    Stopped,
+}
+
+impl Mode {
+    const ALL: [Self; 4] = [
+        Self::Live,
+        Self::CatchingUp,
+        Self::OutboxOnly,
+        Self::Stopped,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::CatchingUp => "catching_up",
+            Self::OutboxOnly => "outbox_only",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// The publisher's state as `/readyz` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub mode: Mode,
+    /// Unpublished outbox entries at the last check.
+    pub backlog: i64,
+    /// Age of the oldest of them, in seconds.
+    pub oldest_age_seconds: f64,
+    /// Entries that can never be published.
+    pub failed: i64,
+    /// The last delivery or database error, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Hands committed entries to the publisher. Never blocks: when the publisher is behind, the
+/// hand-off is dropped and the publisher catches up from the outbox.
+#[derive(Clone)]
+pub struct PublisherHandle {
+    tx: mpsc::Sender<Vec<OutboxEntry>>,
+    missed: Arc<AtomicBool>,
+    status: Arc<Mutex<Status>>,
+}
+
+impl PublisherHandle {
+    pub fn offer(&self, entries: Vec<OutboxEntry>) {
+        if !entries.is_empty() && self.tx.try_send(entries).is_err() {
+            self.missed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Everything the publisher task owns.
+pub struct Publisher {
+    store: Arc<dyn Store>,
+    producer: Option<FutureProducer>,
+    config: KafkaConfig,
+    metrics: Arc<Metrics>,
+    status: Arc<Mutex<Status>>,
+    missed: Arc<AtomicBool>,
+    rx: mpsc::Receiver<Vec<OutboxEntry>>,
+    mode: Mode,
+    inflight: FuturesUnordered<BoxFuture<'static, Delivery>>,
+    delivered: Vec<Uuid>,
+    backoff: Duration,
+}
+
+struct Delivery {
+    id: Uuid,
+    topic: String,
+    result: Result<(), rdkafka::error::KafkaError>,
+}
+
+impl Publisher {
+    /// Creates the publisher and its hand-off. `producer` is `None` in outbox-only mode.
+    pub fn new(
+        store: Arc<dyn Store>,
+        producer: Option<FutureProducer>,
+        config: KafkaConfig,
+        metrics: Arc<Metrics>,
+    ) -> (Self, PublisherHandle) {
+        let (tx, rx) = mpsc::channel(HANDOFF_CAPACITY);
+        let mode = if producer.is_some() {
+            // Whatever a previous run left is published before the fast path starts.
+            Mode::CatchingUp
+        } else {
+            Mode::OutboxOnly
+        };
+        let status = Arc::new(Mutex::new(Status {
+            mode,
+            backlog: 0,
+            oldest_age_seconds: 0.0,
+            failed: 0,
+            last_error: None,
+        }));
+        let missed = Arc::new(AtomicBool::new(false));
+        let handle = PublisherHandle {
+            tx,
+            missed: missed.clone(),
+            status: status.clone(),
+        };
+        let publisher = Self {
+            store,
+            producer,
+            config,
+            metrics,
+            status,
+            missed,
+            rx,
+            mode,
+            inflight: FuturesUnordered::new(),
+            delivered: Vec::new(),
+            backoff: MIN_BACKOFF,
+        };
+        (publisher, handle)
+    }
+
+    fn set_mode(&mut self, mode: Mode) {
+        if self.mode != mode {
+            tracing::info!(
+                from = self.mode.as_str(),
+                to = mode.as_str(),
+                "publisher mode"
+            );
+        }
+        self.mode = mode;
+        for m in Mode::ALL {
+            self.metrics
+                .publisher_mode
+                .with_label_values(&[m.as_str()])
+                .set(i64::from(m == mode));
+        }
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).mode = mode;
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_error = error;
+    }
+
+    /// Runs until `stop`; then publishes what it can within `kafka.shutdown_deadline`.
+    pub async fn run(mut self, stop: CancellationToken) {
+        self.set_mode(self.mode);
+        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+        let mut sweep = tokio::time::interval(self.config.sweep_interval);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                Some(done) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    self.settle(done).await;
+                }
+                entries = self.rx.recv(), if self.mode != Mode::CatchingUp => match entries {
+                    Some(entries) if self.mode == Mode::Live => self.send_all(entries),
+                    Some(_) => {} // outbox-only: the entries wait in the database
+                    None => break,
+                },
+                _ = flush.tick() => {
+                    self.flush().await;
+                    if self.mode == Mode::CatchingUp || self.missed.swap(false, Ordering::Relaxed) {
+                        if self.mode == Mode::Live {
+                            self.set_mode(Mode::CatchingUp);
+                        }
+                        self.catch_up().await;
+                    }
+                }
+                _ = sweep.tick() => {
+                    self.refresh_backlog().await;
+                    self.prune().await;
+                    if self.mode == Mode::Live {
+                        self.sweep_leftovers().await;
+                    }
+                }
+            }
+        }
+        self.drain(self.config.shutdown_deadline).await;
+        self.set_mode(Mode::Stopped);
+    }
+
+    /// Sends entries on the fast path, without waiting for their delivery.
+    fn send_all(&mut self, entries: Vec<OutboxEntry>) {
+        for entry in entries {
+            if let Err(e) = self.send(&entry) {
+                tracing::warn!(error = %e, "could not enqueue a message; catching up from the outbox");
+                self.set_error(Some(e.to_string()));
+                self.set_mode(Mode::CatchingUp);
+                return;
+            }
+        }
+    }
+
+    fn send(&mut self, entry: &OutboxEntry) -> Result<(), rdkafka::error::KafkaError> {
+        let producer = self
+            .producer
+            .as_ref()
+            .expect("send is only called with a producer");
+        let topic = self.config.topic(entry.kind.as_str());
+        let record = FutureRecord::to(&topic)
+            .key(entry.key.as_bytes())
+            .payload(entry.payload.as_bytes())
+            .headers(message::kafka_headers(entry));
+        let future = producer.send_result(record).map_err(|(e, _)| e)?;
+        let id = entry.id;
+        self.inflight.push(Box::pin(async move {
+            let result = match future.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(e),
+                Err(_canceled) => Err(rdkafka::error::KafkaError::Canceled),
+            };
+            Delivery { id, topic, result }
+        }));
+        Ok(())
+    }
+
+    /// Handles one delivery report. Returns whether it was delivered.
+    async fn settle(&mut self, done: Delivery) -> bool {
+        match done.result {
+            Ok(()) => {
+                self.metrics
+                    .kafka_messages
+                    .with_label_values(&[&done.topic, "delivered"])
+                    .inc();
+                self.delivered.push(done.id);
+                true
+            }
+            Err(e) if kafka::is_permanent(&e) => {
+                self.metrics
+                    .kafka_messages
+                    .with_label_values(&[&done.topic, "failed"])
+                    .inc();
+                tracing::error!(id = %done.id, topic = %done.topic, error = %e, "message can never be delivered; marked failed in the outbox");
+                if let Err(se) = self.store.mark_failed(done.id, &e.to_string()).await {
+                    tracing::warn!(error = %error_chain(&se), "could not mark an outbox entry failed");
+                }
+                false
+            }
+            Err(e) => {
+                self.metrics
+                    .kafka_messages
+                    .with_label_values(&[&done.topic, "retry"])
+                    .inc();
+                if self.mode == Mode::Live {
+                    tracing::warn!(error = %e, "delivery failed; catching up from the outbox");
+                    self.set_mode(Mode::CatchingUp);
+                }
+                self.set_error(Some(e.to_string()));
+                false
+            }
+        }
+    }
+
+    /// Marks delivered entries published, in one statement.
+    async fn flush(&mut self) {
+        if self.delivered.is_empty() {
+            return;
+        }
+        match self.store.mark_published(&self.delivered).await {
+            Ok(()) => self.delivered.clear(),
+            // Kept for the next flush; at worst the sweeper re-sends them (consumers dedupe
+            // on ce_id).
+            Err(e) => tracing::warn!(error = %error_chain(&e), "could not mark entries published"),
+        }
+    }
+
+    /// Lease for claimed entries: longer than librdkafka may take to deliver them.
+    fn lease(&self) -> Duration {
+        self.config.message_timeout + Duration::from_secs(30)
+    }
+
+    /// Publishes pending entries from the outbox in commit order until none is left; returns
+    /// to the fast path then. On failure, waits (backing off) and stays catching up.
+    async fn catch_up(&mut self) {
+        loop {
+            // Hand-offs queued so far were committed before the claim below, so the claim
+            // sees their entries: dropping them loses nothing and keeps commit order.
+            while self.rx.try_recv().is_ok() {}
+            let claimed = match self
+                .store
+                .claim_outbox(self.config.sweep_batch, self.lease(), Duration::ZERO)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "could not read the outbox");
+                    self.set_error(Some(format!("store: {e}")));
+                    self.pause().await;
+                    return;
+                }
+            };
+            if claimed.is_empty() {
+                self.backoff = MIN_BACKOFF;
+                self.set_error(None);
+                self.set_mode(Mode::Live);
+                return;
+            }
+            if !self.publish_claimed(claimed).await {
+                self.pause().await;
+                return;
+            }
+            self.backoff = MIN_BACKOFF;
+        }
+    }
+
+    /// In live mode: entries older than `sweep_grace` are not the fast path's (a crash, a
+    /// dropped hand-off, another replica that went away); send them in commit order.
+    async fn sweep_leftovers(&mut self) {
+        match self
+            .store
+            .claim_outbox(
+                self.config.sweep_batch,
+                self.lease(),
+                self.config.sweep_grace,
+            )
+            .await
+        {
+            Ok(claimed) if !claimed.is_empty() => {
+                tracing::info!(entries = claimed.len(), "sweeper found unpublished entries");
+                if !self.publish_claimed(claimed).await {
+                    self.set_mode(Mode::CatchingUp);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %error_chain(&e), "sweep could not read the outbox"),
+        }
+    }
+
+    /// Sends claimed entries and waits for every delivery report. Returns whether all of them
+    /// were settled (delivered or permanently failed); the others are released for a retry.
+    async fn publish_claimed(&mut self, claimed: Vec<OutboxEntry>) -> bool {
+        let mut pending: FuturesUnordered<BoxFuture<'static, Delivery>> = FuturesUnordered::new();
+        let mut unsent = Vec::new();
+        std::mem::swap(&mut self.inflight, &mut pending);
+        for entry in &claimed {
+            if let Err(e) = self.send(entry) {
+                self.set_error(Some(e.to_string()));
+                unsent.push(entry.id);
+            }
+        }
+        // `self.inflight` now holds only this batch's futures; the live ones wait aside.
+        std::mem::swap(&mut self.inflight, &mut pending);
+        let mut retry = unsent;
+        while let Some(done) = pending.next().await {
+            let id = done.id;
+            let transient = done.result.as_ref().is_err_and(|e| !kafka::is_permanent(e));
+            self.settle(done).await;
+            if transient {
+                retry.push(id);
+            }
+        }
+        self.flush().await;
+        if retry.is_empty() {
+            return true;
+        }
+        let error = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_error
+            .clone()
+            .unwrap_or_default();
+        if let Err(e) = self.store.release_outbox(&retry, &error).await {
+            tracing::warn!(error = %error_chain(&e), "could not release outbox entries (their lease will expire)");
+        }
+        false
+    }
+
+    async fn pause(&mut self) {
+        tracing::debug!(backoff = ?self.backoff, "publisher backing off");
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(self.config.max_backoff.max(MIN_BACKOFF));
+    }
+
+    async fn refresh_backlog(&mut self) {
+        match self.store.outbox_backlog().await {
+            Ok(b) => {
+                let age = b
+                    .oldest
+                    .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                self.metrics.outbox_pending.set(b.pending);
+                self.metrics.outbox_oldest_age.set(age);
+                self.metrics.outbox_failed.set(b.failed);
+                let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                status.backlog = b.pending;
+                status.oldest_age_seconds = age;
+                status.failed = b.failed;
+            }
+            Err(e) => tracing::warn!(error = %error_chain(&e), "could not read the outbox backlog"),
+        }
+    }
+
+    async fn prune(&mut self) {
+        let before = Utc::now()
+            - chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::zero());
+        match self.store.prune_outbox(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "pruned published outbox entries"),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "could not prune the outbox"),
+        }
+    }
+
+    /// Shutdown: send what was handed over, wait for reports until `deadline`, mark them.
+    async fn drain(&mut self, deadline: Duration) {
+        let until = tokio::time::Instant::now() + deadline;
+        if self.mode == Mode::Live {
+            while let Ok(entries) = self.rx.try_recv() {
+                self.send_all(entries);
+            }
+        }
+        while !self.inflight.is_empty() {
+            match tokio::time::timeout_at(until, self.inflight.next()).await {
+                Ok(Some(done)) => {
+                    self.settle(done).await;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        unsent = self.inflight.len(),
+                        "shutdown deadline reached; unsent entries stay in the outbox"
+                    );
+                    break;
+                }
+            }
+        }
+        self.flush().await;
+        if let Some(p) = &self.producer {
+            let _ = p.flush(Duration::from_millis(100));
+        }
+        self.refresh_backlog().await;
+    }
+}
+
+/// The topic of each record kind, for logs and docs.
+pub fn topics(config: &KafkaConfig) -> Vec<(RecordKind, String)> {
+    RecordKind::ALL
+        .iter()
+        .map(|k| (*k, config.topic(k.as_str())))
+        .collect()
+}
