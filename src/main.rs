@@ -1,11 +1,14 @@
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use ringback::config::Config;
+use ringback::config::{Config, EMBEDDED_BROKER};
+use ringback::domain::RecordKind;
 use ringback::ingest::Source;
+use ringback::publish::{kafka, replay};
 use ringback::startup::Application;
 use ringback::{store, telemetry};
 
@@ -28,6 +31,19 @@ enum Command {
     Migrate,
     /// Load and validate the configuration (including secrets), print a summary, exit.
     CheckConfig,
+    /// Re-publish stored records received in a time range to their Kafka topic (for a new
+    /// consumer or a lost topic). Messages are the ones first published: same id, key, value.
+    Replay {
+        /// Record kind: call-status or cdr.
+        #[arg(long)]
+        kind: String,
+        /// Received at or after this instant (RFC 3339, e.g. 2026-11-21T08:00:00Z).
+        #[arg(long)]
+        since: DateTime<Utc>,
+        /// Received before this instant (default: now).
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
+    },
 }
 
 #[tokio::main]
@@ -54,6 +70,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied ({})", store.backend());
             Ok(())
         }
+        Command::Replay { kind, since, until } => {
+            let kind = RecordKind::from_name(&kind)
+                .with_context(|| format!("--kind {kind:?}: expected one of call-status, cdr"))?;
+            let brokers = config.kafka.brokers.trim();
+            if brokers.is_empty() || brokers == EMBEDDED_BROKER {
+                bail!("replay needs real brokers: set kafka.brokers (RINGBACK__KAFKA__BROKERS)");
+            }
+            let range = replay::Range {
+                kind,
+                since,
+                until: until.unwrap_or_else(Utc::now),
+            };
+            let store = store::connect(&config.database).await?;
+            let producer = kafka::producer(brokers, &config.kafka)?;
+            let topic = config.kafka.topic(kind.as_str());
+            println!(
+                "replaying {} records received in [{}, {}) to {topic}",
+                kind.as_str(),
+                range.since,
+                range.until
+            );
+            let sent = replay::replay(
+                store.as_ref(),
+                &producer,
+                &config.kafka,
+                &config.sources,
+                &range,
+                |sent| println!("  {sent} sent"),
+            )
+            .await?;
+            println!("done: {sent} records re-published to {topic}");
+            store.close().await;
+            Ok(())
+        }
         Command::CheckConfig => {
             for (name, source) in &config.sources {
                 Source::from_config(name, source)?;
@@ -61,6 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("configuration is valid");
             println!("  http.addr     = {}", config.http.addr);
             println!("  database      = {}", redact_url(&config.database.url));
+            println!("  kafka.brokers = {:?}", config.kafka.brokers);
             for (name, source) in &config.sources {
                 println!(
                     "  source {name:<12} kind={} auth={} -> POST /hooks/{name}",

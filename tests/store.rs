@@ -6,7 +6,9 @@ use chrono::{TimeZone, Utc};
 use sqlx::Row;
 
 use common::{Backend, TestDb};
-use ringback::domain::{DeadLetter, DeadLetterScope, Outcome, Record};
+use std::time::Duration;
+
+use ringback::domain::{DeadLetter, DeadLetterScope, Outcome, Record, RecordKind};
 use ringback::sources::huawei::{self, sample};
 use ringback::sources::ParseContext;
 
@@ -218,7 +220,153 @@ async fn report_views_explain_codes_and_sum_days(backend: Backend) {
     db.drop_db().await;
 }
 
+fn with_outbox(records: &[Record]) -> Vec<ringback::domain::OutboxEntry> {
+    records
+        .iter()
+        .filter_map(ringback::publish::message::encode)
+        .collect()
+}
+
+async fn outbox_entries_come_with_new_records_only(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let records = fee_records(6, 50);
+    let entries = with_outbox(&records);
+    store.commit(&records, &entries).await.unwrap();
+    assert_eq!(store.outbox_backlog().await.unwrap().pending, 50);
+    // A platform retry: duplicates, so no new entry.
+    store.commit(&records, &entries).await.unwrap();
+    let backlog = store.outbox_backlog().await.unwrap();
+    assert_eq!((backlog.pending, backlog.failed), (50, 0));
+    assert!(backlog.oldest.is_some());
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let records = fee_records(7, 100);
+    let entries = with_outbox(&records);
+    store.commit(&records[..50], &entries[..50]).await.unwrap();
+    store.commit(&records[50..], &entries[50..]).await.unwrap();
+    let lease = Duration::from_secs(60);
+
+    // Two publishers (two pools, as two replicas would have) claim at the same time.
+    let other = db.store().await;
+    let (a, b) = tokio::join!(
+        store.claim_outbox(30, lease, Duration::ZERO),
+        other.claim_outbox(30, lease, Duration::ZERO)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 60);
+    let mut ids: Vec<_> = a.iter().chain(&b).map(|e| e.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 60, "no entry was claimed twice");
+    // Each claim is in commit order, and together they are the first 60 entries.
+    let position = |id| entries.iter().position(|e| e.id == id).unwrap();
+    for claim in [&a, &b] {
+        let order: Vec<_> = claim.iter().map(|e| position(e.id)).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        assert!(order.iter().all(|&p| p < 60));
+    }
+    assert_eq!(a[0].payload, entries[position(a[0].id)].payload);
+
+    // Leased entries are not claimed again; released ones are, first.
+    let rest = store
+        .claim_outbox(100, lease, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 40);
+    store
+        .release_outbox(&[a[0].id], "broker down")
+        .await
+        .unwrap();
+    let again = store
+        .claim_outbox(100, lease, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(again.iter().map(|e| e.id).collect::<Vec<_>>(), [a[0].id]);
+
+    // Young entries wait for the fast path.
+    store.release_outbox(&[a[0].id], "x").await.unwrap();
+    let young = store
+        .claim_outbox(100, lease, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(young.is_empty());
+
+    let published: Vec<_> = entries[..90].iter().map(|e| e.id).collect();
+    store.mark_published(&published).await.unwrap();
+    store
+        .mark_failed(entries[90].id, "message too large")
+        .await
+        .unwrap();
+    let backlog = store.outbox_backlog().await.unwrap();
+    assert_eq!((backlog.pending, backlog.failed), (9, 1));
+    assert_eq!(
+        store
+            .prune_outbox(Utc::now() - chrono::Duration::hours(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .prune_outbox(Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        90
+    );
+    assert_eq!(db.count("outbox").await, 10);
+    other.close().await;
+    store.close().await;
+    db.drop_db().await;
+}
+
+async fn replay_pages_walk_a_time_range(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut all = Vec::new();
+    for (i, minute) in [0, 10, 20].into_iter().enumerate() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 21, 8, minute, 0).unwrap();
+        let body = sample::fee_body(100 + i as u64, 30, at).to_string();
+        let ctx = ParseContext {
+            source: "hw".into(),
+            received_at: at,
+        };
+        let records = huawei::parse_body(body.as_bytes(), &ctx).unwrap().records;
+        store.commit(&records, &[]).await.unwrap();
+        all.push(records);
+    }
+    let since = Utc.with_ymd_and_hms(2026, 11, 21, 8, 5, 0).unwrap();
+    let until = Utc.with_ymd_and_hms(2026, 11, 21, 8, 20, 0).unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .replay_page(RecordKind::Cdr, since, until, after, 7)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.received_at, last.id));
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    let mut want: Vec<_> = all[1].iter().map(|r| r.id()).collect();
+    want.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, want, "exactly the records received in [08:05, 08:20)");
+    assert_eq!(seen.len(), 30, "no record twice across pages");
+    store.close().await;
+    db.drop_db().await;
+}
+
 both_stores!(
+    outbox_entries_come_with_new_records_only,
+    claims_follow_commit_order_and_never_overlap,
+    replay_pages_walk_a_time_range,
     report_views_explain_codes_and_sum_days,
     migrations_are_idempotent,
     a_second_commit_of_the_same_records_is_all_duplicates,

@@ -11,6 +11,8 @@ use sqlx::AnyPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub mod kafka;
+
 use ringback::config::{Config, DatabaseConfig, DigestVariant};
 use ringback::sources::huawei::aksk;
 use ringback::startup::Application;
@@ -280,6 +282,23 @@ impl TestApp {
             req = req.header(*k, v);
         }
         req.send().await.expect("request")
+    }
+
+    /// The value of an unlabelled metric (or the first series of a labelled one) in `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| l.split([' ', '{']).next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
     /// Stops the app gracefully and removes its database.

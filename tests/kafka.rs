@@ -1,0 +1,439 @@
+//! Records reach Kafka: end to end against a real Kafka-protocol broker (Tansu), broker
+//! outages (librdkafka's mock cluster), a crash between commit and delivery, and replay.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use sqlx::Row;
+
+use common::kafka::{consume, create_topics, free_port, Consumed, Tansu};
+use common::{spawn_app_with, Backend, TestApp, TestDb};
+use ringback::config::{Config, KafkaConfig};
+use ringback::publish::kafka::EmbeddedBroker;
+use ringback::sources::huawei::{self, sample};
+use ringback::sources::ParseContext;
+
+const EVENTS: [&str; 4] = ["callout", "alerting", "answer", "disconnect"];
+
+fn kafka_tweak(brokers: &str, prefix: &str) -> impl FnOnce(&mut Config) {
+    let brokers = brokers.to_owned();
+    let prefix = prefix.to_owned();
+    move |c: &mut Config| {
+        c.kafka.brokers = brokers;
+        c.kafka.topic_prefix = prefix;
+        c.kafka.message_timeout = Duration::from_secs(3);
+        c.kafka.sweep_interval = Duration::from_millis(200);
+        c.kafka.sweep_grace = Duration::from_millis(500);
+        c.kafka.max_backoff = Duration::from_millis(500);
+    }
+}
+
+fn prefix() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn ids_of(db: &TestDb, table: &str) -> BTreeSet<String> {
+    db.rows(&format!("SELECT CAST(id AS TEXT) FROM {table}"))
+        .await
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect()
+}
+
+fn assert_cloudevents(m: &Consumed, ce_type: &str) {
+    let h = &m.headers;
+    assert_eq!(h["ce_specversion"], "1.0");
+    assert_eq!(h["ce_id"], m.value["id"].as_str().unwrap());
+    assert_eq!(h["ce_type"], ce_type);
+    assert_eq!(h["ce_source"], "/ringback/sources/open");
+    assert!(h["ce_time"].ends_with('Z'), "{:?}", h["ce_time"]);
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(m.value["schema"], "ringback.record.v1");
+    assert_eq!(m.key, m.value["data"]["session_id"].as_str().unwrap());
+}
+
+async fn post_fees(app: &TestApp, bodies: u64) {
+    let end = Utc::now();
+    for seed in 0..bodies {
+        let body = sample::fee_body(seed, 50, end).to_string();
+        let res = app.post_with("open", body, &[]).await;
+        assert_eq!(res.status(), 200);
+    }
+}
+
+/// Status flows of `calls` sessions, interleaved: every call's callout, then every alerting…
+async fn post_status_flows(app: &TestApp, calls: u64) -> Vec<String> {
+    let start = Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap();
+    let sessions: Vec<String> = (0..calls)
+        .map(|n| sample::session_id(42, n, start))
+        .collect();
+    for (step, event) in EVENTS.iter().enumerate() {
+        for session in &sessions {
+            let at = start + chrono::Duration::seconds(step as i64 * 5);
+            let body = sample::status_body(event, session, at).to_string();
+            assert_eq!(app.post_with("open", body, &[]).await.status(), 200);
+        }
+    }
+    sessions
+}
+
+async fn every_record_reaches_kafka_with_its_headers_in_call_order(backend: Backend) {
+    let tansu = Tansu::start();
+    let prefix = prefix();
+    let topics = KafkaConfig {
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    create_topics(
+        &tansu.bootstrap,
+        &[topics.topic("cdr"), topics.topic("call-status")],
+        3,
+    )
+    .await;
+    let app = spawn_app_with(backend, kafka_tweak(&tansu.bootstrap, &prefix), None).await;
+
+    const BODIES: u64 = 4;
+    post_fees(&app, BODIES).await;
+    let sessions = post_status_flows(&app, 6).await;
+
+    let cdrs = consume(
+        &tansu.bootstrap,
+        &topics.topic("cdr"),
+        200,
+        Duration::from_secs(60),
+    )
+    .await;
+    let ids: BTreeSet<String> = cdrs.iter().map(|m| m.headers["ce_id"].clone()).collect();
+    assert_eq!(
+        ids.len(),
+        (BODIES * 50) as usize,
+        "every record id, no loss"
+    );
+    assert_eq!(
+        ids,
+        ids_of(&app.db, "cdrs").await,
+        "exactly the committed records"
+    );
+    for m in &cdrs {
+        assert_cloudevents(m, "io.ringback.cdr.v1");
+        assert_eq!(m.value["kind"], "cdr");
+    }
+
+    let events = consume(
+        &tansu.bootstrap,
+        &topics.topic("call-status"),
+        24,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(events.len(), 24, "no failure, so no re-send");
+    let mut by_session: HashMap<&str, Vec<&Consumed>> = HashMap::new();
+    for m in &events {
+        assert_cloudevents(m, "io.ringback.call-status.v1");
+        by_session.entry(m.key.as_str()).or_default().push(m);
+    }
+    for session in &sessions {
+        let mut msgs = by_session
+            .remove(session.as_str())
+            .expect("every call is on Kafka");
+        let partitions: BTreeSet<i32> = msgs.iter().map(|m| m.partition).collect();
+        assert_eq!(partitions.len(), 1, "one call, one partition");
+        msgs.sort_by_key(|m| m.offset);
+        let order: Vec<&str> = msgs
+            .iter()
+            .map(|m| m.value["data"]["event_type"].as_str().unwrap())
+            .collect();
+        assert_eq!(order, EVENTS, "{session}: in call order");
+    }
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+    app.stop().await;
+}
+
+async fn wait_for_metric(app: &TestApp, name: &str, want: f64) {
+    for _ in 0..300 {
+        if app.metric(name).await == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} never became {want}: {:?}", app.metric(name).await);
+}
+
+async fn a_broker_outage_is_buffered_in_the_outbox_and_drained(backend: Backend) {
+    let prefix = prefix();
+    let config = KafkaConfig {
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    let broker = EmbeddedBroker::start(&config, 3).unwrap();
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let app = spawn_app_with(backend, kafka_tweak(&bootstrap, &prefix), None).await;
+
+    post_fees(&app, 1).await;
+    assert_eq!(
+        consume(
+            &bootstrap,
+            &config.topic("cdr"),
+            50,
+            Duration::from_secs(30)
+        )
+        .await
+        .len(),
+        50
+    );
+
+    broker.set_up(false);
+    let end = Utc::now();
+    for seed in 10..13 {
+        let res = app
+            .post_with("open", sample::fee_body(seed, 50, end).to_string(), &[])
+            .await;
+        assert_eq!(res.status(), 200, "ingest goes on while the broker is down");
+    }
+    let mut peak = 0.0;
+    for _ in 0..100 {
+        peak = app.metric("ringback_outbox_pending").await.unwrap_or(0.0);
+        if peak >= 150.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(peak, 150.0, "the backlog shows the undelivered records");
+    let ready: serde_json::Value = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["status"], "ready",
+        "the database is the buffer: still ready"
+    );
+    assert_eq!(ready["publisher"]["backlog"], 150);
+
+    broker.set_up(true);
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+    let all = consume(
+        &bootstrap,
+        &config.topic("cdr"),
+        200,
+        Duration::from_secs(30),
+    )
+    .await;
+    let ids: BTreeSet<String> = all.iter().map(|m| m.headers["ce_id"].clone()).collect();
+    assert_eq!(ids, ids_of(&app.db, "cdrs").await);
+    assert_eq!(ids.len(), 200);
+    app.stop().await;
+}
+
+fn config_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("ringback.toml");
+    std::fs::write(
+        &path,
+        "[http]\nworkers = 1\n[sources.open]\nkind = \"huawei-voicecall\"\nauth = \"none\"\n",
+    )
+    .unwrap();
+    path
+}
+
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
+
+async fn run_binary(config: &std::path::Path, db: &str, brokers: &str, prefix: &str) -> Server {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringback"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("RINGBACK__HTTP__ADDR", format!("127.0.0.1:{port}"))
+        .env("RINGBACK__DATABASE__URL", db)
+        .env("RINGBACK__KAFKA__BROKERS", brokers)
+        .env("RINGBACK__KAFKA__TOPIC_PREFIX", prefix)
+        .env("RINGBACK__KAFKA__MESSAGE_TIMEOUT", "60s")
+        .env("RINGBACK__KAFKA__SWEEP_INTERVAL", "200ms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            return Server { child, base };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("ringback did not start");
+}
+
+async fn a_crash_between_commit_and_delivery_loses_nothing(backend: Backend) {
+    let tansu = Tansu::start();
+    let prefix = prefix();
+    let topics = KafkaConfig {
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    create_topics(
+        &tansu.bootstrap,
+        &[topics.topic("cdr"), topics.topic("call-status")],
+        3,
+    )
+    .await;
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path());
+
+    // First run: the brokers it knows are unreachable, so nothing is delivered.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let mut server = run_binary(&config, &db.url, &nowhere, &prefix).await;
+    let client = reqwest::Client::new();
+    for seed in 0..2 {
+        let res = client
+            .post(format!("{}/hooks/open", server.base))
+            .header("content-type", "application/json")
+            .body(sample::fee_body(seed, 50, Utc::now()).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(
+        db.scalar_i64("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+            .await,
+        100
+    );
+    server.child.kill().unwrap(); // SIGKILL: no drain, no goodbye
+    server.child.wait().unwrap();
+
+    // Second run, with the brokers back: the leftovers are published.
+    let mut server = run_binary(&config, &db.url, &tansu.bootstrap, &prefix).await;
+    let got = consume(
+        &tansu.bootstrap,
+        &topics.topic("cdr"),
+        100,
+        Duration::from_secs(60),
+    )
+    .await;
+    let ids: BTreeSet<String> = got.iter().map(|m| m.headers["ce_id"].clone()).collect();
+    assert_eq!(ids, ids_of(&db, "cdrs").await);
+    assert_eq!(ids.len(), 100);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    db.drop_db().await;
+}
+
+async fn replay_resends_exactly_a_time_range(backend: Backend) {
+    let tansu = Tansu::start();
+    let live = prefix();
+    let replayed = prefix();
+    let cfg = |p: &str| KafkaConfig {
+        topic_prefix: p.to_owned(),
+        ..Default::default()
+    };
+    create_topics(
+        &tansu.bootstrap,
+        &[
+            cfg(&live).topic("cdr"),
+            cfg(&live).topic("call-status"),
+            cfg(&replayed).topic("cdr"),
+        ],
+        3,
+    )
+    .await;
+    let app = spawn_app_with(backend, kafka_tweak(&tansu.bootstrap, &live), None).await;
+
+    post_fees(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let since = Utc::now();
+    let end = Utc::now();
+    let mut want = BTreeSet::new();
+    for seed in [7, 8] {
+        let body = sample::fee_body(seed, 50, end).to_string();
+        let ctx = ParseContext {
+            source: "open".into(),
+            received_at: end,
+        };
+        let parsed = huawei::parse_body(body.as_bytes(), &ctx).unwrap();
+        want.extend(parsed.records.iter().map(|r| r.id().to_string()));
+        let res = app.post_with("open", body, &[]).await;
+        assert_eq!(res.status(), 200);
+    }
+    let until = Utc::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    post_fees(&app, 1).await; // seed 0 again: duplicates, no new rows
+    let res = app
+        .post_with("open", sample::fee_body(9, 50, Utc::now()).to_string(), &[])
+        .await;
+    assert_eq!(res.status(), 200);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ringback"))
+        .args([
+            "replay",
+            "--kind",
+            "cdr",
+            "--since",
+            &since.to_rfc3339(),
+            "--until",
+            &until.to_rfc3339(),
+        ])
+        .env("RINGBACK__DATABASE__URL", &app.db.url)
+        .env("RINGBACK__KAFKA__BROKERS", &tansu.bootstrap)
+        .env("RINGBACK__KAFKA__TOPIC_PREFIX", &replayed)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("done: 100 records"), "{stdout}");
+
+    let got = consume(
+        &tansu.bootstrap,
+        &cfg(&replayed).topic("cdr"),
+        101,
+        Duration::from_secs(15),
+    )
+    .await;
+    let distinct: BTreeSet<&str> = got.iter().map(|m| m.headers["ce_id"].as_str()).collect();
+    assert_eq!(distinct.len(), 100, "exactly the range, nothing more");
+    let ids: BTreeSet<String> = got.iter().map(|m| m.headers["ce_id"].clone()).collect();
+    assert_eq!(
+        ids, want,
+        "the records of seeds 7 and 8, received in the range"
+    );
+    // The replayed messages are the live ones: same id, key and value.
+    let live_msgs = consume(
+        &tansu.bootstrap,
+        &cfg(&live).topic("cdr"),
+        200,
+        Duration::from_secs(30),
+    )
+    .await;
+    let live_by_id: HashMap<&str, &Consumed> = live_msgs
+        .iter()
+        .map(|m| (m.headers["ce_id"].as_str(), m))
+        .collect();
+    for m in &got {
+        let original = live_by_id[m.headers["ce_id"].as_str()];
+        assert_eq!(m.value, original.value);
+        assert_eq!(m.key, original.key);
+    }
+    app.stop().await;
+}
+
+both_stores!(
+    every_record_reaches_kafka_with_its_headers_in_call_order,
+    a_broker_outage_is_buffered_in_the_outbox_and_drained,
+    a_crash_between_commit_and_delivery_loses_nothing,
+    replay_resends_exactly_a_time_range,
+);
