@@ -11,7 +11,7 @@ use chrono::{TimeZone, Utc};
 use sqlx::Row;
 
 use common::kafka::{consume, create_topics, free_port, Consumed, Tansu};
-use common::{spawn_app_with, Backend, TestApp, TestDb};
+use common::{spawn_app_with, start_app, Backend, TestApp, TestDb};
 use ringback::config::{Config, KafkaConfig};
 use ringback::publish::kafka::EmbeddedBroker;
 use ringback::sources::huawei::{self, sample};
@@ -233,6 +233,53 @@ async fn a_broker_outage_is_buffered_in_the_outbox_and_drained(backend: Backend)
     app.stop().await;
 }
 
+async fn shutdown_leaves_what_it_cannot_publish_for_the_next_start(backend: Backend) {
+    let prefix = prefix();
+    let config = KafkaConfig {
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    let broker = EmbeddedBroker::start(&config, 3).unwrap();
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let tweak = |deadline: u64| {
+        let base = kafka_tweak(&bootstrap, &prefix);
+        move |c: &mut Config| {
+            base(c);
+            c.kafka.message_timeout = Duration::from_secs(30);
+            c.kafka.shutdown_deadline = Duration::from_secs(deadline);
+        }
+    };
+    broker.set_up(false);
+    let app = spawn_app_with(backend, tweak(1), None).await;
+    post_fees(&app, 1).await;
+    let started = std::time::Instant::now();
+    let db = app.stop_keep_db().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
+    let pending = "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL";
+    assert_eq!(db.scalar_i64(pending).await, 50, "left in the outbox");
+
+    broker.set_up(true);
+    let app = start_app(db, tweak(10), None).await;
+    let got = consume(
+        &bootstrap,
+        &config.topic("cdr"),
+        50,
+        Duration::from_secs(30),
+    )
+    .await;
+    let ids: BTreeSet<String> = got.iter().map(|m| m.headers["ce_id"].clone()).collect();
+    assert_eq!(ids, ids_of(&app.db, "cdrs").await);
+    // A graceful stop with the broker up publishes what is in flight and marks it.
+    post_fees(&app, 2).await;
+    let db = app.stop_keep_db().await;
+    assert_eq!(db.scalar_i64(pending).await, 0);
+    db.drop_db().await;
+}
+
 fn config_file(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("ringback.toml");
     std::fs::write(
@@ -434,6 +481,7 @@ async fn replay_resends_exactly_a_time_range(backend: Backend) {
 both_stores!(
     every_record_reaches_kafka_with_its_headers_in_call_order,
     a_broker_outage_is_buffered_in_the_outbox_and_drained,
+    shutdown_leaves_what_it_cannot_publish_for_the_next_start,
     a_crash_between_commit_and_delivery_loses_nothing,
     replay_resends_exactly_a_time_range,
 );

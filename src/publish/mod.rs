@@ -220,14 +220,22 @@ impl Publisher {
                         if self.mode == Mode::Live {
                             self.set_mode(Mode::CatchingUp);
                         }
-                        self.catch_up().await;
+                        // Waiting on deliveries can take up to kafka.message_timeout: stay
+                        // responsive to shutdown (claimed entries' leases simply expire).
+                        tokio::select! {
+                            _ = self.catch_up() => {}
+                            _ = stop.cancelled() => break,
+                        }
                     }
                 }
                 _ = sweep.tick() => {
                     self.refresh_backlog().await;
                     self.prune().await;
                     if self.mode == Mode::Live {
-                        self.sweep_leftovers().await;
+                        tokio::select! {
+                            _ = self.sweep_leftovers() => {}
+                            _ = stop.cancelled() => break,
+                        }
                     }
                 }
             }

@@ -207,7 +207,15 @@ pub async fn spawn_app_with(
     tweak: impl FnOnce(&mut Config),
     store: Option<WrapStore>,
 ) -> TestApp {
-    let db = TestDb::new(backend).await;
+    start_app(TestDb::new(backend).await, tweak, store).await
+}
+
+/// Starts the app on an existing test database (to restart it on the same data).
+pub async fn start_app(
+    db: TestDb,
+    tweak: impl FnOnce(&mut Config),
+    store: Option<WrapStore>,
+) -> TestApp {
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), format!("{APP_SECRET}\n")).unwrap();
     let mut config = base_config(&db, secret.path());
@@ -303,9 +311,14 @@ impl TestApp {
 
     /// Stops the app gracefully and removes its database.
     pub async fn stop(self) {
+        self.stop_keep_db().await.drop_db().await;
+    }
+
+    /// Stops the app gracefully and hands back its database.
+    pub async fn stop_keep_db(self) -> TestDb {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
-        self.db.drop_db().await;
+        self.db
     }
 }
 
