@@ -1,86 +1,267 @@
-//! Every Prometheus metric, registered once, here. Label values are bounded: source names,
-//! record kinds, outcomes, error codes and topics from config, never a number or an id.
+//! Every Prometheus metric, registered once, here. Label values are bounded: configured source
+//! names (`unknown` for anything else), record kinds, outcomes, error codes, event types and
+//! configured topics; never a phone number, a session id or an event id.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+
+/// Latency buckets for callbacks: a commit takes a few ms; platforms give up after seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Body sizes: a status push is ~300 B, a 50-CDR fee push ~60 KiB.
+const BODY_BUCKETS: &[f64] = &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0];
+/// Records per batch (batch.max_records defaults to 50).
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
 
 /// The metrics of one running application (tests run several side by side, so they are not
 /// process globals).
 pub struct Metrics {
     registry: Registry,
+    // HTTP
+    /// Requests by route, source and status code.
+    pub http_requests: IntCounterVec,
+    /// Request duration by route and source.
+    pub http_duration: HistogramVec,
+    /// Requests being served.
+    pub http_in_flight: IntGauge,
+    /// Request body sizes by source.
+    pub http_body_bytes: HistogramVec,
+    // Records
     /// Records by source, kind and outcome (`accepted`, `duplicate`, `rejected`).
     pub records: IntCounterVec,
+    /// Refused requests and records by source and error code (auth failures included).
+    pub rejections: IntCounterVec,
+    /// Authentication failures by source and code.
+    pub auth_failures: IntCounterVec,
+    /// Dead letters committed, by source and code.
+    pub dead_letters: IntCounterVec,
+    // Batching and store
+    /// Records per committed batch.
+    pub batch_records: Histogram,
+    /// Requests waiting for the batcher.
+    pub queue_depth: IntGauge,
+    /// Duration of a batch's transaction (all attempts).
+    pub commit_duration: Histogram,
+    /// Failed commit attempts by kind (`transient`, `permanent`).
+    pub store_errors: IntCounterVec,
+    // Publishing
+    /// Kafka messages by topic and outcome (`delivered`, `retry`, `failed`).
+    pub kafka_messages: IntCounterVec,
+    /// From send to delivery report, by topic.
+    pub kafka_delivery: HistogramVec,
+    /// 1 while the last delivery attempt reached the brokers, 0 after a failure.
+    pub kafka_broker_up: IntGauge,
     /// Outbox entries waiting to be published.
     pub outbox_pending: IntGauge,
     /// Age of the oldest unpublished outbox entry, in seconds (0 when none waits).
     pub outbox_oldest_age: Gauge,
     /// Outbox entries marked as never publishable.
     pub outbox_failed: IntGauge,
-    /// Kafka messages by topic and outcome (`delivered`, `retry`, `failed`).
-    pub kafka_messages: IntCounterVec,
-    /// The publisher's mode: 1 for the current one of `live`, `catching_up`, `outbox_only`.
+    /// 1 for the publisher's current mode.
     pub publisher_mode: IntGaugeVec,
+    // Domain
+    /// Accepted call-status events by source and event type.
+    pub call_events: IntCounterVec,
+    /// Accepted CDRs by source and whether the call was answered.
+    pub cdrs: IntCounterVec,
+    /// Talk seconds of accepted CDRs, by source.
+    pub talk_seconds: IntCounterVec,
+    /// Billable minutes of accepted CDRs, by source.
+    pub billable_minutes: IntCounterVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("valid metric")
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("ringback".into()), None)
-            .expect("the prefix is a valid metric name");
-        let records = IntCounterVec::new(
-            Opts::new("records_total", "Records by source, kind and outcome."),
-            &["source", "kind", "outcome"],
-        )
-        .expect("valid metric");
-        let outbox_pending = IntGauge::new(
-            "outbox_pending",
-            "Outbox entries waiting to be published to Kafka.",
-        )
-        .expect("valid metric");
-        let outbox_oldest_age = Gauge::new(
-            "outbox_oldest_age_seconds",
-            "Age of the oldest unpublished outbox entry (0 when none waits).",
-        )
-        .expect("valid metric");
-        let outbox_failed = IntGauge::new(
-            "outbox_failed",
-            "Outbox entries that can never be published (too large, not authorised).",
-        )
-        .expect("valid metric");
-        let kafka_messages = IntCounterVec::new(
-            Opts::new(
-                "kafka_messages_total",
-                "Kafka messages by topic and outcome.",
+        let registry = Registry::new();
+        let m = Self {
+            http_requests: counter(
+                "ringback_http_requests_total",
+                "HTTP requests by route, source and status code.",
+                &["route", "source", "status"],
             ),
-            &["topic", "outcome"],
+            http_duration: histogram(
+                "ringback_http_request_duration_seconds",
+                "HTTP request duration, from the first byte to the answer (commit included).",
+                &["route", "source"],
+                LATENCY_BUCKETS,
+            ),
+            http_in_flight: IntGauge::new(
+                "ringback_http_requests_in_flight",
+                "HTTP requests being served.",
+            )
+            .expect("valid metric"),
+            http_body_bytes: histogram(
+                "ringback_http_request_body_bytes",
+                "Hook request body sizes.",
+                &["source"],
+                BODY_BUCKETS,
+            ),
+            records: counter(
+                "ringback_records_total",
+                "Records by source, kind and outcome (accepted, duplicate, rejected).",
+                &["source", "kind", "outcome"],
+            ),
+            rejections: counter(
+                "ringback_rejections_total",
+                "Refused requests and records by source and error code.",
+                &["source", "code"],
+            ),
+            auth_failures: counter(
+                "ringback_auth_failures_total",
+                "Authentication failures by source and code.",
+                &["source", "code"],
+            ),
+            dead_letters: counter(
+                "ringback_dead_letters_total",
+                "Dead letters committed, by source and code.",
+                &["source", "code"],
+            ),
+            batch_records: Histogram::with_opts(
+                HistogramOpts::new("ringback_batch_records", "Records per committed batch.")
+                    .buckets(BATCH_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            queue_depth: IntGauge::new(
+                "ringback_batch_queue_depth",
+                "Requests waiting for the batcher.",
+            )
+            .expect("valid metric"),
+            commit_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "ringback_store_commit_duration_seconds",
+                    "Duration of a batch's commit, retries included.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            store_errors: counter(
+                "ringback_store_errors_total",
+                "Failed commit attempts by kind (transient, permanent).",
+                &["kind"],
+            ),
+            kafka_messages: counter(
+                "ringback_kafka_messages_total",
+                "Kafka messages by topic and outcome (delivered, retry, failed).",
+                &["topic", "outcome"],
+            ),
+            kafka_delivery: histogram(
+                "ringback_kafka_delivery_seconds",
+                "From send to delivery report, by topic.",
+                &["topic"],
+                LATENCY_BUCKETS,
+            ),
+            kafka_broker_up: IntGauge::new(
+                "ringback_kafka_broker_up",
+                "1 while the last delivery attempt reached the brokers, 0 after a failure or \
+                 with no brokers.",
+            )
+            .expect("valid metric"),
+            outbox_pending: IntGauge::new(
+                "ringback_outbox_pending",
+                "Outbox entries waiting to be published to Kafka.",
+            )
+            .expect("valid metric"),
+            outbox_oldest_age: Gauge::new(
+                "ringback_outbox_oldest_age_seconds",
+                "Age of the oldest unpublished outbox entry (0 when none waits).",
+            )
+            .expect("valid metric"),
+            outbox_failed: IntGauge::new(
+                "ringback_outbox_failed",
+                "Outbox entries that can never be published (too large, not authorised).",
+            )
+            .expect("valid metric"),
+            publisher_mode: IntGaugeVec::new(
+                Opts::new(
+                    "ringback_publisher_mode",
+                    "1 for the publisher's current mode.",
+                ),
+                &["mode"],
+            )
+            .expect("valid metric"),
+            call_events: counter(
+                "ringback_call_events_total",
+                "Accepted call-status events by source and event type.",
+                &["source", "event_type"],
+            ),
+            cdrs: counter(
+                "ringback_cdrs_total",
+                "Accepted CDRs by source and whether the call was answered.",
+                &["source", "answered"],
+            ),
+            talk_seconds: counter(
+                "ringback_talk_seconds_total",
+                "Talk seconds of accepted CDRs.",
+                &["source"],
+            ),
+            billable_minutes: counter(
+                "ringback_billable_minutes_total",
+                "Billable minutes (per started minute) of accepted CDRs.",
+                &["source"],
+            ),
+            registry,
+        };
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "ringback_build_info",
+                "Always 1; the version of the running binary.",
+            ),
+            &["version"],
         )
         .expect("valid metric");
-        let publisher_mode = IntGaugeVec::new(
-            Opts::new("publisher_mode", "1 for the publisher's current mode."),
-            &["mode"],
-        )
-        .expect("valid metric");
-        for metric in [
-            Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(outbox_pending.clone()),
-            Box::new(outbox_oldest_age.clone()),
-            Box::new(outbox_failed.clone()),
-            Box::new(kafka_messages.clone()),
-            Box::new(publisher_mode.clone()),
-        ] {
-            registry
-                .register(metric)
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(m.http_requests.clone()),
+            Box::new(m.http_duration.clone()),
+            Box::new(m.http_in_flight.clone()),
+            Box::new(m.http_body_bytes.clone()),
+            Box::new(m.records.clone()),
+            Box::new(m.rejections.clone()),
+            Box::new(m.auth_failures.clone()),
+            Box::new(m.dead_letters.clone()),
+            Box::new(m.batch_records.clone()),
+            Box::new(m.queue_depth.clone()),
+            Box::new(m.commit_duration.clone()),
+            Box::new(m.store_errors.clone()),
+            Box::new(m.kafka_messages.clone()),
+            Box::new(m.kafka_delivery.clone()),
+            Box::new(m.kafka_broker_up.clone()),
+            Box::new(m.outbox_pending.clone()),
+            Box::new(m.outbox_oldest_age.clone()),
+            Box::new(m.outbox_failed.clone()),
+            Box::new(m.publisher_mode.clone()),
+            Box::new(m.call_events.clone()),
+            Box::new(m.cdrs.clone()),
+            Box::new(m.talk_seconds.clone()),
+            Box::new(m.billable_minutes.clone()),
+            Box::new(build_info),
+            // process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds…
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for c in collectors {
+            m.registry
+                .register(c)
                 .expect("each metric is registered once");
         }
-        Self {
-            registry,
-            records,
-            outbox_pending,
-            outbox_oldest_age,
-            outbox_failed,
-            kafka_messages,
-            publisher_mode,
-        }
+        m
     }
 
     /// The Prometheus text exposition of every metric.
@@ -90,6 +271,15 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("encoding to memory cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
+    }
+
+    /// Counts a refused request or record, and logs it: one line per refusal, with its code.
+    pub fn rejected(&self, source: &str, code: &'static str, field: Option<&str>, auth: bool) {
+        self.rejections.with_label_values(&[source, code]).inc();
+        if auth {
+            self.auth_failures.with_label_values(&[source, code]).inc();
+        }
+        tracing::info!(source, code, field, "input refused");
     }
 }
 

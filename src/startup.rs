@@ -104,6 +104,7 @@ impl Application {
             config.batch.clone(),
             batcher.clone(),
             Some(publisher_handle.clone()),
+            metrics.clone(),
         );
         let state = web::Data::new(AppState {
             sources,
@@ -117,7 +118,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .wrap(from_fn(ingest::request_id))
+                .wrap(from_fn(ingest::observe))
                 .configure(ingest::routes)
         })
         .disable_signals()

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BatchConfig;
 use crate::domain::{OutboxEntry, Outcome, Record};
+use crate::metrics::Metrics;
 use crate::publish::{message, PublisherHandle};
 use crate::store::Store;
 
@@ -52,9 +53,10 @@ impl Batcher {
         config: BatchConfig,
         stop: CancellationToken,
         publisher: Option<PublisherHandle>,
+        metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let task = tokio::spawn(run(rx, store, config, stop, publisher));
+        let task = tokio::spawn(run(rx, store, config, stop, publisher, metrics));
         (Self { tx }, task)
     }
 
@@ -86,6 +88,7 @@ async fn run(
     config: BatchConfig,
     stop: CancellationToken,
     publisher: Option<PublisherHandle>,
+    metrics: Arc<Metrics>,
 ) {
     let mut carried: Option<Submission> = None;
     loop {
@@ -127,7 +130,9 @@ async fn run(
             size += next.records.len();
             batch.push(next);
         }
-        commit(store.as_ref(), batch, &config, publisher.as_ref()).await;
+        metrics.queue_depth.set(rx.len() as i64);
+        metrics.batch_records.observe(size as f64);
+        commit(store.as_ref(), batch, &config, publisher.as_ref(), &metrics).await;
     }
     tracing::debug!("batcher drained and stopped");
 }
@@ -148,6 +153,7 @@ async fn commit(
     batch: Vec<Submission>,
     config: &BatchConfig,
     publisher: Option<&PublisherHandle>,
+    metrics: &Metrics,
 ) {
     let mut records = Vec::with_capacity(batch.iter().map(|s| s.records.len()).sum());
     let mut acks = Vec::with_capacity(batch.len());
@@ -158,8 +164,18 @@ async fn commit(
     let entries = outbox_entries(&records);
     let mut backoff = config.retry_backoff;
     let mut attempt = 0;
+    let started = std::time::Instant::now();
     let result = loop {
-        match store.commit(&records, &entries).await {
+        let result = store.commit(&records, &entries).await;
+        if let Err(e) = &result {
+            let kind = if e.is_transient() {
+                "transient"
+            } else {
+                "permanent"
+            };
+            metrics.store_errors.with_label_values(&[kind]).inc();
+        }
+        match result {
             Ok(outcomes) => break Ok(outcomes),
             Err(e) if e.is_transient() && attempt < config.commit_retries => {
                 attempt += 1;
@@ -170,6 +186,9 @@ async fn commit(
             Err(e) => break Err(e),
         }
     };
+    metrics
+        .commit_duration
+        .observe(started.elapsed().as_secs_f64());
     match result {
         Ok(outcomes) => {
             if let Some(publisher) = publisher {

@@ -103,8 +103,13 @@ fn config(max_records: usize, linger_ms: u64) -> BatchConfig {
 #[tokio::test(start_paused = true)]
 async fn requests_within_the_linger_share_one_transaction() {
     let store = Arc::new(FakeStore::default());
-    let (batcher, _task) =
-        Batcher::spawn(store.clone(), config(50, 5), CancellationToken::new(), None);
+    let (batcher, _task) = Batcher::spawn(
+        store.clone(),
+        config(50, 5),
+        CancellationToken::new(),
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+    );
     let submits = (0..3).map(|i| {
         let b = batcher.clone();
         tokio::spawn(async move { b.submit(records(10, i)).await })
@@ -118,8 +123,13 @@ async fn requests_within_the_linger_share_one_transaction() {
 #[tokio::test(start_paused = true)]
 async fn a_batch_never_exceeds_max_records_and_never_splits_a_request() {
     let store = Arc::new(FakeStore::default());
-    let (batcher, _task) =
-        Batcher::spawn(store.clone(), config(50, 5), CancellationToken::new(), None);
+    let (batcher, _task) = Batcher::spawn(
+        store.clone(),
+        config(50, 5),
+        CancellationToken::new(),
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+    );
     let submits = [30, 30, 20].map(|n| {
         let b = batcher.clone();
         tokio::spawn(async move { b.submit(records(n, n as u64)).await })
@@ -156,8 +166,13 @@ async fn a_full_queue_is_refused_at_once() {
 async fn transient_failures_are_retried_and_permanent_ones_are_not() {
     let store = Arc::new(FakeStore::default());
     store.fail_next.lock().unwrap().extend([true, true]);
-    let (batcher, _task) =
-        Batcher::spawn(store.clone(), config(50, 0), CancellationToken::new(), None);
+    let (batcher, _task) = Batcher::spawn(
+        store.clone(),
+        config(50, 0),
+        CancellationToken::new(),
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+    );
     assert_eq!(batcher.submit(records(2, 1)).await.unwrap().len(), 2);
 
     store.fail_next.lock().unwrap().extend([true, true, true]);
@@ -175,7 +190,13 @@ async fn transient_failures_are_retried_and_permanent_ones_are_not() {
 async fn stopping_commits_what_is_queued_then_refuses() {
     let store = Arc::new(FakeStore::default());
     let stop = CancellationToken::new();
-    let (batcher, task) = Batcher::spawn(store.clone(), config(50, 0), stop.clone(), None);
+    let (batcher, task) = Batcher::spawn(
+        store.clone(),
+        config(50, 0),
+        stop.clone(),
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+    );
     let b = batcher.clone();
     let pending = tokio::spawn(async move { b.submit(records(3, 1)).await });
     tokio::task::yield_now().await;

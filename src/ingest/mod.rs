@@ -81,11 +81,75 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
-fn kind_of(record: &Record) -> Option<RecordKind> {
-    match record {
-        Record::CallEvent(_) => Some(RecordKind::CallStatus),
-        Record::Cdr(_) => Some(RecordKind::Cdr),
-        Record::DeadLetter(_) => None,
+/// What the metrics need to know of a record once its outcome is known.
+enum Fact {
+    Call(&'static str),
+    Cdr {
+        answered: bool,
+        talk_seconds: u64,
+        billable_minutes: u64,
+    },
+    DeadLetter,
+}
+
+impl Fact {
+    fn of(record: &Record) -> Self {
+        match record {
+            Record::CallEvent(e) => Self::Call(e.event_type.as_str()),
+            Record::Cdr(c) => Self::Cdr {
+                answered: c.derived.answered,
+                talk_seconds: c.derived.talk_seconds.unwrap_or(0).max(0) as u64,
+                billable_minutes: c.derived.billable_minutes.unwrap_or(0).max(0) as u64,
+            },
+            Record::DeadLetter(_) => Self::DeadLetter,
+        }
+    }
+}
+
+/// Counts committed records: by outcome, and the domain figures of the new ones.
+fn observe_outcomes(metrics: &Metrics, source: &str, facts: &[Fact], outcomes: &[Outcome]) {
+    for (fact, outcome) in facts.iter().zip(outcomes) {
+        let outcome = match outcome {
+            Outcome::Inserted => "accepted",
+            Outcome::Duplicate => "duplicate",
+        };
+        let kind = match fact {
+            Fact::Call(_) => RecordKind::CallStatus,
+            Fact::Cdr { .. } => RecordKind::Cdr,
+            Fact::DeadLetter => continue,
+        };
+        metrics
+            .records
+            .with_label_values(&[source, kind.as_str(), outcome])
+            .inc();
+        if outcome != "accepted" {
+            continue;
+        }
+        match *fact {
+            Fact::Call(event_type) => {
+                metrics
+                    .call_events
+                    .with_label_values(&[source, event_type])
+                    .inc();
+            }
+            Fact::Cdr {
+                answered,
+                talk_seconds,
+                billable_minutes,
+            } => {
+                let answered = if answered { "true" } else { "false" };
+                metrics.cdrs.with_label_values(&[source, answered]).inc();
+                metrics
+                    .talk_seconds
+                    .with_label_values(&[source])
+                    .inc_by(talk_seconds);
+                metrics
+                    .billable_minutes
+                    .with_label_values(&[source])
+                    .inc_by(billable_minutes);
+            }
+            Fact::DeadLetter => {}
+        }
     }
 }
 
@@ -95,8 +159,9 @@ pub struct RequestId(pub String);
 
 const REQUEST_ID: &str = "x-request-id";
 
-/// Gives every request an id, echoes it back, and puts it on every log line of the request.
-pub async fn request_id(
+/// Gives every request an id (echoed back and on every log line of the request), and counts
+/// and times it by route, source and status.
+pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
@@ -108,13 +173,52 @@ pub async fn request_id(
         .map(str::to_owned)
         .unwrap_or_else(|| Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    if let Some(s) = &state {
+        s.metrics.http_in_flight.inc();
+    }
+    let started = std::time::Instant::now();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
-    let mut res = next.call(req).instrument(span).await?;
+    let result = next.call(req).instrument(span).await;
+    if let Some(s) = &state {
+        s.metrics.http_in_flight.dec();
+    }
+    let mut res = result?;
+    if let Some(s) = &state {
+        let (route, source) = labels(&res, s);
+        let status = res.status();
+        s.metrics
+            .http_requests
+            .with_label_values(&[route, source, status.as_str()])
+            .inc();
+        s.metrics
+            .http_duration
+            .with_label_values(&[route, source])
+            .observe(started.elapsed().as_secs_f64());
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(header::HeaderName::from_static(REQUEST_ID), v);
     }
     Ok(res)
+}
+
+/// Bounded labels for a request: the route's name, and the source when it is a configured one.
+fn labels<'a, B>(res: &'a ServiceResponse<B>, state: &'a AppState) -> (&'static str, &'a str) {
+    let req = res.request();
+    match req.match_pattern().as_deref() {
+        Some("/hooks/{source}") => {
+            let source = req.match_info().get("source").unwrap_or("");
+            match state.sources.get_key_value(source) {
+                Some((name, _)) => ("hooks", name.as_str()),
+                None => ("hooks", "unknown"),
+            }
+        }
+        Some("/healthz") => ("healthz", ""),
+        Some("/readyz") => ("readyz", ""),
+        Some("/metrics") => ("metrics", ""),
+        _ => ("unmatched", ""),
+    }
 }
 
 /// What a hook answers on success.
@@ -178,10 +282,23 @@ impl Request<'_> {
             IngestError::Invalid(r) => r.clone(),
             other => Rejection::new(other.code(), other.to_string(), None),
         };
-        tracing::info!(code = rejection.code, field = rejection.field.as_deref(), source = %self.source.name, "request refused");
+        let metrics = &self.state.metrics;
+        let auth = matches!(error, IngestError::Auth(_));
+        metrics.rejected(
+            &self.source.name,
+            rejection.code,
+            rejection.field.as_deref(),
+            auth,
+        );
         let letter = self.dead_letter(DeadLetterScope::Request, None, &rejection, body);
         match self.state.batcher.submit(vec![letter]).await {
-            Ok(_) => error,
+            Ok(_) => {
+                metrics
+                    .dead_letters
+                    .with_label_values(&[&self.source.name, rejection.code])
+                    .inc();
+                error
+            }
             Err(e) if matches!(error, IngestError::Auth(_)) => {
                 tracing::warn!(error = %e, "could not keep the dead letter of an auth failure");
                 error
@@ -311,7 +428,14 @@ async fn hook(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let body = match read_body(payload, state.max_body_bytes, declared).await {
-        Ok(body) => body,
+        Ok(body) => {
+            state
+                .metrics
+                .http_body_bytes
+                .with_label_values(&[&source.name])
+                .observe(body.len() as f64);
+            body
+        }
         Err(e @ IngestError::PayloadTooLarge { .. }) => return Err(request.refuse(e, None).await),
         Err(e) => return Err(e),
     };
@@ -333,15 +457,16 @@ async fn hook(
         }
     };
     let accepted_count = records.len();
-    let kinds: Vec<Option<RecordKind>> = records.iter().map(kind_of).collect();
+    let facts: Vec<Fact> = records.iter().map(Fact::of).collect();
     let mut rejected_out = Vec::with_capacity(rejected.len());
     for r in rejected {
-        tracing::info!(
-            code = r.rejection.code,
-            field = r.rejection.field.as_deref(),
-            index = r.index,
-            "record refused"
-        );
+        let (code, field) = (r.rejection.code, r.rejection.field.as_deref());
+        state.metrics.rejected(&source.name, code, field, false);
+        state
+            .metrics
+            .records
+            .with_label_values(&[&source.name, r.kind.as_str(), "rejected"])
+            .inc();
         records.push(request.dead_letter(
             DeadLetterScope::Record,
             Some(r.index),
@@ -364,22 +489,13 @@ async fn hook(
         .iter()
         .filter(|o| **o == Outcome::Inserted)
         .count();
-    let counter = &state.metrics.records;
-    for (kind, outcome) in kinds.iter().zip(&outcomes) {
-        if let Some(kind) = kind {
-            let outcome = match outcome {
-                Outcome::Inserted => "accepted",
-                Outcome::Duplicate => "duplicate",
-            };
-            counter
-                .with_label_values(&[&source.name, kind.as_str(), outcome])
-                .inc();
-        }
-    }
-    if !rejected_out.is_empty() {
-        counter
-            .with_label_values(&[&source.name, RecordKind::Cdr.as_str(), "rejected"])
-            .inc_by(rejected_out.len() as u64);
+    observe_outcomes(&state.metrics, &source.name, &facts, &outcomes);
+    for r in &rejected_out {
+        state
+            .metrics
+            .dead_letters
+            .with_label_values(&[&source.name, r.code])
+            .inc();
     }
     Ok(HttpResponse::Ok().json(Accepted {
         status: "ok",

@@ -126,6 +126,7 @@ pub struct Publisher {
 struct Delivery {
     id: Uuid,
     topic: String,
+    sent: std::time::Instant,
     result: Result<(), rdkafka::error::KafkaError>,
 }
 
@@ -268,19 +269,34 @@ impl Publisher {
             .headers(message::kafka_headers(entry));
         let future = producer.send_result(record).map_err(|(e, _)| e)?;
         let id = entry.id;
+        let sent = std::time::Instant::now();
         self.inflight.push(Box::pin(async move {
             let result = match future.await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err((e, _))) => Err(e),
                 Err(_canceled) => Err(rdkafka::error::KafkaError::Canceled),
             };
-            Delivery { id, topic, result }
+            Delivery {
+                id,
+                topic,
+                sent,
+                result,
+            }
         }));
         Ok(())
     }
 
     /// Handles one delivery report. Returns whether it was delivered.
     async fn settle(&mut self, done: Delivery) -> bool {
+        let reached = done
+            .result
+            .as_ref()
+            .map_or_else(kafka::is_permanent, |_| true);
+        self.metrics.kafka_broker_up.set(i64::from(reached));
+        self.metrics
+            .kafka_delivery
+            .with_label_values(&[&done.topic])
+            .observe(done.sent.elapsed().as_secs_f64());
         match done.result {
             Ok(()) => {
                 self.metrics

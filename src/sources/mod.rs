@@ -84,6 +84,8 @@ pub fn join_path(prefix: &str, rest: &str) -> String {
 pub struct RecordRejection {
     /// Position in the body's list (`feeLst[index]`).
     pub index: usize,
+    /// The kind of record it would have been.
+    pub kind: crate::domain::RecordKind,
     pub rejection: Rejection,
     /// The record's JSON exactly as sent.
     pub raw: String,

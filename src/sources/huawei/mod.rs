@@ -65,6 +65,7 @@ pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Parsed, Rejection> 
                 Ok(cdr) => parsed.records.push(Record::Cdr(Box::new(cdr))),
                 Err(rejection) => parsed.rejected.push(RecordRejection {
                     index,
+                    kind: RecordKind::Cdr,
                     rejection,
                     raw: raw.get().to_owned(),
                 }),
