@@ -48,6 +48,8 @@ pub struct Metrics {
     pub commit_duration: Histogram,
     /// Failed commit attempts by kind (`transient`, `permanent`).
     pub store_errors: IntCounterVec,
+    /// 1 while the database answers (checked every few seconds and by `/readyz`).
+    pub store_up: IntGauge,
     // Publishing
     /// Kafka messages by topic and outcome (`delivered`, `retry`, `failed`).
     pub kafka_messages: IntCounterVec,
@@ -70,8 +72,8 @@ pub struct Metrics {
     pub cdrs: IntCounterVec,
     /// Talk seconds of accepted CDRs, by source.
     pub talk_seconds: IntCounterVec,
-    /// Billable minutes of accepted CDRs, by source.
-    pub billable_minutes: IntCounterVec,
+    /// Billable time of accepted CDRs (talk time rounded up to whole minutes), in seconds.
+    pub billable_seconds: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -155,6 +157,11 @@ impl Metrics {
                 "Failed commit attempts by kind (transient, permanent).",
                 &["kind"],
             ),
+            store_up: IntGauge::new(
+                "ringback_store_up",
+                "1 while the database answers (checked every few seconds and by /readyz).",
+            )
+            .expect("valid metric"),
             kafka_messages: counter(
                 "ringback_kafka_messages_total",
                 "Kafka messages by topic and outcome (delivered, retry, failed).",
@@ -210,9 +217,9 @@ impl Metrics {
                 "Talk seconds of accepted CDRs.",
                 &["source"],
             ),
-            billable_minutes: counter(
-                "ringback_billable_minutes_total",
-                "Billable minutes (per started minute) of accepted CDRs.",
+            billable_seconds: counter(
+                "ringback_billable_seconds_total",
+                "Billable time of accepted CDRs (per started minute), in seconds.",
                 &["source"],
             ),
             registry,
@@ -241,6 +248,7 @@ impl Metrics {
             Box::new(m.queue_depth.clone()),
             Box::new(m.commit_duration.clone()),
             Box::new(m.store_errors.clone()),
+            Box::new(m.store_up.clone()),
             Box::new(m.kafka_messages.clone()),
             Box::new(m.kafka_delivery.clone()),
             Box::new(m.kafka_broker_up.clone()),
@@ -251,17 +259,51 @@ impl Metrics {
             Box::new(m.call_events.clone()),
             Box::new(m.cdrs.clone()),
             Box::new(m.talk_seconds.clone()),
-            Box::new(m.billable_minutes.clone()),
+            Box::new(m.billable_seconds.clone()),
             Box::new(build_info),
             // process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds…
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
+        for kind in ["transient", "permanent"] {
+            m.store_errors.with_label_values(&[kind]);
+        }
         for c in collectors {
             m.registry
                 .register(c)
                 .expect("each metric is registered once");
         }
         m
+    }
+
+    /// Creates the series of a configured source at zero, so that dashboards and alerts (a
+    /// source that never sent anything, `increase(…) == 0`) see them from the start.
+    pub fn init_source(&self, source: &str) {
+        self.http_requests
+            .with_label_values(&["hooks", source, "200"]);
+        self.http_duration.with_label_values(&["hooks", source]);
+        for kind in crate::domain::RecordKind::ALL {
+            for outcome in ["accepted", "duplicate", "rejected"] {
+                self.records
+                    .with_label_values(&[source, kind.as_str(), outcome]);
+            }
+        }
+        for event_type in crate::domain::CallEventType::ALL {
+            self.call_events
+                .with_label_values(&[source, event_type.as_str()]);
+        }
+        for answered in ["true", "false"] {
+            self.cdrs.with_label_values(&[source, answered]);
+        }
+        self.talk_seconds.with_label_values(&[source]);
+        self.billable_seconds.with_label_values(&[source]);
+    }
+
+    /// Creates the series of a topic at zero.
+    pub fn init_topic(&self, topic: &str) {
+        for outcome in ["delivered", "retry", "failed"] {
+            self.kafka_messages.with_label_values(&[topic, outcome]);
+        }
+        self.kafka_delivery.with_label_values(&[topic]);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -23,6 +23,8 @@ use crate::store::{self, Store};
 
 /// Partitions of each topic of the embedded broker.
 const EMBEDDED_PARTITIONS: i32 = 3;
+/// How often the database is pinged for `ringback_store_up`.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A built, listening, not yet running service.
 pub struct Application {
@@ -33,6 +35,7 @@ pub struct Application {
     publisher: CancellationToken,
     publisher_task: JoinHandle<()>,
     publisher_handle: PublisherHandle,
+    health: (CancellationToken, JoinHandle<()>),
     embedded: Option<EmbeddedBroker>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
@@ -62,6 +65,9 @@ impl Application {
             tracing::warn!("no sources configured: every POST /hooks/<name> will answer 404");
         }
         let metrics = Arc::new(Metrics::new());
+        for name in sources.keys() {
+            metrics.init_source(name);
+        }
 
         let brokers = config.kafka.brokers.trim();
         let (embedded, producer) = if brokers.is_empty() {
@@ -84,7 +90,10 @@ impl Application {
             (None, Some(kafka::producer(brokers, &config.kafka)?))
         };
         for (kind, topic) in publish::topics(&config.kafka) {
-            tracing::info!(kind = kind.as_str(), topic, "publishing records to topic");
+            if producer.is_some() {
+                tracing::info!(kind = kind.as_str(), topic, "publishing records to topic");
+            }
+            metrics.init_topic(&topic);
         }
         let (publisher, publisher_handle) = Publisher::new(
             store.clone(),
@@ -94,6 +103,23 @@ impl Application {
         );
         let publisher_stop = CancellationToken::new();
         let publisher_task = tokio::spawn(publisher.run(publisher_stop.clone()));
+
+        // Keeps ringback_store_up current between /readyz calls, for alerting.
+        let health_stop = CancellationToken::new();
+        let health_task = tokio::spawn({
+            let (store, metrics, stop) = (store.clone(), metrics.clone(), health_stop.clone());
+            async move {
+                let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tick.tick() => {
+                            let _ = ingest::check_store(store.as_ref(), &metrics).await;
+                        }
+                    }
+                }
+            }
+        });
 
         let listener = TcpListener::bind(&config.http.addr)
             .with_context(|| format!("binding http.addr {}", config.http.addr))?;
@@ -141,6 +167,7 @@ impl Application {
             publisher: publisher_stop,
             publisher_task,
             publisher_handle,
+            health: (health_stop, health_task),
             embedded,
             store,
             metrics,
@@ -200,6 +227,8 @@ impl Application {
         {
             tracing::warn!("the publisher did not stop in time; unsent entries stay in the outbox");
         }
+        self.health.0.cancel();
+        let _ = self.health.1.await;
         drop(self.embedded);
         self.store.close().await;
         tracing::info!("stopped");

@@ -49,18 +49,33 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// How long `/readyz` waits for the database.
-const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a health check waits for the database.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Pings the store, records the result in `ringback_store_up`, and says why when it failed.
+pub async fn check_store(store: &dyn Store, metrics: &Metrics) -> Result<(), String> {
+    let result = match tokio::time::timeout(PING_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(crate::batch::error_chain(&e)),
+        Err(_) => Err(format!(
+            "the database did not answer within {}s",
+            PING_TIMEOUT.as_secs()
+        )),
+    };
+    metrics.store_up.set(i64::from(result.is_ok()));
+    result
+}
 
 /// Ready when the store answers. The publisher's state is reported, not required: while the
 /// brokers are away the database is the buffer, and ingest goes on.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let store = match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => serde_json::json!({"ok": true, "backend": state.store.backend()}),
-        Ok(Err(e)) => serde_json::json!({"ok": false, "backend": state.store.backend(),
-                                         "error": crate::batch::error_chain(&e)}),
-        Err(_) => serde_json::json!({"ok": false, "backend": state.store.backend(),
-                                     "error": "the database did not answer within 2s"}),
+    let backend = state.store.backend();
+    let store = match check_store(state.store.as_ref(), &state.metrics).await {
+        Ok(()) => serde_json::json!({"ok": true, "backend": backend}),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the database does not answer");
+            serde_json::json!({"ok": false, "backend": backend, "error": error})
+        }
     };
     let ready = store["ok"] == true;
     let body = serde_json::json!({
@@ -144,9 +159,9 @@ fn observe_outcomes(metrics: &Metrics, source: &str, facts: &[Fact], outcomes: &
                     .with_label_values(&[source])
                     .inc_by(talk_seconds);
                 metrics
-                    .billable_minutes
+                    .billable_seconds
                     .with_label_values(&[source])
-                    .inc_by(billable_minutes);
+                    .inc_by(billable_minutes * 60);
             }
             Fact::DeadLetter => {}
         }
