@@ -11,7 +11,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tracing::Instrument;
@@ -413,7 +413,8 @@ async fn hook(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, IngestError> {
-    let received_at = Utc::now();
+    // Microseconds: what PostgreSQL keeps, so a record read back (replay) is the one published.
+    let received_at = Utc::now().trunc_subsecs(6);
     let source = state
         .sources
         .get(path.as_str())

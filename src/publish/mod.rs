@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod message;
 pub mod replay;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,6 +120,8 @@ pub struct Publisher {
     rx: mpsc::Receiver<Vec<OutboxEntry>>,
     mode: Mode,
     inflight: FuturesUnordered<BoxFuture<'static, Delivery>>,
+    /// Entries sent and not yet marked published: the sweeper leaves them alone.
+    unsettled: HashSet<Uuid>,
     delivered: Vec<Uuid>,
     backoff: Duration,
 }
@@ -168,6 +171,7 @@ impl Publisher {
             rx,
             mode,
             inflight: FuturesUnordered::new(),
+            unsettled: HashSet::new(),
             delivered: Vec::new(),
             backoff: MIN_BACKOFF,
         };
@@ -269,6 +273,7 @@ impl Publisher {
             .headers(message::kafka_headers(entry));
         let future = producer.send_result(record).map_err(|(e, _)| e)?;
         let id = entry.id;
+        self.unsettled.insert(id);
         let sent = std::time::Instant::now();
         self.inflight.push(Box::pin(async move {
             let result = match future.await {
@@ -307,6 +312,7 @@ impl Publisher {
                 true
             }
             Err(e) if kafka::is_permanent(&e) => {
+                self.unsettled.remove(&done.id);
                 self.metrics
                     .kafka_messages
                     .with_label_values(&[&done.topic, "failed"])
@@ -318,6 +324,7 @@ impl Publisher {
                 false
             }
             Err(e) => {
+                self.unsettled.remove(&done.id);
                 self.metrics
                     .kafka_messages
                     .with_label_values(&[&done.topic, "retry"])
@@ -338,7 +345,11 @@ impl Publisher {
             return;
         }
         match self.store.mark_published(&self.delivered).await {
-            Ok(()) => self.delivered.clear(),
+            Ok(()) => {
+                for id in self.delivered.drain(..) {
+                    self.unsettled.remove(&id);
+                }
+            }
             // Kept for the next flush; at worst the sweeper re-sends them (consumers dedupe
             // on ce_id).
             Err(e) => tracing::warn!(error = %error_chain(&e), "could not mark entries published"),
@@ -397,6 +408,20 @@ impl Publisher {
             .await
         {
             Ok(claimed) if !claimed.is_empty() => {
+                // Entries this process is still delivering (a slow broker) are not leftovers:
+                // give them back, so a failed delivery can be caught up at once.
+                let (mine, claimed): (Vec<OutboxEntry>, Vec<OutboxEntry>) = claimed
+                    .into_iter()
+                    .partition(|e| self.unsettled.contains(&e.id));
+                if !mine.is_empty() {
+                    let ids: Vec<Uuid> = mine.iter().map(|e| e.id).collect();
+                    if let Err(e) = self.store.release_outbox(&ids, "in delivery").await {
+                        tracing::debug!(error = %error_chain(&e), "could not release in-flight entries");
+                    }
+                }
+                if claimed.is_empty() {
+                    return;
+                }
                 tracing::info!(entries = claimed.len(), "sweeper found unpublished entries");
                 if !self.publish_claimed(claimed).await {
                     self.set_mode(Mode::CatchingUp);
