@@ -131,3 +131,60 @@ fn migrate_creates_the_schema() {
     );
     assert!(dir.path().join("m.db").exists());
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_the_refusal_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["--config", &repo("config/default.toml"), "serve"])
+        .current_dir(dir.path())
+        .env("RINGBACK__HTTP__ADDR", format!("127.0.0.1:{port}"))
+        .env("RINGBACK__HTTP__WORKERS", "1")
+        .env("RINGBACK__LOG__FORMAT", "json")
+        .env("RINGBACK__KAFKA__BROKERS", "")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let res = client
+        .post(format!("{base}/hooks/demo"))
+        .header("content-type", "application/json")
+        .header("x-request-id", "req-abc-123")
+        .body("{\"eventType\": \"fee\", \"feeLst\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.headers()["x-request-id"], "req-abc-123");
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let refusal = lines
+        .iter()
+        .find(|l| l["code"] == "invalid_json")
+        .unwrap_or_else(|| panic!("no refusal line in:\n{stdout}"));
+    assert_eq!(refusal["level"], "INFO");
+    assert_eq!(refusal["source"], "demo");
+    assert_eq!(refusal["span"]["request_id"], "req-abc-123", "{refusal}");
+    assert!(
+        lines.iter().all(|l| l["level"] != "ERROR"),
+        "bad input puts no data at risk: no ERROR line"
+    );
+}
