@@ -74,6 +74,8 @@ pub struct Metrics {
     pub talk_seconds: IntCounterVec,
     /// Billable time of accepted CDRs (talk time rounded up to whole minutes), in seconds.
     pub billable_seconds: IntCounterVec,
+    /// Accepted SMS delivery reports by source and status.
+    pub sms_delivery_reports: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -222,6 +224,12 @@ impl Metrics {
                 "Billable time of accepted CDRs (per started minute), in seconds.",
                 &["source"],
             ),
+            sms_delivery_reports: counter(
+                "ringback_sms_delivery_reports_total",
+                "Accepted SMS delivery reports by source and status (Delivered, Failed, Expired, \
+                 Sent, Queued, other).",
+                &["source", "status"],
+            ),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -260,6 +268,7 @@ impl Metrics {
             Box::new(m.cdrs.clone()),
             Box::new(m.talk_seconds.clone()),
             Box::new(m.billable_seconds.clone()),
+            Box::new(m.sms_delivery_reports.clone()),
             Box::new(build_info),
             // process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds…
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),

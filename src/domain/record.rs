@@ -3,17 +3,28 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{CallEvent, Cdr};
+use super::{AcsCallEvent, CallEvent, Cdr, ChatEvent, PhoneEvent, WebhookEvent};
 
 /// The kinds of record ringback stores; each has its own table (and, later, its own topic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecordKind {
     CallStatus,
     Cdr,
+    PhoneEvent,
+    AcsCallEvent,
+    ChatEvent,
+    WebhookEvent,
 }
 
 impl RecordKind {
-    pub const ALL: [Self; 2] = [Self::CallStatus, Self::Cdr];
+    pub const ALL: [Self; 6] = [
+        Self::CallStatus,
+        Self::Cdr,
+        Self::PhoneEvent,
+        Self::AcsCallEvent,
+        Self::ChatEvent,
+        Self::WebhookEvent,
+    ];
 
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
@@ -23,6 +34,10 @@ impl RecordKind {
         match self {
             Self::CallStatus => "call-status",
             Self::Cdr => "cdr",
+            Self::PhoneEvent => "phone-events",
+            Self::AcsCallEvent => "call-events",
+            Self::ChatEvent => "chat-events",
+            Self::WebhookEvent => "webhook-events",
         }
     }
 }
@@ -99,12 +114,30 @@ pub struct DeadLetter {
     pub headers: serde_json::Value,
 }
 
+/// A subscription handshake that was answered (Event Grid validation, CloudEvents OPTIONS).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handshake {
+    pub id: Uuid,
+    pub source: Arc<str>,
+    pub received_at: DateTime<Utc>,
+    pub request_id: Option<String>,
+    /// `eventgrid-validation` or `cloudevents-options`.
+    pub kind: &'static str,
+    /// What was asked (validation url, origin, rate).
+    pub detail: serde_json::Value,
+}
+
 /// One unit of work for the store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     CallEvent(Box<CallEvent>),
     Cdr(Box<Cdr>),
+    Phone(Box<PhoneEvent>),
+    AcsCall(Box<AcsCallEvent>),
+    Chat(Box<ChatEvent>),
+    Webhook(Box<WebhookEvent>),
     DeadLetter(Box<DeadLetter>),
+    Handshake(Box<Handshake>),
 }
 
 impl Record {
@@ -113,7 +146,25 @@ impl Record {
         match self {
             Self::CallEvent(e) => e.meta.id,
             Self::Cdr(c) => c.meta.id,
+            Self::Phone(e) => e.header.meta.id,
+            Self::AcsCall(e) => e.header.meta.id,
+            Self::Chat(e) => e.header.meta.id,
+            Self::Webhook(e) => e.header.meta.id,
             Self::DeadLetter(d) => d.id,
+            Self::Handshake(h) => h.id,
+        }
+    }
+
+    /// The record's kind; `None` for dead letters.
+    pub fn kind(&self) -> Option<RecordKind> {
+        match self {
+            Self::CallEvent(_) => Some(RecordKind::CallStatus),
+            Self::Cdr(_) => Some(RecordKind::Cdr),
+            Self::Phone(_) => Some(RecordKind::PhoneEvent),
+            Self::AcsCall(_) => Some(RecordKind::AcsCallEvent),
+            Self::Chat(_) => Some(RecordKind::ChatEvent),
+            Self::Webhook(_) => Some(RecordKind::WebhookEvent),
+            Self::DeadLetter(_) | Self::Handshake(_) => None,
         }
     }
 }

@@ -104,8 +104,14 @@ enum Fact {
         talk_seconds: u64,
         billable_minutes: u64,
     },
-    DeadLetter,
+    SmsReport(&'static str),
+    Other(RecordKind),
+    NotARecord,
 }
+
+/// SMS delivery statuses as ACS documents them; anything else is counted as `other`, so a
+/// sender cannot grow the label set.
+const SMS_STATUSES: [&str; 5] = ["Delivered", "Failed", "Expired", "Sent", "Queued"];
 
 impl Fact {
     fn of(record: &Record) -> Self {
@@ -116,7 +122,26 @@ impl Fact {
                 talk_seconds: c.derived.talk_seconds.unwrap_or(0).max(0) as u64,
                 billable_minutes: c.derived.billable_minutes.unwrap_or(0).max(0) as u64,
             },
-            Record::DeadLetter(_) => Self::DeadLetter,
+            Record::Phone(e) if e.direction == "outbound" => {
+                let status = e.delivery_status.as_deref().unwrap_or("");
+                Self::SmsReport(
+                    SMS_STATUSES
+                        .into_iter()
+                        .find(|s| s.eq_ignore_ascii_case(status))
+                        .unwrap_or("other"),
+                )
+            }
+            other => other.kind().map_or(Self::NotARecord, Self::Other),
+        }
+    }
+
+    fn kind(&self) -> Option<RecordKind> {
+        match self {
+            Self::Call(_) => Some(RecordKind::CallStatus),
+            Self::Cdr { .. } => Some(RecordKind::Cdr),
+            Self::SmsReport(_) => Some(RecordKind::PhoneEvent),
+            Self::Other(kind) => Some(*kind),
+            Self::NotARecord => None,
         }
     }
 }
@@ -128,11 +153,7 @@ fn observe_outcomes(metrics: &Metrics, source: &str, facts: &[Fact], outcomes: &
             Outcome::Inserted => "accepted",
             Outcome::Duplicate => "duplicate",
         };
-        let kind = match fact {
-            Fact::Call(_) => RecordKind::CallStatus,
-            Fact::Cdr { .. } => RecordKind::Cdr,
-            Fact::DeadLetter => continue,
-        };
+        let Some(kind) = fact.kind() else { continue };
         metrics
             .records
             .with_label_values(&[source, kind.as_str(), outcome])
@@ -163,7 +184,13 @@ fn observe_outcomes(metrics: &Metrics, source: &str, facts: &[Fact], outcomes: &
                     .with_label_values(&[source])
                     .inc_by(billable_minutes * 60);
             }
-            Fact::DeadLetter => {}
+            Fact::SmsReport(status) => {
+                metrics
+                    .sms_delivery_reports
+                    .with_label_values(&[source, status])
+                    .inc();
+            }
+            Fact::Other(_) | Fact::NotARecord => {}
         }
     }
 }

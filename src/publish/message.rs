@@ -6,7 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::domain::{CallEvent, Cdr, OutboxEntry, PhoneNumber, Record, RecordKind};
+use serde_json::value::RawValue;
+
+use crate::domain::{
+    AcsCallEvent, CallEvent, Cdr, ChatEvent, EventHeader, OutboxEntry, PhoneEvent, PhoneNumber,
+    Record, RecordKind, WebhookEvent,
+};
 
 /// The value's `schema` field.
 pub const SCHEMA: &str = "ringback.record.v1";
@@ -16,6 +21,10 @@ pub fn ce_type(kind: RecordKind) -> &'static str {
     match kind {
         RecordKind::CallStatus => "io.ringback.call-status.v1",
         RecordKind::Cdr => "io.ringback.cdr.v1",
+        RecordKind::PhoneEvent => "io.ringback.phone-event.v1",
+        RecordKind::AcsCallEvent => "io.ringback.call-event.v1",
+        RecordKind::ChatEvent => "io.ringback.chat-event.v1",
+        RecordKind::WebhookEvent => "io.ringback.webhook-event.v1",
     }
 }
 
@@ -194,12 +203,201 @@ fn cdr(c: &Cdr) -> OutboxEntry {
     }
 }
 
-/// The message of a record; `None` for dead letters, which are not published.
+/// What every ACS event's `data` starts with, followed by its typed fields and the event as
+/// sent (`event`), so consumers reach fields ringback does not model.
+#[derive(Serialize)]
+struct AcsData<'a, T> {
+    event_id: &'a str,
+    event_type: &'a str,
+    schema: &'static str,
+    subject: Option<&'a str>,
+    #[serde(flatten)]
+    fields: T,
+    event: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct PhoneData<'a> {
+    phone_number: Option<&'a str>,
+    direction: &'static str,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    message_id: Option<&'a str>,
+    message: Option<&'a str>,
+    delivery_status: Option<&'a str>,
+    delivery_status_details: Option<&'a str>,
+    delivery_attempts: Option<i32>,
+    tag: Option<&'a str>,
+    server_call_id: Option<&'a str>,
+    correlation_id: Option<&'a str>,
+    caller_display_name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CallData<'a> {
+    server_call_id: Option<&'a str>,
+    call_connection_id: Option<&'a str>,
+    correlation_id: Option<&'a str>,
+    group_id: Option<&'a str>,
+    room_id: Option<&'a str>,
+    operation_context: Option<&'a str>,
+    result_code: Option<i32>,
+    result_sub_code: Option<i32>,
+    result_message: Option<&'a str>,
+    participant_id: Option<&'a str>,
+    participant_phone: Option<&'a str>,
+    participant_count: Option<i32>,
+    duration_seconds: Option<f64>,
+    end_reason_code: Option<i32>,
+    end_reason_sub_code: Option<i32>,
+    recording_id: Option<&'a str>,
+    recording_state: Option<&'a str>,
+    recording_content_location: Option<&'a str>,
+    recording_metadata_location: Option<&'a str>,
+    recording_duration_ms: Option<i64>,
+    transfer_target: Option<&'a str>,
+    transferee: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ChatData<'a> {
+    thread_id: &'a str,
+    message_id: Option<&'a str>,
+    sender_id: Option<&'a str>,
+    sender_display_name: Option<&'a str>,
+    recipient_id: Option<&'a str>,
+    message_type: Option<&'a str>,
+    message_body: Option<&'a str>,
+    version: Option<i64>,
+    participant_id: Option<&'a str>,
+    actor_id: Option<&'a str>,
+    topic: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct NoFields {}
+
+fn acs<T: Serialize>(kind: RecordKind, h: &EventHeader, key: String, fields: T) -> OutboxEntry {
+    // The raw event was parsed from JSON, so it is JSON.
+    let event: Box<RawValue> =
+        RawValue::from_string(h.raw.clone()).expect("the stored event is valid JSON");
+    let value = Envelope {
+        schema: SCHEMA,
+        id: h.meta.id,
+        kind: kind.as_str(),
+        source: &h.meta.source,
+        occurred_at: h.occurred_at,
+        received_at: h.meta.received_at,
+        data: AcsData {
+            event_id: &h.event_id,
+            event_type: &h.event_type,
+            schema: h.schema,
+            subject: h.subject.as_deref(),
+            fields,
+            event: &event,
+        },
+    };
+    OutboxEntry {
+        id: h.meta.id,
+        kind,
+        key,
+        payload: serde_json::to_string(&value).expect("plain data serialises"),
+        source: h.meta.source.clone(),
+        occurred_at: h.occurred_at,
+    }
+}
+
+fn phone(e: &PhoneEvent, key: String) -> OutboxEntry {
+    acs(
+        RecordKind::PhoneEvent,
+        &e.header,
+        key,
+        PhoneData {
+            phone_number: num(&e.phone_number),
+            direction: e.direction,
+            from: num(&e.from),
+            to: num(&e.to),
+            message_id: e.message_id.as_deref(),
+            message: e.message.as_deref(),
+            delivery_status: e.delivery_status.as_deref(),
+            delivery_status_details: e.delivery_status_details.as_deref(),
+            delivery_attempts: e.delivery_attempts,
+            tag: e.tag.as_deref(),
+            server_call_id: e.server_call_id.as_deref(),
+            correlation_id: e.correlation_id.as_deref(),
+            caller_display_name: e.caller_display_name.as_deref(),
+        },
+    )
+}
+
+fn acs_call(e: &AcsCallEvent, key: String) -> OutboxEntry {
+    acs(
+        RecordKind::AcsCallEvent,
+        &e.header,
+        key,
+        CallData {
+            server_call_id: e.server_call_id.as_deref(),
+            call_connection_id: e.call_connection_id.as_deref(),
+            correlation_id: e.correlation_id.as_deref(),
+            group_id: e.group_id.as_deref(),
+            room_id: e.room_id.as_deref(),
+            operation_context: e.operation_context.as_deref(),
+            result_code: e.result_code,
+            result_sub_code: e.result_sub_code,
+            result_message: e.result_message.as_deref(),
+            participant_id: e.participant_id.as_deref(),
+            participant_phone: num(&e.participant_phone),
+            participant_count: e.participant_count,
+            duration_seconds: e.duration_seconds,
+            end_reason_code: e.end_reason_code,
+            end_reason_sub_code: e.end_reason_sub_code,
+            recording_id: e.recording_id.as_deref(),
+            recording_state: e.recording_state.as_deref(),
+            recording_content_location: e.recording_content_location.as_deref(),
+            recording_metadata_location: e.recording_metadata_location.as_deref(),
+            recording_duration_ms: e.recording_duration_ms,
+            transfer_target: e.transfer_target.as_deref(),
+            transferee: e.transferee.as_deref(),
+        },
+    )
+}
+
+fn chat(e: &ChatEvent, key: String) -> OutboxEntry {
+    acs(
+        RecordKind::ChatEvent,
+        &e.header,
+        key,
+        ChatData {
+            thread_id: &e.thread_id,
+            message_id: e.message_id.as_deref(),
+            sender_id: e.sender_id.as_deref(),
+            sender_display_name: e.sender_display_name.as_deref(),
+            recipient_id: e.recipient_id.as_deref(),
+            message_type: e.message_type.as_deref(),
+            message_body: e.message_body.as_deref(),
+            version: e.version,
+            participant_id: e.participant_id.as_deref(),
+            actor_id: e.actor_id.as_deref(),
+            topic: e.topic.as_deref(),
+        },
+    )
+}
+
+fn webhook(e: &WebhookEvent, key: String) -> OutboxEntry {
+    acs(RecordKind::WebhookEvent, &e.header, key, NoFields {})
+}
+
+/// The message of a record; `None` for dead letters and handshakes, which are not published.
 pub fn encode(record: &Record) -> Option<OutboxEntry> {
+    let key = || crate::sources::acs::key_of(record).unwrap_or_default();
     match record {
         Record::CallEvent(e) => Some(call_status(e)),
         Record::Cdr(c) => Some(cdr(c)),
-        Record::DeadLetter(_) => None,
+        Record::Phone(e) => Some(phone(e, key())),
+        Record::AcsCall(e) => Some(acs_call(e, key())),
+        Record::Chat(e) => Some(chat(e, key())),
+        Record::Webhook(e) => Some(webhook(e, key())),
+        Record::DeadLetter(_) | Record::Handshake(_) => None,
     }
 }
 

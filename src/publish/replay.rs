@@ -13,7 +13,7 @@ use rdkafka::util::Timeout;
 use crate::config::{KafkaConfig, SourceConfig, SourceKind};
 use crate::domain::RecordKind;
 use crate::publish::message;
-use crate::sources::{huawei, ParseContext};
+use crate::sources::{acs, huawei, ParseContext};
 use crate::store::Store;
 
 /// Records read and sent per round trip.
@@ -55,17 +55,21 @@ pub async fn replay(
                 source: stored.source.as_str().into(),
                 received_at: stored.received_at,
             };
-            // Sources that are no longer configured were Huawei ones: the only kind so far.
-            let kind = sources
-                .get(&stored.source)
-                .map_or(SourceKind::HuaweiVoiceCall, |s| s.kind);
-            let record = match kind {
-                SourceKind::HuaweiVoiceCall => huawei::parse_stored(
+            // The record kind tells the platform; the source's configured kind confirms it.
+            let platform = sources.get(&stored.source).map(|s| s.kind);
+            let record = match range.kind {
+                RecordKind::CallStatus | RecordKind::Cdr => huawei::parse_stored(
                     range.kind,
                     stored.event_type.as_deref(),
                     &stored.raw,
                     &ctx,
                 ),
+                _ if platform == Some(SourceKind::HuaweiVoiceCall) => bail!(
+                    "source {} is a Huawei source but holds {} records",
+                    stored.source,
+                    range.kind.as_str()
+                ),
+                _ => acs::parse_stored(&stored.raw, &ctx),
             }
             .map_err(|r| anyhow::anyhow!("record {} no longer parses: {}", stored.id, r.message))?;
             let entry = message::encode(&record).expect("stored records are not dead letters");

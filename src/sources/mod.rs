@@ -1,6 +1,7 @@
 //! One module per platform: wire structs that mirror the platform's JSON exactly, and the
 //! conversion into domain records, where the rules live.
 
+pub mod acs;
 pub mod huawei;
 mod lenient;
 
@@ -67,6 +68,24 @@ impl Rejection {
         }
         Self::new(code, message, Some(field).filter(|f| !f.is_empty()))
     }
+}
+
+/// Deserialises `text` strictly (no trailing data), reporting errors under the JSON path `at`.
+pub(crate) fn deserialize<'a, T: serde::Deserialize<'a>>(
+    text: &'a str,
+    at: &str,
+) -> Result<T, Rejection> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| Rejection::from_json(e, at))?;
+    de.end().map_err(|e| {
+        Rejection::new(
+            "invalid_json",
+            format!("trailing data after the JSON value: {e}"),
+            None,
+        )
+    })?;
+    Ok(value)
 }
 
 /// Joins JSON path segments: `join_path("feeLst[2]", "direction")` → `feeLst[2].direction`.

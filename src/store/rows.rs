@@ -7,7 +7,12 @@ use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
-use crate::domain::{CallEvent, Cdr, CdrFlag, DeadLetter, OutboxEntry, PhoneNumber, Record};
+use sqlx::query_builder::Separated;
+
+use crate::domain::{
+    AcsCallEvent, CallEvent, Cdr, CdrFlag, ChatEvent, DeadLetter, EventHeader, Handshake,
+    OutboxEntry, PhoneEvent, PhoneNumber, Record, WebhookEvent,
+};
 
 /// How one database spells what the other spells differently.
 pub(crate) struct Dialect {
@@ -40,7 +45,12 @@ pub(crate) fn flags_json(flags: &[CdrFlag]) -> String {
 pub(crate) struct Split<'a> {
     pub call_events: Vec<&'a CallEvent>,
     pub cdrs: Vec<&'a Cdr>,
+    pub phone: Vec<&'a PhoneEvent>,
+    pub acs_calls: Vec<&'a AcsCallEvent>,
+    pub chats: Vec<&'a ChatEvent>,
+    pub webhooks: Vec<&'a WebhookEvent>,
     pub dead_letters: Vec<&'a DeadLetter>,
+    pub handshakes: Vec<&'a Handshake>,
 }
 
 impl<'a> Split<'a> {
@@ -50,21 +60,33 @@ impl<'a> Split<'a> {
             match record {
                 Record::CallEvent(e) => split.call_events.push(e),
                 Record::Cdr(c) => split.cdrs.push(c),
+                Record::Phone(e) => split.phone.push(e),
+                Record::AcsCall(e) => split.acs_calls.push(e),
+                Record::Chat(e) => split.chats.push(e),
+                Record::Webhook(e) => split.webhooks.push(e),
                 Record::DeadLetter(d) => split.dead_letters.push(d),
+                Record::Handshake(h) => split.handshakes.push(h),
             }
         }
         split
     }
 
-    /// Dead letters are never deduplicated: all of them count as inserted.
-    pub fn dead_letter_ids(&self) -> HashSet<Uuid> {
-        self.dead_letters.iter().map(|d| d.id).collect()
+    /// Dead letters and handshakes are never deduplicated: all of them count as inserted.
+    pub fn always_inserted(&self) -> HashSet<Uuid> {
+        self.dead_letters
+            .iter()
+            .map(|d| d.id)
+            .chain(self.handshakes.iter().map(|h| h.id))
+            .collect()
     }
 }
 
 fn num(n: &Option<PhoneNumber>) -> Option<&str> {
     n.as_ref().map(PhoneNumber::as_str)
 }
+
+/// Bound parameters per call-event row.
+pub(crate) const CALL_EVENT_PARAMS: usize = 15;
 
 const CALL_EVENT_COLUMNS: &str = "INSERT INTO call_events (id, source, dedupe_key, event_type, \
      session_id, occurred_at, caller, called, user_data, digit_info, party_type, state_code, \
@@ -263,10 +285,253 @@ where
     qb
 }
 
+const EVENT_HEADER: &str =
+    "id, source, event_id, dedupe_key, event_type, schema, subject, occurred_at";
+/// Bound parameters of the header and tail columns every ACS event table has.
+pub(crate) const EVENT_COMMON_PARAMS: usize = 10;
+
+fn push_header<'a, DB>(b: &mut Separated<'_, 'a, DB, &'static str>, h: &'a EventHeader, d: &Dialect)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    b.push_bind(h.meta.id.to_string()).push_unseparated(d.uuid_cast);
+    b.push_bind(&*h.meta.source)
+        .push_bind(h.event_id.as_str())
+        .push_bind(h.meta.dedupe_key.as_str())
+        .push_bind(h.event_type.as_str())
+        .push_bind(h.schema)
+        .push_bind(h.subject.as_deref())
+        .push_bind(h.occurred_at);
+}
+
+fn push_tail<'a, DB>(b: &mut Separated<'_, 'a, DB, &'static str>, h: &'a EventHeader, d: &Dialect)
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    b.push_bind(h.meta.received_at)
+        .push_bind(h.raw.as_str())
+        .push_unseparated(d.json_cast);
+}
+
+/// `INSERT INTO <table> (<header>, <columns>, received_at, raw) VALUES … ON CONFLICT DO
+/// NOTHING RETURNING id` for ACS events; `bind` pushes one row's own columns.
+fn insert_events<'a, DB, T>(
+    table: &str,
+    columns: &str,
+    rows: &[&'a T],
+    header: fn(&'a T) -> &'a EventHeader,
+    d: &Dialect,
+    mut bind: impl FnMut(&mut Separated<'_, 'a, DB, &'static str>, &'a T),
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(format!(
+        "INSERT INTO {table} ({EVENT_HEADER}, {columns}, received_at, raw) "
+    ));
+    qb.push_values(rows.iter().copied(), |mut b, row: &'a T| {
+        push_header(&mut b, header(row), d);
+        bind(&mut b, row);
+        push_tail(&mut b, header(row), d);
+    });
+    qb.push(" ON CONFLICT DO NOTHING RETURNING CAST(id AS TEXT)");
+    qb
+}
+
+/// Bound parameters per row of each ACS table (header and tail included).
+pub(crate) const PHONE_PARAMS: usize = EVENT_COMMON_PARAMS + 14;
+pub(crate) const ACS_CALL_PARAMS: usize = EVENT_COMMON_PARAMS + 22;
+pub(crate) const CHAT_PARAMS: usize = EVENT_COMMON_PARAMS + 11;
+pub(crate) const WEBHOOK_PARAMS: usize = EVENT_COMMON_PARAMS + 1;
+pub(crate) const HANDSHAKE_PARAMS: usize = 6;
+
+pub(crate) fn insert_phone<'a, DB>(rows: &[&'a PhoneEvent], d: &Dialect) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
+    Option<i32>: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    insert_events(
+        "phone_number_events",
+        "phone_number, direction, from_number, to_number, message_id, message, \
+         delivery_status, delivery_status_details, delivery_attempts, tag, server_call_id, \
+         correlation_id, caller_display_name",
+        rows,
+        |e| &e.header,
+        d,
+        |b, e| {
+            b.push_bind(num(&e.phone_number))
+                .push_bind(e.direction)
+                .push_bind(num(&e.from))
+                .push_bind(num(&e.to))
+                .push_bind(e.message_id.as_deref())
+                .push_bind(e.message.as_deref())
+                .push_bind(e.delivery_status.as_deref())
+                .push_bind(e.delivery_status_details.as_deref())
+                .push_bind(e.delivery_attempts)
+                .push_bind(e.tag.as_deref())
+                .push_bind(e.server_call_id.as_deref())
+                .push_bind(e.correlation_id.as_deref())
+                .push_bind(e.caller_display_name.as_deref());
+        },
+    )
+}
+
+pub(crate) fn insert_acs_calls<'a, DB>(
+    rows: &[&'a AcsCallEvent],
+    d: &Dialect,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
+    Option<i32>: Encode<'a, DB> + Type<DB>,
+    Option<i64>: Encode<'a, DB> + Type<DB>,
+    Option<f64>: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    insert_events(
+        "acs_call_events",
+        "server_call_id, call_connection_id, correlation_id, group_id, room_id, \
+         operation_context, result_code, result_sub_code, result_message, participant_id, \
+         participant_phone, participant_count, duration_seconds, end_reason_code, \
+         end_reason_sub_code, recording_id, recording_state, recording_content_location, \
+         recording_metadata_location, recording_duration_ms, transfer_target, transferee",
+        rows,
+        |e| &e.header,
+        d,
+        |b, e| {
+            b.push_bind(e.server_call_id.as_deref())
+                .push_bind(e.call_connection_id.as_deref())
+                .push_bind(e.correlation_id.as_deref())
+                .push_bind(e.group_id.as_deref())
+                .push_bind(e.room_id.as_deref())
+                .push_bind(e.operation_context.as_deref())
+                .push_bind(e.result_code)
+                .push_bind(e.result_sub_code)
+                .push_bind(e.result_message.as_deref())
+                .push_bind(e.participant_id.as_deref())
+                .push_bind(num(&e.participant_phone))
+                .push_bind(e.participant_count)
+                .push_bind(e.duration_seconds)
+                .push_bind(e.end_reason_code)
+                .push_bind(e.end_reason_sub_code)
+                .push_bind(e.recording_id.as_deref())
+                .push_bind(e.recording_state.as_deref())
+                .push_bind(e.recording_content_location.as_deref())
+                .push_bind(e.recording_metadata_location.as_deref())
+                .push_bind(e.recording_duration_ms)
+                .push_bind(e.transfer_target.as_deref())
+                .push_bind(e.transferee.as_deref());
+        },
+    )
+}
+
+pub(crate) fn insert_chats<'a, DB>(rows: &[&'a ChatEvent], d: &Dialect) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
+    Option<i64>: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    insert_events(
+        "chat_events",
+        "thread_id, message_id, sender_id, sender_display_name, recipient_id, message_type, \
+         message_body, version, participant_id, actor_id, topic",
+        rows,
+        |e| &e.header,
+        d,
+        |b, e| {
+            b.push_bind(e.thread_id.as_str())
+                .push_bind(e.message_id.as_deref())
+                .push_bind(e.sender_id.as_deref())
+                .push_bind(e.sender_display_name.as_deref())
+                .push_bind(e.recipient_id.as_deref())
+                .push_bind(e.message_type.as_deref())
+                .push_bind(e.message_body.as_deref())
+                .push_bind(e.version)
+                .push_bind(e.participant_id.as_deref())
+                .push_bind(e.actor_id.as_deref())
+                .push_bind(e.topic.as_deref());
+        },
+    )
+}
+
+pub(crate) fn insert_webhooks<'a, DB>(
+    rows: &[&'a WebhookEvent],
+    d: &Dialect,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    insert_events("webhook_events", "data", rows, |e| &e.header, d, |b, e| {
+        b.push_bind(e.data.as_str()).push_unseparated(d.json_cast);
+    })
+}
+
+pub(crate) fn insert_handshakes<'a, DB>(
+    rows: &[&'a Handshake],
+    d: &Dialect,
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    String: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO handshakes (id, source, received_at, request_id, kind, detail) ",
+    );
+    qb.push_values(rows.iter().copied(), |mut b, h: &'a Handshake| {
+        b.push_bind(h.id.to_string()).push_unseparated(d.uuid_cast);
+        b.push_bind(&*h.source)
+            .push_bind(h.received_at)
+            .push_bind(h.request_id.as_deref())
+            .push_bind(h.kind)
+            .push_bind(h.detail.to_string())
+            .push_unseparated(d.json_cast);
+    });
+    qb
+}
+
 /// Most rows per statement for a table with `params` bound parameters per row.
 pub(crate) fn chunk_rows(d: &Dialect, params: usize) -> usize {
     (d.max_params / params).max(1)
 }
+
+/// Inserts `rows` in chunks with an `… RETURNING id` statement built by `build`, adding the
+/// ids the database reports to `inserted`.
+macro_rules! insert_returning {
+    ($tx:ident, $inserted:ident, $d:expr, $rows:expr, $params:expr, $build:expr) => {
+        for chunk in $rows.chunks($crate::store::rows::chunk_rows($d, $params)) {
+            let mut qb = $build(chunk, $d);
+            let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *$tx).await?;
+            $inserted.extend(ids.iter().filter_map(|s| ::uuid::Uuid::parse_str(s).ok()));
+        }
+    };
+}
+pub(crate) use insert_returning;
 
 /// The batch transaction, the same for both backends: insert each table's rows in chunks,
 /// collect the ids the database reports as inserted, write the outbox entries of exactly
@@ -279,17 +544,17 @@ macro_rules! commit_batch {
         let records: &[$crate::domain::Record] = $records;
         let d: &rows::Dialect = $dialect;
         let split = Split::new(records);
-        let mut inserted = split.dead_letter_ids();
+        let mut inserted = split.always_inserted();
         let mut tx = $pool.begin().await?;
-        for chunk in split.call_events.chunks(chunk_rows(d, 15)) {
-            let mut qb = rows::insert_call_events::<$db>(chunk, d);
-            let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-            inserted.extend(ids.iter().filter_map(|s| ::uuid::Uuid::parse_str(s).ok()));
-        }
-        for chunk in split.cdrs.chunks(chunk_rows(d, rows::CDR_PARAMS)) {
-            let mut qb = rows::insert_cdrs::<$db>(chunk, d);
-            let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-            inserted.extend(ids.iter().filter_map(|s| ::uuid::Uuid::parse_str(s).ok()));
+        rows::insert_returning!(tx, inserted, d, split.call_events, rows::CALL_EVENT_PARAMS, rows::insert_call_events::<$db>);
+        rows::insert_returning!(tx, inserted, d, split.cdrs, rows::CDR_PARAMS, rows::insert_cdrs::<$db>);
+        rows::insert_returning!(tx, inserted, d, split.phone, rows::PHONE_PARAMS, rows::insert_phone::<$db>);
+        rows::insert_returning!(tx, inserted, d, split.acs_calls, rows::ACS_CALL_PARAMS, rows::insert_acs_calls::<$db>);
+        rows::insert_returning!(tx, inserted, d, split.chats, rows::CHAT_PARAMS, rows::insert_chats::<$db>);
+        rows::insert_returning!(tx, inserted, d, split.webhooks, rows::WEBHOOK_PARAMS, rows::insert_webhooks::<$db>);
+        for chunk in split.handshakes.chunks(chunk_rows(d, rows::HANDSHAKE_PARAMS)) {
+            let mut qb = rows::insert_handshakes::<$db>(chunk, d);
+            qb.build().execute(&mut *tx).await?;
         }
         for chunk in split
             .dead_letters

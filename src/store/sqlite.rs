@@ -209,6 +209,10 @@ impl Store for SqliteStore {
         let (table, event_type) = match kind {
             RecordKind::CallStatus => ("call_events", "event_type"),
             RecordKind::Cdr => ("cdrs", "NULL"),
+            RecordKind::PhoneEvent => ("phone_number_events", "event_type"),
+            RecordKind::AcsCallEvent => ("acs_call_events", "event_type"),
+            RecordKind::ChatEvent => ("chat_events", "event_type"),
+            RecordKind::WebhookEvent => ("webhook_events", "event_type"),
         };
         let (after_at, after_id) = after.unwrap_or((since, Uuid::nil()));
         let sql = format!(

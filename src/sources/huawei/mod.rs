@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
 use super::lenient::LenientString;
-use super::{join_path, ParseContext, Parsed, RecordRejection, Rejection};
+use super::{deserialize, join_path, ParseContext, Parsed, RecordRejection, Rejection};
 use crate::domain::{
     parse_platform_time, CallEvent, CallEventType, Cdr, CdrTimes, PhoneNumber, Record, RecordKind,
     RecordMeta,
@@ -112,6 +112,11 @@ pub fn parse_stored(
                 event_type, raw, ctx,
             )?)))
         }
+        other => Err(Rejection::new(
+            "invalid_value",
+            format!("{} records do not come from Huawei", other.as_str()),
+            None,
+        )),
     }
 }
 
@@ -140,20 +145,6 @@ impl<'a> Path<'a> {
     fn field(self, name: &str) -> String {
         join_path(&self.base(), name)
     }
-}
-
-fn deserialize<'a, T: serde::Deserialize<'a>>(text: &'a str, at: &str) -> Result<T, Rejection> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value =
-        serde_path_to_error::deserialize(&mut de).map_err(|e| Rejection::from_json(e, at))?;
-    de.end().map_err(|e| {
-        Rejection::new(
-            "invalid_json",
-            format!("trailing data after the JSON value: {e}"),
-            None,
-        )
-    })?;
-    Ok(value)
 }
 
 fn missing(at: Path<'_>, name: &str) -> Rejection {
