@@ -219,6 +219,9 @@ impl Default for LogConfig {
 pub enum SourceKind {
     #[serde(rename = "huawei-voicecall")]
     HuaweiVoiceCall,
+    /// Azure Communication Services: Event Grid (both schemas) and Call Automation callbacks.
+    #[serde(rename = "azure-communication")]
+    AzureCommunication,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +229,13 @@ pub enum SourceKind {
 pub enum AuthMode {
     /// Huawei's `X-AKSK` UsernameToken signature.
     Aksk,
+    /// A shared secret in a query parameter or a header (Event Grid webhook delivery with the
+    /// secret in the URL).
+    #[serde(rename = "shared-secret")]
+    SharedSecret,
+    /// `Authorization: Bearer <JWT>` checked against JWKS keys (Entra ID for Event Grid, the
+    /// ACS resource's keys for Call Automation).
+    Jwt,
     /// No authentication. Must be chosen explicitly; logged as a warning at startup.
     None,
 }
@@ -280,6 +290,59 @@ pub struct SourceConfig {
     /// are remembered for this long to refuse replays.
     #[serde(default = "default_max_clock_skew", with = "humantime_serde")]
     pub max_clock_skew: Duration,
+    /// `shared-secret`: the environment variable holding the secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// `shared-secret`: a file holding the secret (alternative to `secret_env`).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// `shared-secret`: the query parameter that carries it (`?code=…` in the subscription URL).
+    #[serde(default = "default_secret_query")]
+    pub secret_query: String,
+    /// `shared-secret`: the header that may carry it instead.
+    #[serde(default = "default_secret_header")]
+    pub secret_header: String,
+    /// `jwt`: a JWKS file (JSON `{"keys": […]}`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// `jwt`: a JWKS URL (fetched at startup, refreshed every `jwks_refresh` and when a token
+    /// names an unknown key).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// `jwt`: accepted `iss` values (empty: any issuer).
+    #[serde(default)]
+    pub jwt_issuers: Vec<String>,
+    /// `jwt`: accepted `aud` values; for Call Automation, the ACS resource id.
+    #[serde(default)]
+    pub jwt_audiences: Vec<String>,
+    /// `jwt`: clock tolerance for `exp` and `nbf`.
+    #[serde(default = "default_jwt_leeway", with = "humantime_serde")]
+    pub jwt_leeway: Duration,
+    /// CloudEvents `OPTIONS` handshake: origins allowed to deliver (empty: any origin;
+    /// Event Grid's is `eventgrid.azure.net`).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// CloudEvents `OPTIONS` handshake: the most requests per minute granted.
+    #[serde(default)]
+    pub allowed_rate: Option<u32>,
+}
+
+fn default_secret_query() -> String {
+    "code".into()
+}
+
+fn default_secret_header() -> String {
+    "x-ringback-secret".into()
+}
+
+const fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(3600)
+}
+
+const fn default_jwt_leeway() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_digest_variants() -> Vec<DigestVariant> {
@@ -306,12 +369,31 @@ impl Secret {
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
+
+    /// Compares with `candidate` in constant time (over the content; lengths are hidden by
+    /// comparing MACs of both sides).
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        constant_time_eq(&self.0, candidate)
+    }
 }
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
     }
+}
+
+/// Equality in constant time over the content: both sides are MACed under a fixed key and the
+/// fixed-size tags compared with `verify` (constant time), so neither content nor length leaks.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use hmac::{Hmac, Mac};
+    type HmacSha256 = Hmac<sha2::Sha256>;
+    let tag = |v: &[u8]| {
+        let mut m = HmacSha256::new_from_slice(b"ringback-compare").expect("any key length");
+        m.update(v);
+        m
+    };
+    tag(a).verify(&tag(b).finalize().into_bytes()).is_ok()
 }
 
 /// A configuration problem, naming the key at fault.
@@ -444,22 +526,59 @@ impl SourceConfig {
                 "source names are 1-64 of a-z, 0-9, '-' and '_'",
             ));
         }
-        if self.auth == AuthMode::Aksk {
-            if self.app_key.as_deref().is_none_or(str::is_empty) {
-                return Err(invalid(key("app_key"), "required when auth = \"aksk\""));
+        let allowed: &[AuthMode] = match self.kind {
+            SourceKind::HuaweiVoiceCall => &[AuthMode::Aksk, AuthMode::None],
+            SourceKind::AzureCommunication => {
+                &[AuthMode::SharedSecret, AuthMode::Jwt, AuthMode::None]
             }
-            if self.app_secret_env.is_some() == self.app_secret_file.is_some() {
-                return Err(invalid(
-                    key("app_secret_env"),
-                    "set exactly one of app_secret_env and app_secret_file when auth = \"aksk\"",
-                ));
+        };
+        if !allowed.contains(&self.auth) {
+            return Err(invalid(
+                key("auth"),
+                format!("this source kind takes auth = one of {allowed:?} (lowercase, kebab-case)"),
+            ));
+        }
+        match self.auth {
+            AuthMode::Aksk => {
+                if self.app_key.as_deref().is_none_or(str::is_empty) {
+                    return Err(invalid(key("app_key"), "required when auth = \"aksk\""));
+                }
+                if self.app_secret_env.is_some() == self.app_secret_file.is_some() {
+                    return Err(invalid(
+                        key("app_secret_env"),
+                        "set exactly one of app_secret_env and app_secret_file when auth = \"aksk\"",
+                    ));
+                }
+                if self.digest_variants.is_empty() {
+                    return Err(invalid(key("digest_variants"), "must not be empty"));
+                }
+                if self.created_zones.is_empty() {
+                    return Err(invalid(key("created_zones"), "must not be empty"));
+                }
             }
-            if self.digest_variants.is_empty() {
-                return Err(invalid(key("digest_variants"), "must not be empty"));
+            AuthMode::SharedSecret => {
+                if self.secret_env.is_some() == self.secret_file.is_some() {
+                    return Err(invalid(
+                        key("secret_env"),
+                        "set exactly one of secret_env and secret_file when auth = \"shared-secret\"",
+                    ));
+                }
             }
-            if self.created_zones.is_empty() {
-                return Err(invalid(key("created_zones"), "must not be empty"));
+            AuthMode::Jwt => {
+                if self.jwks_file.is_some() == self.jwks_url.is_some() {
+                    return Err(invalid(
+                        key("jwks_file"),
+                        "set exactly one of jwks_file and jwks_url when auth = \"jwt\"",
+                    ));
+                }
+                if self.jwt_audiences.is_empty() {
+                    return Err(invalid(
+                        key("jwt_audiences"),
+                        "required when auth = \"jwt\" (for Call Automation: the ACS resource id)",
+                    ));
+                }
             }
+            AuthMode::None => {}
         }
         if let Some(url) = &self.public_url {
             if url::Url::parse(url).is_err() {
@@ -469,26 +588,41 @@ impl SourceConfig {
         Ok(())
     }
 
-    /// Reads the app secret from where the config says it is.
+    /// Reads the secret the source's auth mode needs from where the config says it is.
     pub fn resolve_secret(&self, name: &str) -> Result<Option<Secret>, ConfigError> {
+        let (env, file, env_key, file_key) = match self.auth {
+            AuthMode::Aksk => (
+                &self.app_secret_env,
+                &self.app_secret_file,
+                "app_secret_env",
+                "app_secret_file",
+            ),
+            AuthMode::SharedSecret => (
+                &self.secret_env,
+                &self.secret_file,
+                "secret_env",
+                "secret_file",
+            ),
+            AuthMode::Jwt | AuthMode::None => return Ok(None),
+        };
         let key = |field: &str| format!("sources.{name}.{field}");
-        if let Some(var) = &self.app_secret_env {
+        if let Some(var) = env {
             return match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
                 _ => Err(invalid(
-                    key("app_secret_env"),
+                    key(env_key),
                     format!("environment variable {var} is not set or empty"),
                 )),
             };
         }
-        if let Some(path) = &self.app_secret_file {
+        if let Some(path) = file {
             return match std::fs::read_to_string(path) {
                 Ok(v) if !v.trim_end_matches(['\r', '\n']).is_empty() => Ok(Some(Secret::new(
                     v.trim_end_matches(['\r', '\n']).to_owned(),
                 ))),
-                Ok(_) => Err(invalid(key("app_secret_file"), "file is empty")),
+                Ok(_) => Err(invalid(key(file_key), "file is empty")),
                 Err(e) => Err(invalid(
-                    key("app_secret_file"),
+                    key(file_key),
                     format!("cannot read {}: {e}", path.display()),
                 )),
             };

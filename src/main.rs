@@ -106,7 +106,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig => {
             for (name, source) in &config.sources {
-                Source::from_config(name, source)?;
+                Source::from_config(name, source).await?;
             }
             println!("configuration is valid");
             println!("  http.addr     = {}", config.http.addr);

@@ -59,7 +59,10 @@ impl Application {
     pub async fn build_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
         let mut sources = HashMap::new();
         for (name, source) in &config.sources {
-            sources.insert(name.clone(), Arc::new(Source::from_config(name, source)?));
+            sources.insert(
+                name.clone(),
+                Arc::new(Source::from_config(name, source).await?),
+            );
         }
         if sources.is_empty() {
             tracing::warn!("no sources configured: every POST /hooks/<name> will answer 404");

@@ -14,7 +14,5 @@ pub use call_event::{CallEvent, CallEventType};
 pub use cdr::{Cdr, CdrFlag, CdrTimes};
 pub use outbox::OutboxEntry;
 pub use phone::PhoneNumber;
-pub use record::{
-    DeadLetter, DeadLetterScope, Handshake, Outcome, Record, RecordKind, RecordMeta,
-};
+pub use record::{DeadLetter, DeadLetterScope, Handshake, Outcome, Record, RecordKind, RecordMeta};
 pub use time::{parse_platform_time, TimeError};

@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::{AcsCallEvent, CallEvent, Cdr, ChatEvent, PhoneEvent, WebhookEvent};
 
-/// The kinds of record ringback stores; each has its own table (and, later, its own topic).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kinds of record ringback stores; each has its own table and its own topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RecordKind {
     CallStatus,
     Cdr,

@@ -6,16 +6,18 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use super::auth::AuthFailure;
 use crate::batch::SubmitError;
-use crate::sources::huawei::aksk::AuthError;
 use crate::sources::Rejection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("no source is configured at this path")]
     UnknownSource,
+    #[error("this origin may not deliver to this endpoint")]
+    OriginNotAllowed,
     #[error(transparent)]
-    Auth(AuthError),
+    Auth(AuthFailure),
     #[error("Content-Type must be application/json (UTF-8), got {0:?}")]
     UnsupportedMediaType(String),
     #[error("the body exceeds the limit of {limit} bytes")]
@@ -39,7 +41,8 @@ impl IngestError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::UnknownSource => "unknown_source",
-            Self::Auth(e) => e.code(),
+            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::Auth(e) => e.code,
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "body_too_large",
             Self::BodyRead => "body_read_failed",
@@ -95,6 +98,7 @@ impl ResponseError for IngestError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::UnknownSource => StatusCode::NOT_FOUND,
+            Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -111,12 +115,14 @@ impl ResponseError for IngestError {
         if let Some(secs) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
         }
-        if let Self::Auth(_) = self {
+        if let Self::Auth(AuthFailure {
+            challenge: Some(challenge),
+            ..
+        }) = self
+        {
             response.insert_header((
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(
-                    "AKSK realm=\"SDP\",profile=\"UsernameToken\",type=\"Appkey\"",
-                ),
+                HeaderValue::from_static(challenge),
             ));
         }
         response.json(ErrorBody {

@@ -1,5 +1,6 @@
 //! HTTP: the hook endpoint every source is served at, health, and the request-id middleware.
 
+mod auth;
 mod error;
 mod source;
 
@@ -17,14 +18,16 @@ use serde::Serialize;
 use tracing::Instrument;
 use uuid::Uuid;
 
+pub use auth::{AuthFailure, JwksOrigin, JwtVerifier, SharedSecret};
 pub use error::IngestError;
 pub use source::{Source, SourceAuth};
 
 use crate::batch::Batcher;
-use crate::domain::{DeadLetter, DeadLetterScope, Outcome, Record, RecordKind};
+use crate::config::SourceKind;
+use crate::domain::{DeadLetter, DeadLetterScope, Handshake, Outcome, Record, RecordKind};
 use crate::metrics::Metrics;
 use crate::publish::PublisherHandle;
-use crate::sources::{Parsed, Rejection};
+use crate::sources::{Delivery, Parsed, Rejection};
 use crate::store::Store;
 
 /// Shared by every HTTP worker.
@@ -42,7 +45,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .route("/hooks/{source}", web::post().to(hook));
+        .service(
+            web::resource("/hooks/{source}")
+                .route(web::post().to(hook))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(webhook_options)),
+        );
 }
 
 async fn healthz() -> HttpResponse {
@@ -316,6 +323,28 @@ impl Request<'_> {
         }))
     }
 
+    /// Records an answered handshake (committed before the answer, like every record).
+    async fn handshake(
+        &self,
+        kind: &'static str,
+        detail: serde_json::Value,
+    ) -> Result<(), IngestError> {
+        let record = Record::Handshake(Box::new(Handshake {
+            id: Uuid::new_v4(),
+            source: self.source.name.clone(),
+            received_at: self.received_at,
+            request_id: self.request_id.clone(),
+            kind,
+            detail,
+        }));
+        self.state
+            .batcher
+            .submit(vec![record])
+            .await
+            .map(|_| ())
+            .map_err(|e| IngestError::from_submit(e, self.state.retry_after_secs))
+    }
+
     /// Keeps a refused request, then returns the refusal. If it cannot be kept, the sender is
     /// told to retry (503) rather than having its input silently lost, except for auth
     /// failures, whose input is not ours to keep.
@@ -433,6 +462,72 @@ async fn read_body(
     Ok(body)
 }
 
+/// `OPTIONS /hooks/{source}`: the CloudEvents webhook abuse-protection handshake. The sender
+/// asks with `WebHook-Request-Origin` (and maybe `WebHook-Request-Rate`); the answer grants the
+/// origin (if allowed) and a rate, and says that only POST is served.
+async fn webhook_options(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, IngestError> {
+    let source = state
+        .sources
+        .get(path.as_str())
+        .ok_or(IngestError::UnknownSource)?;
+    if source.kind != SourceKind::AzureCommunication {
+        return Ok(HttpResponse::MethodNotAllowed()
+            .insert_header((header::ALLOW, "POST"))
+            .finish());
+    }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let origin = header("webhook-request-origin")
+        .map(str::trim)
+        .unwrap_or("");
+    if origin.is_empty() {
+        return Err(IngestError::Invalid(Rejection::new(
+            "missing_field",
+            "the WebHook-Request-Origin header is required",
+            Some("WebHook-Request-Origin".into()),
+        )));
+    }
+    let allowed = source.allowed_origins.is_empty()
+        || source
+            .allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin));
+    if !allowed {
+        return Err(IngestError::OriginNotAllowed);
+    }
+    let requested_rate = header("webhook-request-rate").and_then(|r| r.trim().parse::<u32>().ok());
+    let granted_rate = match (requested_rate, source.allowed_rate) {
+        (Some(r), Some(max)) => Some(r.min(max).to_string()),
+        (Some(r), None) => Some(r.to_string()),
+        (None, _) => None,
+    };
+    let request = Request {
+        state: &state,
+        source,
+        received_at: Utc::now().trunc_subsecs(6),
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        headers: req.headers(),
+    };
+    let detail = serde_json::json!({
+        "origin": origin,
+        "requested_rate": requested_rate,
+        "granted_rate": granted_rate,
+        "callback": header("webhook-request-callback"),
+    });
+    request.handshake("cloudevents-options", detail).await?;
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header(("WebHook-Allowed-Origin", origin))
+        .insert_header((header::ALLOW, "POST"));
+    if let Some(rate) = granted_rate {
+        response.insert_header(("WebHook-Allowed-Rate", rate));
+    }
+    Ok(response.finish())
+}
+
 /// `POST /hooks/{source}`: authenticate, read, parse, commit, and only then answer.
 async fn hook(
     req: HttpRequest,
@@ -461,7 +556,10 @@ async fn hook(
         format!("{}://{}{}", info.scheme(), info.host(), path)
     };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    if let Err(e) = source.authenticate(header, &seen_url, received_at) {
+    if let Err(e) = source
+        .authenticate(req.headers(), req.query_string(), &seen_url, received_at)
+        .await
+    {
         return Err(request.refuse(IngestError::Auth(e), None).await);
     }
 
@@ -492,7 +590,13 @@ async fn hook(
         mut records,
         rejected,
     } = match source.parse(&body, received_at) {
-        Ok(parsed) => parsed,
+        Ok(Delivery::Records(parsed)) => parsed,
+        Ok(Delivery::Validation { code, url }) => {
+            let detail = serde_json::json!({"validation_url": url});
+            request.handshake("eventgrid-validation", detail).await?;
+            tracing::info!(source = %source.name, "Event Grid subscription validated");
+            return Ok(HttpResponse::Ok().json(serde_json::json!({"validationResponse": code})));
+        }
         Err(rejection) => {
             return Err(request
                 .refuse(IngestError::Invalid(rejection), Some(body))

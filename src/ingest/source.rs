@@ -2,16 +2,20 @@
 
 use std::sync::Arc;
 
+use actix_web::http::header::HeaderMap;
 use chrono::{DateTime, Utc};
 
-use crate::config::{AuthMode, ConfigError, SourceConfig, SourceKind};
-use crate::sources::huawei::aksk::{AkskVerifier, AuthError};
-use crate::sources::{huawei, ParseContext, Parsed, Rejection};
+use super::auth::{AuthFailure, JwksOrigin, JwtVerifier, SharedSecret};
+use crate::config::{AuthMode, SourceConfig, SourceKind};
+use crate::sources::huawei::aksk::AkskVerifier;
+use crate::sources::{acs, huawei, Delivery, ParseContext, Rejection};
 
 #[derive(Debug)]
 pub enum SourceAuth {
     None,
     Aksk(AkskVerifier),
+    SharedSecret(SharedSecret),
+    Jwt(Arc<JwtVerifier>),
 }
 
 #[derive(Debug)]
@@ -19,11 +23,15 @@ pub struct Source {
     pub name: Arc<str>,
     pub kind: SourceKind,
     pub auth: SourceAuth,
+    /// CloudEvents OPTIONS handshake: allowed origins (empty: any) and rate.
+    pub allowed_origins: Vec<String>,
+    pub allowed_rate: Option<u32>,
 }
 
 impl Source {
-    /// Resolves a source's configuration (reading its secret) into a servable source.
-    pub fn from_config(name: &str, config: &SourceConfig) -> Result<Self, ConfigError> {
+    /// Resolves a source's configuration (reading its secret, loading its keys) into a servable
+    /// source.
+    pub async fn from_config(name: &str, config: &SourceConfig) -> anyhow::Result<Self> {
         let auth = match config.auth {
             AuthMode::None => {
                 tracing::warn!(
@@ -52,35 +60,91 @@ impl Source {
                     config.max_clock_skew,
                 ))
             }
+            AuthMode::SharedSecret => SourceAuth::SharedSecret(SharedSecret {
+                secret: config
+                    .resolve_secret(name)?
+                    .expect("validated: shared-secret sources name a secret"),
+                query: config.secret_query.clone(),
+                header: config.secret_header.to_ascii_lowercase(),
+            }),
+            AuthMode::Jwt => {
+                let origin = match (&config.jwks_file, &config.jwks_url) {
+                    (Some(path), _) => JwksOrigin::File(path.clone()),
+                    (None, Some(url)) => JwksOrigin::Url(url.clone()),
+                    (None, None) => unreachable!("validated: jwt sources name their keys"),
+                };
+                let verifier = JwtVerifier::new(
+                    origin,
+                    config.jwt_issuers.clone(),
+                    config.jwt_audiences.clone(),
+                    config.jwt_leeway,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("sources.{name}: {e}"))?;
+                let verifier = Arc::new(verifier);
+                spawn_refresh(name, Arc::downgrade(&verifier), config.jwks_refresh);
+                SourceAuth::Jwt(verifier)
+            }
         };
         Ok(Self {
             name: Arc::from(name),
             kind: config.kind,
             auth,
+            allowed_origins: config.allowed_origins.clone(),
+            allowed_rate: config.allowed_rate,
         })
     }
 
-    /// Checks the request's credentials. `header` looks a header up by name.
-    pub fn authenticate<'h>(
+    /// Checks the request's credentials.
+    pub async fn authenticate(
         &self,
-        header: impl Fn(&str) -> Option<&'h str>,
+        headers: &HeaderMap,
+        query: &str,
         seen_url: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), AuthError> {
+    ) -> Result<(), AuthFailure> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         match &self.auth {
             SourceAuth::None => Ok(()),
-            SourceAuth::Aksk(v) => v.verify(header("x-aksk"), seen_url, now),
+            SourceAuth::Aksk(v) => Ok(v.verify(header("x-aksk"), seen_url, now)?),
+            SourceAuth::SharedSecret(s) => s.verify(query, header(&s.header)),
+            SourceAuth::Jwt(v) => v.verify(header("authorization")).await,
         }
     }
 
     /// Parses a body of this source's platform.
-    pub fn parse(&self, body: &[u8], received_at: DateTime<Utc>) -> Result<Parsed, Rejection> {
+    pub fn parse(&self, body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Rejection> {
         let ctx = ParseContext {
             source: self.name.clone(),
             received_at,
         };
         match self.kind {
-            SourceKind::HuaweiVoiceCall => huawei::parse_body(body, &ctx),
+            SourceKind::HuaweiVoiceCall => huawei::parse_body(body, &ctx).map(Delivery::Records),
+            SourceKind::AzureCommunication => acs::parse_body(body, &ctx),
         }
     }
+}
+
+/// Reloads a JWKS every `every` while its source lives.
+fn spawn_refresh(name: &str, verifier: std::sync::Weak<JwtVerifier>, every: std::time::Duration) {
+    if every.is_zero() {
+        return;
+    }
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(verifier) = verifier.upgrade() else {
+                break;
+            };
+            match verifier.reload().await {
+                Ok(keys) => tracing::debug!(source = %name, keys, "JWKS refreshed"),
+                Err(e) => {
+                    tracing::warn!(source = %name, error = %e, "JWKS refresh failed; keeping the keys held")
+                }
+            }
+        }
+    });
 }

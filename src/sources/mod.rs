@@ -117,6 +117,15 @@ pub struct Parsed {
     pub rejected: Vec<RecordRejection>,
 }
 
+/// What a delivery turned out to be.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Records (and the records refused among them).
+    Records(Parsed),
+    /// Event Grid's subscription validation handshake: answer with the code.
+    Validation { code: String, url: Option<String> },
+}
+
 /// What parsing needs to know about the request.
 #[derive(Debug, Clone)]
 pub struct ParseContext {

@@ -298,7 +298,8 @@ where
     String: Encode<'a, DB> + Type<DB>,
     DateTime<Utc>: Encode<'a, DB> + Type<DB>,
 {
-    b.push_bind(h.meta.id.to_string()).push_unseparated(d.uuid_cast);
+    b.push_bind(h.meta.id.to_string())
+        .push_unseparated(d.uuid_cast);
     b.push_bind(&*h.meta.source)
         .push_bind(h.event_id.as_str())
         .push_bind(h.meta.dedupe_key.as_str())
@@ -484,15 +485,19 @@ where
     String: Encode<'a, DB> + Type<DB>,
     DateTime<Utc>: Encode<'a, DB> + Type<DB>,
 {
-    insert_events("webhook_events", "data", rows, |e| &e.header, d, |b, e| {
-        b.push_bind(e.data.as_str()).push_unseparated(d.json_cast);
-    })
+    insert_events(
+        "webhook_events",
+        "data",
+        rows,
+        |e| &e.header,
+        d,
+        |b, e| {
+            b.push_bind(e.data.as_str()).push_unseparated(d.json_cast);
+        },
+    )
 }
 
-pub(crate) fn insert_handshakes<'a, DB>(
-    rows: &[&'a Handshake],
-    d: &Dialect,
-) -> QueryBuilder<'a, DB>
+pub(crate) fn insert_handshakes<'a, DB>(rows: &[&'a Handshake], d: &Dialect) -> QueryBuilder<'a, DB>
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
@@ -546,13 +551,58 @@ macro_rules! commit_batch {
         let split = Split::new(records);
         let mut inserted = split.always_inserted();
         let mut tx = $pool.begin().await?;
-        rows::insert_returning!(tx, inserted, d, split.call_events, rows::CALL_EVENT_PARAMS, rows::insert_call_events::<$db>);
-        rows::insert_returning!(tx, inserted, d, split.cdrs, rows::CDR_PARAMS, rows::insert_cdrs::<$db>);
-        rows::insert_returning!(tx, inserted, d, split.phone, rows::PHONE_PARAMS, rows::insert_phone::<$db>);
-        rows::insert_returning!(tx, inserted, d, split.acs_calls, rows::ACS_CALL_PARAMS, rows::insert_acs_calls::<$db>);
-        rows::insert_returning!(tx, inserted, d, split.chats, rows::CHAT_PARAMS, rows::insert_chats::<$db>);
-        rows::insert_returning!(tx, inserted, d, split.webhooks, rows::WEBHOOK_PARAMS, rows::insert_webhooks::<$db>);
-        for chunk in split.handshakes.chunks(chunk_rows(d, rows::HANDSHAKE_PARAMS)) {
+        rows::insert_returning!(
+            tx,
+            inserted,
+            d,
+            split.call_events,
+            rows::CALL_EVENT_PARAMS,
+            rows::insert_call_events::<$db>
+        );
+        rows::insert_returning!(
+            tx,
+            inserted,
+            d,
+            split.cdrs,
+            rows::CDR_PARAMS,
+            rows::insert_cdrs::<$db>
+        );
+        rows::insert_returning!(
+            tx,
+            inserted,
+            d,
+            split.phone,
+            rows::PHONE_PARAMS,
+            rows::insert_phone::<$db>
+        );
+        rows::insert_returning!(
+            tx,
+            inserted,
+            d,
+            split.acs_calls,
+            rows::ACS_CALL_PARAMS,
+            rows::insert_acs_calls::<$db>
+        );
+        rows::insert_returning!(
+            tx,
+            inserted,
+            d,
+            split.chats,
+            rows::CHAT_PARAMS,
+            rows::insert_chats::<$db>
+        );
+        rows::insert_returning!(
+            tx,
+            inserted,
+            d,
+            split.webhooks,
+            rows::WEBHOOK_PARAMS,
+            rows::insert_webhooks::<$db>
+        );
+        for chunk in split
+            .handshakes
+            .chunks(chunk_rows(d, rows::HANDSHAKE_PARAMS))
+        {
             let mut qb = rows::insert_handshakes::<$db>(chunk, d);
             qb.build().execute(&mut *tx).await?;
         }

@@ -68,11 +68,12 @@ pub fn identifier_phone(data: &Value, path: &str) -> Option<String> {
     let v = data.pointer(path)?;
     text(
         v,
-        &["/communicationIdentifier/phoneNumber/value", "/phoneNumber/value"],
+        &[
+            "/communicationIdentifier/phoneNumber/value",
+            "/phoneNumber/value",
+        ],
     )
-    .or_else(|| {
-        identifier(data, path).and_then(|raw| raw.strip_prefix("4:").map(str::to_owned))
-    })
+    .or_else(|| identifier(data, path).and_then(|raw| raw.strip_prefix("4:").map(str::to_owned)))
     .or_else(|| v.as_str().filter(|s| s.starts_with('+')).map(str::to_owned))
 }
 
@@ -96,8 +97,14 @@ mod tests {
         let raw_only = json!({"to": {"rawId": "4:+14255550123"}});
         assert_eq!(identifier(&nested, "/user").as_deref(), Some("8:acs:1"));
         assert_eq!(identifier(&flat, "/user").as_deref(), Some("8:acs:1"));
-        assert_eq!(identifier_phone(&phone, "/to").as_deref(), Some("+14255550123"));
-        assert_eq!(identifier_phone(&raw_only, "/to").as_deref(), Some("+14255550123"));
+        assert_eq!(
+            identifier_phone(&phone, "/to").as_deref(),
+            Some("+14255550123")
+        );
+        assert_eq!(
+            identifier_phone(&raw_only, "/to").as_deref(),
+            Some("+14255550123")
+        );
         assert_eq!(identifier_phone(&nested, "/user"), None);
     }
 
@@ -109,6 +116,9 @@ mod tests {
         assert_eq!(number(&old, &paths), Some(49.0));
         assert_eq!(number(&new, &paths), Some(49.5));
         assert_eq!(int(&json!({"code": "8522"}), &["/code"]), Some(8522));
-        assert_eq!(text(&json!({"From": null, "from": "+1"}), &["/From", "/from"]).as_deref(), Some("+1"));
+        assert_eq!(
+            text(&json!({"From": null, "from": "+1"}), &["/From", "/from"]).as_deref(),
+            Some("+1")
+        );
     }
 }

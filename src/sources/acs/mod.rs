@@ -7,13 +7,12 @@
 
 mod data;
 
-
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{join_path, ParseContext, Parsed, Rejection, RecordRejection};
+use super::{join_path, Delivery, ParseContext, Parsed, RecordRejection, Rejection};
 use crate::domain::{
     AcsCallEvent, ChatEvent, EventHeader, PhoneEvent, PhoneNumber, Record, RecordKind, RecordMeta,
     WebhookEvent,
@@ -23,17 +22,6 @@ use data::{count, identifier, identifier_phone, int, number, text};
 /// Event Grid's subscription validation event type.
 pub const VALIDATION_EVENT: &str = "Microsoft.EventGrid.SubscriptionValidationEvent";
 const COMMUNICATION: &str = "Microsoft.Communication.";
-
-/// What a delivery turned out to be.
-#[derive(Debug)]
-pub enum Delivery {
-    /// Event Grid's subscription validation handshake: answer with the code.
-    Validation {
-        code: String,
-        url: Option<String>,
-    },
-    Events(Parsed),
-}
 
 /// One event's envelope, in either schema (fields of both; which are present tells the schema).
 #[derive(Debug, Deserialize)]
@@ -108,7 +96,7 @@ pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Delivery, Rejection
             }),
         }
     }
-    Ok(Delivery::Events(parsed))
+    Ok(Delivery::Records(parsed))
 }
 
 /// Rebuilds a stored event from its JSON (`raw`), for `ringback replay`.
@@ -134,15 +122,30 @@ pub fn kind_of(event_type: &str) -> Option<RecordKind> {
     let name = event_type.strip_prefix(COMMUNICATION)?;
     Some(match name {
         "SMSReceived" | "SMSDeliveryReportReceived" | "IncomingCall" => RecordKind::PhoneEvent,
-        "CallStarted" | "CallEnded" | "CallParticipantAdded" | "CallParticipantRemoved"
-        | "RecordingFileStatusUpdated" | "CallConnected" | "CallDisconnected"
-        | "CallTransferAccepted" | "CallTransferFailed" | "ParticipantsUpdated" | "PlayStarted"
-        | "PlayCompleted" | "PlayFailed" | "PlayCanceled" | "RecognizeCompleted"
-        | "RecognizeFailed" | "RecognizeCanceled" | "RecordingStateChanged"
-        | "AddParticipantSucceeded" | "AddParticipantFailed" | "RemoveParticipantSucceeded"
-        | "RemoveParticipantFailed" | "CreateCallFailed" | "AnswerFailed" => {
-            RecordKind::AcsCallEvent
-        }
+        "CallStarted"
+        | "CallEnded"
+        | "CallParticipantAdded"
+        | "CallParticipantRemoved"
+        | "RecordingFileStatusUpdated"
+        | "CallConnected"
+        | "CallDisconnected"
+        | "CallTransferAccepted"
+        | "CallTransferFailed"
+        | "ParticipantsUpdated"
+        | "PlayStarted"
+        | "PlayCompleted"
+        | "PlayFailed"
+        | "PlayCanceled"
+        | "RecognizeCompleted"
+        | "RecognizeFailed"
+        | "RecognizeCanceled"
+        | "RecordingStateChanged"
+        | "AddParticipantSucceeded"
+        | "AddParticipantFailed"
+        | "RemoveParticipantSucceeded"
+        | "RemoveParticipantFailed"
+        | "CreateCallFailed"
+        | "AnswerFailed" => RecordKind::AcsCallEvent,
         chat if chat.starts_with("Chat") => RecordKind::ChatEvent,
         _ => RecordKind::WebhookEvent,
     })
@@ -156,9 +159,13 @@ fn parse_event(raw: &RawValue, at: &str, ctx: &ParseContext) -> Result<Parsed1, 
     let env: Envelope = super::deserialize(raw.get(), at).map_err(generic)?;
     let cloudevents = env.specversion.is_some();
     let type_field = if cloudevents { "type" } else { "eventType" };
-    let event_type = (if cloudevents { env.ce_type } else { env.event_type })
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| generic(missing(at, type_field)))?;
+    let event_type = (if cloudevents {
+        env.ce_type
+    } else {
+        env.event_type
+    })
+    .filter(|t| !t.is_empty())
+    .ok_or_else(|| generic(missing(at, type_field)))?;
     if event_type == VALIDATION_EVENT {
         let data: Value = data_value(env.data, at).map_err(generic)?;
         let code = text(&data, &["/validationCode"])
@@ -205,16 +212,24 @@ fn parse_event(raw: &RawValue, at: &str, ctx: &ParseContext) -> Result<Parsed1, 
         ),
         event_id,
         event_type,
-        schema: if cloudevents { "cloudevents" } else { "eventgrid" },
+        schema: if cloudevents {
+            "cloudevents"
+        } else {
+            "eventgrid"
+        },
         subject: env.subject,
         occurred_at,
         raw: raw.get().to_owned(),
     };
     let data_at = join_path(at, "data");
     let record = match kind {
-        RecordKind::PhoneEvent => Record::Phone(Box::new(phone(header, &data, &data_at).map_err(fail)?)),
+        RecordKind::PhoneEvent => {
+            Record::Phone(Box::new(phone(header, &data, &data_at).map_err(fail)?))
+        }
         RecordKind::AcsCallEvent => Record::AcsCall(Box::new(call(header, &data))),
-        RecordKind::ChatEvent => Record::Chat(Box::new(chat(header, &data, &data_at).map_err(fail)?)),
+        RecordKind::ChatEvent => {
+            Record::Chat(Box::new(chat(header, &data, &data_at).map_err(fail)?))
+        }
         _ => Record::Webhook(Box::new(WebhookEvent {
             header,
             data: data.to_string(),
@@ -258,10 +273,11 @@ fn phone_number(raw: Option<String>) -> Option<PhoneNumber> {
 }
 
 fn phone(header: EventHeader, d: &Value, at: &str) -> Result<PhoneEvent, Rejection> {
-    let name = header.event_type.trim_start_matches(COMMUNICATION).to_owned();
-    let required = |paths: &[&str], field: &str| {
-        text(d, paths).ok_or_else(|| missing(at, field))
-    };
+    let name = header
+        .event_type
+        .trim_start_matches(COMMUNICATION)
+        .to_owned();
+    let required = |paths: &[&str], field: &str| text(d, paths).ok_or_else(|| missing(at, field));
     let event = match name.as_str() {
         "SMSReceived" => {
             let to = required(&["/To", "/to"], "To")?;
@@ -426,7 +442,6 @@ pub fn key_of(record: &Record) -> Option<String> {
         _ => return None,
     })
 }
-
 
 #[cfg(test)]
 mod tests;

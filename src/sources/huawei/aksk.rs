@@ -18,7 +18,7 @@ use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::{CreatedZone, DigestVariant, Secret};
+use crate::config::{constant_time_eq, CreatedZone, DigestVariant, Secret};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -216,7 +216,7 @@ impl AkskVerifier {
     ) -> Result<(), AuthError> {
         let token = parse_header(header.ok_or(AuthError::Missing)?)?;
         // Constant-time even for the app key, so its value cannot be probed byte by byte.
-        let key_ok: bool = subtle_eq(token.username.as_bytes(), self.app_key.as_bytes());
+        let key_ok = constant_time_eq(token.username.as_bytes(), self.app_key.as_bytes());
         if !key_ok {
             return Err(AuthError::UnknownAppKey);
         }
@@ -260,17 +260,6 @@ impl AkskVerifier {
         }
         Ok(())
     }
-}
-
-fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
-    // Compare HMACs of both sides: constant time over the content, and the lengths leak
-    // nothing useful because the MACs are fixed-size.
-    let tag = |v: &[u8]| {
-        let mut m = HmacSha256::new_from_slice(b"ringback-compare").expect("any key length");
-        m.update(v);
-        m
-    };
-    tag(a).verify(&tag(b).finalize().into_bytes()).is_ok()
 }
 
 fn parse_created(raw: &str) -> Option<DateTime<Utc>> {
