@@ -286,25 +286,46 @@ impl Metrics {
 
     /// Creates the series of a configured source at zero, so that dashboards and alerts (a
     /// source that never sent anything, `increase(…) == 0`) see them from the start.
-    pub fn init_source(&self, source: &str) {
+    pub fn init_source(&self, source: &str, kind: crate::config::SourceKind) {
+        use crate::config::SourceKind;
+        use crate::domain::RecordKind;
         self.http_requests
             .with_label_values(&["hooks", source, "200"]);
         self.http_duration.with_label_values(&["hooks", source]);
-        for kind in crate::domain::RecordKind::ALL {
+        let kinds: &[RecordKind] = match kind {
+            SourceKind::HuaweiVoiceCall => &[RecordKind::CallStatus, RecordKind::Cdr],
+            SourceKind::AzureCommunication => &[
+                RecordKind::PhoneEvent,
+                RecordKind::AcsCallEvent,
+                RecordKind::ChatEvent,
+                RecordKind::WebhookEvent,
+            ],
+        };
+        for kind in kinds {
             for outcome in ["accepted", "duplicate", "rejected"] {
                 self.records
                     .with_label_values(&[source, kind.as_str(), outcome]);
             }
         }
-        for event_type in crate::domain::CallEventType::ALL {
-            self.call_events
-                .with_label_values(&[source, event_type.as_str()]);
+        match kind {
+            SourceKind::HuaweiVoiceCall => {
+                for event_type in crate::domain::CallEventType::ALL {
+                    self.call_events
+                        .with_label_values(&[source, event_type.as_str()]);
+                }
+                for answered in ["true", "false"] {
+                    self.cdrs.with_label_values(&[source, answered]);
+                }
+                self.talk_seconds.with_label_values(&[source]);
+                self.billable_seconds.with_label_values(&[source]);
+            }
+            SourceKind::AzureCommunication => {
+                for status in ["Delivered", "Failed"] {
+                    self.sms_delivery_reports
+                        .with_label_values(&[source, status]);
+                }
+            }
         }
-        for answered in ["true", "false"] {
-            self.cdrs.with_label_values(&[source, answered]);
-        }
-        self.talk_seconds.with_label_values(&[source]);
-        self.billable_seconds.with_label_values(&[source]);
     }
 
     /// Creates the series of a topic at zero.

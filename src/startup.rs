@@ -68,8 +68,8 @@ impl Application {
             tracing::warn!("no sources configured: every POST /hooks/<name> will answer 404");
         }
         let metrics = Arc::new(Metrics::new());
-        for name in sources.keys() {
-            metrics.init_source(name);
+        for (name, source) in &sources {
+            metrics.init_source(name, source.kind);
         }
 
         let brokers = config.kafka.brokers.trim();

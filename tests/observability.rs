@@ -400,7 +400,18 @@ async fn the_dashboard_and_rules_query_only_exported_metrics() {
         }
     }
     assert!(queried.len() > 10, "{queried:?}");
-    let app = spawn_app(Backend::Sqlite).await;
+    let app = common::spawn_app_with(
+        Backend::Sqlite,
+        |c| {
+            let acs = ringback::config::Config::from_toml(
+                "[sources.acs]\nkind = \"azure-communication\"\nauth = \"none\"\n",
+            )
+            .unwrap();
+            c.sources.extend(acs.sources);
+        },
+        None,
+    )
+    .await;
     // Error codes are only known once they occur; every other series exists from the start.
     assert_eq!(app.post_with("open", "{", &[]).await.status(), 400);
     let text = scrape(&app).await;
