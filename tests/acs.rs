@@ -51,16 +51,6 @@ fn event_type(body: &str) -> String {
         .to_owned()
 }
 
-fn table(kind: RecordKind) -> &'static str {
-    match kind {
-        RecordKind::PhoneEvent => "phone_number_events",
-        RecordKind::AcsCallEvent => "acs_call_events",
-        RecordKind::ChatEvent => "chat_events",
-        RecordKind::WebhookEvent => "webhook_events",
-        other => panic!("{other:?} is not an ACS kind"),
-    }
-}
-
 const ACS_SOURCES: &str = r#"
 [sources.acs]
 kind = "azure-communication"
@@ -101,7 +91,7 @@ async fn every_documented_event_lands_once(backend: Backend) {
             "{name}: {json}"
         );
         *want
-            .entry(table(kind_of(&event_type(body)).unwrap()))
+            .entry(kind_of(&event_type(body)).unwrap().table())
             .or_default() += 1;
     }
     for (table, n) in &want {

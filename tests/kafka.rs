@@ -32,6 +32,23 @@ fn kafka_tweak(brokers: &str, prefix: &str) -> impl FnOnce(&mut Config) {
     }
 }
 
+/// A Tansu broker with this test's Huawei topics (3 partitions each), and their prefix.
+async fn tansu_with_topics() -> (Tansu, String, KafkaConfig) {
+    let tansu = Tansu::start();
+    let prefix = prefix();
+    let topics = KafkaConfig {
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    create_topics(
+        &tansu.bootstrap,
+        &[topics.topic("cdr"), topics.topic("call-status")],
+        3,
+    )
+    .await;
+    (tansu, prefix, topics)
+}
+
 fn prefix() -> String {
     format!("t{}", uuid::Uuid::new_v4().simple())
 }
@@ -82,18 +99,7 @@ async fn post_status_flows(app: &TestApp, calls: u64) -> Vec<String> {
 }
 
 async fn every_record_reaches_kafka_with_its_headers_in_call_order(backend: Backend) {
-    let tansu = Tansu::start();
-    let prefix = prefix();
-    let topics = KafkaConfig {
-        topic_prefix: prefix.clone(),
-        ..Default::default()
-    };
-    create_topics(
-        &tansu.bootstrap,
-        &[topics.topic("cdr"), topics.topic("call-status")],
-        3,
-    )
-    .await;
+    let (tansu, prefix, topics) = tansu_with_topics().await;
     let app = spawn_app_with(backend, kafka_tweak(&tansu.bootstrap, &prefix), None).await;
 
     const BODIES: u64 = 4;
@@ -322,18 +328,7 @@ async fn run_binary(config: &std::path::Path, db: &str, brokers: &str, prefix: &
 }
 
 async fn a_crash_between_commit_and_delivery_loses_nothing(backend: Backend) {
-    let tansu = Tansu::start();
-    let prefix = prefix();
-    let topics = KafkaConfig {
-        topic_prefix: prefix.clone(),
-        ..Default::default()
-    };
-    create_topics(
-        &tansu.bootstrap,
-        &[topics.topic("cdr"), topics.topic("call-status")],
-        3,
-    )
-    .await;
+    let (tansu, prefix, topics) = tansu_with_topics().await;
     let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path());

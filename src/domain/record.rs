@@ -26,6 +26,18 @@ impl RecordKind {
         Self::WebhookEvent,
     ];
 
+    /// The table its records are stored in.
+    pub const fn table(self) -> &'static str {
+        match self {
+            Self::CallStatus => "call_events",
+            Self::Cdr => "cdrs",
+            Self::PhoneEvent => "phone_number_events",
+            Self::AcsCallEvent => "acs_call_events",
+            Self::ChatEvent => "chat_events",
+            Self::WebhookEvent => "webhook_events",
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
     }

@@ -172,13 +172,12 @@ impl Store for PgStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let (table, event_type) = match kind {
-            RecordKind::CallStatus => ("call_events", "event_type"),
-            RecordKind::Cdr => ("cdrs", "NULL::text"),
-            RecordKind::PhoneEvent => ("phone_number_events", "event_type"),
-            RecordKind::AcsCallEvent => ("acs_call_events", "event_type"),
-            RecordKind::ChatEvent => ("chat_events", "event_type"),
-            RecordKind::WebhookEvent => ("webhook_events", "event_type"),
+        let table = kind.table();
+        // Every table but `cdrs` has the event type; replay needs it for call-status.
+        let event_type = if kind == RecordKind::Cdr {
+            "NULL::text"
+        } else {
+            "event_type"
         };
         let (after_at, after_id) = after.unwrap_or((since, Uuid::nil()));
         let sql = format!(
