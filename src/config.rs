@@ -91,8 +91,12 @@ pub struct BatchConfig {
     /// How long an open batch waits for more records before it commits.
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
-    /// Requests waiting for the batcher; when full, ingest answers 503 with `Retry-After`.
+    /// Requests waiting for the batchers (all of them together); when full, ingest answers
+    /// 503 with `Retry-After`.
     pub queue_capacity: usize,
+    /// Batchers committing concurrently (PostgreSQL). One call's records always go through
+    /// the same one, so they stay in order. SQLite has one writer: it always uses 1.
+    pub workers: usize,
     /// Retries of a commit that failed for a transient reason (connection lost, pool
     /// timeout) before the waiting requests are answered 503.
     pub commit_retries: u32,
@@ -109,6 +113,7 @@ impl Default for BatchConfig {
             max_records: 50,
             linger: Duration::from_millis(2),
             queue_capacity: 1024,
+            workers: 4,
             commit_retries: 2,
             retry_backoff: Duration::from_millis(100),
             retry_after_secs: 5,
@@ -477,6 +482,9 @@ impl Config {
         }
         if self.batch.queue_capacity == 0 {
             return Err(invalid("batch.queue_capacity", "must be at least 1"));
+        }
+        if !(1..=64).contains(&self.batch.workers) {
+            return Err(invalid("batch.workers", "must be between 1 and 64"));
         }
         for (name, source) in &self.sources {
             source.validate(name)?;

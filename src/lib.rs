@@ -10,6 +10,7 @@ pub mod domain;
 pub mod ingest;
 pub mod metrics;
 pub mod publish;
+pub mod simulate;
 pub mod sources;
 pub mod startup;
 pub mod store;

@@ -10,7 +10,7 @@ use ringback::domain::RecordKind;
 use ringback::ingest::Source;
 use ringback::publish::{kafka, replay};
 use ringback::startup::Application;
-use ringback::{store, telemetry};
+use ringback::{simulate, store, telemetry};
 
 /// Durable ingest of telephony platform callbacks.
 #[derive(Parser)]
@@ -31,6 +31,9 @@ enum Command {
     Migrate,
     /// Load and validate the configuration (including secrets), print a summary, exit.
     CheckConfig,
+    /// Play platform traffic against a ringback (or any endpoint) and report throughput and
+    /// latency percentiles.
+    Simulate(SimulateArgs),
     /// Re-publish stored records received in a time range to their Kafka topic (for a new
     /// consumer or a lost topic). Messages are the ones first published: same id, key, value.
     Replay {
@@ -44,6 +47,43 @@ enum Command {
         #[arg(long)]
         until: Option<DateTime<Utc>>,
     },
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// The hook URL, e.g. http://127.0.0.1:8080/hooks/huawei.
+    #[arg(long)]
+    target: String,
+    /// calls (status flows + fee pushes), fee, status, or acs (Event Grid batches).
+    #[arg(long, value_enum, default_value = "calls")]
+    traffic: simulate::Traffic,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Requests per second over all connections (default: as fast as possible).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// How long to run (e.g. 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// How many requests to send.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Sign Huawei requests with this app key (X-AKSK)…
+    #[arg(long)]
+    app_key: Option<String>,
+    /// …and the secret in this environment variable…
+    #[arg(long, default_value = "RINGBACK_SIMULATE_SECRET")]
+    secret_env: String,
+    /// …for this URL (the source's public_url; default: --target).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Seed of the generated ids (vary it between runs against one database).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the report as one JSON line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[tokio::main]
@@ -102,6 +142,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             println!("done: {sent} records re-published to {topic}");
             store.close().await;
+            Ok(())
+        }
+        Command::Simulate(args) => {
+            let signer = match &args.app_key {
+                Some(app_key) => Some(simulate::Signer {
+                    app_key: app_key.clone(),
+                    secret: std::env::var(&args.secret_env)
+                        .with_context(|| {
+                            format!("--app-key needs the secret in {}", args.secret_env)
+                        })?
+                        .into_bytes(),
+                    url: args
+                        .public_url
+                        .clone()
+                        .unwrap_or_else(|| args.target.clone()),
+                }),
+                None => None,
+            };
+            let report = simulate::run(simulate::Plan {
+                target: args.target,
+                traffic: args.traffic,
+                connections: args.connections,
+                rate: args.rate,
+                duration: args.duration,
+                count: args.count,
+                signer,
+                seed: args.seed,
+            })
+            .await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", report.render());
+            }
             Ok(())
         }
         Command::CheckConfig => {

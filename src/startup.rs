@@ -128,9 +128,14 @@ impl Application {
             .with_context(|| format!("binding http.addr {}", config.http.addr))?;
         let addr = listener.local_addr()?;
         let batcher = CancellationToken::new();
+        let mut batch = config.batch.clone();
+        if store.backend() == "sqlite" && batch.workers > 1 {
+            // One writer at a time: concurrent transactions would only wait on each other.
+            batch.workers = 1;
+        }
         let (handle, batcher_task) = Batcher::spawn(
             store.clone(),
-            config.batch.clone(),
+            batch,
             batcher.clone(),
             Some(publisher_handle.clone()),
             metrics.clone(),

@@ -40,14 +40,20 @@ struct Submission {
 
 /// Hands records to the batcher. Cheap to clone; the batcher stops once every handle is gone
 /// and the queue is drained.
+///
+/// There are `batch.workers` batchers, each with its own queue and its own transactions, so
+/// several commits are in flight at once (the database's own group commit then shares the
+/// fsyncs). A request goes to the worker its first record's call/conversation key hashes to:
+/// one call's records are always committed by the same worker, in arrival order, which keeps
+/// them in order in the outbox and on Kafka.
 #[derive(Clone)]
 pub struct Batcher {
-    tx: mpsc::Sender<Submission>,
+    shards: Arc<[mpsc::Sender<Submission>]>,
 }
 
 impl Batcher {
-    /// Starts the batcher task on the current runtime. Once `stop` is cancelled the queue
-    /// takes no more submissions; what it holds is committed, then the task ends.
+    /// Starts the batcher tasks on the current runtime. Once `stop` is cancelled the queues
+    /// take no more submissions; what they hold is committed, then the tasks end.
     pub fn spawn(
         store: Arc<dyn Store>,
         config: BatchConfig,
@@ -55,9 +61,49 @@ impl Batcher {
         publisher: Option<PublisherHandle>,
         metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let task = tokio::spawn(run(rx, store, config, stop, publisher, metrics));
-        (Self { tx }, task)
+        let workers = config.workers.max(1);
+        let per_worker = config.queue_capacity.div_ceil(workers).max(1);
+        let mut shards = Vec::with_capacity(workers);
+        let mut tasks = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = mpsc::channel(per_worker);
+            shards.push(tx);
+            tasks.push(tokio::spawn(run(
+                rx,
+                store.clone(),
+                config.clone(),
+                stop.clone(),
+                publisher.clone(),
+                metrics.clone(),
+            )));
+        }
+        let all = tokio::spawn(async move {
+            for task in tasks {
+                let _ = task.await;
+            }
+        });
+        (
+            Self {
+                shards: shards.into(),
+            },
+            all,
+        )
+    }
+
+    fn shard(&self, records: &[Record]) -> &mpsc::Sender<Submission> {
+        use std::hash::{Hash, Hasher};
+        let key = records
+            .iter()
+            .find_map(crate::publish::message::ordering_key);
+        let index = match key {
+            Some(key) if self.shards.len() > 1 => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                key.hash(&mut h);
+                (h.finish() % self.shards.len() as u64) as usize
+            }
+            _ => 0,
+        };
+        &self.shards[index]
     }
 
     /// Queues `records` and waits until they are committed. Never waits for queue space: a
@@ -67,7 +113,7 @@ impl Batcher {
             return Ok(Vec::new());
         }
         let (ack, done) = oneshot::channel();
-        self.tx
+        self.shard(&records)
             .try_send(Submission { records, ack })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
@@ -78,7 +124,10 @@ impl Batcher {
 
     /// Submissions waiting in the queue.
     pub fn queue_depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.shards
+            .iter()
+            .map(|tx| tx.max_capacity() - tx.capacity())
+            .sum()
     }
 }
 

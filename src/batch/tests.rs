@@ -94,6 +94,7 @@ fn config(max_records: usize, linger_ms: u64) -> BatchConfig {
         max_records,
         linger: Duration::from_millis(linger_ms),
         queue_capacity: 16,
+        workers: 1,
         commit_retries: 2,
         retry_backoff: Duration::from_millis(10),
         retry_after_secs: 1,
@@ -149,7 +150,9 @@ async fn a_full_queue_is_refused_at_once() {
     };
     // Not spawned: nothing drains the queue.
     let (tx, _rx) = mpsc::channel(cfg.queue_capacity);
-    let batcher = Batcher { tx };
+    let batcher = Batcher {
+        shards: vec![tx].into(),
+    };
     let b = batcher.clone();
     let first = tokio::spawn(async move { b.submit(records(1, 1)).await });
     tokio::task::yield_now().await;
@@ -207,4 +210,45 @@ async fn stopping_commits_what_is_queued_then_refuses() {
         batcher.submit(records(1, 2)).await,
         Err(SubmitError::Closed)
     ));
+}
+
+#[test]
+fn one_call_always_goes_to_the_same_worker() {
+    let shards: Vec<_> = (0..4).map(|_| mpsc::channel::<Submission>(1)).collect();
+    let batcher = Batcher {
+        shards: shards
+            .iter()
+            .map(|(tx, _)| tx.clone())
+            .collect::<Vec<_>>()
+            .into(),
+    };
+    let ctx = ParseContext {
+        source: "hw".into(),
+        received_at: Utc::now(),
+    };
+    let index = |records: &[Record]| {
+        let tx = batcher.shard(records);
+        batcher
+            .shards
+            .iter()
+            .position(|s| s.same_channel(tx))
+            .unwrap()
+    };
+    let mut used = std::collections::HashSet::new();
+    for call in 0..32 {
+        let session = huawei::sample::session_id(1, call, Utc::now());
+        let worker: Vec<usize> = ["callout", "alerting", "answer", "disconnect"]
+            .iter()
+            .map(|e| {
+                let body = huawei::sample::status_body(e, &session, Utc::now()).to_string();
+                index(&huawei::parse_body(body.as_bytes(), &ctx).unwrap().records)
+            })
+            .collect();
+        assert!(
+            worker.windows(2).all(|w| w[0] == w[1]),
+            "{session}: {worker:?}"
+        );
+        used.insert(worker[0]);
+    }
+    assert!(used.len() > 1, "calls spread over the workers");
 }

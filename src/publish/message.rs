@@ -387,6 +387,16 @@ fn webhook(e: &WebhookEvent, key: String) -> OutboxEntry {
     acs(RecordKind::WebhookEvent, &e.header, key, NoFields {})
 }
 
+/// The key that orders a record among its call's (or conversation's) others: the Kafka key.
+pub fn ordering_key(record: &Record) -> Option<String> {
+    match record {
+        Record::CallEvent(e) => Some(e.session_id.clone()),
+        Record::Cdr(c) => Some(c.session_id.clone()),
+        Record::DeadLetter(_) | Record::Handshake(_) => None,
+        other => crate::sources::acs::key_of(other),
+    }
+}
+
 /// The message of a record; `None` for dead letters and handshakes, which are not published.
 pub fn encode(record: &Record) -> Option<OutboxEntry> {
     let key = || crate::sources::acs::key_of(record).unwrap_or_default();

@@ -166,6 +166,29 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreErr
     }
 }
 
+/// Entry points for the hot-path benchmarks (`benches/hot_paths.rs`); not an API.
+#[doc(hidden)]
+pub mod bench {
+    use sqlx::{Execute, Postgres};
+
+    use super::rows::{self, Split};
+    use crate::domain::Record;
+
+    /// Builds the PostgreSQL INSERT statements (SQL and bound parameters) of a batch, as a
+    /// commit does before sending them; returns the total SQL length.
+    pub fn build_postgres_inserts(records: &[Record]) -> usize {
+        let split = Split::new(records);
+        let d = &super::postgres::DIALECT;
+        let mut qb = rows::insert_cdrs::<Postgres>(&split.cdrs, d);
+        let mut len = qb.build().sql().len();
+        if !split.call_events.is_empty() {
+            let mut qb = rows::insert_call_events::<Postgres>(&split.call_events, d);
+            len += qb.build().sql().len();
+        }
+        len
+    }
+}
+
 /// Turns the ids the database reports as inserted into one outcome per record. When the same
 /// id occurs twice in a batch, the first occurrence is the insert and later ones duplicates.
 pub(crate) fn outcomes(records: &[Record], inserted: HashSet<Uuid>) -> Vec<Outcome> {

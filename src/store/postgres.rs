@@ -13,7 +13,7 @@ use super::{Backlog, Store, StoreError, StoredRecord};
 use crate::config::DatabaseConfig;
 use crate::domain::{OutboxEntry, Outcome, Record, RecordKind};
 
-const DIALECT: Dialect = Dialect {
+pub(crate) const DIALECT: Dialect = Dialect {
     uuid_cast: "::uuid",
     json_cast: "::jsonb",
     flags_cast: "::text[]",

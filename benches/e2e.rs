@@ -1,0 +1,508 @@
+//! End-to-end benchmark: ringback (release build) against PostgreSQL and a Tansu broker, driven
+//! by the simulator; then the same against SQLite. It counts what was committed and what
+//! reached Kafka, measures the ceiling (PostgreSQL `COPY` of the same rows into the same table
+//! shape) and prints a table and one final JSON line.
+//!
+//! Run: `cargo bench --bench e2e` (PostgreSQL on 127.0.0.1:5432 and Tansu installed, as
+//! `.ci/run` leaves them). `RINGBACK_BENCH_SECS` sets each phase's length (default 10).
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use ringback::simulate::{self, Plan, Report, Signer, Traffic};
+
+const SECRET: &str = "bench-secret";
+const APP_KEY: &str = "bench-app";
+const PARTITIONS: i32 = 3;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn secs() -> u64 {
+    std::env::var("RINGBACK_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[allow(clippy::zombie_processes)] // see start_ringback
+fn start_tansu() -> (Killed, String) {
+    let path = std::env::var("RINGBACK_TANSU").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/ringback-tools/tansu-0.6.0/bin/tansu",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(&path)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting Tansu at {path} ({e}); run .ci/run once"));
+    let bootstrap = format!("127.0.0.1:{port}");
+    let until = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&bootstrap).is_err() {
+        assert!(Instant::now() < until, "Tansu did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Killed(child), bootstrap)
+}
+
+async fn create_topics(bootstrap: &str, prefix: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let names: Vec<String> = ["cdr", "call-status"]
+        .iter()
+        .map(|k| format!("{prefix}.{k}"))
+        .collect();
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    for r in admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+}
+
+/// Messages on a topic (sum of the partitions' high watermarks).
+fn messages_on(bootstrap: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "ringback-bench")
+        .create()
+        .unwrap();
+    (0..PARTITIONS)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map(|(_, hi)| hi)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+struct Server {
+    _child: Killed,
+    pid: u32,
+    base: String,
+}
+
+// `Killed` waits for the child when dropped, which the lint cannot see.
+#[allow(clippy::zombie_processes)]
+async fn start_ringback(dir: &std::path::Path, db: &str, brokers: &str, prefix: &str) -> Server {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    std::fs::write(dir.join("secret"), SECRET).unwrap();
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources.huawei]\nkind = \"huawei-voicecall\"\nauth = \"aksk\"\napp_key = \"{APP_KEY}\"\n\
+             app_secret_file = \"{}\"\npublic_url = \"{base}/hooks/huawei\"\n\
+             [database]\nmax_connections = 8\n[log]\nlevel = \"warn\"\n",
+            dir.join("secret").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ringback"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("RINGBACK__HTTP__ADDR", format!("127.0.0.1:{port}"))
+        .env("RINGBACK__DATABASE__URL", db)
+        .env("RINGBACK__KAFKA__BROKERS", brokers)
+        .env("RINGBACK__KAFKA__TOPIC_PREFIX", prefix)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting ringback");
+    let pid = child.id();
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            return Server {
+                _child: Killed(child),
+                pid,
+                base,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("ringback did not start");
+}
+
+/// Peak RSS (MiB) and CPU seconds of a process so far.
+fn usage(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    (hwm_kb / 1024.0, ticks / 100.0)
+}
+
+async fn load(
+    server: &Server,
+    traffic: Traffic,
+    connections: usize,
+    rate: Option<f64>,
+    seed: u64,
+) -> Report {
+    let target = format!("{}/hooks/huawei", server.base);
+    simulate::run(Plan {
+        target: target.clone(),
+        traffic,
+        connections,
+        rate,
+        duration: Some(Duration::from_secs(secs())),
+        count: None,
+        signer: Some(Signer {
+            app_key: APP_KEY.into(),
+            secret: SECRET.as_bytes().to_vec(),
+            url: target,
+        }),
+        seed,
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until the outbox is published (or 120 s), returns how long it took.
+async fn drained(
+    count_pending: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>>,
+) -> f64 {
+    let started = Instant::now();
+    while count_pending().await > 0 && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// COPY of the committed CDR rows into a table of the same shape (indexes and constraints
+/// included): rows per second PostgreSQL takes with no HTTP, no JSON and no batching.
+async fn copy_ceiling(pool: &PgPool) -> (i64, f64) {
+    sqlx::query("CREATE TABLE cdrs_ceiling (LIKE cdrs INCLUDING ALL)")
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let mut out = conn
+        .copy_out_raw("COPY (SELECT * FROM cdrs) TO STDOUT")
+        .await
+        .unwrap();
+    let mut data = Vec::new();
+    while let Some(chunk) = out.next().await {
+        data.extend_from_slice(&chunk.unwrap());
+    }
+    drop(out);
+    let rows = data.iter().filter(|b| **b == b'\n').count() as i64;
+    let started = Instant::now();
+    let mut copy = conn
+        .copy_in_raw("COPY cdrs_ceiling FROM STDIN")
+        .await
+        .unwrap();
+    copy.send(data).await.unwrap();
+    copy.finish().await.unwrap();
+    (rows, rows as f64 / started.elapsed().as_secs_f64())
+}
+
+#[derive(Default, serde::Serialize)]
+struct Phase {
+    http_requests_per_second: f64,
+    http_records_per_second: f64,
+    committed_records: i64,
+    committed_per_second: f64,
+    on_kafka_messages: i64,
+    kafka_drain_seconds: f64,
+    non_2xx: u64,
+    latency_ms: serde_json::Value,
+}
+
+fn phase(report: &Report, committed: i64, on_kafka: i64, drain: f64) -> Phase {
+    Phase {
+        http_requests_per_second: report.requests_per_second,
+        http_records_per_second: report.records_per_second,
+        committed_records: committed,
+        committed_per_second: committed as f64 / report.seconds,
+        on_kafka_messages: on_kafka,
+        kafka_drain_seconds: drain,
+        non_2xx: report.requests - report.ok(),
+        latency_ms: serde_json::to_value(&report.latency_ms).unwrap(),
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing we use: only run on
+    // an explicit bench invocation, so CI builds this without running it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("e2e benchmark: run with `cargo bench --bench e2e`");
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+async fn bench() {
+    let admin_url = std::env::var("RINGBACK_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (_tansu, bootstrap) = start_tansu();
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let db_name = format!("ringback_bench_{}", &run_id[..12]);
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await
+        .expect("PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {db_name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&db_name);
+    let pg_url = url.to_string();
+    let machine = format!(
+        "{} CPUs, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned())
+            )
+            .unwrap_or_default()
+    );
+    eprintln!(
+        "ringback e2e benchmark: {machine}; {}s per phase; Tansu at {bootstrap}",
+        secs()
+    );
+
+    // --- PostgreSQL
+    let prefix = format!("pg{}", &run_id[..8]);
+    create_topics(&bootstrap, &prefix).await;
+    let server = start_ringback(dir.path(), &pg_url, &bootstrap, &prefix).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&pg_url)
+        .await
+        .unwrap();
+    let pending = || {
+        let pool = pool.clone();
+        Box::pin(async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(0)
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>>
+    };
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let _ = load(&server, Traffic::Fee, 4, None, 9).await; // warm-up (1 phase, discarded rows)
+    let warm_cdrs = count("cdrs").await;
+    let warm_drain = drained(&pending).await;
+    let warm_kafka = messages_on(&bootstrap, &format!("{prefix}.cdr"));
+    eprintln!("warm-up: {warm_cdrs} CDRs, drained in {warm_drain:.1}s");
+
+    let fee = load(&server, Traffic::Fee, 32, None, 1).await;
+    eprintln!("{}", fee.render());
+    let fee_drain = drained(&pending).await;
+    let fee_committed = count("cdrs").await - warm_cdrs;
+    let fee_kafka = messages_on(&bootstrap, &format!("{prefix}.cdr")) - warm_kafka;
+
+    let status = load(&server, Traffic::Status, 128, None, 2).await;
+    eprintln!("{}", status.render());
+    let status_drain = drained(&pending).await;
+    let status_committed = count("call_events").await;
+    let status_kafka = messages_on(&bootstrap, &format!("{prefix}.call-status"));
+
+    let half_rate = fee.requests_per_second / 2.0;
+    let half = load(&server, Traffic::Fee, 32, Some(half_rate), 3).await;
+    eprintln!(
+        "at half the maximum fee rate ({half_rate:.0} req/s): {}",
+        half.render()
+    );
+    let (rss_mb, cpu_s) = usage(server.pid);
+    drop(server);
+    drained(&pending).await;
+    let (ceiling_rows, ceiling) = copy_ceiling(&pool).await;
+    pool.close().await;
+
+    // --- SQLite
+    let sqlite_url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
+    let prefix = format!("lite{}", &run_id[..8]);
+    create_topics(&bootstrap, &prefix).await;
+    let server = start_ringback(dir.path(), &sqlite_url, &bootstrap, &prefix).await;
+    let lite_fee = load(&server, Traffic::Fee, 32, None, 4).await;
+    eprintln!("SQLite {}", lite_fee.render());
+    let lite_status = load(&server, Traffic::Status, 128, None, 5).await;
+    eprintln!("SQLite {}", lite_status.render());
+    let (lite_rss, lite_cpu) = usage(server.pid);
+    drop(server);
+    let lite = sqlx::SqlitePool::connect(&sqlite_url).await.unwrap();
+    let lite_cdrs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cdrs")
+        .fetch_one(&lite)
+        .await
+        .unwrap();
+    let lite_events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_events")
+        .fetch_one(&lite)
+        .await
+        .unwrap();
+    lite.close().await;
+
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+        .execute(&admin)
+        .await;
+
+    let fee_phase = phase(&fee, fee_committed, fee_kafka, fee_drain);
+    let status_phase = phase(&status, status_committed, status_kafka, status_drain);
+    let ratio = fee_phase.committed_per_second / ceiling;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nringback end-to-end ({machine}; {}s phases)", secs()).unwrap();
+    writeln!(
+        out,
+        "{:<34} {:>12} {:>12} {:>12} {:>9} {:>9} {:>9}",
+        "phase", "HTTP rec/s", "committed/s", "on Kafka", "p50 ms", "p99 ms", "max ms"
+    )
+    .unwrap();
+    for (name, r, p) in [
+        ("PostgreSQL fee (32 conns)", &fee, &fee_phase),
+        ("PostgreSQL status (128 conns)", &status, &status_phase),
+    ] {
+        writeln!(
+            out,
+            "{name:<34} {:>12.0} {:>12.0} {:>12} {:>9.1} {:>9.1} {:>9.1}",
+            r.records_per_second,
+            p.committed_per_second,
+            p.on_kafka_messages,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.latency_ms.max
+        )
+        .unwrap();
+    }
+    writeln!(
+        out,
+        "{:<34} {:>12.0} {:>12} {:>12} {:>9.1} {:>9.1} {:>9.1}",
+        format!("PostgreSQL fee at {half_rate:.0} req/s"),
+        half.records_per_second,
+        "",
+        "",
+        half.latency_ms.p50,
+        half.latency_ms.p99,
+        half.latency_ms.max
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "{:<34} {:>12.0} {:>12.0} {:>12} {:>9.1} {:>9.1} {:>9.1}",
+        "SQLite fee (32 conns)",
+        lite_fee.records_per_second,
+        lite_cdrs as f64 / lite_fee.seconds,
+        "",
+        lite_fee.latency_ms.p50,
+        lite_fee.latency_ms.p99,
+        lite_fee.latency_ms.max
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "{:<34} {:>12.0} {:>12.0} {:>12} {:>9.1} {:>9.1} {:>9.1}",
+        "SQLite status (128 conns)",
+        lite_status.records_per_second,
+        lite_events as f64 / lite_status.seconds,
+        "",
+        lite_status.latency_ms.p50,
+        lite_status.latency_ms.p99,
+        lite_status.latency_ms.max
+    )
+    .unwrap();
+    writeln!(out, "COPY ceiling: {ceiling:.0} rows/s ({ceiling_rows} rows into cdrs' shape); fee committed/ceiling = {ratio:.2}").unwrap();
+    writeln!(out, "server (PostgreSQL run): peak RSS {rss_mb:.0} MiB, CPU {cpu_s:.1} s; (SQLite run): peak RSS {lite_rss:.0} MiB, CPU {lite_cpu:.1} s").unwrap();
+    let line = json!({
+        "machine": machine,
+        "phase_seconds": secs(),
+        "postgres": {
+            "fee": fee_phase,
+            "status": status_phase,
+            "fee_half_rate": {"rate": half_rate, "latency_ms": half.latency_ms, "non_2xx": half.requests - half.ok()},
+            "server_peak_rss_mb": rss_mb,
+            "server_cpu_seconds": cpu_s,
+            "copy_ceiling_rows_per_second": ceiling,
+            "fee_committed_over_ceiling": ratio,
+        },
+        "sqlite": {
+            "fee": {"http_records_per_second": lite_fee.records_per_second, "committed_per_second": lite_cdrs as f64 / lite_fee.seconds, "latency_ms": lite_fee.latency_ms},
+            "status": {"http_records_per_second": lite_status.records_per_second, "committed_per_second": lite_events as f64 / lite_status.seconds, "latency_ms": lite_status.latency_ms},
+            "server_peak_rss_mb": lite_rss,
+            "server_cpu_seconds": lite_cpu,
+        },
+    });
+    writeln!(out, "{line}").unwrap();
+}

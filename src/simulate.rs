@@ -1,0 +1,319 @@
+//! `ringback simulate`: a platform simulator and load generator. It plays Huawei VoiceCall
+//! traffic (call flows of status pushes; fee pushes merging up to 50 CDRs that end in the same
+//! second), correctly signed with X-AKSK, or ACS Event Grid batches, against a target, at a fixed
+//! rate or as fast as N connections allow, for a duration or a count, and reports throughput,
+//! the status mix and latency percentiles (HDR histogram).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{SubsecRound, Utc};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::DigestVariant;
+use crate::sources::huawei::{aksk, sample};
+
+/// What to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Traffic {
+    /// Whole call flows: status pushes, and a 50-CDR fee push for every 50 calls.
+    Calls,
+    /// Only fee pushes of 50 CDRs.
+    Fee,
+    /// Only status pushes.
+    Status,
+    /// ACS Event Grid batches of 10 events (SMS, calls, chat).
+    Acs,
+}
+
+/// How to sign Huawei requests.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub app_key: String,
+    pub secret: Vec<u8>,
+    /// The URL the platform signs (the source's `public_url`).
+    pub url: String,
+}
+
+/// A load run's settings.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `http://host:port/hooks/<source>`.
+    pub target: String,
+    pub traffic: Traffic,
+    /// Concurrent connections (each sends one request at a time).
+    pub connections: usize,
+    /// Requests per second over all connections; `None` = as fast as possible.
+    pub rate: Option<f64>,
+    /// Stop after this long…
+    pub duration: Option<Duration>,
+    /// …or after this many requests.
+    pub count: Option<u64>,
+    pub signer: Option<Signer>,
+    /// Distinguishes runs, so two runs' records never collide.
+    pub seed: u64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub traffic: Traffic,
+    pub requests: u64,
+    pub records: u64,
+    pub seconds: f64,
+    pub requests_per_second: f64,
+    pub records_per_second: f64,
+    /// Requests by HTTP status (`"error"` for transport failures).
+    pub statuses: BTreeMap<String, u64>,
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Report {
+    /// Records of requests answered 2xx.
+    pub fn ok(&self) -> u64 {
+        self.statuses
+            .iter()
+            .filter(|(s, _)| s.starts_with('2'))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// A human summary.
+    pub fn render(&self) -> String {
+        format!(
+            "{:?}: {} requests ({} records) in {:.1}s: {:.0} req/s, {:.0} records/s; \
+             status {:?}; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.traffic,
+            self.requests,
+            self.records,
+            self.seconds,
+            self.requests_per_second,
+            self.records_per_second,
+            self.statuses,
+            self.latency_ms.p50,
+            self.latency_ms.p90,
+            self.latency_ms.p99,
+            self.latency_ms.max
+        )
+    }
+}
+
+/// One request to send.
+struct Work {
+    body: String,
+    records: u64,
+}
+
+/// Produces the traffic: request `n` of a run is always the same body.
+struct Generator {
+    traffic: Traffic,
+    seed: u64,
+}
+
+const EVENTS: [&str; 4] = ["callout", "alerting", "answer", "disconnect"];
+
+impl Generator {
+    fn work(&self, n: u64) -> Work {
+        let end = Utc::now().trunc_subsecs(0);
+        match self.traffic {
+            Traffic::Fee => fee(self.seed, n, end),
+            Traffic::Status => status(self.seed, n),
+            // 50 calls: 200 status pushes, then one fee push of their 50 CDRs.
+            Traffic::Calls => {
+                let round = n / 201;
+                match n % 201 {
+                    200 => fee(self.seed, round, end),
+                    i => status(self.seed, round * 200 + i),
+                }
+            }
+            Traffic::Acs => acs(self.seed, n),
+        }
+    }
+}
+
+fn fee(seed: u64, n: u64, end: chrono::DateTime<Utc>) -> Work {
+    Work {
+        body: sample::fee_body(seed.wrapping_mul(1_000_003).wrapping_add(n), 50, end).to_string(),
+        records: 50,
+    }
+}
+
+fn status(seed: u64, n: u64) -> Work {
+    let call = n / 4;
+    let start = Utc::now().trunc_subsecs(0);
+    let session = sample::session_id(seed, call, start);
+    let at = start + chrono::Duration::seconds((n % 4) as i64);
+    Work {
+        body: sample::status_body(EVENTS[(n % 4) as usize], &session, at).to_string(),
+        records: 1,
+    }
+}
+
+fn acs(seed: u64, n: u64) -> Work {
+    let time = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let events: Vec<_> = (0..10)
+        .map(|i| {
+            let id = format!("sim-{seed}-{n}-{i}");
+            let (event_type, data) = match i % 3 {
+                0 => (
+                    "Microsoft.Communication.SMSReceived",
+                    json!({
+                    "MessageId": id, "From": "+15555550100", "To": "+14255550123",
+                    "Message": "simulated", "ReceivedTimestamp": time}),
+                ),
+                1 => (
+                    "Microsoft.Communication.CallEnded",
+                    json!({
+                    "serverCallId": format!("call-{seed}-{n}"), "correlationId": id,
+                    "callDurationInSeconds": 42.5, "reason": {"code": 0, "subCode": 0}}),
+                ),
+                _ => (
+                    "Microsoft.Communication.ChatMessageReceivedInThread",
+                    json!({
+                    "threadId": format!("19:thread-{seed}-{}@thread.v2", n % 100),
+                    "messageId": id, "messageBody": "hello", "type": "Text"}),
+                ),
+            };
+            json!({"id": id, "topic": "/simulated", "subject": "sim", "eventType": event_type,
+                   "eventTime": time, "data": data, "dataVersion": "1.0", "metadataVersion": "1"})
+        })
+        .collect();
+    Work {
+        body: serde_json::Value::Array(events).to_string(),
+        records: 10,
+    }
+}
+
+/// Runs the plan and measures it.
+pub async fn run(plan: Plan) -> anyhow::Result<Report> {
+    anyhow::ensure!(plan.connections > 0, "connections must be at least 1");
+    anyhow::ensure!(
+        plan.duration.is_some() || plan.count.is_some(),
+        "give a duration or a count"
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(plan.connections)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let generator = Arc::new(Generator {
+        traffic: plan.traffic,
+        seed: plan.seed,
+    });
+    let next = Arc::new(AtomicU64::new(0));
+    let records = Arc::new(AtomicU64::new(0));
+    let histogram = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+    ));
+    let statuses = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let started = Instant::now();
+    let deadline = plan.duration.map(|d| started + d);
+    let plan = Arc::new(plan);
+    let mut workers = Vec::new();
+    for _ in 0..plan.connections {
+        let (client, generator, next, records, histogram, statuses, plan) = (
+            client.clone(),
+            generator.clone(),
+            next.clone(),
+            records.clone(),
+            histogram.clone(),
+            statuses.clone(),
+            plan.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if plan.count.is_some_and(|c| n >= c) {
+                    break;
+                }
+                if let Some(rate) = plan.rate {
+                    let slot = started + Duration::from_secs_f64(n as f64 / rate);
+                    tokio::time::sleep_until(slot.into()).await;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let work = generator.work(n);
+                let mut request = client
+                    .post(&plan.target)
+                    .header("content-type", "application/json;charset=UTF-8");
+                if plan.traffic == Traffic::Acs {
+                    request = request.header("aeg-event-type", "Notification");
+                } else if let Some(s) = &plan.signer {
+                    let created = Utc::now().format(aksk::CREATED_FORMAT).to_string();
+                    let nonce = format!("{:016x}{n:016x}", plan.seed);
+                    request = request.header(
+                        "x-aksk",
+                        aksk::header_value(
+                            &s.app_key,
+                            &s.secret,
+                            &s.url,
+                            &nonce,
+                            &created,
+                            DigestVariant::Newline,
+                        ),
+                    );
+                }
+                let sent = Instant::now();
+                let outcome = request.body(work.body).send().await;
+                let micros = sent.elapsed().as_micros().max(1) as u64;
+                let key = match outcome {
+                    Ok(res) => {
+                        let status = res.status();
+                        let _ = res.bytes().await;
+                        if status.is_success() {
+                            records.fetch_add(work.records, Ordering::Relaxed);
+                        }
+                        status.as_u16().to_string()
+                    }
+                    Err(_) => "error".to_owned(),
+                };
+                histogram
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .saturating_record(micros);
+                *statuses
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(key)
+                    .or_default() += 1;
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let h = histogram.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let statuses = statuses.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let requests: u64 = statuses.values().sum();
+    let records = records.load(Ordering::Relaxed);
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Report {
+        traffic: plan.traffic,
+        requests,
+        records,
+        seconds,
+        requests_per_second: requests as f64 / seconds,
+        records_per_second: records as f64 / seconds,
+        statuses,
+        latency_ms: Latency {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            max: h.max() as f64 / 1000.0,
+        },
+    })
+}
