@@ -298,7 +298,7 @@ async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
     assert!(young.is_empty());
 
     let published: Vec<_> = entries[..90].iter().map(|e| e.id).collect();
-    store.mark_published(&published).await.unwrap();
+    store.mark_published(&published, true).await.unwrap();
     store
         .mark_failed(entries[90].id, "message too large")
         .await
@@ -320,6 +320,13 @@ async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
         90
     );
     assert_eq!(db.count("outbox").await, 10);
+    // Without retention, publishing deletes at once.
+    store
+        .mark_published(&[entries[91].id], false)
+        .await
+        .unwrap();
+    assert_eq!(db.count("outbox").await, 9);
+    assert_eq!(store.outbox_backlog().await.unwrap().pending, 8);
     other.close().await;
     store.close().await;
     db.drop_db().await;

@@ -53,7 +53,7 @@ impl Store for FakeStore {
     ) -> Result<Vec<crate::domain::OutboxEntry>, StoreError> {
         unreachable!()
     }
-    async fn mark_published(&self, _: &[uuid::Uuid]) -> Result<(), StoreError> {
+    async fn mark_published(&self, _: &[uuid::Uuid], _: bool) -> Result<(), StoreError> {
         unreachable!()
     }
     async fn release_outbox(&self, _: &[uuid::Uuid], _: &str) -> Result<(), StoreError> {

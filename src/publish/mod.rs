@@ -344,7 +344,8 @@ impl Publisher {
         if self.delivered.is_empty() {
             return;
         }
-        match self.store.mark_published(&self.delivered).await {
+        let keep = !self.config.retention.is_zero();
+        match self.store.mark_published(&self.delivered, keep).await {
             Ok(()) => {
                 for id in self.delivered.drain(..) {
                     self.unsettled.remove(&id);

@@ -97,8 +97,9 @@ pub trait Store: Send + Sync + 'static {
         min_age: Duration,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
 
-    /// Records that these entries reached Kafka.
-    async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError>;
+    /// Records that these entries reached Kafka: marks them published when `keep` (they are
+    /// pruned after the retention), deletes them otherwise (no retention: one write, not two).
+    async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError>;
 
     /// Gives claimed entries back (delivery failed for now), noting the error.
     async fn release_outbox(&self, ids: &[Uuid], error: &str) -> Result<(), StoreError>;

@@ -110,7 +110,14 @@ impl Store for PgStore {
         Ok(claimed.into_iter().map(|(_, e)| e).collect())
     }
 
-    async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+    async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {
+        if !keep {
+            sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+                .bind(ids)
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
         sqlx::query("UPDATE outbox SET published_at = $1, leased_until = NULL WHERE id = ANY($2)")
             .bind(Utc::now())
             .bind(ids)

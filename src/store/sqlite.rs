@@ -138,7 +138,14 @@ impl Store for SqliteStore {
         Ok(claimed.into_iter().map(|(_, e)| e).collect())
     }
 
-    async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+    async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {
+        if !keep {
+            sqlx::query("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?1))")
+                .bind(id_list(ids))
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
         sqlx::query(
             "UPDATE outbox SET published_at = ?1, leased_until = NULL \
              WHERE id IN (SELECT value FROM json_each(?2))",

@@ -54,8 +54,8 @@ impl Store for Wrapped {
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         self.inner.claim_outbox(limit, lease, min_age).await
     }
-    async fn mark_published(&self, ids: &[Uuid]) -> Result<(), StoreError> {
-        self.inner.mark_published(ids).await
+    async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {
+        self.inner.mark_published(ids, keep).await
     }
     async fn release_outbox(&self, ids: &[Uuid], error: &str) -> Result<(), StoreError> {
         self.inner.release_outbox(ids, error).await
