@@ -549,15 +549,16 @@ async fn hook(
         headers: req.headers(),
     };
 
-    // AKSK signs the URL, not the body: check it before reading a byte of the body.
-    let seen_url = {
+    // Credentials are in the headers and the URL, not the body: check them before reading a
+    // byte of the body. The URL as seen is only built when a signature covers it.
+    let seen_url = || {
         let info = req.connection_info();
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         format!("{}://{}{}", info.scheme(), info.host(), path)
     };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     if let Err(e) = source
-        .authenticate(req.headers(), req.query_string(), &seen_url, received_at)
+        .authenticate(req.headers(), req.query_string(), seen_url, received_at)
         .await
     {
         return Err(request.refuse(IngestError::Auth(e), None).await);

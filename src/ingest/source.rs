@@ -100,13 +100,20 @@ impl Source {
         &self,
         headers: &HeaderMap,
         query: &str,
-        seen_url: &str,
+        seen_url: impl FnOnce() -> String,
         now: DateTime<Utc>,
     ) -> Result<(), AuthFailure> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         match &self.auth {
             SourceAuth::None => Ok(()),
-            SourceAuth::Aksk(v) => Ok(v.verify(header("x-aksk"), seen_url, now)?),
+            SourceAuth::Aksk(v) => {
+                let seen = if v.has_public_url() {
+                    String::new()
+                } else {
+                    seen_url()
+                };
+                Ok(v.verify(header("x-aksk"), &seen, now)?)
+            }
             SourceAuth::SharedSecret(s) => s.verify(query, header(&s.header)),
             SourceAuth::Jwt(v) => v.verify(header("authorization")).await,
         }

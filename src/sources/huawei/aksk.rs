@@ -201,6 +201,11 @@ impl AkskVerifier {
         }
     }
 
+    /// Whether the signed URL is configured (so the URL the server saw is not needed).
+    pub fn has_public_url(&self) -> bool {
+        self.public_url.is_some()
+    }
+
     /// The URL that was signed: the configured public URL, else the one the server saw.
     pub fn signed_url<'a>(&'a self, seen_url: &'a str) -> &'a str {
         self.public_url.as_deref().unwrap_or(seen_url)
