@@ -286,6 +286,70 @@ async fn shutdown_leaves_what_it_cannot_publish_for_the_next_start(backend: Back
     db.drop_db().await;
 }
 
+async fn a_message_that_can_never_be_sent_is_marked_failed_not_retried(backend: Backend) {
+    let prefix = prefix();
+    let config = KafkaConfig {
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    let broker = EmbeddedBroker::start(&config, 3).unwrap();
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let base = kafka_tweak(&bootstrap, &prefix);
+    let app = spawn_app_with(
+        backend,
+        move |c: &mut Config| {
+            base(c);
+            // A CDR's message (~1.6 KB) is over this limit; a status event's (~0.6 KB) is not.
+            c.kafka
+                .client
+                .insert("message.max.bytes".into(), "1200".into());
+        },
+        None,
+    )
+    .await;
+    post_fees(&app, 1).await;
+    let session = post_status_flows(&app, 1).await;
+    wait_for_metric(&app, "ringback_outbox_failed", 50.0).await;
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+    let failed = app
+        .db
+        .rows("SELECT last_error FROM outbox WHERE failed_at IS NOT NULL")
+        .await;
+    assert_eq!(failed.len(), 50);
+    assert!(
+        failed[0]
+            .get::<String, _>(0)
+            .to_lowercase()
+            .contains("too large"),
+        "the reason is kept: {}",
+        failed[0].get::<String, _>(0)
+    );
+    let events = consume(
+        &bootstrap,
+        &config.topic("call-status"),
+        4,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(events.len(), 4, "the other messages are unaffected");
+    assert!(events.iter().all(|m| m.key == session[0]));
+    let failed_metric = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(failed_metric
+        .lines()
+        .any(|l| l.starts_with("ringback_kafka_messages_total")
+            && l.contains("outcome=\"failed\"")
+            && l.ends_with(" 50")));
+    app.stop().await;
+}
+
 fn config_file(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("ringback.toml");
     std::fs::write(
@@ -491,6 +555,7 @@ both_stores!(
     every_record_reaches_kafka_with_its_headers_in_call_order,
     a_broker_outage_is_buffered_in_the_outbox_and_drained,
     shutdown_leaves_what_it_cannot_publish_for_the_next_start,
+    a_message_that_can_never_be_sent_is_marked_failed_not_retried,
     a_crash_between_commit_and_delivery_loses_nothing,
     replay_resends_exactly_a_time_range,
 );

@@ -252,16 +252,13 @@ impl Publisher {
     /// Sends entries on the fast path, without waiting for their delivery.
     fn send_all(&mut self, entries: Vec<OutboxEntry>) {
         for entry in entries {
-            if let Err(e) = self.send(&entry) {
-                tracing::warn!(error = %e, "could not enqueue a message; catching up from the outbox");
-                self.set_error(Some(e.to_string()));
-                self.set_mode(Mode::CatchingUp);
-                return;
-            }
+            self.send(&entry);
         }
     }
 
-    fn send(&mut self, entry: &OutboxEntry) -> Result<(), rdkafka::error::KafkaError> {
+    /// Hands an entry to the producer. A refusal at enqueue time (queue full, message too
+    /// large) becomes an immediate failed delivery, so every outcome is settled in one place.
+    fn send(&mut self, entry: &OutboxEntry) {
         let producer = self
             .producer
             .as_ref()
@@ -271,24 +268,30 @@ impl Publisher {
             .key(entry.key.as_bytes())
             .payload(entry.payload.as_bytes())
             .headers(message::kafka_headers(entry));
-        let future = producer.send_result(record).map_err(|(e, _)| e)?;
         let id = entry.id;
-        self.unsettled.insert(id);
         let sent = std::time::Instant::now();
-        self.inflight.push(Box::pin(async move {
-            let result = match future.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err((e, _))) => Err(e),
-                Err(_canceled) => Err(rdkafka::error::KafkaError::Canceled),
-            };
-            Delivery {
+        self.unsettled.insert(id);
+        match producer.send_result(record) {
+            Ok(future) => self.inflight.push(Box::pin(async move {
+                let result = match future.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(e),
+                    Err(_canceled) => Err(rdkafka::error::KafkaError::Canceled),
+                };
+                Delivery {
+                    id,
+                    topic,
+                    sent,
+                    result,
+                }
+            })),
+            Err((e, _)) => self.inflight.push(Box::pin(std::future::ready(Delivery {
                 id,
                 topic,
                 sent,
-                result,
-            }
-        }));
-        Ok(())
+                result: Err(e),
+            }))),
+        }
     }
 
     /// Handles one delivery report. Returns whether it was delivered.
@@ -437,17 +440,13 @@ impl Publisher {
     /// were settled (delivered or permanently failed); the others are released for a retry.
     async fn publish_claimed(&mut self, claimed: Vec<OutboxEntry>) -> bool {
         let mut pending: FuturesUnordered<BoxFuture<'static, Delivery>> = FuturesUnordered::new();
-        let mut unsent = Vec::new();
         std::mem::swap(&mut self.inflight, &mut pending);
         for entry in &claimed {
-            if let Err(e) = self.send(entry) {
-                self.set_error(Some(e.to_string()));
-                unsent.push(entry.id);
-            }
+            self.send(entry);
         }
         // `self.inflight` now holds only this batch's futures; the live ones wait aside.
         std::mem::swap(&mut self.inflight, &mut pending);
-        let mut retry = unsent;
+        let mut retry = Vec::new();
         while let Some(done) = pending.next().await {
             let id = done.id;
             let transient = done.result.as_ref().is_err_and(|e| !kafka::is_permanent(e));
