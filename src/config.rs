@@ -227,6 +227,9 @@ pub enum SourceKind {
     /// Azure Communication Services: Event Grid (both schemas) and Call Automation callbacks.
     #[serde(rename = "azure-communication")]
     AzureCommunication,
+    /// Any sender signing per the Standard Webhooks specification.
+    #[serde(rename = "standard-webhooks")]
+    StandardWebhooks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,6 +244,9 @@ pub enum AuthMode {
     /// `Authorization: Bearer <JWT>` checked against JWKS keys (Entra ID for Event Grid, the
     /// ACS resource's keys for Call Automation).
     Jwt,
+    /// Standard Webhooks signatures (`webhook-signature`, HMAC-SHA256 with `whsec_` secrets).
+    #[serde(rename = "standard-webhooks")]
+    StandardWebhooks,
     /// No authentication. Must be chosen explicitly; logged as a warning at startup.
     None,
 }
@@ -332,6 +338,24 @@ pub struct SourceConfig {
     /// CloudEvents `OPTIONS` handshake: the most requests per minute granted.
     #[serde(default)]
     pub allowed_rate: Option<u32>,
+    /// `standard-webhooks`: the `whsec_…` secrets accepted at once (rotation). Prefer
+    /// `secrets_env`; secrets in the file are never logged either way.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// `standard-webhooks`: an environment variable holding secrets, separated by spaces or
+    /// commas.
+    #[serde(default)]
+    pub secrets_env: Option<String>,
+    /// `standard-webhooks`: how far `webhook-timestamp` may be from now.
+    #[serde(default = "default_max_clock_skew", with = "humantime_serde")]
+    pub tolerance: Duration,
+    /// `standard-webhooks`: JSON pointer of the event type in the body.
+    #[serde(default = "default_type_pointer")]
+    pub type_pointer: String,
+}
+
+fn default_type_pointer() -> String {
+    "/type".into()
 }
 
 fn default_secret_query() -> String {
@@ -539,6 +563,7 @@ impl SourceConfig {
             SourceKind::AzureCommunication => {
                 &[AuthMode::SharedSecret, AuthMode::Jwt, AuthMode::None]
             }
+            SourceKind::StandardWebhooks => &[AuthMode::StandardWebhooks, AuthMode::None],
         };
         if !allowed.contains(&self.auth) {
             return Err(invalid(
@@ -586,6 +611,27 @@ impl SourceConfig {
                     ));
                 }
             }
+            AuthMode::StandardWebhooks => {
+                if self.secrets.is_empty() && self.secrets_env.is_none() {
+                    return Err(invalid(
+                        key("secrets"),
+                        "set secrets or secrets_env when auth = \"standard-webhooks\"",
+                    ));
+                }
+                if self
+                    .secrets
+                    .iter()
+                    .any(|s| crate::sources::standard_webhooks::decode_secret(s).is_none())
+                {
+                    return Err(invalid(
+                        key("secrets"),
+                        "each secret must be whsec_ followed by base64",
+                    ));
+                }
+                if !self.type_pointer.is_empty() && !self.type_pointer.starts_with('/') {
+                    return Err(invalid(key("type_pointer"), "a JSON pointer starts with /"));
+                }
+            }
             AuthMode::None => {}
         }
         if let Some(url) = &self.public_url {
@@ -594,6 +640,37 @@ impl SourceConfig {
             }
         }
         Ok(())
+    }
+
+    /// The Standard Webhooks secrets: those in the file and those in `secrets_env`, decoded.
+    pub fn resolve_webhook_secrets(&self, name: &str) -> Result<Vec<Secret>, ConfigError> {
+        let mut raw: Vec<String> = self.secrets.clone();
+        if let Some(var) = &self.secrets_env {
+            let value = std::env::var(var).map_err(|_| {
+                invalid(
+                    format!("sources.{name}.secrets_env"),
+                    format!("environment variable {var} is not set"),
+                )
+            })?;
+            raw.extend(
+                value
+                    .split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        raw.iter()
+            .map(|s| {
+                crate::sources::standard_webhooks::decode_secret(s)
+                    .map(Secret::new)
+                    .ok_or_else(|| {
+                        invalid(
+                            format!("sources.{name}.secrets"),
+                            "each secret must be whsec_ followed by base64",
+                        )
+                    })
+            })
+            .collect()
     }
 
     /// Reads the secret the source's auth mode needs from where the config says it is.
@@ -611,7 +688,7 @@ impl SourceConfig {
                 "secret_env",
                 "secret_file",
             ),
-            AuthMode::Jwt | AuthMode::None => return Ok(None),
+            AuthMode::Jwt | AuthMode::StandardWebhooks | AuthMode::None => return Ok(None),
         };
         let key = |field: &str| format!("sources.{name}.{field}");
         if let Some(var) = env {

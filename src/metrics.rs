@@ -300,6 +300,7 @@ impl Metrics {
                 RecordKind::ChatEvent,
                 RecordKind::WebhookEvent,
             ],
+            SourceKind::StandardWebhooks => &[RecordKind::WebhookEvent],
         };
         for kind in kinds {
             for outcome in ["accepted", "duplicate", "rejected"] {
@@ -325,6 +326,7 @@ impl Metrics {
                         .with_label_values(&[source, status]);
                 }
             }
+            SourceKind::StandardWebhooks => {}
         }
     }
 

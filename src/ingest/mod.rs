@@ -581,6 +581,9 @@ async fn hook(
         Err(e @ IngestError::PayloadTooLarge { .. }) => return Err(request.refuse(e, None).await),
         Err(e) => return Err(e),
     };
+    if let Err(e) = source.verify_body(req.headers(), &body, received_at) {
+        return Err(request.refuse(IngestError::Auth(e), None).await);
+    }
     let content_type = header(header::CONTENT_TYPE.as_str()).unwrap_or("");
     if !is_json_utf8(content_type) {
         let e = IngestError::UnsupportedMediaType(content_type.to_owned());
@@ -590,7 +593,7 @@ async fn hook(
     let Parsed {
         mut records,
         rejected,
-    } = match source.parse(&body, received_at) {
+    } = match source.parse(&body, req.headers(), received_at) {
         Ok(Delivery::Records(parsed)) => parsed,
         Ok(Delivery::Validation { code, url }) => {
             let detail = serde_json::json!({"validation_url": url});

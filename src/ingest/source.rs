@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::auth::{AuthFailure, JwksOrigin, JwtVerifier, SharedSecret};
 use crate::config::{AuthMode, SourceConfig, SourceKind};
 use crate::sources::huawei::aksk::AkskVerifier;
-use crate::sources::{acs, huawei, Delivery, ParseContext, Rejection};
+use crate::sources::{acs, huawei, standard_webhooks, Delivery, ParseContext, Rejection};
 
 #[derive(Debug)]
 pub enum SourceAuth {
@@ -16,6 +16,11 @@ pub enum SourceAuth {
     Aksk(AkskVerifier),
     SharedSecret(SharedSecret),
     Jwt(Arc<JwtVerifier>),
+    /// Standard Webhooks: the signature covers the body, so it is checked once the body is read.
+    StandardWebhooks {
+        secrets: Vec<crate::config::Secret>,
+        tolerance: chrono::Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -26,6 +31,8 @@ pub struct Source {
     /// CloudEvents OPTIONS handshake: allowed origins (empty: any) and rate.
     pub allowed_origins: Vec<String>,
     pub allowed_rate: Option<u32>,
+    /// Standard Webhooks: JSON pointer of the event type.
+    pub type_pointer: String,
 }
 
 impl Source {
@@ -85,6 +92,11 @@ impl Source {
                 spawn_refresh(name, Arc::downgrade(&verifier), config.jwks_refresh);
                 SourceAuth::Jwt(verifier)
             }
+            AuthMode::StandardWebhooks => SourceAuth::StandardWebhooks {
+                secrets: config.resolve_webhook_secrets(name)?,
+                tolerance: chrono::Duration::from_std(config.tolerance)
+                    .unwrap_or(chrono::Duration::minutes(5)),
+            },
         };
         Ok(Self {
             name: Arc::from(name),
@@ -92,6 +104,7 @@ impl Source {
             auth,
             allowed_origins: config.allowed_origins.clone(),
             allowed_rate: config.allowed_rate,
+            type_pointer: config.type_pointer.clone(),
         })
     }
 
@@ -116,11 +129,38 @@ impl Source {
             }
             SourceAuth::SharedSecret(s) => s.verify(query, header(&s.header)),
             SourceAuth::Jwt(v) => v.verify(header("authorization")).await,
+            SourceAuth::StandardWebhooks { .. } => Ok(()),
         }
     }
 
+    /// Checks a signature that covers the body (Standard Webhooks), once the body is read.
+    pub fn verify_body(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthFailure> {
+        let SourceAuth::StandardWebhooks { secrets, tolerance } = &self.auth else {
+            return Ok(());
+        };
+        let keys: Vec<Vec<u8>> = secrets.iter().map(|s| s.expose().to_vec()).collect();
+        let found = webhook_headers(headers);
+        standard_webhooks::verify(&keys, found.as_ref(), body, *tolerance, now).map_err(|e| {
+            AuthFailure {
+                code: e.code,
+                message: e.message.to_owned(),
+                challenge: None,
+            }
+        })
+    }
+
     /// Parses a body of this source's platform.
-    pub fn parse(&self, body: &[u8], received_at: DateTime<Utc>) -> Result<Delivery, Rejection> {
+    pub fn parse(
+        &self,
+        body: &[u8],
+        headers: &HeaderMap,
+        received_at: DateTime<Utc>,
+    ) -> Result<Delivery, Rejection> {
         let ctx = ParseContext {
             source: self.name.clone(),
             received_at,
@@ -128,8 +168,19 @@ impl Source {
         match self.kind {
             SourceKind::HuaweiVoiceCall => huawei::parse_body(body, &ctx).map(Delivery::Records),
             SourceKind::AzureCommunication => acs::parse_body(body, &ctx),
+            SourceKind::StandardWebhooks => standard_webhooks::parse_body(
+                body,
+                webhook_headers(headers).as_ref(),
+                &self.type_pointer,
+                &ctx,
+            )
+            .map(Delivery::Records),
         }
     }
+}
+
+fn webhook_headers(headers: &HeaderMap) -> Option<standard_webhooks::WebhookHeaders<'_>> {
+    standard_webhooks::WebhookHeaders::read(|name| headers.get(name).and_then(|v| v.to_str().ok()))
 }
 
 /// Reloads a JWKS every `every` while its source lives.

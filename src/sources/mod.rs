@@ -4,6 +4,7 @@
 pub mod acs;
 pub mod huawei;
 mod lenient;
+pub mod standard_webhooks;
 
 use std::sync::Arc;
 

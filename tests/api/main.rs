@@ -7,3 +7,4 @@ mod auth;
 mod durability;
 mod huawei;
 mod rejects;
+mod standard_webhooks;
