@@ -41,6 +41,15 @@ pub struct HttpConfig {
     /// On shutdown, how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// A client must send the request head within this time (slow senders are cut off: 408).
+    #[serde(with = "humantime_serde")]
+    pub client_request_timeout: Duration,
+    /// …and the whole body within this time (408 `body_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Most concurrent connections per worker; beyond it new connections wait in the
+    /// kernel's accept queue.
+    pub max_connections: usize,
 }
 
 const fn default_max_body_bytes() -> usize {
@@ -54,6 +63,9 @@ impl Default for HttpConfig {
             max_body_bytes: default_max_body_bytes(),
             workers: 0,
             shutdown_timeout: Duration::from_secs(30),
+            client_request_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 }
@@ -352,6 +364,13 @@ pub struct SourceConfig {
     /// `standard-webhooks`: JSON pointer of the event type in the body.
     #[serde(default = "default_type_pointer")]
     pub type_pointer: String,
+    /// Requests per second this source may send (per replica); beyond it: 429 with
+    /// `Retry-After`. Unset: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    /// Requests allowed in a burst above `rate_limit` (default: one second's worth).
+    #[serde(default)]
+    pub rate_burst: Option<u32>,
 }
 
 fn default_type_pointer() -> String {
@@ -633,6 +652,12 @@ impl SourceConfig {
                 }
             }
             AuthMode::None => {}
+        }
+        if self.rate_limit == Some(0) || self.rate_burst == Some(0) {
+            return Err(invalid(
+                key("rate_limit"),
+                "must be at least 1 (leave unset for no limit)",
+            ));
         }
         if let Some(url) = &self.public_url {
             if url::Url::parse(url).is_err() {

@@ -147,6 +147,7 @@ impl Application {
             publisher: publisher_handle.clone(),
             metrics: metrics.clone(),
             max_body_bytes: config.http.max_body_bytes,
+            body_timeout: config.http.body_timeout,
             retry_after_secs: config.batch.retry_after_secs,
         });
         let mut server = HttpServer::new(move || {
@@ -156,6 +157,8 @@ impl Application {
                 .configure(ingest::routes)
         })
         .disable_signals()
+        .client_request_timeout(config.http.client_request_timeout)
+        .max_connections(config.http.max_connections)
         .shutdown_timeout(config.http.shutdown_timeout.as_secs());
         if config.http.workers > 0 {
             server = server.workers(config.http.workers);

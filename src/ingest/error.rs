@@ -28,6 +28,10 @@ pub enum IngestError {
     Invalid(Rejection),
     #[error("ringback is overloaded; retry later")]
     Overloaded { retry_after: u32 },
+    #[error("this source sends faster than its rate limit; retry later")]
+    RateLimited { retry_after: u32 },
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("ringback is shutting down; retry later")]
     ShuttingDown { retry_after: u32 },
     #[error("the database is unavailable; retry later")]
@@ -48,6 +52,8 @@ impl IngestError {
             Self::BodyRead => "body_read_failed",
             Self::Invalid(r) => r.code,
             Self::Overloaded { .. } => "queue_full",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::BodyTimeout => "body_timeout",
             Self::ShuttingDown { .. } => "shutting_down",
             Self::StoreUnavailable { .. } => "store_unavailable",
             Self::Internal => "internal_error",
@@ -64,6 +70,7 @@ impl IngestError {
     fn retry_after(&self) -> Option<u32> {
         match self {
             Self::Overloaded { retry_after }
+            | Self::RateLimited { retry_after }
             | Self::ShuttingDown { retry_after }
             | Self::StoreUnavailable { retry_after } => Some(*retry_after),
             _ => None,
@@ -103,6 +110,8 @@ impl ResponseError for IngestError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead | Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded { .. } | Self::ShuttingDown { .. } | Self::StoreUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

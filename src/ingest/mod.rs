@@ -38,6 +38,7 @@ pub struct AppState {
     pub publisher: PublisherHandle,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    pub body_timeout: std::time::Duration,
     pub retry_after_secs: u32,
 }
 
@@ -541,6 +542,13 @@ async fn hook(
         .sources
         .get(path.as_str())
         .ok_or(IngestError::UnknownSource)?;
+    // A flood is refused before any work (no auth, no body read, no dead letter).
+    if let Err(retry_after) = source.admit() {
+        state
+            .metrics
+            .rejected(&source.name, "rate_limited", None, false);
+        return Err(IngestError::RateLimited { retry_after });
+    }
     let request = Request {
         state: &state,
         source,
@@ -569,7 +577,12 @@ async fn hook(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let body = match read_body(payload, state.max_body_bytes, declared).await {
+    let read = read_body(payload, state.max_body_bytes, declared);
+    let read = match tokio::time::timeout(state.body_timeout, read).await {
+        Ok(read) => read,
+        Err(_) => Err(IngestError::BodyTimeout),
+    };
+    let body = match read {
         Ok(body) => {
             state
                 .metrics
@@ -578,7 +591,9 @@ async fn hook(
                 .observe(body.len() as f64);
             body
         }
-        Err(e @ IngestError::PayloadTooLarge { .. }) => return Err(request.refuse(e, None).await),
+        Err(e @ (IngestError::PayloadTooLarge { .. } | IngestError::BodyTimeout)) => {
+            return Err(request.refuse(e, None).await)
+        }
         Err(e) => return Err(e),
     };
     if let Err(e) = source.verify_body(req.headers(), &body, received_at) {

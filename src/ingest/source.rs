@@ -33,6 +33,8 @@ pub struct Source {
     pub allowed_rate: Option<u32>,
     /// Standard Webhooks: JSON pointer of the event type.
     pub type_pointer: String,
+    /// Requests per second the source may send, if limited.
+    pub rate_limiter: Option<governor::DefaultDirectRateLimiter>,
 }
 
 impl Source {
@@ -105,7 +107,29 @@ impl Source {
             allowed_origins: config.allowed_origins.clone(),
             allowed_rate: config.allowed_rate,
             type_pointer: config.type_pointer.clone(),
+            rate_limiter: config.rate_limit.and_then(|rate| {
+                let rate = std::num::NonZeroU32::new(rate)?;
+                let burst = config
+                    .rate_burst
+                    .and_then(std::num::NonZeroU32::new)
+                    .unwrap_or(rate);
+                Some(governor::RateLimiter::direct(
+                    governor::Quota::per_second(rate).allow_burst(burst),
+                ))
+            }),
         })
+    }
+
+    /// Takes one request from the source's rate limit; `Err(seconds to wait)` when exhausted.
+    pub fn admit(&self) -> Result<(), u32> {
+        use governor::clock::{Clock, DefaultClock};
+        match &self.rate_limiter {
+            None => Ok(()),
+            Some(limiter) => limiter.check().map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                wait.as_secs_f64().ceil().max(1.0) as u32
+            }),
+        }
     }
 
     /// Checks the request's credentials.

@@ -6,5 +6,6 @@ mod common;
 mod auth;
 mod durability;
 mod huawei;
+mod limits;
 mod rejects;
 mod standard_webhooks;
