@@ -35,6 +35,13 @@ impl Rejection {
     pub fn from_json(err: serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> Self {
         let inner = err.inner();
         let code = match inner.classify() {
+            // serde_json counts a number too large for any type as a syntax error; for the
+            // sender it is a value out of range.
+            serde_json::error::Category::Syntax
+                if inner.to_string().starts_with("number out of range") =>
+            {
+                "invalid_value"
+            }
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 "invalid_json"
             }
@@ -87,6 +94,23 @@ pub(crate) fn deserialize<'a, T: serde::Deserialize<'a>>(
         )
     })?;
     Ok(value)
+}
+
+/// Like [`deserialize`] for a JSON object: serde would also read a struct from an array
+/// (`["callout", {…}]`), which the platforms never send, so anything else is refused.
+pub(crate) fn object<'a, T: serde::Deserialize<'a>>(
+    text: &'a str,
+    at: &str,
+) -> Result<T, Rejection> {
+    let raw: &serde_json::value::RawValue = deserialize(text, at)?;
+    if !raw.get().starts_with('{') {
+        return Err(Rejection::new(
+            "invalid_type",
+            "expected a JSON object",
+            Some(at.to_owned()).filter(|a| !a.is_empty()),
+        ));
+    }
+    deserialize(raw.get(), at)
 }
 
 /// Joins JSON path segments: `join_path("feeLst[2]", "direction")` → `feeLst[2].direction`.

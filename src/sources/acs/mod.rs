@@ -156,7 +156,7 @@ type EventError = (RecordKind, Rejection);
 fn parse_event(raw: &RawValue, at: &str, ctx: &ParseContext) -> Result<Parsed1, EventError> {
     // Until the type is known, a refusal is counted as a generic event.
     let generic = |r: Rejection| (RecordKind::WebhookEvent, r);
-    let env: Envelope = super::deserialize(raw.get(), at).map_err(generic)?;
+    let env: Envelope = super::object(raw.get(), at).map_err(generic)?;
     let cloudevents = env.specversion.is_some();
     let type_field = if cloudevents { "type" } else { "eventType" };
     let event_type = (if cloudevents {

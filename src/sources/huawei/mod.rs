@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
 use super::lenient::LenientString;
-use super::{deserialize, join_path, ParseContext, Parsed, RecordRejection, Rejection};
+use super::{deserialize, join_path, object, ParseContext, Parsed, RecordRejection, Rejection};
 use crate::domain::{
     parse_platform_time, CallEvent, CallEventType, Cdr, CdrTimes, PhoneNumber, Record, RecordKind,
     RecordMeta,
@@ -31,7 +31,7 @@ pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Parsed, Rejection> 
             None,
         )
     })?;
-    let envelope: wire::Envelope = deserialize(text, "")?;
+    let envelope: wire::Envelope = object(text, "")?;
     let event_type = envelope
         .event_type
         .ok_or_else(|| missing(Path::root(), "eventType"))?;
@@ -250,7 +250,7 @@ fn parse_status(
         prefix: "statusInfo",
         index: None,
     };
-    let info: wire::StatusInfo = deserialize(raw.get(), "statusInfo")?;
+    let info: wire::StatusInfo = object(raw.get(), "statusInfo")?;
     let session_id = required(info.session_id, at, "sessionId")?;
     let occurred_at = status_time(info.timestamp.ok_or_else(|| missing(at, "timestamp"))?, at)?;
     let state_code = int32(info.state_code, at, "stateCode")?;
@@ -281,7 +281,7 @@ fn parse_fee(raw: &RawValue, index: usize, ctx: &ParseContext) -> Result<Cdr, Re
         prefix: "feeLst",
         index: Some(index),
     };
-    let fee: wire::FeeInfo = deserialize(raw.get(), &at.base())?;
+    let fee: wire::FeeInfo = object(raw.get(), &at.base())?;
     let direction = match fee.direction {
         None => return Err(missing(at, "direction")),
         Some(v @ (0 | 1)) => v as i16,
