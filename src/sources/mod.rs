@@ -102,15 +102,16 @@ pub(crate) fn object<'a, T: serde::Deserialize<'a>>(
     text: &'a str,
     at: &str,
 ) -> Result<T, Rejection> {
-    let raw: &serde_json::value::RawValue = deserialize(text, at)?;
-    if !raw.get().starts_with('{') {
-        return Err(Rejection::new(
-            "invalid_type",
-            "expected a JSON object",
-            Some(at.to_owned()).filter(|a| !a.is_empty()),
-        ));
+    if text.trim_start().starts_with('{') {
+        return deserialize(text, at);
     }
-    deserialize(raw.get(), at)
+    // Not an object: report a syntax error as such, anything else as the wrong type.
+    deserialize::<&serde_json::value::RawValue>(text, at)?;
+    Err(Rejection::new(
+        "invalid_type",
+        "expected a JSON object",
+        Some(at.to_owned()).filter(|a| !a.is_empty()),
+    ))
 }
 
 /// Joins JSON path segments: `join_path("feeLst[2]", "direction")` → `feeLst[2].direction`.
