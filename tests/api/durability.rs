@@ -255,10 +255,75 @@ async fn shutdown_finishes_requests_in_flight(backend: Backend) {
     app.stop().await;
 }
 
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// A flood against a slow store: the excess is refused early (503 + Retry-After), memory stays
+/// flat, and every request that got a 2xx is committed exactly once.
+async fn a_flood_is_refused_early_and_what_was_accepted_is_committed_once(backend: Backend) {
+    let (app, h) = spawn_wrapped(backend, false, 0, |c| {
+        c.batch.queue_capacity = 4;
+        c.batch.workers = 1;
+        c.batch.max_records = 5;
+        c.batch.linger = Duration::ZERO;
+    })
+    .await;
+    // The store commits about 100 batches a second.
+    let gate = h.gate.clone();
+    let trickle = tokio::spawn(async move {
+        loop {
+            gate.add_permits(1);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let app = Arc::new(app);
+    let before = rss_mib();
+    let start = chrono::Utc::now();
+    let mut tasks = Vec::new();
+    for n in 0..600 {
+        let a = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let session = format!("flood-{n}");
+            let body = ringback::sources::huawei::sample::status_body("callout", &session, start);
+            let res = a.post_with("open", body.to_string(), &[]).await;
+            let retry = res.headers().get("retry-after").is_some();
+            (res.status().as_u16(), retry)
+        }));
+    }
+    let (mut ok, mut refused) = (0i64, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, _) => ok += 1,
+            (503, true) => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    trickle.abort();
+    h.gate.add_permits(1000);
+    let growth = rss_mib() - before;
+    assert!(refused > 0, "the flood was more than the store takes");
+    assert!(ok > 0);
+    assert_eq!(
+        app.db.count("call_events").await,
+        ok,
+        "every 2xx committed exactly once"
+    );
+    assert!(growth < 64.0, "memory grew {growth:.0} MiB under the flood");
+    Arc::into_inner(app).unwrap().stop().await;
+}
+
 both_stores!(
     the_answer_waits_for_the_commit,
     a_failed_commit_is_503_with_retry_after_and_no_row,
     a_transaction_the_database_refuses_is_5xx_and_leaves_no_row,
     a_full_queue_is_503_with_retry_after,
     shutdown_finishes_requests_in_flight,
+    a_flood_is_refused_early_and_what_was_accepted_is_committed_once,
 );
