@@ -50,6 +50,10 @@ pub struct HttpConfig {
     /// Most concurrent connections per worker; beyond it new connections wait in the
     /// kernel's accept queue.
     pub max_connections: usize,
+    /// Most request headers a hook request may carry (431 beyond).
+    pub max_headers: usize,
+    /// Most bytes of header names and values together (431 beyond).
+    pub max_header_bytes: usize,
 }
 
 const fn default_max_body_bytes() -> usize {
@@ -66,6 +70,8 @@ impl Default for HttpConfig {
             client_request_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_headers: 64,
+            max_header_bytes: 16 * 1024,
         }
     }
 }

@@ -148,6 +148,8 @@ impl Application {
             metrics: metrics.clone(),
             max_body_bytes: config.http.max_body_bytes,
             body_timeout: config.http.body_timeout,
+            max_headers: config.http.max_headers,
+            max_header_bytes: config.http.max_header_bytes,
             retry_after_secs: config.batch.retry_after_secs,
         });
         let mut server = HttpServer::new(move || {

@@ -32,6 +32,8 @@ pub enum IngestError {
     RateLimited { retry_after: u32 },
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    #[error("too many request headers, or too large ones")]
+    HeadersTooLarge,
     #[error("ringback is shutting down; retry later")]
     ShuttingDown { retry_after: u32 },
     #[error("the database is unavailable; retry later")]
@@ -54,6 +56,7 @@ impl IngestError {
             Self::Overloaded { .. } => "queue_full",
             Self::RateLimited { .. } => "rate_limited",
             Self::BodyTimeout => "body_timeout",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::ShuttingDown { .. } => "shutting_down",
             Self::StoreUnavailable { .. } => "store_unavailable",
             Self::Internal => "internal_error",
@@ -112,6 +115,7 @@ impl ResponseError for IngestError {
             Self::BodyRead | Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Overloaded { .. } | Self::ShuttingDown { .. } | Self::StoreUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -39,6 +39,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub body_timeout: std::time::Duration,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
     pub retry_after_secs: u32,
 }
 
@@ -542,6 +544,17 @@ async fn hook(
         .sources
         .get(path.as_str())
         .ok_or(IngestError::UnknownSource)?;
+    let headers = req.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers.len() > state.max_headers || header_bytes > state.max_header_bytes {
+        state
+            .metrics
+            .rejected(&source.name, "headers_too_large", None, false);
+        return Err(IngestError::HeadersTooLarge);
+    }
     // A flood is refused before any work (no auth, no body read, no dead letter).
     if let Err(retry_after) = source.admit() {
         state

@@ -123,7 +123,41 @@ async fn slow_senders_are_cut_off(backend: Backend) {
     app.stop().await;
 }
 
+async fn oversized_request_heads_are_refused(backend: Backend) {
+    let app = spawn_app_with(backend, limited, None).await;
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let many: String = (0..200).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    let huge = format!("X-Huge: {}\r\n", "a".repeat(64 * 1024));
+    for extra in [many, huge] {
+        let head = format!(
+            "POST /hooks/open HTTP/1.1\r\nHost: x\r\n{extra}Content-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        );
+        let (_, answer) = tokio::task::spawn_blocking(move || raw_request(port, &head, b"{}"))
+            .await
+            .unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 431"),
+            "{}",
+            &answer[..answer.len().min(200)]
+        );
+    }
+    assert_eq!(
+        app.db.count("dead_letters").await,
+        0,
+        "refused before ringback reads it"
+    );
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    app.stop().await;
+}
+
 both_stores!(
+    oversized_request_heads_are_refused,
     a_burst_beyond_the_rate_limit_is_refused_with_retry_after,
     slow_senders_are_cut_off,
 );
