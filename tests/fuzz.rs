@@ -210,3 +210,25 @@ fn aksk_headers() {
         let _ = aksk::parse_header(&String::from_utf8_lossy(b));
     });
 }
+
+#[test]
+fn shared_secret_and_bearer_headers() {
+    use ringback::config::Secret;
+    use ringback::ingest::SharedSecret;
+    let secret = SharedSecret {
+        secret: Secret::new("s3cr3t"),
+        query: "code".into(),
+        header: "x-ringback-secret".into(),
+    };
+    let corpus = vec![
+        b"code=s3cr3t&x=1".to_vec(),
+        b"code=%73%33cr3t;code=&code".to_vec(),
+        b"Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJhdWQiOiJ4In0.c2ln".to_vec(),
+    ];
+    fuzz("shared secret / bearer", corpus, |b| {
+        let text = String::from_utf8_lossy(b);
+        let _ = secret.verify(&text, Some(&text));
+        let token = text.strip_prefix("Bearer ").unwrap_or(&text);
+        let _ = jsonwebtoken::decode_header(token);
+    });
+}
