@@ -78,6 +78,17 @@ impl Rejection {
     }
 }
 
+/// The body as text: every platform sends UTF-8 JSON.
+pub(crate) fn utf8(body: &[u8]) -> Result<&str, Rejection> {
+    std::str::from_utf8(body).map_err(|e| {
+        Rejection::new(
+            "invalid_utf8",
+            format!("body is not valid UTF-8: {e}"),
+            None,
+        )
+    })
+}
+
 /// Deserialises `text` strictly (no trailing data), reporting errors under the JSON path `at`.
 pub(crate) fn deserialize<'a, T: serde::Deserialize<'a>>(
     text: &'a str,

@@ -151,13 +151,7 @@ pub fn parse_body(
     type_pointer: &str,
     ctx: &ParseContext,
 ) -> Result<Parsed, Rejection> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        Rejection::new(
-            "invalid_utf8",
-            format!("body is not valid UTF-8: {e}"),
-            None,
-        )
-    })?;
+    let text = super::utf8(body)?;
     let raw: &RawValue = deserialize(text, "")?;
     let value: serde_json::Value = deserialize(text, "")?;
     let h = headers.ok_or_else(|| {

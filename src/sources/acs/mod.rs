@@ -44,13 +44,7 @@ struct Envelope<'a> {
 
 /// Reads a delivery: a JSON array of events, or a single event (CloudEvents structured mode).
 pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Delivery, Rejection> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        Rejection::new(
-            "invalid_utf8",
-            format!("body is not valid UTF-8: {e}"),
-            None,
-        )
-    })?;
+    let text = super::utf8(body)?;
     let trimmed = text.trim_start();
     let (events, batched): (Vec<&RawValue>, bool) = if trimmed.starts_with('[') {
         (super::deserialize(text, "")?, true)

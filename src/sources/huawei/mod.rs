@@ -24,13 +24,7 @@ const SERVICE_TYPE_CALLBACK: &str = "002";
 /// Reads a push body. An invalid envelope refuses the whole body; in a fee body each CDR is
 /// judged on its own, so one bad record never costs the others.
 pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Parsed, Rejection> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        Rejection::new(
-            "invalid_utf8",
-            format!("body is not valid UTF-8: {e}"),
-            None,
-        )
-    })?;
+    let text = super::utf8(body)?;
     let envelope: wire::Envelope = object(text, "")?;
     let event_type = envelope
         .event_type
