@@ -49,6 +49,19 @@ async fn tansu_with_topics() -> (Tansu, String, KafkaConfig) {
     (tansu, prefix, topics)
 }
 
+/// An in-process mock cluster (for fault injection) with this test's topics, its address,
+/// the topic prefix and the config naming the topics.
+fn embedded_with_topics() -> (EmbeddedBroker, String, String, KafkaConfig) {
+    let prefix = prefix();
+    let config = KafkaConfig {
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    let broker = EmbeddedBroker::start(&config, 3).unwrap();
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    (broker, bootstrap, prefix, config)
+}
+
 fn prefix() -> String {
     format!("t{}", uuid::Uuid::new_v4().simple())
 }
@@ -170,13 +183,7 @@ async fn wait_for_metric(app: &TestApp, name: &str, want: f64) {
 }
 
 async fn a_broker_outage_is_buffered_in_the_outbox_and_drained(backend: Backend) {
-    let prefix = prefix();
-    let config = KafkaConfig {
-        topic_prefix: prefix.clone(),
-        ..Default::default()
-    };
-    let broker = EmbeddedBroker::start(&config, 3).unwrap();
-    let bootstrap = broker.bootstrap_servers().to_owned();
+    let (broker, bootstrap, prefix, config) = embedded_with_topics();
     let app = spawn_app_with(backend, kafka_tweak(&bootstrap, &prefix), None).await;
 
     post_fees(&app, 1).await;
@@ -240,13 +247,7 @@ async fn a_broker_outage_is_buffered_in_the_outbox_and_drained(backend: Backend)
 }
 
 async fn shutdown_leaves_what_it_cannot_publish_for_the_next_start(backend: Backend) {
-    let prefix = prefix();
-    let config = KafkaConfig {
-        topic_prefix: prefix.clone(),
-        ..Default::default()
-    };
-    let broker = EmbeddedBroker::start(&config, 3).unwrap();
-    let bootstrap = broker.bootstrap_servers().to_owned();
+    let (broker, bootstrap, prefix, config) = embedded_with_topics();
     let tweak = |deadline: u64| {
         let base = kafka_tweak(&bootstrap, &prefix);
         move |c: &mut Config| {
@@ -287,13 +288,7 @@ async fn shutdown_leaves_what_it_cannot_publish_for_the_next_start(backend: Back
 }
 
 async fn a_message_that_can_never_be_sent_is_marked_failed_not_retried(backend: Backend) {
-    let prefix = prefix();
-    let config = KafkaConfig {
-        topic_prefix: prefix.clone(),
-        ..Default::default()
-    };
-    let broker = EmbeddedBroker::start(&config, 3).unwrap();
-    let bootstrap = broker.bootstrap_servers().to_owned();
+    let (_broker, bootstrap, prefix, config) = embedded_with_topics();
     let base = kafka_tweak(&bootstrap, &prefix);
     let app = spawn_app_with(
         backend,

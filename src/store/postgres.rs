@@ -84,7 +84,7 @@ impl Store for PgStore {
                  WHERE published_at IS NULL AND failed_at IS NULL \
                    AND (leased_until IS NULL OR leased_until < $2) AND created_at <= $3 \
                  ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING seq, id, kind, key, payload, source, occurred_at",
+             RETURNING seq, CAST(id AS TEXT) AS id, kind, key, payload, source, occurred_at",
         )
         .bind(now + lease)
         .bind(now)
@@ -92,22 +92,7 @@ impl Store for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut claimed: Vec<(i64, OutboxEntry)> = rows
-            .iter()
-            .filter_map(|r| {
-                let entry = OutboxEntry {
-                    id: r.get("id"),
-                    kind: RecordKind::from_name(r.get("kind"))?,
-                    key: r.get("key"),
-                    payload: r.get("payload"),
-                    source: r.get::<String, _>("source").into(),
-                    occurred_at: r.get("occurred_at"),
-                };
-                Some((r.get("seq"), entry))
-            })
-            .collect();
-        claimed.sort_by_key(|(seq, _)| *seq);
-        Ok(claimed.into_iter().map(|(_, e)| e).collect())
+        Ok(rows::claimed_in_commit_order(&rows))
     }
 
     async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {
@@ -188,9 +173,10 @@ impl Store for PgStore {
         };
         let (after_at, after_id) = after.unwrap_or((since, Uuid::nil()));
         let sql = format!(
-            "SELECT id, source, received_at, {event_type} AS event_type, raw::text AS raw \
+            "SELECT CAST(id AS TEXT) AS id, source, received_at, {event_type} AS event_type, raw::text AS raw \
              FROM {table} WHERE received_at >= $1 AND received_at < $2 \
-               AND (received_at, id) > ($3, $4) ORDER BY received_at, id LIMIT $5"
+               AND (received_at, {table}.id) > ($3, $4) \
+             ORDER BY {table}.received_at, {table}.id LIMIT $5"
         );
         let rows = sqlx::query(&sql)
             .bind(since)
@@ -200,16 +186,7 @@ impl Store for PgStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredRecord {
-                id: r.get("id"),
-                source: r.get("source"),
-                received_at: r.get("received_at"),
-                event_type: r.get("event_type"),
-                raw: r.get("raw"),
-            })
-            .collect())
+        Ok(rows::stored_records(&rows))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

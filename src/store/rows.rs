@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Database, Encode, QueryBuilder, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
 use uuid::Uuid;
 
 use sqlx::query_builder::Separated;
@@ -518,6 +518,58 @@ where
             .push_unseparated(d.json_cast);
     });
     qb
+}
+
+/// The outbox entries an `UPDATE … RETURNING seq, CAST(id AS TEXT) AS id, kind, key, payload,
+/// source, occurred_at` claimed, in commit order (RETURNING promises no order).
+pub(crate) fn claimed_in_commit_order<R>(rows: &[R]) -> Vec<OutboxEntry>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut claimed: Vec<(i64, OutboxEntry)> = rows
+        .iter()
+        .filter_map(|r| {
+            let entry = OutboxEntry {
+                id: Uuid::parse_str(r.get::<&str, _>("id")).ok()?,
+                kind: crate::domain::RecordKind::from_name(r.get("kind"))?,
+                key: r.get("key"),
+                payload: r.get("payload"),
+                source: r.get::<String, _>("source").into(),
+                occurred_at: r.get("occurred_at"),
+            };
+            Some((r.get("seq"), entry))
+        })
+        .collect();
+    claimed.sort_by_key(|(seq, _)| *seq);
+    claimed.into_iter().map(|(_, e)| e).collect()
+}
+
+/// The records a `SELECT CAST(id AS TEXT) AS id, source, received_at, event_type, raw` read.
+pub(crate) fn stored_records<R>(rows: &[R]) -> Vec<super::StoredRecord>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    rows.iter()
+        .filter_map(|r| {
+            Some(super::StoredRecord {
+                id: Uuid::parse_str(r.get::<&str, _>("id")).ok()?,
+                source: r.get("source"),
+                received_at: r.get("received_at"),
+                event_type: r.get("event_type"),
+                raw: r.get("raw"),
+            })
+        })
+        .collect()
 }
 
 /// Most rows per statement for a table with `params` bound parameters per row.

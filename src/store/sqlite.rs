@@ -23,10 +23,6 @@ fn id_list(ids: &[Uuid]) -> String {
         .expect("strings serialise")
 }
 
-fn uuid(row: &sqlx::sqlite::SqliteRow, column: &str) -> Option<Uuid> {
-    Uuid::parse_str(row.get::<&str, _>(column)).ok()
-}
-
 const DIALECT: Dialect = Dialect {
     uuid_cast: "",
     json_cast: "",
@@ -112,7 +108,7 @@ impl Store for SqliteStore {
                  WHERE published_at IS NULL AND failed_at IS NULL \
                    AND (leased_until IS NULL OR leased_until < ?2) AND created_at <= ?3 \
                  ORDER BY seq LIMIT ?4) \
-             RETURNING seq, id, kind, key, payload, source, occurred_at",
+             RETURNING seq, CAST(id AS TEXT) AS id, kind, key, payload, source, occurred_at",
         )
         .bind(now + lease)
         .bind(now)
@@ -120,22 +116,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut claimed: Vec<(i64, OutboxEntry)> = rows
-            .iter()
-            .filter_map(|r| {
-                let entry = OutboxEntry {
-                    id: uuid(r, "id")?,
-                    kind: RecordKind::from_name(r.get("kind"))?,
-                    key: r.get("key"),
-                    payload: r.get("payload"),
-                    source: r.get::<String, _>("source").into(),
-                    occurred_at: r.get("occurred_at"),
-                };
-                Some((r.get("seq"), entry))
-            })
-            .collect();
-        claimed.sort_by_key(|(seq, _)| *seq);
-        Ok(claimed.into_iter().map(|(_, e)| e).collect())
+        Ok(rows::claimed_in_commit_order(&rows))
     }
 
     async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {
@@ -222,7 +203,7 @@ impl Store for SqliteStore {
         };
         let (after_at, after_id) = after.unwrap_or((since, Uuid::nil()));
         let sql = format!(
-            "SELECT id, source, received_at, {event_type} AS event_type, raw \
+            "SELECT CAST(id AS TEXT) AS id, source, received_at, {event_type} AS event_type, raw \
              FROM {table} WHERE received_at >= ?1 AND received_at < ?2 \
                AND (received_at, id) > (?3, ?4) ORDER BY received_at, id LIMIT ?5"
         );
@@ -234,18 +215,7 @@ impl Store for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                Some(StoredRecord {
-                    id: uuid(r, "id")?,
-                    source: r.get("source"),
-                    received_at: r.get("received_at"),
-                    event_type: r.get("event_type"),
-                    raw: r.get("raw"),
-                })
-            })
-            .collect())
+        Ok(rows::stored_records(&rows))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
