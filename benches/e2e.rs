@@ -6,6 +6,7 @@
 //! Run: `cargo bench --bench e2e` (PostgreSQL on 127.0.0.1:5432 and Tansu installed, as
 //! `.ci/run` leaves them). `RINGBACK_BENCH_SECS` sets each phase's length (default 10).
 
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -16,11 +17,13 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use ringback::simulate::{self, Plan, Report, Signer, Traffic};
+use ringback::simulate::Report;
 
 const SECRET: &str = "bench-secret";
 const APP_KEY: &str = "bench-app";
@@ -103,21 +106,135 @@ async fn create_topics(bootstrap: &str, prefix: &str) {
     }
 }
 
-/// Messages on a topic (sum of the partitions' high watermarks).
-fn messages_on(bootstrap: &str, topic: &str) -> i64 {
+/// What a consumer read from a topic.
+struct Read {
+    messages: u64,
+    /// Distinct `ce_id` headers.
+    ids: HashSet<String>,
+    /// Sum of the partitions' high watermarks as the broker reports them.
+    high_watermarks: i64,
+}
+
+/// Reads `topic` from the beginning of every partition (no consumer group) until every id
+/// of `want` arrived or nothing arrived for 10 s. Not up to the high watermarks: Tansu 0.6.0
+/// reports them below the end of its log, so a reader that stops there misses messages.
+fn read_topic(bootstrap: &str, topic: &str, want: &HashSet<String>) -> Read {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "ringback-bench")
+        .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    (0..PARTITIONS)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .map(|(_, hi)| hi)
-                .unwrap_or(0)
+    let mut list = TopicPartitionList::new();
+    let mut high_watermarks = 0;
+    for p in 0..PARTITIONS {
+        let (_, hi) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        high_watermarks += hi;
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut read = Read {
+        messages: 0,
+        ids: HashSet::new(),
+        high_watermarks,
+    };
+    let mut missing = want.len();
+    let mut idle = Instant::now();
+    while missing > 0 && idle.elapsed() < Duration::from_secs(10) {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.expect("consume");
+        idle = Instant::now();
+        read.messages += 1;
+        if let Some(id) = message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "ce_id"))
+            .and_then(|h| h.value)
+        {
+            let id = String::from_utf8_lossy(id).into_owned();
+            if want.contains(&id) && !read.ids.contains(&id) {
+                missing -= 1;
+            }
+            read.ids.insert(id);
+        }
+    }
+    read
+}
+
+/// Ids of the rows of `table`.
+async fn ids_in(pool: &PgPool, table: &str) -> HashSet<String> {
+    sqlx::query_scalar::<_, String>(&format!("SELECT CAST(id AS TEXT) FROM {table}"))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// CPU seconds (user + system) of one process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|t| t.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of every PostgreSQL process (server and backends) so far; backends that ended
+/// take theirs with them, which the benchmark avoids by keeping its pools open.
+fn postgres_cpu_seconds() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
         })
+        .map(cpu_seconds)
         .sum()
+}
+
+/// Who used the CPUs during a phase.
+#[derive(Default, Clone, Copy, serde::Serialize)]
+struct CpuSplit {
+    ringback: f64,
+    postgres: f64,
+    tansu: f64,
+    load_generator: f64,
+}
+
+impl CpuSplit {
+    fn now(server: u32, tansu: u32) -> Self {
+        Self {
+            ringback: cpu_seconds(server),
+            postgres: postgres_cpu_seconds(),
+            tansu: cpu_seconds(tansu),
+            load_generator: 0.0,
+        }
+    }
+
+    /// The CPU used since `before`, with the load generator's own figure from its report.
+    fn since(self, before: Self, report: &Report) -> Self {
+        Self {
+            ringback: self.ringback - before.ringback,
+            postgres: self.postgres - before.postgres,
+            tansu: self.tansu - before.tansu,
+            load_generator: report.cpu_seconds.unwrap_or(f64::NAN),
+        }
+    }
 }
 
 struct Server {
@@ -176,46 +293,42 @@ fn usage(pid: u32) -> (f64, f64) {
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0.0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    (hwm_kb / 1024.0, ticks / 100.0)
+    (hwm_kb / 1024.0, cpu_seconds(pid))
 }
 
+/// One load phase: `ringback simulate` in a process of its own (as a user would run it, and
+/// so that its CPU is counted apart), for `RINGBACK_BENCH_SECS`.
 async fn load(
     server: &Server,
-    traffic: Traffic,
+    traffic: &str,
     connections: usize,
     rate: Option<f64>,
     seed: u64,
 ) -> Report {
     let target = format!("{}/hooks/huawei", server.base);
-    simulate::run(Plan {
-        target: target.clone(),
-        traffic,
-        connections,
-        rate,
-        duration: Some(Duration::from_secs(secs())),
-        count: None,
-        signer: Some(Signer {
-            app_key: APP_KEY.into(),
-            secret: SECRET.as_bytes().to_vec(),
-            url: target,
-        }),
-        seed,
-    })
-    .await
-    .unwrap()
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ringback"));
+    command
+        .args([
+            "simulate",
+            "--json",
+            "--target",
+            &target,
+            "--traffic",
+            traffic,
+        ])
+        .args(["--app-key", APP_KEY, "--seed", &seed.to_string()])
+        .args(["--connections", &connections.to_string()])
+        .args(["--duration", &format!("{}s", secs())])
+        .env("RINGBACK_SIMULATE_SECRET", SECRET)
+        .env_remove("RINGBACK_CONFIG")
+        .stderr(Stdio::inherit());
+    if let Some(rate) = rate {
+        command.args(["--rate", &format!("{rate:.2}")]);
+    }
+    let out = command.output().await.expect("running ringback simulate");
+    assert!(out.status.success(), "ringback simulate failed");
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(line.trim()).expect("simulate --json prints one report")
 }
 
 /// Waits until the outbox is published (or 120 s), returns how long it took.
@@ -263,21 +376,23 @@ struct Phase {
     http_records_per_second: f64,
     committed_records: i64,
     committed_per_second: f64,
-    on_kafka_messages: i64,
+    on_kafka_records: i64,
     kafka_drain_seconds: f64,
     non_2xx: u64,
+    cpu_seconds: CpuSplit,
     latency_ms: serde_json::Value,
 }
 
-fn phase(report: &Report, committed: i64, on_kafka: i64, drain: f64) -> Phase {
+fn phase(report: &Report, committed: i64, on_kafka: i64, drain: f64, cpu: CpuSplit) -> Phase {
     Phase {
         http_requests_per_second: report.requests_per_second,
         http_records_per_second: report.records_per_second,
         committed_records: committed,
         committed_per_second: committed as f64 / report.seconds,
-        on_kafka_messages: on_kafka,
+        on_kafka_records: on_kafka,
         kafka_drain_seconds: drain,
         non_2xx: report.requests - report.ok(),
+        cpu_seconds: cpu,
         latency_ms: serde_json::to_value(&report.latency_ms).unwrap(),
     }
 }
@@ -299,7 +414,7 @@ fn main() {
 async fn bench() {
     let admin_url = std::env::var("RINGBACK_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let (_tansu, bootstrap) = start_tansu();
+    let (tansu, bootstrap) = start_tansu();
     let dir = tempfile::tempdir().unwrap();
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let db_name = format!("ringback_bench_{}", &run_id[..12]);
@@ -355,35 +470,51 @@ async fn bench() {
                 .unwrap_or(0)
         }) as std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>>
     };
-    let count = |table: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    let _ = load(&server, Traffic::Fee, 4, None, 9).await; // warm-up (1 phase, discarded rows)
-    let warm_cdrs = count("cdrs").await;
+    let _ = load(&server, "fee", 4, None, 9).await; // warm-up (its rows are not counted)
     let warm_drain = drained(&pending).await;
-    let warm_kafka = messages_on(&bootstrap, &format!("{prefix}.cdr"));
-    eprintln!("warm-up: {warm_cdrs} CDRs, drained in {warm_drain:.1}s");
+    let warm_ids = ids_in(&pool, "cdrs").await;
+    eprintln!(
+        "warm-up: {} CDRs, drained in {warm_drain:.1}s",
+        warm_ids.len()
+    );
 
-    let fee = load(&server, Traffic::Fee, 32, None, 1).await;
+    let tansu_pid = tansu.0.id();
+    let before = CpuSplit::now(server.pid, tansu_pid);
+    let fee = load(&server, "fee", 32, None, 1).await;
+    let fee_cpu = CpuSplit::now(server.pid, tansu_pid).since(before, &fee);
     eprintln!("{}", fee.render());
     let fee_drain = drained(&pending).await;
-    let fee_committed = count("cdrs").await - warm_cdrs;
-    let fee_kafka = messages_on(&bootstrap, &format!("{prefix}.cdr")) - warm_kafka;
+    let fee_ids: HashSet<String> = ids_in(&pool, "cdrs")
+        .await
+        .difference(&warm_ids)
+        .cloned()
+        .collect();
 
-    let status = load(&server, Traffic::Status, 128, None, 2).await;
+    let before = CpuSplit::now(server.pid, tansu_pid);
+    let status = load(&server, "status", 128, None, 2).await;
+    let status_cpu = CpuSplit::now(server.pid, tansu_pid).since(before, &status);
     eprintln!("{}", status.render());
     let status_drain = drained(&pending).await;
-    let status_committed = count("call_events").await;
-    let status_kafka = messages_on(&bootstrap, &format!("{prefix}.call-status"));
+    let status_ids = ids_in(&pool, "call_events").await;
+
+    // What a consumer reads back: every committed id of the phase must be there.
+    let all_cdrs: HashSet<String> = fee_ids.union(&warm_ids).cloned().collect();
+    let cdr_topic = read_topic(&bootstrap, &format!("{prefix}.cdr"), &all_cdrs);
+    let status_topic = read_topic(&bootstrap, &format!("{prefix}.call-status"), &status_ids);
+    let fee_kafka = fee_ids.intersection(&cdr_topic.ids).count() as i64;
+    let status_kafka = status_ids.intersection(&status_topic.ids).count() as i64;
+    let duplicates = (cdr_topic.messages - cdr_topic.ids.len() as u64)
+        + (status_topic.messages - status_topic.ids.len() as u64);
+    eprintln!(
+        "read back: {} + {} messages ({duplicates} redeliveries); the broker's high watermarks say {} + {}",
+        cdr_topic.messages,
+        status_topic.messages,
+        cdr_topic.high_watermarks,
+        status_topic.high_watermarks
+    );
 
     let half_rate = fee.requests_per_second / 2.0;
-    let half = load(&server, Traffic::Fee, 32, Some(half_rate), 3).await;
+    let half = load(&server, "fee", 32, Some(half_rate), 3).await;
     eprintln!(
         "at half the maximum fee rate ({half_rate:.0} req/s): {}",
         half.render()
@@ -399,9 +530,9 @@ async fn bench() {
     let prefix = format!("lite{}", &run_id[..8]);
     create_topics(&bootstrap, &prefix).await;
     let server = start_ringback(dir.path(), &sqlite_url, &bootstrap, &prefix).await;
-    let lite_fee = load(&server, Traffic::Fee, 32, None, 4).await;
+    let lite_fee = load(&server, "fee", 32, None, 4).await;
     eprintln!("SQLite {}", lite_fee.render());
-    let lite_status = load(&server, Traffic::Status, 128, None, 5).await;
+    let lite_status = load(&server, "status", 128, None, 5).await;
     eprintln!("SQLite {}", lite_status.render());
     let (lite_rss, lite_cpu) = usage(server.pid);
     drop(server);
@@ -420,8 +551,14 @@ async fn bench() {
         .execute(&admin)
         .await;
 
-    let fee_phase = phase(&fee, fee_committed, fee_kafka, fee_drain);
-    let status_phase = phase(&status, status_committed, status_kafka, status_drain);
+    let fee_phase = phase(&fee, fee_ids.len() as i64, fee_kafka, fee_drain, fee_cpu);
+    let status_phase = phase(
+        &status,
+        status_ids.len() as i64,
+        status_kafka,
+        status_drain,
+        status_cpu,
+    );
     let ratio = fee_phase.committed_per_second / ceiling;
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nringback end-to-end ({machine}; {}s phases)", secs()).unwrap();
@@ -440,7 +577,7 @@ async fn bench() {
             "{name:<34} {:>12.0} {:>12.0} {:>12} {:>9.1} {:>9.1} {:>9.1}",
             r.records_per_second,
             p.committed_per_second,
-            p.on_kafka_messages,
+            p.on_kafka_records,
             r.latency_ms.p50,
             r.latency_ms.p99,
             r.latency_ms.max
@@ -483,6 +620,18 @@ async fn bench() {
         lite_status.latency_ms.max
     )
     .unwrap();
+    for (name, cpu) in [
+        ("fee", fee_phase.cpu_seconds),
+        ("status", status_phase.cpu_seconds),
+    ] {
+        writeln!(
+            out,
+            "CPU seconds in the PostgreSQL {name} phase: ringback {:.1}, PostgreSQL {:.1}, Tansu {:.1}, load generator {:.1}",
+            cpu.ringback, cpu.postgres, cpu.tansu, cpu.load_generator
+        )
+        .unwrap();
+    }
+    writeln!(out, "Kafka read-back: every committed id found = {}; redeliveries (at-least-once duplicates) = {duplicates}", fee_kafka == fee_phase.committed_records && status_kafka == status_phase.committed_records).unwrap();
     writeln!(out, "COPY ceiling: {ceiling:.0} rows/s ({ceiling_rows} rows into cdrs' shape); fee committed/ceiling = {ratio:.2}").unwrap();
     writeln!(out, "server (PostgreSQL run): peak RSS {rss_mb:.0} MiB, CPU {cpu_s:.1} s; (SQLite run): peak RSS {lite_rss:.0} MiB, CPU {lite_cpu:.1} s").unwrap();
     let line = json!({
@@ -496,6 +645,9 @@ async fn bench() {
             "server_cpu_seconds": cpu_s,
             "copy_ceiling_rows_per_second": ceiling,
             "fee_committed_over_ceiling": ratio,
+            "kafka_redeliveries": duplicates,
+            "kafka_messages_read": cdr_topic.messages + status_topic.messages,
+            "kafka_high_watermarks_sum": cdr_topic.high_watermarks + status_topic.high_watermarks,
         },
         "sqlite": {
             "fee": {"http_records_per_second": lite_fee.records_per_second, "committed_per_second": lite_cdrs as f64 / lite_fee.seconds, "latency_ms": lite_fee.latency_ms},

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, Utc};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::DigestVariant;
 use crate::sources::huawei::{aksk, sample};
 
 /// What to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Traffic {
     /// Whole call flows: status pushes, and a 50-CDR fee push for every 50 calls.
@@ -60,7 +60,7 @@ pub struct Plan {
 }
 
 /// What a run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub traffic: Traffic,
     pub requests: u64,
@@ -71,9 +71,12 @@ pub struct Report {
     /// Requests by HTTP status (`"error"` for transport failures).
     pub statuses: BTreeMap<String, u64>,
     pub latency_ms: Latency,
+    /// CPU seconds (user + system) this process used during the run, where the platform
+    /// tells (Linux): whether the load generator itself was short of CPU.
+    pub cpu_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,
@@ -95,7 +98,7 @@ impl Report {
     pub fn render(&self) -> String {
         format!(
             "{:?}: {} requests ({} records) in {:.1}s: {:.0} req/s, {:.0} records/s; \
-             status {:?}; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+             status {:?}; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms{}",
             self.traffic,
             self.requests,
             self.records,
@@ -106,7 +109,10 @@ impl Report {
             self.latency_ms.p50,
             self.latency_ms.p90,
             self.latency_ms.p99,
-            self.latency_ms.max
+            self.latency_ms.max,
+            self.cpu_seconds
+                .map(|s| format!("; generator CPU {s:.1} s"))
+                .unwrap_or_default()
         )
     }
 }
@@ -213,11 +219,15 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         seed: plan.seed,
     });
     let next = Arc::new(AtomicU64::new(0));
+    // Nonces differ between runs even with the same seed: a second run within the server's
+    // replay window would otherwise have its first requests refused as nonce_reused.
+    let run_id = uuid::Uuid::new_v4().as_u64_pair().0;
     let records = Arc::new(AtomicU64::new(0));
     let histogram = Arc::new(Mutex::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
     ));
     let statuses = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     let deadline = plan.duration.map(|d| started + d);
     let plan = Arc::new(plan);
@@ -253,7 +263,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
                     request = request.header("aeg-event-type", "Notification");
                 } else if let Some(s) = &plan.signer {
                     let created = Utc::now().format(aksk::CREATED_FORMAT).to_string();
-                    let nonce = format!("{:016x}{n:016x}", plan.seed);
+                    let nonce = format!("{run_id:016x}{n:016x}");
                     request = request.header(
                         "x-aksk",
                         aksk::header_value(
@@ -315,5 +325,19 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
             p99: ms(0.99),
             max: h.max() as f64 / 1000.0,
         },
+        cpu_seconds: process_cpu_seconds()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before),
     })
+}
+
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // Clock ticks; 100 per second on every Linux platform Rust supports.
+    Some((utime + stime) / 100.0)
 }
