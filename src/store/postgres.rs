@@ -8,6 +8,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, Postgres};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::pg_unnest;
 use super::rows::{self, Dialect};
 use super::{Backlog, Store, StoreError, StoredRecord};
 use crate::config::DatabaseConfig;
@@ -67,7 +68,23 @@ impl Store for PgStore {
         records: &[Record],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
-        rows::commit_batch!(self.pool, Postgres, &DIALECT, records, outbox)
+        let split = rows::Split::new(records);
+        let mut inserted = split.always_inserted();
+        let mut tx = self.pool.begin().await?;
+        if !split.cdrs.is_empty() {
+            inserted.extend(pg_unnest::cdrs(&mut tx, &split.cdrs).await?);
+        }
+        if !split.call_events.is_empty() {
+            inserted.extend(pg_unnest::call_events(&mut tx, &split.call_events).await?);
+        }
+        rows::insert_others!(tx, inserted, &DIALECT, split, Postgres);
+        let entries: Vec<&OutboxEntry> =
+            outbox.iter().filter(|e| inserted.contains(&e.id)).collect();
+        if !entries.is_empty() {
+            pg_unnest::outbox(&mut tx, &entries, Utc::now()).await?;
+        }
+        tx.commit().await?;
+        Ok(super::outcomes(records, inserted))
     }
 
     async fn claim_outbox(

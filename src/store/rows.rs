@@ -590,7 +590,63 @@ macro_rules! insert_returning {
 }
 pub(crate) use insert_returning;
 
-/// The batch transaction, the same for both backends: insert each table's rows in chunks,
+/// The tables other than `call_events`, `cdrs` and `outbox` (which PostgreSQL writes with
+/// `UNNEST`, see `pg_unnest`): inserted with the shared multi-row builders on both backends.
+macro_rules! insert_others {
+    ($tx:ident, $inserted:ident, $d:expr, $split:ident, $db:ty) => {
+        let d: &$crate::store::rows::Dialect = $d;
+        let split = &$split;
+        $crate::store::rows::insert_returning!(
+            $tx,
+            $inserted,
+            d,
+            split.phone,
+            $crate::store::rows::PHONE_PARAMS,
+            $crate::store::rows::insert_phone::<$db>
+        );
+        $crate::store::rows::insert_returning!(
+            $tx,
+            $inserted,
+            d,
+            split.acs_calls,
+            $crate::store::rows::ACS_CALL_PARAMS,
+            $crate::store::rows::insert_acs_calls::<$db>
+        );
+        $crate::store::rows::insert_returning!(
+            $tx,
+            $inserted,
+            d,
+            split.chats,
+            $crate::store::rows::CHAT_PARAMS,
+            $crate::store::rows::insert_chats::<$db>
+        );
+        $crate::store::rows::insert_returning!(
+            $tx,
+            $inserted,
+            d,
+            split.webhooks,
+            $crate::store::rows::WEBHOOK_PARAMS,
+            $crate::store::rows::insert_webhooks::<$db>
+        );
+        for chunk in split.handshakes.chunks($crate::store::rows::chunk_rows(
+            d,
+            $crate::store::rows::HANDSHAKE_PARAMS,
+        )) {
+            let mut qb = $crate::store::rows::insert_handshakes::<$db>(chunk, d);
+            qb.build().execute(&mut *$tx).await?;
+        }
+        for chunk in split.dead_letters.chunks($crate::store::rows::chunk_rows(
+            d,
+            $crate::store::rows::DEAD_LETTER_PARAMS,
+        )) {
+            let mut qb = $crate::store::rows::insert_dead_letters::<$db>(chunk, d);
+            qb.build().execute(&mut *$tx).await?;
+        }
+    };
+}
+pub(crate) use insert_others;
+
+/// The batch transaction as SQLite runs it (PostgreSQL's is `PgStore::commit`): insert each table's rows in chunks,
 /// collect the ids the database reports as inserted, write the outbox entries of exactly
 /// those records, commit once. A macro rather than a
 /// generic function because sqlx's executor bounds over a generic `Database` would drown the
@@ -619,52 +675,7 @@ macro_rules! commit_batch {
             rows::CDR_PARAMS,
             rows::insert_cdrs::<$db>
         );
-        rows::insert_returning!(
-            tx,
-            inserted,
-            d,
-            split.phone,
-            rows::PHONE_PARAMS,
-            rows::insert_phone::<$db>
-        );
-        rows::insert_returning!(
-            tx,
-            inserted,
-            d,
-            split.acs_calls,
-            rows::ACS_CALL_PARAMS,
-            rows::insert_acs_calls::<$db>
-        );
-        rows::insert_returning!(
-            tx,
-            inserted,
-            d,
-            split.chats,
-            rows::CHAT_PARAMS,
-            rows::insert_chats::<$db>
-        );
-        rows::insert_returning!(
-            tx,
-            inserted,
-            d,
-            split.webhooks,
-            rows::WEBHOOK_PARAMS,
-            rows::insert_webhooks::<$db>
-        );
-        for chunk in split
-            .handshakes
-            .chunks(chunk_rows(d, rows::HANDSHAKE_PARAMS))
-        {
-            let mut qb = rows::insert_handshakes::<$db>(chunk, d);
-            qb.build().execute(&mut *tx).await?;
-        }
-        for chunk in split
-            .dead_letters
-            .chunks(chunk_rows(d, rows::DEAD_LETTER_PARAMS))
-        {
-            let mut qb = rows::insert_dead_letters::<$db>(chunk, d);
-            qb.build().execute(&mut *tx).await?;
-        }
+        rows::insert_others!(tx, inserted, d, split, $db);
         let entries: Vec<&$crate::domain::OutboxEntry> = $outbox
             .iter()
             .filter(|e| inserted.contains(&e.id))
