@@ -152,7 +152,7 @@ impl Generator {
 
 fn fee(seed: u64, n: u64, end: chrono::DateTime<Utc>) -> Work {
     Work {
-        body: sample::fee_body(seed.wrapping_mul(1_000_003).wrapping_add(n), 50, end).to_string(),
+        body: sample::fee_body_string(seed.wrapping_mul(1_000_003).wrapping_add(n), 50, end),
         records: 50,
     }
 }

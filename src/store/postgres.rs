@@ -35,6 +35,10 @@ impl PgStore {
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
+            // No ping round trip before every acquire (one per batch): a connection that died
+            // fails its first statement instead, which the batcher retries as a transient
+            // error on a fresh connection, so nothing is lost and the hot path is cheaper.
+            .test_before_acquire(false)
             .acquire_timeout(config.acquire_timeout)
             .connect(&config.url)
             .await?;
@@ -45,9 +49,39 @@ impl PgStore {
         Self { pool }
     }
 
+    /// Starts a transaction. Connections are not pinged before use, so one the server dropped
+    /// since its last use (a restart, a failover, an idle timeout) fails here, at `BEGIN`,
+    /// before anything of the batch was sent; it is closed and the next one is taken, as many
+    /// times as the pool has connections.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+        let mut stale = 0;
+        loop {
+            match self.pool.begin().await {
+                Err(e) if dropped(&e) && stale < self.pool.options().get_max_connections() => {
+                    stale += 1;
+                    tracing::debug!(error = %e, "dropped a connection the server had closed");
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// The connection pool, for queries outside the ingest path (tests, tools).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// Whether an error says the connection is gone: a broken socket, or the server's last word
+/// before it closed it (57P01 terminated by an administrator, 57P02/57P03 crash or start-up,
+/// 08… connection exceptions).
+fn dropped(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P0") || c.starts_with("08")),
+        _ => false,
     }
 }
 
@@ -70,7 +104,7 @@ impl Store for PgStore {
     ) -> Result<Vec<Outcome>, StoreError> {
         let split = rows::Split::new(records);
         let mut inserted = split.always_inserted();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if !split.cdrs.is_empty() {
             inserted.extend(pg_unnest::cdrs(&mut tx, &split.cdrs).await?);
         }

@@ -319,6 +319,36 @@ async fn a_flood_is_refused_early_and_what_was_accepted_is_committed_once(backen
     Arc::into_inner(app).unwrap().stop().await;
 }
 
+/// Connections are not pinged before use (no round trip per batch): when PostgreSQL drops
+/// every connection, the next batch fails on a dead one, is retried on a fresh one, and the
+/// callback is committed and answered 200 all the same.
+#[tokio::test]
+async fn connections_postgres_dropped_are_replaced_without_losing_a_callback() {
+    use ringback::sources::huawei::sample;
+    // No batch retries: only the store's own handling of dropped connections is at work.
+    let app = spawn_app_with(Backend::Postgres, |c| c.batch.commit_retries = 0, None).await;
+    let end = Utc::now();
+    // Several batches at once, so that the pool holds several connections to drop.
+    let first = futures_util::future::join_all(
+        (1..=8).map(|seed| app.post_signed(sample::fee_body_string(seed, 1, end))),
+    )
+    .await;
+    assert!(first.iter().all(|r| r.status() == 200));
+    let killed = app
+        .db
+        .scalar_i64(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND backend_type = 'client backend'",
+        )
+        .await;
+    assert!(killed > 0, "the app held no connection to drop");
+    let res = app.post_signed(sample::fee_body_string(100, 4, end)).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    assert_eq!(app.db.count("cdrs").await, 12);
+    app.stop().await;
+}
+
 both_stores!(
     the_answer_waits_for_the_commit,
     a_failed_commit_is_503_with_retry_after_and_no_row,
