@@ -5,23 +5,20 @@ use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+/// `2026-11-21 12:00:00`. Written out rather than `format("%Y-%m-%d %H:%M:%S")`, which parses
+/// the pattern on every call: the load generator formats hundreds of these per request.
 fn fmt(t: DateTime<Utc>) -> String {
-    // Written out rather than `format("%Y-%m-%d %H:%M:%S")`, which parses the pattern on
-    // every call: the load generator formats hundreds of these per request.
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    stamp(t, "-", " ", ":")
 }
 
+/// `20261121120000`.
 fn compact(t: DateTime<Utc>) -> String {
+    stamp(t, "", "", "")
+}
+
+fn stamp(t: DateTime<Utc>, date: &str, between: &str, time: &str) -> String {
     format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        "{:04}{date}{:02}{date}{:02}{between}{:02}{time}{:02}{time}{:02}",
         t.year(),
         t.month(),
         t.day(),
