@@ -1,10 +1,13 @@
 //! End-to-end benchmark: ringback (release build) against PostgreSQL and a Tansu broker, driven
-//! by the simulator; then the same against SQLite. It counts what was committed and what
-//! reached Kafka, measures the ceiling (PostgreSQL `COPY` of the same rows into the same table
-//! shape) and prints a table and one final JSON line.
+//! by the simulator (`ringback simulate`, a process of its own); then the same against SQLite.
+//! Fee rounds each end with the ceiling — PostgreSQL `COPY` of that round's rows into a table
+//! of the same shape, on a quiet server — and the median round stands for the fee path. It
+//! counts what was committed and what a consumer reads back from Kafka, splits the CPU between
+//! ringback, PostgreSQL, Tansu and the load generator, and prints a table and one JSON line.
 //!
 //! Run: `cargo bench --bench e2e` (PostgreSQL on 127.0.0.1:5432 and Tansu installed, as
-//! `.ci/run` leaves them). `RINGBACK_BENCH_SECS` sets each phase's length (default 10).
+//! `.ci/run` leaves them). `RINGBACK_BENCH_SECS` sets each phase's length (default 10),
+//! `RINGBACK_BENCH_ROUNDS` the number of fee rounds (default 3).
 
 use std::collections::HashSet;
 use std::io::Write as _;
