@@ -3,6 +3,7 @@
 //! one transaction. Every request waits on a oneshot for its own records' outcome, so a 2xx is
 //! only ever sent after the commit.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,9 +47,26 @@ struct Submission {
 /// fsyncs). A request goes to the worker its first record's call/conversation key hashes to:
 /// one call's records are always committed by the same worker, in arrival order, which keeps
 /// them in order in the outbox and on Kafka.
+///
+/// A submission of CDRs only goes to the worker with the fewest submissions in flight
+/// instead: a CDR is its call's last record and has a topic of its own, so nothing orders it
+/// after another record of its call, and a fee push (50 calls) no longer waits behind another
+/// push on a busy worker while one is idle.
 #[derive(Clone)]
 pub struct Batcher {
     shards: Arc<[mpsc::Sender<Submission>]>,
+    /// Submissions queued or being committed, per worker.
+    in_flight: Arc<[AtomicUsize]>,
+}
+
+/// Counts a submission in flight on its worker until dropped (answered, or the requester
+/// went away).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Batcher {
@@ -84,26 +102,36 @@ impl Batcher {
         });
         (
             Self {
+                in_flight: (0..shards.len()).map(|_| AtomicUsize::new(0)).collect(),
                 shards: shards.into(),
             },
             all,
         )
     }
 
-    fn shard(&self, records: &[Record]) -> &mpsc::Sender<Submission> {
+    /// The worker for a submission: the least busy one for CDRs only, else the one its first
+    /// record's call/conversation key hashes to.
+    fn shard(&self, records: &[Record]) -> usize {
         use std::hash::{Hash, Hasher};
-        let key = records
+        if self.shards.len() == 1 {
+            return 0;
+        }
+        if records.iter().all(|r| matches!(r, Record::Cdr(_))) {
+            return (0..self.shards.len())
+                .min_by_key(|&i| self.in_flight[i].load(Ordering::Relaxed))
+                .unwrap_or(0);
+        }
+        match records
             .iter()
-            .find_map(crate::publish::message::ordering_key);
-        let index = match key {
-            Some(key) if self.shards.len() > 1 => {
+            .find_map(crate::publish::message::ordering_key)
+        {
+            Some(key) => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 key.hash(&mut h);
                 (h.finish() % self.shards.len() as u64) as usize
             }
-            _ => 0,
-        };
-        &self.shards[index]
+            None => 0,
+        }
     }
 
     /// Queues `records` and waits until they are committed. Never waits for queue space: a
@@ -113,7 +141,10 @@ impl Batcher {
             return Ok(Vec::new());
         }
         let (ack, done) = oneshot::channel();
-        self.shard(&records)
+        let shard = self.shard(&records);
+        self.in_flight[shard].fetch_add(1, Ordering::Relaxed);
+        let _counted = InFlight(&self.in_flight[shard]);
+        self.shards[shard]
             .try_send(Submission { records, ack })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,

@@ -13,6 +13,9 @@ use crate::store::StoreError;
 struct FakeStore {
     batches: Mutex<Vec<usize>>,
     fail_next: Mutex<Vec<bool>>,
+    /// When set, commits wait for a permit (counted in `entered` while they wait).
+    gate: Option<tokio::sync::Semaphore>,
+    entered: AtomicUsize,
 }
 
 #[async_trait]
@@ -28,6 +31,10 @@ impl Store for FakeStore {
         records: &[Record],
         _outbox: &[crate::domain::OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
+        if let Some(gate) = &self.gate {
+            self.entered.fetch_add(1, Ordering::SeqCst);
+            gate.acquire().await.unwrap().forget();
+        }
         let fail = self.fail_next.lock().unwrap().pop();
         if let Some(transient) = fail {
             let e = if transient {
@@ -152,6 +159,7 @@ async fn a_full_queue_is_refused_at_once() {
     let (tx, _rx) = mpsc::channel(cfg.queue_capacity);
     let batcher = Batcher {
         shards: vec![tx].into(),
+        in_flight: vec![AtomicUsize::new(0)].into(),
     };
     let b = batcher.clone();
     let first = tokio::spawn(async move { b.submit(records(1, 1)).await });
@@ -221,19 +229,13 @@ fn one_call_always_goes_to_the_same_worker() {
             .map(|(tx, _)| tx.clone())
             .collect::<Vec<_>>()
             .into(),
+        in_flight: (0..4).map(|_| AtomicUsize::new(0)).collect(),
     };
     let ctx = ParseContext {
         source: "hw".into(),
         received_at: Utc::now(),
     };
-    let index = |records: &[Record]| {
-        let tx = batcher.shard(records);
-        batcher
-            .shards
-            .iter()
-            .position(|s| s.same_channel(tx))
-            .unwrap()
-    };
+    let index = |records: &[Record]| batcher.shard(records);
     let mut used = std::collections::HashSet::new();
     for call in 0..32 {
         let session = huawei::sample::session_id(1, call, Utc::now());
@@ -251,4 +253,54 @@ fn one_call_always_goes_to_the_same_worker() {
         used.insert(worker[0]);
     }
     assert!(used.len() > 1, "calls spread over the workers");
+}
+
+#[tokio::test]
+async fn fee_pushes_go_to_idle_workers() {
+    let store = Arc::new(FakeStore {
+        gate: Some(tokio::sync::Semaphore::new(0)),
+        ..FakeStore::default()
+    });
+    let mut config = config(50, 0);
+    config.workers = 4;
+    let stop = CancellationToken::new();
+    let (batcher, done) = Batcher::spawn(
+        store.clone(),
+        config,
+        stop.clone(),
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+    );
+    // Four pushes while every commit hangs: each must be on a worker of its own. Hashing by
+    // their first call would put two of them on one worker with probability 1 - 4!/4^4.
+    let pushes: Vec<_> = (0..4)
+        .map(|seed| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.submit(records(50, 100 + seed)).await })
+        })
+        .collect();
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while store.entered.load(Ordering::SeqCst) < 4 && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        store.entered.load(Ordering::SeqCst),
+        4,
+        "a push waited behind another"
+    );
+    store.gate.as_ref().unwrap().add_permits(4);
+    for push in pushes {
+        assert_eq!(push.await.unwrap().unwrap().len(), 50);
+    }
+    assert_eq!(
+        batcher
+            .in_flight
+            .iter()
+            .map(|n| n.load(Ordering::SeqCst))
+            .sum::<usize>(),
+        0
+    );
+    stop.cancel();
+    drop(batcher);
+    done.await.unwrap();
 }
