@@ -210,6 +210,63 @@ fn postgres_cpu_seconds() -> f64 {
         .sum()
 }
 
+/// The cumulative buckets of ringback's commit-duration histogram, `(le, count)`, `+Inf` last.
+async fn commit_buckets(server: &Server) -> Vec<(String, f64)> {
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("ringback_store_commit_duration_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once("\"}")?;
+            Some((le.to_owned(), rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// What PostgreSQL did besides serving ringback (cumulative counters; a phase's share is a
+/// difference): latency outliers line up with these.
+#[derive(Default, Clone, Copy, serde::Serialize)]
+struct DbActivity {
+    checkpoints: i64,
+    checkpoint_buffers: i64,
+    autovacuums: i64,
+}
+
+impl DbActivity {
+    async fn now(pool: &PgPool) -> Self {
+        let (checkpoints, checkpoint_buffers): (i64, i64) = sqlx::query_as(
+            "SELECT checkpoints_timed + checkpoints_req, buffers_checkpoint FROM pg_stat_bgwriter",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let autovacuums: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(autovacuum_count + autoanalyze_count), 0)::bigint \
+             FROM pg_stat_user_tables",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        Self {
+            checkpoints,
+            checkpoint_buffers,
+            autovacuums,
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            checkpoints: self.checkpoints - before.checkpoints,
+            checkpoint_buffers: self.checkpoint_buffers - before.checkpoint_buffers,
+            autovacuums: self.autovacuums - before.autovacuums,
+        }
+    }
+}
+
 /// Who used the CPUs during a phase.
 #[derive(Default, Clone, Copy, serde::Serialize)]
 struct CpuSplit {
@@ -599,7 +656,25 @@ async fn bench() {
 
     let fee = &fee_rounds[median].report;
     let half_rate = fee.requests_per_second / 2.0;
+    let before = DbActivity::now(&pool).await;
+    let commits_before = commit_buckets(&server).await;
     let half = load(&server, "fee", 32, Some(half_rate), 3).await;
+    let half_db = DbActivity::now(&pool).await.since(before);
+    let commits: Vec<(String, f64)> = commit_buckets(&server)
+        .await
+        .into_iter()
+        .zip(commits_before)
+        .map(|((le, after), (_, before))| (le, after - before))
+        .collect();
+    let total_commits = commits.last().map(|(_, n)| *n).unwrap_or(0.0);
+    let slow_commits = |le: &str| {
+        total_commits
+            - commits
+                .iter()
+                .find(|(l, _)| l == le)
+                .map(|(_, n)| *n)
+                .unwrap_or(0.0)
+    };
     eprintln!(
         "at half the maximum fee rate ({half_rate:.0} req/s): {}",
         half.render()
@@ -716,6 +791,19 @@ async fn bench() {
         )
         .unwrap();
     }
+    writeln!(
+        out,
+        "During the half-rate phase PostgreSQL ran {} checkpoints ({} buffers written) and {} autovacuum/autoanalyze runs",
+        half_db.checkpoints, half_db.checkpoint_buffers, half_db.autovacuums
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "Commits in the half-rate phase (ringback's commit histogram): {total_commits:.0}, of which {:.0} took over 25 ms and {:.0} over 50 ms",
+        slow_commits("0.025"),
+        slow_commits("0.05")
+    )
+    .unwrap();
     writeln!(out, "Kafka read-back: every committed id found = {}; redeliveries (at-least-once duplicates) = {duplicates}", fee_kafka == fee_committed && status_kafka == status_phase.committed_records).unwrap();
     for (i, r) in fee_rounds.iter().enumerate() {
         writeln!(
@@ -737,7 +825,7 @@ async fn bench() {
         "postgres": {
             "fee": fee_phase,
             "status": status_phase,
-            "fee_half_rate": {"rate": half_rate, "latency_ms": half.latency_ms, "non_2xx": half.requests - half.ok()},
+            "fee_half_rate": {"rate": half_rate, "latency_ms": half.latency_ms, "non_2xx": half.requests - half.ok(), "database": half_db, "commits": total_commits, "commits_over_25ms": slow_commits("0.025"), "commits_over_50ms": slow_commits("0.05")},
             "server_peak_rss_mb": rss_mb,
             "server_cpu_seconds": cpu_s,
             "copy_ceiling_rows_per_second": ceiling,
