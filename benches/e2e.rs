@@ -11,13 +11,10 @@
 
 use std::collections::HashSet;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -28,17 +25,14 @@ use sqlx::PgPool;
 
 use ringback::simulate::Report;
 
+/// The tests' Tansu broker and topic helpers.
+#[path = "../tests/common/kafka.rs"]
+mod kafka;
+use kafka::free_port;
+
 const SECRET: &str = "bench-secret";
 const APP_KEY: &str = "bench-app";
 const PARTITIONS: i32 = 3;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn secs() -> u64 {
     std::env::var("RINGBACK_BENCH_SECS")
@@ -55,58 +49,10 @@ impl Drop for Killed {
     }
 }
 
-#[allow(clippy::zombie_processes)] // see start_ringback
-fn start_tansu() -> (Killed, String) {
-    let path = std::env::var("RINGBACK_TANSU").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/ringback-tools/tansu-0.6.0/bin/tansu",
-            std::env::var("HOME").unwrap()
-        )
-    });
-    let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(&path)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting Tansu at {path} ({e}); run .ci/run once"));
-    let bootstrap = format!("127.0.0.1:{port}");
-    let until = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&bootstrap).is_err() {
-        assert!(Instant::now() < until, "Tansu did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Killed(child), bootstrap)
-}
-
+/// The topics a run publishes to.
 async fn create_topics(bootstrap: &str, prefix: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let names: Vec<String> = ["cdr", "call-status"]
-        .iter()
-        .map(|k| format!("{prefix}.{k}"))
-        .collect();
-    let topics: Vec<NewTopic> = names
-        .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
-        .collect();
-    for r in admin
-        .create_topics(&topics, &AdminOptions::new())
-        .await
-        .unwrap()
-    {
-        r.unwrap();
-    }
+    let names = ["cdr", "call-status"].map(|k| format!("{prefix}.{k}"));
+    kafka::create_topics(bootstrap, &names, PARTITIONS).await;
 }
 
 /// What a consumer read from a topic.
@@ -523,7 +469,8 @@ fn main() {
 async fn bench() {
     let admin_url = std::env::var("RINGBACK_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let (tansu, bootstrap) = start_tansu();
+    let tansu = kafka::Tansu::start();
+    let bootstrap = tansu.bootstrap.clone();
     let dir = tempfile::tempdir().unwrap();
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let db_name = format!("ringback_bench_{}", &run_id[..12]);
@@ -587,7 +534,7 @@ async fn bench() {
         warm_ids.len()
     );
 
-    let tansu_pid = tansu.0.id();
+    let tansu_pid = tansu.pid();
     create_ceiling_table(&pool).await;
     let mut seen = warm_ids.clone();
     let mut fee_rounds = Vec::new();
