@@ -45,8 +45,9 @@ fn hot_paths(c: &mut Criterion) {
     let records = fee_records();
     let mut group = c.benchmark_group("store");
     group.throughput(Throughput::Elements(records.len() as u64));
-    group.bench_function("build_postgres_insert_50_cdrs", |b| {
-        b.iter(|| ringback::store::bench::build_postgres_inserts(black_box(&records)))
+    let outbox: Vec<_> = records.iter().filter_map(message::encode).collect();
+    group.bench_function("build_postgres_commit_50_cdrs", |b| {
+        b.iter(|| ringback::store::bench::build_postgres_commit(black_box(&records), &outbox))
     });
     group.finish();
 

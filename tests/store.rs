@@ -243,6 +243,82 @@ async fn outbox_entries_come_with_new_records_only(backend: Backend) {
     db.drop_db().await;
 }
 
+/// A batch as a busy server builds them: CDRs, call events and ACS events together, plus a
+/// dead letter. PostgreSQL commits batches of only CDRs and call events as one statement and
+/// the others in a transaction; either way every new record gets exactly one outbox entry and
+/// a retry none.
+async fn mixed_batches_get_one_outbox_entry_per_new_record(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let at = Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap();
+    let status = |event: &str, session: &str| {
+        let body = sample::status_body(event, session, at).to_string();
+        huawei::parse_body(body.as_bytes(), &ctx()).unwrap().records
+    };
+    let acs = {
+        let body = std::fs::read("tests/fixtures/acs/eventgrid/CallStarted.json").unwrap();
+        match ringback::sources::acs::parse_body(&body, &ctx()).unwrap() {
+            ringback::sources::Delivery::Records(parsed) => parsed.records,
+            _ => panic!("a fixture of records"),
+        }
+    };
+    assert!(!acs.is_empty());
+    let hot: Vec<Record> = [
+        fee_records(20, 5),
+        status("callout", "s-1"),
+        status("answer", "s-1"),
+    ]
+    .concat();
+    let mixed: Vec<Record> = [
+        fee_records(21, 3),
+        status("callout", "s-2"),
+        acs.clone(),
+        vec![dead_letter()],
+    ]
+    .concat();
+    for batch in [&hot, &mixed] {
+        let outcomes = store.commit(batch, &with_outbox(batch)).await.unwrap();
+        assert!(
+            outcomes.iter().all(|o| *o == Outcome::Inserted),
+            "{outcomes:?}"
+        );
+    }
+    let published = |records: &[Record]| with_outbox(records).len() as i64;
+    let want = published(&hot) + published(&mixed);
+    assert_eq!(
+        want,
+        5 + 2 + 3 + 1 + acs.len() as i64,
+        "every record but the dead letter"
+    );
+    assert_eq!(store.outbox_backlog().await.unwrap().pending, want);
+    // Retries, each with one record that is new.
+    let retry_hot: Vec<Record> = [hot.clone(), status("disconnect", "s-1")].concat();
+    // A retried request's dead letter is a new one (dead letters are never deduplicated).
+    let mut retry_mixed: Vec<Record> = [mixed.clone(), fee_records(22, 1)].concat();
+    retry_mixed.retain(|r| !matches!(r, Record::DeadLetter(_)));
+    retry_mixed.push(dead_letter());
+    for batch in [&retry_hot, &retry_mixed] {
+        let outcomes = store.commit(batch, &with_outbox(batch)).await.unwrap();
+        let inserted = outcomes.iter().filter(|o| **o == Outcome::Inserted).count();
+        let dead_letters = batch
+            .iter()
+            .filter(|r| matches!(r, Record::DeadLetter(_)))
+            .count();
+        assert_eq!(inserted, 1 + dead_letters, "{outcomes:?}");
+    }
+    assert_eq!(store.outbox_backlog().await.unwrap().pending, want + 2);
+    let claimed = store
+        .claim_outbox(1000, Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = claimed.iter().map(|e| e.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len() as i64, want + 2, "one entry per record");
+    store.close().await;
+    db.drop_db().await;
+}
+
 async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
@@ -372,6 +448,7 @@ async fn replay_pages_walk_a_time_range(backend: Backend) {
 
 both_stores!(
     outbox_entries_come_with_new_records_only,
+    mixed_batches_get_one_outbox_entry_per_new_record,
     claims_follow_commit_order_and_never_overlap,
     replay_pages_walk_a_time_range,
     report_views_explain_codes_and_sum_days,

@@ -173,22 +173,19 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreErr
 pub mod bench {
     use super::pg_unnest;
     use super::rows::Split;
-    use crate::domain::Record;
+    use crate::domain::{OutboxEntry, Record};
 
-    /// Builds the PostgreSQL inserts of a batch (statement and bound arrays), as a commit
-    /// does before sending them; returns the number of statements.
-    pub fn build_postgres_inserts(records: &[Record]) -> usize {
+    /// Builds the PostgreSQL statement of a batch of CDRs and call events with its outbox
+    /// entries (statement and bound arrays), as a commit does before sending it.
+    pub fn build_postgres_commit(records: &[Record], outbox: &[OutboxEntry]) {
         let split = Split::new(records);
-        let mut built = 0;
-        if !split.cdrs.is_empty() {
-            let _ = std::hint::black_box(pg_unnest::cdrs_query(&split.cdrs));
-            built += 1;
-        }
-        if !split.call_events.is_empty() {
-            let _ = std::hint::black_box(pg_unnest::call_events_query(&split.call_events));
-            built += 1;
-        }
-        built
+        let batch = pg_unnest::Batch {
+            cdrs: &split.cdrs,
+            call_events: &split.call_events,
+            outbox,
+            also: Vec::new(),
+        };
+        let _ = std::hint::black_box(pg_unnest::commit_query(&batch, chrono::Utc::now()));
     }
 }
 

@@ -1,17 +1,19 @@
-//! PostgreSQL inserts for the hot tables (`cdrs`, `call_events`, `outbox`) as one
-//! `INSERT … SELECT … FROM UNNEST($1::uuid[], $2::text[], …)` per table and batch: one bound
-//! array per column instead of one parameter per value, so the statement text never changes
-//! (one prepared statement per table, planned once), the client formats no placeholders and
-//! the server evaluates one projection instead of a VALUES expression per row. Measured with
-//! `cargo bench --bench e2e` (README, Performance). The other tables are rare and keep the
-//! shared multi-row VALUES builder of [`super::rows`].
+//! PostgreSQL's batch commit for the hot tables (`cdrs`, `call_events`, `outbox`): one
+//! statement per batch, records and outbox together (see [`statement`]), each table's rows as
+//! `INSERT … SELECT … FROM UNNEST($1::uuid[], $2::text[], …)`: one bound array per column
+//! instead of one parameter per value, so the statement text never changes (prepared once per
+//! connection), the client formats no placeholders and the server evaluates one projection
+//! instead of a VALUES expression per row. A batch of only these tables needs no `BEGIN` and
+//! `COMMIT`: one round trip instead of four. Measured with `cargo bench --bench e2e` (README,
+//! Performance). The other tables are rare and keep the shared multi-row VALUES builder of
+//! [`super::rows`].
 
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::Query;
-use sqlx::{PgConnection, Row};
+use sqlx::Row;
 use uuid::Uuid;
 
 use super::rows;
@@ -21,8 +23,9 @@ use crate::domain::{CallEvent, Cdr, OutboxEntry, PhoneNumber};
 /// selecting it (`raw` travels as text and becomes `jsonb` in the server).
 type Column = (&'static str, &'static str, Option<&'static str>);
 
-/// `INSERT INTO table (c…) SELECT c[::cast]… FROM UNNEST($1::t[], …) AS u(c…) [tail]`.
-fn statement(table: &str, columns: &[Column], tail: &str) -> String {
+/// `INSERT INTO table (c…) SELECT c[::cast]… FROM UNNEST($n::t[], …) AS u(c…) [tail]`, its
+/// arrays numbered from `*param` on (which it advances past them).
+fn insert(table: &str, columns: &[Column], tail: &str, param: &mut usize) -> String {
     let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
     let names = names.join(", ");
     let select: Vec<String> = columns
@@ -34,8 +37,10 @@ fn statement(table: &str, columns: &[Column], tail: &str) -> String {
         .collect();
     let arrays: Vec<String> = columns
         .iter()
-        .enumerate()
-        .map(|(i, (_, ty, _))| format!("${}::{ty}[]", i + 1))
+        .map(|(_, ty, _)| {
+            *param += 1;
+            format!("${param}::{ty}[]")
+        })
         .collect();
     format!(
         "INSERT INTO {table} ({names}) SELECT {} FROM UNNEST({}) AS u({names}) {tail}",
@@ -44,20 +49,23 @@ fn statement(table: &str, columns: &[Column], tail: &str) -> String {
     )
 }
 
-/// Builds the statement once per table, binds one array per column (in the order of the
-/// column list) and yields the query.
-macro_rules! unnest {
-    ($table:literal, $tail:literal, $rows:expr,
-     [$( $name:literal : $ty:literal $(as $cast:literal)? => |$r:ident| $value:expr ),+ $(,)?]) => {{
-        static SQL: OnceLock<String> = OnceLock::new();
-        let sql = SQL.get_or_init(|| {
-            statement($table, &[$( ($name, $ty, unnest!(@cast $($cast)?)) ),+], $tail)
-        });
-        let rows = $rows;
-        let query = sqlx::query(sql.as_str());
-        $( let query = query.bind(rows.iter().map(|$r| $value).collect::<Vec<_>>()); )+
-        query
-    }};
+/// Declares a table's columns once: `$columns()` lists them for [`insert`], `$bind` binds one
+/// array per column, in the same order, onto a query.
+macro_rules! columns {
+    ($columns:ident, $bind:ident, $row:ty,
+     [$( $name:literal : $ty:literal $(as $cast:literal)? => |$r:ident| $value:expr ),+ $(,)?]) => {
+        fn $columns() -> &'static [Column] {
+            &[$( ($name, $ty, columns!(@cast $($cast)?)) ),+]
+        }
+
+        fn $bind<'q>(
+            query: Query<'q, Postgres, PgArguments>,
+            rows: &[&'q $row],
+        ) -> Query<'q, Postgres, PgArguments> {
+            $( let query = query.bind(rows.iter().map(|$r| $value).collect::<Vec<_>>()); )+
+            query
+        }
+    };
     (@cast $cast:literal) => { Some($cast) };
     (@cast) => { None };
 }
@@ -66,14 +74,7 @@ fn num(n: &Option<PhoneNumber>) -> Option<&str> {
     n.as_ref().map(PhoneNumber::as_str)
 }
 
-/// Inserts the CDRs that are new; returns their ids.
-pub(crate) async fn cdrs(tx: &mut PgConnection, rows: &[&Cdr]) -> Result<Vec<Uuid>, sqlx::Error> {
-    ids(cdrs_query(rows).fetch_all(tx).await?)
-}
-
-/// The CDR insert with its arrays bound.
-pub(crate) fn cdrs_query<'a>(rows: &'a [&'a Cdr]) -> Query<'a, Postgres, PgArguments> {
-    unnest!("cdrs", "ON CONFLICT DO NOTHING RETURNING id", rows, [
+columns!(cdr_columns, bind_cdrs, Cdr, [
         "id": "uuid" => |c| c.meta.id,
         "source": "text" => |c| &*c.meta.source,
         "dedupe_key": "text" => |c| c.meta.dedupe_key.as_str(),
@@ -123,20 +124,9 @@ pub(crate) fn cdrs_query<'a>(rows: &'a [&'a Cdr]) -> Query<'a, Postgres, PgArgum
         "flags": "text" as "text[]" => |c| rows::flags_pg(&c.derived.flags),
         "received_at": "timestamptz" => |c| c.meta.received_at,
         "raw": "text" as "jsonb" => |c| c.raw.as_str(),
-    ])
-}
+]);
 
-/// Inserts the call events that are new; returns their ids.
-pub(crate) async fn call_events(
-    tx: &mut PgConnection,
-    rows: &[&CallEvent],
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    ids(call_events_query(rows).fetch_all(tx).await?)
-}
-
-/// The call-event insert with its arrays bound.
-pub(crate) fn call_events_query<'a>(rows: &'a [&'a CallEvent]) -> Query<'a, Postgres, PgArguments> {
-    unnest!("call_events", "ON CONFLICT DO NOTHING RETURNING id", rows, [
+columns!(call_event_columns, bind_call_events, CallEvent, [
         "id": "uuid" => |e| e.meta.id,
         "source": "text" => |e| &*e.meta.source,
         "dedupe_key": "text" => |e| e.meta.dedupe_key.as_str(),
@@ -152,36 +142,114 @@ pub(crate) fn call_events_query<'a>(rows: &'a [&'a CallEvent]) -> Query<'a, Post
         "state_desc": "text" => |e| e.state_desc.as_deref(),
         "received_at": "timestamptz" => |e| e.meta.received_at,
         "raw": "text" as "jsonb" => |e| e.raw.as_str(),
-    ])
-}
-
-/// Writes the outbox entries of a batch. `seq` is a column default, evaluated as rows leave
-/// the sort, so commit order is batch order.
-pub(crate) async fn outbox(
-    tx: &mut PgConnection,
-    entries: &[&OutboxEntry],
-    created_at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let column = |f: fn(&OutboxEntry) -> &str| entries.iter().map(|e| f(e)).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO outbox (id, kind, key, payload, source, occurred_at, created_at) \
-         SELECT id, kind, key, payload, source, occurred_at, $7 \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
-           WITH ORDINALITY AS u(id, kind, key, payload, source, occurred_at, ord) \
-         ORDER BY ord",
-    )
-    .bind(entries.iter().map(|e| e.id).collect::<Vec<_>>())
-    .bind(column(|e| e.kind.as_str()))
-    .bind(column(|e| e.key.as_str()))
-    .bind(column(|e| e.payload.as_str()))
-    .bind(column(|e| &e.source))
-    .bind(entries.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
-    .bind(created_at)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
+]);
 
 fn ids(rows: Vec<sqlx::postgres::PgRow>) -> Result<Vec<Uuid>, sqlx::Error> {
     rows.iter().map(|r| r.try_get(0)).collect()
+}
+
+/// Outbox columns written from the entries' arrays (`created_at` is one value).
+const OUTBOX_ARRAYS: &str = "id, kind, key, payload, source, occurred_at";
+
+/// The statement committing a batch's CDRs and call events with the outbox entries of those
+/// that were new, as one statement: data-modifying CTEs run in the statement's snapshot and
+/// see each other's `RETURNING`, so the outbox gets exactly the records this statement
+/// inserted (`ON CONFLICT (id) DO NOTHING`: a duplicate gets neither), plus the entries of
+/// `also` (ids of the batch's other records, inserted earlier in the same transaction). Its
+/// rows are the ids of the new CDRs and call events. One statement text per combination of
+/// tables, so each is prepared once per connection.
+///
+/// Conflicts are decided on `id` alone: an id is the UUIDv5 of (source, kind, dedupe key),
+/// so the `(source, dedupe_key)` unique index can only conflict when `id` does; naming the
+/// arbiter saves probing that second index before every insert. A row that broke that
+/// equivalence would fail the batch loudly instead of being skipped.
+fn statement(cdrs: bool, call_events: bool) -> &'static str {
+    static SQL: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
+    SQL[usize::from(cdrs) * 2 + usize::from(call_events)].get_or_init(|| {
+        const TAIL: &str = "ON CONFLICT (id) DO NOTHING RETURNING id";
+        let mut param = 0;
+        let mut ctes = Vec::new();
+        let mut new = Vec::new();
+        if cdrs {
+            ctes.push(format!(
+                "c AS ({})",
+                insert("cdrs", cdr_columns(), TAIL, &mut param)
+            ));
+            new.push("SELECT id FROM c");
+        }
+        if call_events {
+            let sql = insert("call_events", call_event_columns(), TAIL, &mut param);
+            ctes.push(format!("e AS ({sql})"));
+            new.push("SELECT id FROM e");
+        }
+        if new.is_empty() {
+            new.push("SELECT NULL::uuid AS id WHERE false");
+        }
+        ctes.push(format!("new AS ({})", new.join(" UNION ALL ")));
+        let arrays: Vec<String> = ["uuid", "text", "text", "text", "text", "timestamptz"]
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| format!("${}::{ty}[]", param + 1 + i))
+            .collect();
+        let (created_at, also) = (param + 7, param + 8);
+        // `seq` is a column default, evaluated as rows leave the sort: commit order is batch
+        // order.
+        ctes.push(format!(
+            "o AS (INSERT INTO outbox ({OUTBOX_ARRAYS}, created_at) \
+             SELECT {OUTBOX_ARRAYS}, ${created_at} \
+             FROM UNNEST({}) WITH ORDINALITY AS u({OUTBOX_ARRAYS}, ord) \
+             WHERE u.id IN (SELECT id FROM new) OR u.id = ANY(${also}::uuid[]) \
+             ORDER BY ord)",
+            arrays.join(", ")
+        ));
+        format!("WITH {} SELECT id FROM new", ctes.join(", "))
+    })
+}
+
+/// The batch's records for [`commit`]: its CDRs and call events, every outbox entry of the
+/// batch, and the ids of its other records that were inserted (see [`statement`]).
+pub(crate) struct Batch<'a> {
+    pub cdrs: &'a [&'a Cdr],
+    pub call_events: &'a [&'a CallEvent],
+    pub outbox: &'a [OutboxEntry],
+    pub also: Vec<Uuid>,
+}
+
+/// The batch's statement with its arrays bound.
+pub(crate) fn commit_query<'a>(
+    batch: &'a Batch<'a>,
+    created_at: DateTime<Utc>,
+) -> Query<'a, Postgres, PgArguments> {
+    let (cdrs, call_events) = (!batch.cdrs.is_empty(), !batch.call_events.is_empty());
+    let mut query = sqlx::query(statement(cdrs, call_events));
+    if cdrs {
+        query = bind_cdrs(query, batch.cdrs);
+    }
+    if call_events {
+        query = bind_call_events(query, batch.call_events);
+    }
+    let column = |f: fn(&'a OutboxEntry) -> &'a str| batch.outbox.iter().map(f).collect::<Vec<_>>();
+    query
+        .bind(batch.outbox.iter().map(|e| e.id).collect::<Vec<_>>())
+        .bind(column(|e| e.kind.as_str()))
+        .bind(column(|e| e.key.as_str()))
+        .bind(column(|e| e.payload.as_str()))
+        .bind(column(|e| &e.source))
+        .bind(
+            batch
+                .outbox
+                .iter()
+                .map(|e| e.occurred_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(created_at)
+        .bind(&batch.also)
+}
+
+/// Commits the batch's statement on `conn`; returns the ids of the new CDRs and call events.
+pub(crate) async fn commit<'c, E>(conn: E, batch: &Batch<'_>) -> Result<Vec<Uuid>, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = Postgres>,
+{
+    ids(commit_query(batch, Utc::now()).fetch_all(conn).await?)
 }

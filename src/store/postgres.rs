@@ -51,12 +51,34 @@ impl PgStore {
 
     /// Starts a transaction. Connections are not pinged before use, so one the server dropped
     /// since its last use (a restart, a failover, an idle timeout) fails here, at `BEGIN`,
-    /// before anything of the batch was sent; it is closed and the next one is taken, as many
-    /// times as the pool has connections.
+    /// before anything of the batch was sent.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+        self.on_live_connection(|| self.pool.begin()).await
+    }
+
+    /// Runs a batch's one statement, on a live connection as [`Self::begin`] does. Running
+    /// it again is safe even if the lost attempt did commit: its records would now conflict
+    /// (`ON CONFLICT DO NOTHING`), so it inserts neither them nor their outbox entries a second
+    /// time; they are answered as duplicates and published by the sweeper from the outbox rows
+    /// the first attempt wrote.
+    async fn commit_statement(
+        &self,
+        batch: &pg_unnest::Batch<'_>,
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
+        self.on_live_connection(|| pg_unnest::commit(&self.pool, batch))
+            .await
+    }
+
+    /// Runs `attempt`; when it fails because its connection is gone, the connection is closed
+    /// and `attempt` runs again on the next one, as many times as the pool has connections.
+    async fn on_live_connection<T, F, Fut>(&self, mut attempt: F) -> Result<T, sqlx::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
         let mut stale = 0;
         loop {
-            match self.pool.begin().await {
+            match attempt().await {
                 Err(e) if dropped(&e) && stale < self.pool.options().get_max_connections() => {
                     stale += 1;
                     tracing::debug!(error = %e, "dropped a connection the server had closed");
@@ -103,21 +125,23 @@ impl Store for PgStore {
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
         let split = rows::Split::new(records);
+        let mut batch = pg_unnest::Batch {
+            cdrs: &split.cdrs,
+            call_events: &split.call_events,
+            outbox,
+            also: Vec::new(),
+        };
         let mut inserted = split.always_inserted();
-        let mut tx = self.begin().await?;
-        if !split.cdrs.is_empty() {
-            inserted.extend(pg_unnest::cdrs(&mut tx, &split.cdrs).await?);
+        if split.only_hot() {
+            // One statement, its own transaction: one round trip for the whole batch.
+            inserted.extend(self.commit_statement(&batch).await?);
+        } else {
+            let mut tx = self.begin().await?;
+            rows::insert_others!(tx, inserted, &DIALECT, split, Postgres);
+            batch.also = inserted.iter().copied().collect();
+            inserted.extend(pg_unnest::commit(&mut *tx, &batch).await?);
+            tx.commit().await?;
         }
-        if !split.call_events.is_empty() {
-            inserted.extend(pg_unnest::call_events(&mut tx, &split.call_events).await?);
-        }
-        rows::insert_others!(tx, inserted, &DIALECT, split, Postgres);
-        let entries: Vec<&OutboxEntry> =
-            outbox.iter().filter(|e| inserted.contains(&e.id)).collect();
-        if !entries.is_empty() {
-            pg_unnest::outbox(&mut tx, &entries, Utc::now()).await?;
-        }
-        tx.commit().await?;
         Ok(super::outcomes(records, inserted))
     }
 

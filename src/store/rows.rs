@@ -71,6 +71,16 @@ impl<'a> Split<'a> {
         split
     }
 
+    /// Whether the batch has records of no table but `cdrs` and `call_events`.
+    pub fn only_hot(&self) -> bool {
+        self.phone.is_empty()
+            && self.acs_calls.is_empty()
+            && self.chats.is_empty()
+            && self.webhooks.is_empty()
+            && self.dead_letters.is_empty()
+            && self.handshakes.is_empty()
+    }
+
     /// Dead letters and handshakes are never deduplicated: all of them count as inserted.
     pub fn always_inserted(&self) -> HashSet<Uuid> {
         self.dead_letters
