@@ -243,6 +243,35 @@ async fn outbox_entries_come_with_new_records_only(backend: Backend) {
     db.drop_db().await;
 }
 
+/// A retried push whose first half is already stored: the new half is inserted with its
+/// outbox entries (in commit order), the stored half answered as duplicates with none.
+async fn a_partly_stored_batch_inserts_only_its_new_records(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let records = fee_records(8, 50);
+    let entries = with_outbox(&records);
+    store.commit(&records[..25], &entries[..25]).await.unwrap();
+    let outcomes = store.commit(&records, &entries).await.unwrap();
+    let mut expected = vec![Outcome::Duplicate; 25];
+    expected.extend([Outcome::Inserted; 25]);
+    assert_eq!(outcomes, expected);
+    assert_eq!(db.count("cdrs").await, 50);
+    assert_eq!(db.count("outbox").await, 50);
+    let claimed = store
+        .claim_outbox(
+            100,
+            std::time::Duration::from_secs(60),
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = claimed.iter().map(|e| e.id).collect();
+    let want: Vec<_> = entries.iter().map(|e| e.id).collect();
+    assert_eq!(ids, want, "one entry per record, in commit order");
+    store.close().await;
+    db.drop_db().await;
+}
+
 /// A batch as a busy server builds them: CDRs, call events and ACS events together, plus a
 /// dead letter. PostgreSQL commits batches of only CDRs and call events as one statement and
 /// the others in a transaction; either way every new record gets exactly one outbox entry and
@@ -448,6 +477,7 @@ async fn replay_pages_walk_a_time_range(backend: Backend) {
 
 both_stores!(
     outbox_entries_come_with_new_records_only,
+    a_partly_stored_batch_inserts_only_its_new_records,
     mixed_batches_get_one_outbox_entry_per_new_record,
     claims_follow_commit_order_and_never_overlap,
     replay_pages_walk_a_time_range,

@@ -9,4 +9,5 @@ mod hostile;
 mod huawei;
 mod limits;
 mod rejects;
+mod simulate;
 mod standard_webhooks;
