@@ -280,18 +280,21 @@ impl Connection {
         aksk: Option<String>,
         body: String,
     ) -> anyhow::Result<u16> {
-        const CONTENT_TYPE: &str = "application/json;charset=UTF-8";
+        // The same headers whichever client sends them.
+        let headers = [
+            Some(("content-type", "application/json;charset=UTF-8".to_owned())),
+            (traffic == Traffic::Acs).then(|| ("aeg-event-type", "Notification".to_owned())),
+            aksk.map(|value| ("x-aksk", value)),
+        ]
+        .into_iter()
+        .flatten();
         let sender = &mut self.sender;
         match &*self.client {
             Client::Plain { addr, host, path } => {
-                let mut request = hyper::Request::post(path.clone())
-                    .header(hyper::header::HOST, host.clone())
-                    .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE);
-                if traffic == Traffic::Acs {
-                    request = request.header("aeg-event-type", "Notification");
-                }
-                if let Some(aksk) = aksk {
-                    request = request.header("x-aksk", aksk);
+                let mut request =
+                    hyper::Request::post(path.clone()).header(hyper::header::HOST, host.clone());
+                for (name, value) in headers {
+                    request = request.header(name, value);
                 }
                 let request = request.body(Full::new(Bytes::from(body)))?;
                 let exchange = async {
@@ -317,14 +320,9 @@ impl Connection {
                 result
             }
             Client::Other { client, target } => {
-                let mut request = client
-                    .post(target.clone())
-                    .header("content-type", CONTENT_TYPE);
-                if traffic == Traffic::Acs {
-                    request = request.header("aeg-event-type", "Notification");
-                }
-                if let Some(aksk) = aksk {
-                    request = request.header("x-aksk", aksk);
+                let mut request = client.post(target.clone());
+                for (name, value) in headers {
+                    request = request.header(name, value);
                 }
                 let response = request.body(body).send().await?;
                 let status = response.status().as_u16();
