@@ -2,7 +2,7 @@
 
 mod common;
 
-use chrono::{TimeZone, Utc};
+use chrono::{SubsecRound, TimeZone, Utc};
 use sqlx::Row;
 
 use common::{Backend, TestDb};
@@ -12,10 +12,11 @@ use ringback::domain::{DeadLetter, DeadLetterScope, Outcome, Record, RecordKind}
 use ringback::sources::huawei::{self, sample};
 use ringback::sources::ParseContext;
 
+/// As the ingest builds it: the receipt time in microseconds, which both stores keep exactly.
 fn ctx() -> ParseContext {
     ParseContext {
         source: "hw".into(),
-        received_at: Utc::now(),
+        received_at: Utc::now().trunc_subsecs(6),
     }
 }
 
@@ -348,6 +349,101 @@ async fn mixed_batches_get_one_outbox_entry_per_new_record(backend: Backend) {
     db.drop_db().await;
 }
 
+/// CDRs, call events and ACS events of hot and mixed batches.
+fn every_kind() -> Vec<Vec<Record>> {
+    let at = Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap();
+    let status = |event: &str, session: &str| {
+        let body = sample::status_body(event, session, at).to_string();
+        huawei::parse_body(body.as_bytes(), &ctx()).unwrap().records
+    };
+    let mut acs = Vec::new();
+    for fixture in ["eventgrid/CallStarted.json", "eventgrid/ChatMessageReceived.json"] {
+        let body = std::fs::read(format!("tests/fixtures/acs/{fixture}")).unwrap();
+        match ringback::sources::acs::parse_body(&body, &ctx()).unwrap() {
+            ringback::sources::Delivery::Records(parsed) => acs.extend(parsed.records),
+            _ => panic!("a fixture of records"),
+        }
+    }
+    vec![
+        [fee_records(30, 50), status("callout", "s-1"), status("collectInfo", "s-1")].concat(),
+        [status("disconnect", "s-1"), acs, fee_records(31, 3)].concat(),
+    ]
+}
+
+/// What a catch-up publishes is exactly what the fast path would have: on PostgreSQL the
+/// entries of CDRs and call events are stored without their value, which is rebuilt from the
+/// record's row when they are claimed.
+async fn claimed_entries_are_the_messages_of_the_commit(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut want = Vec::new();
+    for batch in every_kind() {
+        let entries = with_outbox(&batch);
+        store.commit(&batch, &entries).await.unwrap();
+        want.extend(entries);
+    }
+    let rebuilt = want
+        .iter()
+        .filter(|e| matches!(e.kind, RecordKind::Cdr | RecordKind::CallStatus))
+        .count() as i64;
+    assert_eq!(rebuilt, 50 + 2 + 1 + 3);
+    assert!(want.len() as i64 > rebuilt, "other kinds too");
+    let stored_without = db
+        .scalar_i64("SELECT COUNT(*) FROM outbox WHERE payload IS NULL")
+        .await;
+    let expected = match backend {
+        Backend::Postgres => rebuilt,
+        Backend::Sqlite => 0,
+    };
+    assert_eq!(stored_without, expected);
+    let claimed = store
+        .claim_outbox(1000, Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), want.len());
+    for (got, want) in claimed.iter().zip(&want) {
+        assert_eq!(got, want, "in commit order, value for value");
+    }
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// An entry whose value cannot be rebuilt (its record's row deleted, or its JSON no longer
+/// valid) is marked failed with the reason at its claim, never published half-made nor
+/// claimed forever; the others are claimed as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_entry_that_cannot_be_rebuilt_is_marked_failed() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = db.store().await;
+    let records = fee_records(32, 5);
+    let entries = with_outbox(&records);
+    store.commit(&records, &entries).await.unwrap();
+    db.execute(&format!("DELETE FROM cdrs WHERE id = '{}'", entries[1].id))
+        .await;
+    db.execute(&format!(
+        "UPDATE cdrs SET raw = '{{\"sessionId\": 7}}' WHERE id = '{}'",
+        entries[3].id
+    ))
+    .await;
+    let claimed = store
+        .claim_outbox(100, Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap();
+    let ids: Vec<_> = claimed.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [entries[0].id, entries[2].id, entries[4].id]);
+    let backlog = store.outbox_backlog().await.unwrap();
+    assert_eq!((backlog.pending, backlog.failed), (3, 2));
+    let errors = db
+        .rows("SELECT CAST(id AS TEXT), last_error FROM outbox WHERE failed_at IS NOT NULL ORDER BY seq")
+        .await;
+    let error = |i: usize| errors[i].get::<String, _>(1);
+    assert_eq!(errors[0].get::<String, _>(0), entries[1].id.to_string());
+    assert!(error(0).contains("no longer stored"), "{}", error(0));
+    assert!(error(1).contains("no longer parses"), "{}", error(1));
+    store.close().await;
+    db.drop_db().await;
+}
+
 async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
@@ -477,6 +573,7 @@ async fn replay_pages_walk_a_time_range(backend: Backend) {
 
 both_stores!(
     outbox_entries_come_with_new_records_only,
+    claimed_entries_are_the_messages_of_the_commit,
     a_partly_stored_batch_inserts_only_its_new_records,
     mixed_batches_get_one_outbox_entry_per_new_record,
     claims_follow_commit_order_and_never_overlap,

@@ -13,7 +13,6 @@ use rdkafka::util::Timeout;
 use crate::config::{KafkaConfig, SourceConfig, SourceKind};
 use crate::domain::RecordKind;
 use crate::publish::message;
-use crate::sources::{acs, huawei, ParseContext};
 use crate::store::Store;
 
 /// Records read and sent per round trip.
@@ -51,19 +50,10 @@ pub async fn replay(
         after = Some((last.received_at, last.id));
         let mut entries = Vec::with_capacity(page.len());
         for stored in &page {
-            let ctx = ParseContext {
-                source: stored.source.as_str().into(),
-                received_at: stored.received_at,
-            };
             // The record kind tells the platform; the source's configured kind confirms it.
             let platform = sources.get(&stored.source).map(|s| s.kind);
-            let record = match range.kind {
-                RecordKind::CallStatus | RecordKind::Cdr => huawei::parse_stored(
-                    range.kind,
-                    stored.event_type.as_deref(),
-                    &stored.raw,
-                    &ctx,
-                ),
+            match range.kind {
+                RecordKind::CallStatus | RecordKind::Cdr => {}
                 _ if platform == Some(SourceKind::HuaweiVoiceCall) => bail!(
                     "source {} is a Huawei source but holds {} records",
                     stored.source,
@@ -73,18 +63,9 @@ pub async fn replay(
                     "replaying Standard Webhooks events is not supported yet (their id and \
                      timestamp travel in headers that are not stored with the body)"
                 ),
-                _ => acs::parse_stored(&stored.raw, &ctx),
+                _ => {}
             }
-            .map_err(|r| anyhow::anyhow!("record {} no longer parses: {}", stored.id, r.message))?;
-            let entry = message::encode(&record).expect("stored records are not dead letters");
-            if entry.id != stored.id {
-                bail!(
-                    "record {} rebuilds with id {}; refusing to publish it",
-                    stored.id,
-                    entry.id
-                );
-            }
-            entries.push(entry);
+            entries.push(message::rebuild(range.kind, stored).map_err(anyhow::Error::msg)?);
         }
         let deliveries = entries.iter().map(|entry| {
             let record = FutureRecord::to(&topic)

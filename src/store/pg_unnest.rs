@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::rows;
 use crate::domain::{CallEvent, Cdr, OutboxEntry, PhoneNumber};
+use crate::publish::message;
 
 /// One column: its name, the element type of its bound array, and a cast applied when
 /// selecting it (`raw` travels as text and becomes `jsonb` in the server).
@@ -233,7 +234,15 @@ pub(crate) fn commit_query<'a>(
         .bind(batch.outbox.iter().map(|e| e.id).collect::<Vec<_>>())
         .bind(column(|e| e.kind.as_str()))
         .bind(column(|e| e.key.as_str()))
-        .bind(column(|e| e.payload.as_str()))
+        // Written only where it cannot be rebuilt from the record's row (see
+        // `message::stored_without_payload`).
+        .bind(
+            batch
+                .outbox
+                .iter()
+                .map(|e| (!message::stored_without_payload(e.kind)).then_some(e.payload.as_str()))
+                .collect::<Vec<_>>(),
+        )
         .bind(column(|e| &e.source))
         .bind(
             batch

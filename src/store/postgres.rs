@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, Postgres};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -13,6 +13,7 @@ use super::rows::{self, Dialect};
 use super::{Backlog, Store, StoreError, StoredRecord};
 use crate::config::DatabaseConfig;
 use crate::domain::{OutboxEntry, Outcome, Record, RecordKind};
+use crate::publish::message;
 
 pub(crate) const DIALECT: Dialect = Dialect {
     uuid_cast: "::uuid",
@@ -153,13 +154,23 @@ impl Store for PgStore {
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let now = Utc::now();
         // SKIP LOCKED: a replica claiming at the same moment takes other entries, never these.
+        // An entry stored without its value (see `message::stored_without_payload`) comes
+        // with its record's row, which the value is rebuilt from.
         let rows = sqlx::query(
-            "UPDATE outbox SET leased_until = $1, attempts = attempts + 1 \
-             WHERE seq IN (SELECT seq FROM outbox \
-                 WHERE published_at IS NULL AND failed_at IS NULL \
-                   AND (leased_until IS NULL OR leased_until < $2) AND created_at <= $3 \
-                 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
-             RETURNING seq, CAST(id AS TEXT) AS id, kind, key, payload, source, occurred_at",
+            "WITH claimed AS (UPDATE outbox SET leased_until = $1, attempts = attempts + 1 \
+                 WHERE seq IN (SELECT seq FROM outbox \
+                     WHERE published_at IS NULL AND failed_at IS NULL \
+                       AND (leased_until IS NULL OR leased_until < $2) AND created_at <= $3 \
+                     ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 RETURNING seq, id, kind, key, payload, source, occurred_at) \
+             SELECT o.seq, o.id, o.kind, o.key, o.payload, o.source, o.occurred_at, \
+                    COALESCE(c.received_at, e.received_at) AS received_at, \
+                    e.event_type, COALESCE(c.raw, e.raw)::text AS raw \
+             FROM claimed o \
+             LEFT JOIN cdrs c ON o.payload IS NULL AND o.kind = 'cdr' AND c.id = o.id \
+             LEFT JOIN call_events e \
+                 ON o.payload IS NULL AND o.kind = 'call-status' AND e.id = o.id \
+             ORDER BY o.seq",
         )
         .bind(now + lease)
         .bind(now)
@@ -167,7 +178,20 @@ impl Store for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows::claimed_in_commit_order(&rows))
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: Uuid = row.try_get("id")?;
+            match claimed_entry(row) {
+                Ok(entry) => claimed.push(entry),
+                // Never publishable: kept with the reason (`/readyz`, `ringback_outbox_failed`)
+                // instead of being claimed again and again.
+                Err(reason) => {
+                    tracing::error!(%id, reason, "an outbox entry cannot be published");
+                    self.mark_failed(id, &reason).await?;
+                }
+            }
+        }
+        Ok(claimed)
     }
 
     async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {
@@ -272,4 +296,35 @@ impl Store for PgStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The entry a claimed outbox row stands for, its value rebuilt from the record's row when it
+/// was stored without one; the reason when it cannot be published.
+fn claimed_entry(row: &PgRow) -> Result<OutboxEntry, String> {
+    let id: Uuid = row.get("id");
+    let kind: &str = row.get("kind");
+    let kind =
+        RecordKind::from_name(kind).ok_or_else(|| format!("unknown record kind {kind:?}"))?;
+    let source: String = row.get("source");
+    let Some(payload) = row.get::<Option<String>, _>("payload") else {
+        let raw = row.get::<Option<String>, _>("raw").ok_or_else(|| {
+            format!("record {id} is no longer stored, so its message cannot be rebuilt")
+        })?;
+        let stored = StoredRecord {
+            id,
+            source,
+            received_at: row.get("received_at"),
+            event_type: row.get("event_type"),
+            raw,
+        };
+        return message::rebuild(kind, &stored);
+    };
+    Ok(OutboxEntry {
+        id,
+        kind,
+        key: row.get("key"),
+        payload,
+        source: source.into(),
+        occurred_at: row.get("occurred_at"),
+    })
 }
