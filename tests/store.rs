@@ -280,18 +280,7 @@ async fn a_partly_stored_batch_inserts_only_its_new_records(backend: Backend) {
 async fn mixed_batches_get_one_outbox_entry_per_new_record(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let at = Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap();
-    let status = |event: &str, session: &str| {
-        let body = sample::status_body(event, session, at).to_string();
-        huawei::parse_body(body.as_bytes(), &ctx()).unwrap().records
-    };
-    let acs = {
-        let body = std::fs::read("tests/fixtures/acs/eventgrid/CallStarted.json").unwrap();
-        match ringback::sources::acs::parse_body(&body, &ctx()).unwrap() {
-            ringback::sources::Delivery::Records(parsed) => parsed.records,
-            _ => panic!("a fixture of records"),
-        }
-    };
+    let acs = acs_records("eventgrid/CallStarted.json");
     assert!(!acs.is_empty());
     let hot: Vec<Record> = [
         fee_records(20, 5),
@@ -349,23 +338,36 @@ async fn mixed_batches_get_one_outbox_entry_per_new_record(backend: Backend) {
     db.drop_db().await;
 }
 
+/// A status push's record (a call event), at a fixed event time.
+fn status(event: &str, session: &str) -> Vec<Record> {
+    let at = Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap();
+    let body = sample::status_body(event, session, at).to_string();
+    huawei::parse_body(body.as_bytes(), &ctx()).unwrap().records
+}
+
+/// The records of an ACS fixture.
+fn acs_records(fixture: &str) -> Vec<Record> {
+    let body = std::fs::read(format!("tests/fixtures/acs/{fixture}")).unwrap();
+    match ringback::sources::acs::parse_body(&body, &ctx()).unwrap() {
+        ringback::sources::Delivery::Records(parsed) => parsed.records,
+        _ => panic!("a fixture of records"),
+    }
+}
+
 /// CDRs, call events and ACS events of hot and mixed batches.
 fn every_kind() -> Vec<Vec<Record>> {
-    let at = Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap();
-    let status = |event: &str, session: &str| {
-        let body = sample::status_body(event, session, at).to_string();
-        huawei::parse_body(body.as_bytes(), &ctx()).unwrap().records
-    };
-    let mut acs = Vec::new();
-    for fixture in ["eventgrid/CallStarted.json", "eventgrid/ChatMessageReceived.json"] {
-        let body = std::fs::read(format!("tests/fixtures/acs/{fixture}")).unwrap();
-        match ringback::sources::acs::parse_body(&body, &ctx()).unwrap() {
-            ringback::sources::Delivery::Records(parsed) => acs.extend(parsed.records),
-            _ => panic!("a fixture of records"),
-        }
-    }
+    let acs = [
+        acs_records("eventgrid/CallStarted.json"),
+        acs_records("eventgrid/ChatMessageReceived.json"),
+    ]
+    .concat();
     vec![
-        [fee_records(30, 50), status("callout", "s-1"), status("collectInfo", "s-1")].concat(),
+        [
+            fee_records(30, 50),
+            status("callout", "s-1"),
+            status("collectInfo", "s-1"),
+        ]
+        .concat(),
         [status("disconnect", "s-1"), acs, fee_records(31, 3)].concat(),
     ]
 }
