@@ -184,7 +184,14 @@ async fn wait_for_metric(app: &TestApp, name: &str, want: f64) {
 
 async fn a_broker_outage_is_buffered_in_the_outbox_and_drained(backend: Backend) {
     let (broker, bootstrap, prefix, config) = embedded_with_topics();
-    let app = spawn_app_with(backend, kafka_tweak(&bootstrap, &prefix), None).await;
+    // librdkafka keeps undelivered messages for the whole message timeout: with the default
+    // 30 s, the backlog below must show while the publisher still waits on them.
+    let tweak = kafka_tweak(&bootstrap, &prefix);
+    let tweak = move |c: &mut Config| {
+        tweak(c);
+        c.kafka.message_timeout = KafkaConfig::default().message_timeout;
+    };
+    let app = spawn_app_with(backend, tweak, None).await;
 
     post_fees(&app, 1).await;
     assert_eq!(
@@ -285,6 +292,68 @@ async fn shutdown_leaves_what_it_cannot_publish_for_the_next_start(backend: Back
     let db = app.stop_keep_db().await;
     assert_eq!(db.scalar_i64(pending).await, 0);
     db.drop_db().await;
+}
+
+/// A start with leftovers while the broker is down: the catch-up waits on their deliveries for
+/// up to the message timeout (30 s), and meanwhile the backlog gauges and `/readyz` still
+/// count what arrives; once the broker is back, everything is published from the outbox.
+async fn a_catch_up_stuck_on_a_down_broker_still_reports_its_backlog(backend: Backend) {
+    let (broker, bootstrap, prefix, config) = embedded_with_topics();
+    let tweak = || {
+        let base = kafka_tweak(&bootstrap, &prefix);
+        move |c: &mut Config| {
+            base(c);
+            c.kafka.message_timeout = Duration::from_secs(30);
+            c.kafka.shutdown_deadline = Duration::from_secs(1);
+        }
+    };
+    broker.set_up(false);
+    let app = spawn_app_with(backend, tweak(), None).await;
+    post_fees(&app, 1).await;
+    let app = start_app(app.stop_keep_db().await, tweak(), None).await;
+    for seed in 20..22 {
+        let res = app
+            .post_with(
+                "open",
+                sample::fee_body(seed, 50, Utc::now()).to_string(),
+                &[],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    let readyz = || async {
+        let res = app.client.get(format!("{}/readyz", app.address)).send();
+        res.await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let mut ready = readyz().await;
+    for _ in 0..50 {
+        if ready["publisher"]["backlog"] == 150 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ready = readyz().await;
+    }
+    assert_eq!(ready["publisher"]["backlog"], 150, "{ready}");
+    assert_eq!(ready["publisher"]["mode"], "catching_up", "{ready}");
+    assert_eq!(app.metric("ringback_outbox_pending").await, Some(150.0));
+
+    broker.set_up(true);
+    let got = consume(
+        &bootstrap,
+        &config.topic("cdr"),
+        150,
+        Duration::from_secs(60),
+    )
+    .await;
+    let ids: BTreeSet<String> = got.iter().map(|m| m.headers["ce_id"].clone()).collect();
+    assert_eq!(ids, ids_of(&app.db, "cdrs").await);
+    assert_eq!(ids.len(), 150);
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+    app.stop().await;
 }
 
 async fn a_message_that_can_never_be_sent_is_marked_failed_not_retried(backend: Backend) {
@@ -550,6 +619,7 @@ both_stores!(
     every_record_reaches_kafka_with_its_headers_in_call_order,
     a_broker_outage_is_buffered_in_the_outbox_and_drained,
     shutdown_leaves_what_it_cannot_publish_for_the_next_start,
+    a_catch_up_stuck_on_a_down_broker_still_reports_its_backlog,
     a_message_that_can_never_be_sent_is_marked_failed_not_retried,
     a_crash_between_commit_and_delivery_loses_nothing,
     replay_resends_exactly_a_time_range,

@@ -91,12 +91,20 @@ pub struct Status {
 pub struct PublisherHandle {
     tx: mpsc::Sender<Vec<OutboxEntry>>,
     missed: Arc<AtomicBool>,
+    /// Whether the publisher is in [`Mode::Live`]. In any other mode a hand-off would only
+    /// wait in the queue to be dropped, holding up to `HANDOFF_CAPACITY` batches of messages
+    /// in memory for as long as an outage lasts; it is dropped at once instead.
+    live: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
 }
 
 impl PublisherHandle {
     pub fn offer(&self, entries: Vec<OutboxEntry>) {
-        if !entries.is_empty() && self.tx.try_send(entries).is_err() {
+        if entries.is_empty() {
+            return;
+        }
+        // A hand-off dropped while the mode changes to live is caught up at the next tick.
+        if !self.live.load(Ordering::Acquire) || self.tx.try_send(entries).is_err() {
             self.missed.store(true, Ordering::Relaxed);
         }
     }
@@ -117,6 +125,7 @@ pub struct Publisher {
     metrics: Arc<Metrics>,
     status: Arc<Mutex<Status>>,
     missed: Arc<AtomicBool>,
+    live: Arc<AtomicBool>,
     rx: mpsc::Receiver<Vec<OutboxEntry>>,
     mode: Mode,
     inflight: FuturesUnordered<BoxFuture<'static, Delivery>>,
@@ -156,9 +165,11 @@ impl Publisher {
             last_error: None,
         }));
         let missed = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(AtomicBool::new(false));
         let handle = PublisherHandle {
             tx,
             missed: missed.clone(),
+            live: live.clone(),
             status: status.clone(),
         };
         let publisher = Self {
@@ -168,6 +179,7 @@ impl Publisher {
             metrics,
             status,
             missed,
+            live,
             rx,
             mode,
             inflight: FuturesUnordered::new(),
@@ -187,6 +199,7 @@ impl Publisher {
             );
         }
         self.mode = mode;
+        self.live.store(mode == Mode::Live, Ordering::Release);
         for m in Mode::ALL {
             self.metrics
                 .publisher_mode
@@ -206,6 +219,23 @@ impl Publisher {
     /// Runs until `stop`; then publishes what it can within `kafka.shutdown_deadline`.
     pub async fn run(mut self, stop: CancellationToken) {
         self.set_mode(self.mode);
+        let watcher = tokio::spawn({
+            let (store, metrics, status) = (
+                self.store.clone(),
+                self.metrics.clone(),
+                self.status.clone(),
+            );
+            let (every, stop) = (self.config.sweep_interval, stop.clone());
+            async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tick.tick() => refresh_backlog(&*store, &metrics, &status).await,
+                    }
+                }
+            }
+        });
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         let mut sweep = tokio::time::interval(self.config.sweep_interval);
         loop {
@@ -221,7 +251,9 @@ impl Publisher {
                 },
                 _ = flush.tick() => {
                     self.flush().await;
-                    if self.mode == Mode::CatchingUp || self.missed.swap(false, Ordering::Relaxed) {
+                    // Without a producer (outbox-only) there is nothing to catch up with.
+                    let missed = self.missed.swap(false, Ordering::Relaxed);
+                    if self.mode == Mode::CatchingUp || (missed && self.mode == Mode::Live) {
                         if self.mode == Mode::Live {
                             self.set_mode(Mode::CatchingUp);
                         }
@@ -234,7 +266,6 @@ impl Publisher {
                     }
                 }
                 _ = sweep.tick() => {
-                    self.refresh_backlog().await;
                     self.prune().await;
                     if self.mode == Mode::Live {
                         tokio::select! {
@@ -245,6 +276,7 @@ impl Publisher {
                 }
             }
         }
+        watcher.abort();
         self.drain(self.config.shutdown_deadline).await;
         self.set_mode(Mode::Stopped);
     }
@@ -479,22 +511,7 @@ impl Publisher {
     }
 
     async fn refresh_backlog(&mut self) {
-        match self.store.outbox_backlog().await {
-            Ok(b) => {
-                let age = b
-                    .oldest
-                    .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-                    .unwrap_or(0.0);
-                self.metrics.outbox_pending.set(b.pending);
-                self.metrics.outbox_oldest_age.set(age);
-                self.metrics.outbox_failed.set(b.failed);
-                let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-                status.backlog = b.pending;
-                status.oldest_age_seconds = age;
-                status.failed = b.failed;
-            }
-            Err(e) => tracing::warn!(error = %error_chain(&e), "could not read the outbox backlog"),
-        }
+        refresh_backlog(&*self.store, &self.metrics, &self.status).await;
     }
 
     async fn prune(&mut self) {
@@ -535,6 +552,28 @@ impl Publisher {
             let _ = p.flush(Duration::from_millis(100));
         }
         self.refresh_backlog().await;
+    }
+}
+
+/// Reads the outbox backlog into the gauges and `/readyz`. Runs on a timer of its own (see
+/// [`Publisher::run`]), so the figures stay current while the publisher waits on a broker
+/// that is down, which is when dashboards need them most.
+async fn refresh_backlog(store: &dyn Store, metrics: &Metrics, status: &Mutex<Status>) {
+    match store.outbox_backlog().await {
+        Ok(b) => {
+            let age = b
+                .oldest
+                .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            metrics.outbox_pending.set(b.pending);
+            metrics.outbox_oldest_age.set(age);
+            metrics.outbox_failed.set(b.failed);
+            let mut status = status.lock().unwrap_or_else(|p| p.into_inner());
+            status.backlog = b.pending;
+            status.oldest_age_seconds = age;
+            status.failed = b.failed;
+        }
+        Err(e) => tracing::warn!(error = %error_chain(&e), "could not read the outbox backlog"),
     }
 }
 
