@@ -23,11 +23,12 @@ pub fn producer(brokers: &str, config: &KafkaConfig) -> Result<FutureProducer, K
             config.message_timeout.as_millis().to_string(),
         )
         // librdkafka buffers up to 100 000 messages or 1 GiB by default. Every message it
-        // holds is also in the outbox, so a small buffer loses nothing: a full one fails the
+        // holds is also in the outbox, so a smaller buffer loses nothing: a full one fails the
         // send at once (`QueueFull`) and the publisher catches up from the database instead
-        // of growing. 10 000 messages is half a second of the fee path at its measured peak
-        // (README, Performance); with topics missing, the default let the server reach
-        // 445 MiB, this 60 MiB (same 15 s fee run). `kafka.client` can raise both.
+        // of growing. With the topics missing, the default let the server reach 445 MiB in a
+        // 15 s fee run; with this cap and hand-offs dropped outside live mode, 59 MiB (README,
+        // Kafka). It is reached for a moment at start-up, before the topics' metadata
+        // arrives, and the catch-up then sends from the outbox. `kafka.client` can raise it.
         .set("queue.buffering.max.messages", "10000")
         .set("queue.buffering.max.kbytes", "32768");
     for (key, value) in &config.client {

@@ -400,6 +400,13 @@ impl Publisher {
     /// Publishes pending entries from the outbox in commit order until none is left; returns
     /// to the fast path then. On failure, waits (backing off) and stays catching up.
     async fn catch_up(&mut self) {
+        // The fast path's messages still in flight are settled first: their entries are
+        // unpublished in the outbox too, and claiming them now would send them a second time
+        // while librdkafka still holds the first.
+        while let Some(done) = self.inflight.next().await {
+            self.settle(done).await;
+        }
+        self.flush().await;
         loop {
             // Hand-offs queued so far were committed before the claim below, so the claim
             // sees their entries: dropping them loses nothing and keeps commit order.
