@@ -361,7 +361,7 @@ async fn a_catch_up_stuck_on_a_down_broker_still_reports_its_backlog(backend: Ba
 /// idempotent producer, librdkafka fails the later batch together with the first, so this
 /// does not leave one in flight during the catch-up; the benchmark's start-up `QueueFull`
 /// does, which is what the catch-up's settling of in-flight deliveries is for.)
-async fn a_catch_up_does_not_resend_what_is_still_in_flight(backend: Backend) {
+async fn batches_timed_out_on_a_down_broker_are_caught_up_once_each(backend: Backend) {
     let (broker, bootstrap, prefix, config) = embedded_with_topics();
     let base = kafka_tweak(&bootstrap, &prefix);
     let tweak = move |c: &mut Config| {
@@ -670,7 +670,7 @@ both_stores!(
     a_broker_outage_is_buffered_in_the_outbox_and_drained,
     shutdown_leaves_what_it_cannot_publish_for_the_next_start,
     a_catch_up_stuck_on_a_down_broker_still_reports_its_backlog,
-    a_catch_up_does_not_resend_what_is_still_in_flight,
+    batches_timed_out_on_a_down_broker_are_caught_up_once_each,
     a_message_that_can_never_be_sent_is_marked_failed_not_retried,
     a_crash_between_commit_and_delivery_loses_nothing,
     replay_resends_exactly_a_time_range,
