@@ -517,10 +517,6 @@ impl Publisher {
         self.backoff = (self.backoff * 2).min(self.config.max_backoff.max(MIN_BACKOFF));
     }
 
-    async fn refresh_backlog(&mut self) {
-        refresh_backlog(&*self.store, &self.metrics, &self.status).await;
-    }
-
     async fn prune(&mut self) {
         let before = Utc::now()
             - chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::zero());
@@ -558,7 +554,7 @@ impl Publisher {
         if let Some(p) = &self.producer {
             let _ = p.flush(Duration::from_millis(100));
         }
-        self.refresh_backlog().await;
+        refresh_backlog(&*self.store, &self.metrics, &self.status).await;
     }
 }
 

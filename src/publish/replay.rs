@@ -51,19 +51,19 @@ pub async fn replay(
         let mut entries = Vec::with_capacity(page.len());
         for stored in &page {
             // The record kind tells the platform; the source's configured kind confirms it.
-            let platform = sources.get(&stored.source).map(|s| s.kind);
-            match range.kind {
-                RecordKind::CallStatus | RecordKind::Cdr => {}
-                _ if platform == Some(SourceKind::HuaweiVoiceCall) => bail!(
-                    "source {} is a Huawei source but holds {} records",
-                    stored.source,
-                    range.kind.as_str()
-                ),
-                _ if platform == Some(SourceKind::StandardWebhooks) => bail!(
-                    "replaying Standard Webhooks events is not supported yet (their id and \
-                     timestamp travel in headers that are not stored with the body)"
-                ),
-                _ => {}
+            if !matches!(range.kind, RecordKind::CallStatus | RecordKind::Cdr) {
+                match sources.get(&stored.source).map(|s| s.kind) {
+                    Some(SourceKind::HuaweiVoiceCall) => bail!(
+                        "source {} is a Huawei source but holds {} records",
+                        stored.source,
+                        range.kind.as_str()
+                    ),
+                    Some(SourceKind::StandardWebhooks) => bail!(
+                        "replaying Standard Webhooks events is not supported yet (their id and \
+                         timestamp travel in headers that are not stored with the body)"
+                    ),
+                    _ => {}
+                }
             }
             entries.push(message::rebuild(range.kind, stored).map_err(anyhow::Error::msg)?);
         }

@@ -181,7 +181,7 @@ impl Store for PgStore {
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: Uuid = row.try_get("id")?;
-            match claimed_entry(row) {
+            match claimed_entry(id, row) {
                 Ok(entry) => claimed.push(entry),
                 // Never publishable: kept with the reason (`/readyz`, `ringback_outbox_failed`)
                 // instead of being claimed again and again.
@@ -300,8 +300,7 @@ impl Store for PgStore {
 
 /// The entry a claimed outbox row stands for, its value rebuilt from the record's row when it
 /// was stored without one; the reason when it cannot be published.
-fn claimed_entry(row: &PgRow) -> Result<OutboxEntry, String> {
-    let id: Uuid = row.get("id");
+fn claimed_entry(id: Uuid, row: &PgRow) -> Result<OutboxEntry, String> {
     let kind: &str = row.get("kind");
     let kind =
         RecordKind::from_name(kind).ok_or_else(|| format!("unknown record kind {kind:?}"))?;
