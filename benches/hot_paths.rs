@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use ringback::domain::Record;
-use ringback::publish::message;
+use ringback::message;
 use ringback::sources::huawei::{self, sample};
 use ringback::sources::{acs, Delivery, ParseContext};
 
@@ -58,7 +58,7 @@ fn hot_paths(c: &mut Criterion) {
             black_box(&records)
                 .iter()
                 .filter_map(message::encode)
-                .map(|e| (message::kafka_headers(&e), e))
+                .map(|e| (ringback::publish::kafka::headers(&e), e))
                 .collect::<Vec<_>>()
         })
     });

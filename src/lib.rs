@@ -7,7 +7,9 @@
 pub mod batch;
 pub mod config;
 pub mod domain;
+pub mod error;
 pub mod ingest;
+pub mod message;
 pub mod metrics;
 pub mod publish;
 pub mod simulate;

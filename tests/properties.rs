@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use ringback::domain::Record;
-use ringback::publish::message;
+use ringback::message;
 use ringback::sources::standard_webhooks::{self, WebhookHeaders};
 use ringback::sources::{acs, huawei, ParseContext};
 

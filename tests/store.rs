@@ -224,7 +224,7 @@ async fn report_views_explain_codes_and_sum_days(backend: Backend) {
 fn with_outbox(records: &[Record]) -> Vec<ringback::domain::OutboxEntry> {
     records
         .iter()
-        .filter_map(ringback::publish::message::encode)
+        .filter_map(ringback::message::encode)
         .collect()
 }
 

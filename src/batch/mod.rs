@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BatchConfig;
 use crate::domain::{OutboxEntry, Outcome, Record};
+use crate::error::error_chain;
+use crate::message;
 use crate::metrics::Metrics;
-use crate::publish::{message, PublisherHandle};
+use crate::publish::PublisherHandle;
 use crate::store::Store;
 
 /// Why a submission was not committed.
@@ -121,10 +123,7 @@ impl Batcher {
                 .min_by_key(|&i| self.in_flight[i].load(Ordering::Relaxed))
                 .unwrap_or(0);
         }
-        match records
-            .iter()
-            .find_map(crate::publish::message::ordering_key)
-        {
+        match records.iter().find_map(Record::ordering_key) {
             Some(key) => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 key.hash(&mut h);
@@ -302,18 +301,6 @@ async fn commit(
             }
         }
     }
-}
-
-/// `error: cause: cause` in one line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

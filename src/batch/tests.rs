@@ -82,7 +82,7 @@ impl Store for FakeStore {
         _: chrono::DateTime<Utc>,
         _: Option<(chrono::DateTime<Utc>, uuid::Uuid)>,
         _: u32,
-    ) -> Result<Vec<crate::store::StoredRecord>, StoreError> {
+    ) -> Result<Vec<crate::domain::StoredRecord>, StoreError> {
         unreachable!()
     }
 }

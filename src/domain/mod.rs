@@ -12,7 +12,7 @@ mod time;
 pub use acs::{AcsCallEvent, ChatEvent, EventHeader, PhoneEvent, WebhookEvent};
 pub use call_event::{CallEvent, CallEventType};
 pub use cdr::{Cdr, CdrFlag, CdrTimes};
-pub use outbox::OutboxEntry;
+pub use outbox::{OutboxEntry, StoredRecord};
 pub use phone::PhoneNumber;
 pub use record::{DeadLetter, DeadLetterScope, Handshake, Outcome, Record, RecordKind, RecordMeta};
 pub use time::{parse_platform_time, TimeError};

@@ -19,3 +19,16 @@ pub struct OutboxEntry {
     /// The record's event time; the message's `ce_time`.
     pub occurred_at: DateTime<Utc>,
 }
+
+/// A stored record as a catch-up and `ringback replay` read it back: enough to rebuild its
+/// message (see `message::rebuild`).
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub id: Uuid,
+    pub source: String,
+    pub received_at: DateTime<Utc>,
+    /// `call_events.event_type`; `None` for CDRs.
+    pub event_type: Option<String>,
+    /// The record as sent.
+    pub raw: String,
+}

@@ -179,6 +179,35 @@ impl Record {
             Self::DeadLetter(_) | Self::Handshake(_) => None,
         }
     }
+
+    /// What orders the record among the others of its call or conversation: the Kafka key,
+    /// and what picks the batch worker, so one call's records stay in arrival order. Huawei
+    /// records go by session id; an ACS event by its number, call connection, thread or
+    /// subject, else its own event id. `None` for dead letters and handshakes (not published).
+    pub fn ordering_key(&self) -> Option<String> {
+        Some(match self {
+            Self::CallEvent(e) => e.session_id.clone(),
+            Self::Cdr(c) => c.session_id.clone(),
+            Self::Phone(e) => e
+                .phone_number
+                .as_ref()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| e.header.event_id.clone()),
+            Self::AcsCall(e) => e
+                .call_connection_id
+                .clone()
+                .or_else(|| e.server_call_id.clone())
+                .or_else(|| e.correlation_id.clone())
+                .unwrap_or_else(|| e.header.event_id.clone()),
+            Self::Chat(e) => e.thread_id.clone(),
+            Self::Webhook(e) => e
+                .header
+                .subject
+                .clone()
+                .unwrap_or_else(|| e.header.event_id.clone()),
+            Self::DeadLetter(_) | Self::Handshake(_) => return None,
+        })
+    }
 }
 
 /// What the store did with one record.

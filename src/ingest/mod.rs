@@ -66,7 +66,7 @@ const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 pub async fn check_store(store: &dyn Store, metrics: &Metrics) -> Result<(), String> {
     let result = match tokio::time::timeout(PING_TIMEOUT, store.ping()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(crate::batch::error_chain(&e)),
+        Ok(Err(e)) => Err(crate::error::error_chain(&e)),
         Err(_) => Err(format!(
             "the database did not answer within {}s",
             PING_TIMEOUT.as_secs()

@@ -9,7 +9,8 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::FutureProducer;
 
 use crate::config::KafkaConfig;
-use crate::domain::RecordKind;
+use crate::domain::{OutboxEntry, RecordKind};
+use crate::message;
 
 /// Builds the idempotent producer: `enable.idempotence=true`, `acks=all`, plus
 /// `kafka.client` settings.
@@ -37,6 +38,18 @@ pub fn producer(brokers: &str, config: &KafkaConfig) -> Result<FutureProducer, K
     // Last, so `kafka.client` cannot weaken them (config validation refuses it too).
     client.set("enable.idempotence", "true").set("acks", "all");
     client.create()
+}
+
+/// A message's CloudEvents headers (`message::headers`), ready for rdkafka.
+pub fn headers(entry: &OutboxEntry) -> rdkafka::message::OwnedHeaders {
+    let mut owned = rdkafka::message::OwnedHeaders::new_with_capacity(7);
+    for (key, value) in message::headers(entry) {
+        owned = owned.insert(rdkafka::message::Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    owned
 }
 
 /// Whether a delivery error can never succeed on retry: the entry is marked failed instead.

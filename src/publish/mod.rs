@@ -10,7 +10,6 @@
 //! after the delivery report; entries that can never be delivered are marked failed.
 
 pub mod kafka;
-pub mod message;
 pub mod replay;
 
 use std::collections::HashSet;
@@ -27,9 +26,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::batch::error_chain;
 use crate::config::KafkaConfig;
 use crate::domain::{OutboxEntry, RecordKind};
+use crate::error::error_chain;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -299,7 +298,7 @@ impl Publisher {
         let record = FutureRecord::to(&topic)
             .key(entry.key.as_bytes())
             .payload(entry.payload.as_bytes())
-            .headers(message::kafka_headers(entry));
+            .headers(kafka::headers(entry));
         let id = entry.id;
         let sent = std::time::Instant::now();
         self.unsettled.insert(id);

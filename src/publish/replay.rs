@@ -12,7 +12,8 @@ use rdkafka::util::Timeout;
 
 use crate::config::{KafkaConfig, SourceConfig, SourceKind};
 use crate::domain::RecordKind;
-use crate::publish::message;
+use crate::message;
+use crate::publish::kafka;
 use crate::store::Store;
 
 /// Records read and sent per round trip.
@@ -71,7 +72,7 @@ pub async fn replay(
             let record = FutureRecord::to(&topic)
                 .key(entry.key.as_bytes())
                 .payload(entry.payload.as_bytes())
-                .headers(message::kafka_headers(entry));
+                .headers(kafka::headers(entry));
             producer.send(record, Timeout::After(kafka.message_timeout))
         });
         for result in join_all(deliveries).await {

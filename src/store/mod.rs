@@ -21,7 +21,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::DatabaseConfig;
-use crate::domain::{OutboxEntry, Outcome, Record, RecordKind};
+use crate::domain::{OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -141,18 +141,6 @@ pub struct Backlog {
     pub oldest: Option<DateTime<Utc>>,
     /// Entries marked as never publishable.
     pub failed: i64,
-}
-
-/// A stored record as `replay` reads it back: enough to rebuild its message.
-#[derive(Debug, Clone)]
-pub struct StoredRecord {
-    pub id: Uuid,
-    pub source: String,
-    pub received_at: DateTime<Utc>,
-    /// `call_events.event_type`; `None` for CDRs.
-    pub event_type: Option<String>,
-    /// The record as sent.
-    pub raw: String,
 }
 
 /// Huawei's code tables, upserted after the schema migrations on both databases (one copy of

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::rows;
 use crate::domain::{CallEvent, Cdr, OutboxEntry, PhoneNumber};
-use crate::publish::message;
+use crate::message;
 
 /// One column: its name, the element type of its bound array, and a cast applied when
 /// selecting it (`raw` travels as text and becomes `jsonb` in the server).

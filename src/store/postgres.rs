@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::pg_unnest;
 use super::rows::{self, Dialect};
-use super::{Backlog, Store, StoreError, StoredRecord};
+use super::{Backlog, Store, StoreError};
 use crate::config::DatabaseConfig;
-use crate::domain::{OutboxEntry, Outcome, Record, RecordKind};
-use crate::publish::message;
+use crate::domain::{OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
+use crate::message;
 
 pub(crate) const DIALECT: Dialect = Dialect {
     uuid_cast: "::uuid",

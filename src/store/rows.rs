@@ -560,7 +560,7 @@ where
 }
 
 /// The records a `SELECT CAST(id AS TEXT) AS id, source, received_at, event_type, raw` read.
-pub(crate) fn stored_records<R>(rows: &[R]) -> Vec<super::StoredRecord>
+pub(crate) fn stored_records<R>(rows: &[R]) -> Vec<crate::domain::StoredRecord>
 where
     R: Row,
     for<'c> &'c str: ColumnIndex<R>,
@@ -571,7 +571,7 @@ where
 {
     rows.iter()
         .filter_map(|r| {
-            Some(super::StoredRecord {
+            Some(crate::domain::StoredRecord {
                 id: Uuid::parse_str(r.get::<&str, _>("id")).ok()?,
                 source: r.get("source"),
                 received_at: r.get("received_at"),

@@ -13,9 +13,9 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::rows::{self, Dialect};
-use super::{Backlog, Store, StoreError, StoredRecord};
+use super::{Backlog, Store, StoreError};
 use crate::config::DatabaseConfig;
-use crate::domain::{OutboxEntry, Outcome, Record, RecordKind};
+use crate::domain::{OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
 
 /// A list of uuids as the JSON array `json_each` reads.
 fn id_list(ids: &[Uuid]) -> String {

@@ -12,8 +12,8 @@ use tokio::sync::Semaphore;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use ringback::domain::{OutboxEntry, Outcome, Record, RecordKind};
-use ringback::store::{Backlog, Store, StoreError, StoredRecord};
+use ringback::domain::{OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
+use ringback::store::{Backlog, Store, StoreError};
 
 use crate::both_stores;
 use crate::common::{fixture, spawn_app, spawn_app_with, Backend, TestApp};

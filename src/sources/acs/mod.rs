@@ -413,29 +413,5 @@ fn chat(header: EventHeader, d: &Value, at: &str) -> Result<ChatEvent, Rejection
     })
 }
 
-/// The Kafka key of an ACS record: what keeps one conversation's events in order.
-pub fn key_of(record: &Record) -> Option<String> {
-    Some(match record {
-        Record::Phone(e) => e
-            .phone_number
-            .as_ref()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| e.header.event_id.clone()),
-        Record::AcsCall(e) => e
-            .call_connection_id
-            .clone()
-            .or_else(|| e.server_call_id.clone())
-            .or_else(|| e.correlation_id.clone())
-            .unwrap_or_else(|| e.header.event_id.clone()),
-        Record::Chat(e) => e.thread_id.clone(),
-        Record::Webhook(e) => e
-            .header
-            .subject
-            .clone()
-            .unwrap_or_else(|| e.header.event_id.clone()),
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests;

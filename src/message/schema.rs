@@ -1,15 +1,12 @@
-//! The Kafka message of a record: key, JSON value (schema `ringback.record.v1`) and the
-//! CloudEvents Kafka-binding headers. The schema is documented in the README; add fields
-//! freely, but renaming or retyping one needs a new schema version.
+//! The value of a record's message: JSON, schema `ringback.record.v1`. The schema is
+//! documented in the README; add fields freely, but renaming or retyping one needs a new
+//! schema version.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
 use serde_json::value::RawValue;
-
-use crate::sources::{acs, huawei, ParseContext};
-use crate::store::StoredRecord;
 
 use crate::domain::{
     AcsCallEvent, CallEvent, Cdr, ChatEvent, EventHeader, OutboxEntry, PhoneEvent, PhoneNumber,
@@ -18,23 +15,6 @@ use crate::domain::{
 
 /// The value's `schema` field.
 pub const SCHEMA: &str = "ringback.record.v1";
-
-/// CloudEvents `type` of a record kind.
-pub fn ce_type(kind: RecordKind) -> &'static str {
-    match kind {
-        RecordKind::CallStatus => "io.ringback.call-status.v1",
-        RecordKind::Cdr => "io.ringback.cdr.v1",
-        RecordKind::PhoneEvent => "io.ringback.phone-event.v1",
-        RecordKind::AcsCallEvent => "io.ringback.call-event.v1",
-        RecordKind::ChatEvent => "io.ringback.chat-event.v1",
-        RecordKind::WebhookEvent => "io.ringback.webhook-event.v1",
-    }
-}
-
-/// CloudEvents `source` of a configured source.
-pub fn ce_source(source: &str) -> String {
-    format!("/ringback/sources/{source}")
-}
 
 #[derive(Serialize)]
 struct Envelope<'a, T> {
@@ -390,16 +370,6 @@ fn webhook(e: &WebhookEvent, key: String) -> OutboxEntry {
     acs(RecordKind::WebhookEvent, &e.header, key, NoFields {})
 }
 
-/// The key that orders a record among its call's (or conversation's) others: the Kafka key.
-pub fn ordering_key(record: &Record) -> Option<String> {
-    match record {
-        Record::CallEvent(e) => Some(e.session_id.clone()),
-        Record::Cdr(c) => Some(c.session_id.clone()),
-        Record::DeadLetter(_) | Record::Handshake(_) => None,
-        other => crate::sources::acs::key_of(other),
-    }
-}
-
 /// The message of a record; `None` for dead letters and handshakes, which are not published.
 /// Its `ce_time` is the event time to the microsecond, as PostgreSQL keeps it in the outbox, so
 /// that a message sent from the outbox carries the same headers as one sent on the fast path
@@ -411,7 +381,7 @@ pub fn encode(record: &Record) -> Option<OutboxEntry> {
 }
 
 fn encode_exact(record: &Record) -> Option<OutboxEntry> {
-    let key = || crate::sources::acs::key_of(record).unwrap_or_default();
+    let key = || record.ordering_key().unwrap_or_default();
     match record {
         Record::CallEvent(e) => Some(call_status(e)),
         Record::Cdr(c) => Some(cdr(c)),
@@ -420,129 +390,5 @@ fn encode_exact(record: &Record) -> Option<OutboxEntry> {
         Record::Chat(e) => Some(chat(e, key())),
         Record::Webhook(e) => Some(webhook(e, key())),
         Record::DeadLetter(_) | Record::Handshake(_) => None,
-    }
-}
-
-/// Whether a kind's outbox entries are stored without their value, on PostgreSQL: CDRs and
-/// call events, the hot path's records, whose value is a function of the JSON kept in their
-/// own row (see [`rebuild`]). Writing it a second time cost about 8 % of the fee path's
-/// throughput (README, Performance); the fast path publishes the value it already holds, and
-/// only a catch-up from the outbox rebuilds it.
-pub fn stored_without_payload(kind: RecordKind) -> bool {
-    matches!(kind, RecordKind::Cdr | RecordKind::CallStatus)
-}
-
-/// The message of a stored record, rebuilt from the JSON it was received as: the one first
-/// published (same id, key and value), as catch-up and `ringback replay` send it. CDRs and
-/// call events are Huawei's, every other kind ACS's. Fails, with the reason, when the JSON no
-/// longer parses or no longer gives the record's id.
-pub fn rebuild(kind: RecordKind, stored: &StoredRecord) -> Result<OutboxEntry, String> {
-    let ctx = ParseContext {
-        source: stored.source.as_str().into(),
-        received_at: stored.received_at,
-    };
-    let record = match kind {
-        RecordKind::Cdr | RecordKind::CallStatus => {
-            huawei::parse_stored(kind, stored.event_type.as_deref(), &stored.raw, &ctx)
-        }
-        _ => acs::parse_stored(&stored.raw, &ctx),
-    }
-    .map_err(|r| format!("record {} no longer parses: {}", stored.id, r.message))?;
-    let entry = encode(&record).ok_or_else(|| format!("record {} has no message", stored.id))?;
-    if entry.id != stored.id {
-        return Err(format!(
-            "record {} rebuilds with id {}; refusing to publish it",
-            stored.id, entry.id
-        ));
-    }
-    Ok(entry)
-}
-
-/// The CloudEvents Kafka-binding headers of an entry, as (name, value) pairs.
-pub fn headers(entry: &OutboxEntry) -> [(&'static str, String); 7] {
-    [
-        ("ce_specversion", "1.0".to_owned()),
-        ("ce_id", entry.id.to_string()),
-        ("ce_type", ce_type(entry.kind).to_owned()),
-        ("ce_source", ce_source(&entry.source)),
-        (
-            "ce_time",
-            entry
-                .occurred_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        ),
-        ("ce_subject", entry.key.clone()),
-        ("content-type", "application/json".to_owned()),
-    ]
-}
-
-/// The same headers, ready for rdkafka.
-pub fn kafka_headers(entry: &OutboxEntry) -> rdkafka::message::OwnedHeaders {
-    let mut owned = rdkafka::message::OwnedHeaders::new_with_capacity(7);
-    for (key, value) in headers(entry) {
-        owned = owned.insert(rdkafka::message::Header {
-            key,
-            value: Some(value.as_bytes()),
-        });
-    }
-    owned
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(body: &str) -> Vec<Record> {
-        let ctx = ParseContext {
-            source: "hw".into(),
-            received_at: "2026-11-21T08:00:00Z".parse().unwrap(),
-        };
-        huawei::parse_body(body.as_bytes(), &ctx).unwrap().records
-    }
-
-    fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!(
-            "{}/tests/fixtures/huawei/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_cdr_message_carries_the_normalised_fields() {
-        let records = parse(&fixture("fee"));
-        let entry = encode(&records[0]).unwrap();
-        assert_eq!(entry.id, records[0].id());
-        assert_eq!(entry.kind, RecordKind::Cdr);
-        assert!(entry.key.starts_with("1201_612_"));
-        let v: serde_json::Value = serde_json::from_str(&entry.payload).unwrap();
-        assert_eq!(v["schema"], SCHEMA);
-        assert_eq!(v["id"], entry.id.to_string());
-        assert_eq!(v["kind"], "cdr");
-        assert_eq!(v["source"], "hw");
-        assert_eq!(v["occurred_at"], "2019-01-24T03:04:49Z");
-        assert_eq!(v["received_at"], "2026-11-21T08:00:00Z");
-        assert_eq!(v["data"]["icid"], "CAE-20190124110424-12019775");
-        assert_eq!(v["data"]["talk_seconds"], 11);
-        assert_eq!(v["data"]["billable_minutes"], 1);
-        assert_eq!(v["data"]["answered"], true);
-        assert_eq!(v["data"]["fail_time"], serde_json::Value::Null);
-        assert_eq!(v["data"]["flags"], serde_json::json!([]));
-    }
-
-    #[test]
-    fn headers_follow_the_cloudevents_kafka_binding() {
-        let records = parse(&fixture("disconnect"));
-        let entry = encode(&records[0]).unwrap();
-        let h: std::collections::HashMap<_, _> = headers(&entry).into_iter().collect();
-        assert_eq!(h["ce_specversion"], "1.0");
-        assert_eq!(h["ce_id"], records[0].id().to_string());
-        assert_eq!(h["ce_type"], "io.ringback.call-status.v1");
-        assert_eq!(h["ce_source"], "/ringback/sources/hw");
-        assert_eq!(h["ce_time"], "2019-01-24T03:04:49.000Z");
-        assert_eq!(h["content-type"], "application/json");
-        let v: serde_json::Value = serde_json::from_str(&entry.payload).unwrap();
-        assert_eq!(v["data"]["event_type"], "disconnect");
-        assert_eq!(v["data"]["state_code"], 0);
     }
 }
