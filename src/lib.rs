@@ -4,6 +4,7 @@
 //! into `domain` records) → `batch` (one bounded queue, group commit) → `store` (one
 //! transaction per batch) → answer.
 
+pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod domain;

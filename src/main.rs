@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use ringback::config::{Config, EMBEDDED_BROKER};
+use ringback::config::{spelling, Config, EMBEDDED_BROKER};
 use ringback::domain::RecordKind;
 use ringback::ingest::Source;
 use ringback::publish::{kafka, replay};
@@ -196,8 +196,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for (name, source) in &config.sources {
                 println!(
                     "  source {name:<12} kind={} auth={} -> POST /hooks/{name}",
-                    config_name(&source.kind),
-                    config_name(&source.auth)
+                    spelling(&source.kind),
+                    spelling(&source.auth.mode())
                 );
             }
             Ok(())
@@ -223,14 +223,6 @@ async fn wait_for_signal() {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
-}
-
-/// How a config enum is spelled in the TOML.
-fn config_name(value: &impl serde::Serialize) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// Hides a password in a database URL.

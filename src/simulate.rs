@@ -20,8 +20,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
-use crate::config::DigestVariant;
-use crate::sources::huawei::{aksk, sample};
+use crate::auth::aksk::{self, DigestVariant};
+use crate::sources::huawei::sample;
 
 /// What to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]

@@ -13,8 +13,10 @@ use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
 
-use ringback::sources::huawei::{aksk, sample};
-use ringback::sources::standard_webhooks::{self, WebhookHeaders};
+use ringback::auth::aksk;
+use ringback::auth::standard_webhooks::{self as signatures, WebhookHeaders};
+use ringback::sources::huawei::sample;
+use ringback::sources::standard_webhooks;
 use ringback::sources::{acs, huawei, ParseContext};
 
 /// xorshift64*: small, fast, seeded.
@@ -178,8 +180,7 @@ fn standard_webhooks_bodies_and_headers() {
         b"1614265330".to_vec(),
     ];
     let ctx = ctx();
-    let secret =
-        standard_webhooks::decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let secret = signatures::decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
     let now = Utc.timestamp_opt(1614265330, 0).unwrap();
     fuzz("standard-webhooks", corpus, |b| {
         let text = String::from_utf8_lossy(b);
@@ -188,7 +189,7 @@ fn standard_webhooks_bodies_and_headers() {
             timestamp: &text,
             signature: &text,
         };
-        let _ = standard_webhooks::verify(
+        let _ = signatures::verify(
             std::slice::from_ref(&secret),
             Some(&h),
             b,
@@ -196,7 +197,7 @@ fn standard_webhooks_bodies_and_headers() {
             now,
         );
         let _ = standard_webhooks::parse_body(b, Some(&h), "/type", &ctx);
-        let _ = standard_webhooks::decode_secret(&text);
+        let _ = signatures::decode_secret(&text);
     });
 }
 
@@ -213,8 +214,8 @@ fn aksk_headers() {
 
 #[test]
 fn shared_secret_and_bearer_headers() {
-    use ringback::config::Secret;
-    use ringback::ingest::SharedSecret;
+    use ringback::auth::shared_secret::SharedSecret;
+    use ringback::auth::Secret;
     let secret = SharedSecret {
         secret: Secret::new("s3cr3t"),
         query: "code".into(),

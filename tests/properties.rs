@@ -6,9 +6,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use ringback::auth::standard_webhooks::{self, WebhookHeaders};
 use ringback::domain::Record;
 use ringback::message;
-use ringback::sources::standard_webhooks::{self, WebhookHeaders};
 use ringback::sources::{acs, huawei, ParseContext};
 
 fn ctx() -> ParseContext {

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use super::auth::AuthFailure;
+use crate::auth::AuthFailure;
 use crate::batch::SubmitError;
 use crate::sources::Rejection;
 

@@ -1,6 +1,5 @@
 //! HTTP: the hook endpoint every source is served at, health, and the request-id middleware.
 
-mod auth;
 mod error;
 mod source;
 
@@ -18,12 +17,11 @@ use serde::Serialize;
 use tracing::Instrument;
 use uuid::Uuid;
 
-pub use auth::{AuthFailure, JwksOrigin, JwtVerifier, SharedSecret};
 pub use error::IngestError;
 pub use source::{Source, SourceAuth};
 
 use crate::batch::Batcher;
-use crate::config::SourceKind;
+use crate::config::KindOptions;
 use crate::domain::{DeadLetter, DeadLetterScope, Handshake, Outcome, Record, RecordKind};
 use crate::metrics::Metrics;
 use crate::publish::PublisherHandle;
@@ -424,7 +422,7 @@ pub fn redacted_headers(headers: &HeaderMap) -> serde_json::Value {
 /// Created), never PasswordDigest; a header that does not parse is dropped whole, since what
 /// it holds is unknown.
 fn redact_digest(x_aksk: &str) -> String {
-    match crate::sources::huawei::aksk::parse_header(x_aksk) {
+    match crate::auth::aksk::parse_header(x_aksk) {
         Ok(t) => format!(
             "UsernameToken Username=\"{}\", PasswordDigest=\"[redacted]\", Nonce=\"{}\", Created=\"{}\"",
             t.username, t.nonce, t.created
@@ -477,11 +475,15 @@ async fn webhook_options(
         .sources
         .get(path.as_str())
         .ok_or(IngestError::UnknownSource)?;
-    if source.kind != SourceKind::AzureCommunication {
+    let KindOptions::Acs {
+        allowed_origins,
+        allowed_rate,
+    } = &source.options
+    else {
         return Ok(HttpResponse::MethodNotAllowed()
             .insert_header((header::ALLOW, "POST"))
             .finish());
-    }
+    };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let origin = header("webhook-request-origin")
         .map(str::trim)
@@ -493,16 +495,15 @@ async fn webhook_options(
             Some("WebHook-Request-Origin".into()),
         )));
     }
-    let allowed = source.allowed_origins.is_empty()
-        || source
-            .allowed_origins
+    let allowed = allowed_origins.is_empty()
+        || allowed_origins
             .iter()
             .any(|o| o == "*" || o.eq_ignore_ascii_case(origin));
     if !allowed {
         return Err(IngestError::OriginNotAllowed);
     }
     let requested_rate = header("webhook-request-rate").and_then(|r| r.trim().parse::<u32>().ok());
-    let granted_rate = match (requested_rate, source.allowed_rate) {
+    let granted_rate = match (requested_rate, *allowed_rate) {
         (Some(r), Some(max)) => Some(r.min(max).to_string()),
         (Some(r), None) => Some(r.to_string()),
         (None, _) => None,

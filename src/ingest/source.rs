@@ -5,9 +5,12 @@ use std::sync::Arc;
 use actix_web::http::header::HeaderMap;
 use chrono::{DateTime, Utc};
 
-use super::auth::{AuthFailure, JwksOrigin, JwtVerifier, SharedSecret};
-use crate::config::{AuthMode, SourceConfig, SourceKind};
-use crate::sources::huawei::aksk::AkskVerifier;
+use crate::auth::aksk::AkskVerifier;
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::shared_secret::SharedSecret;
+use crate::auth::standard_webhooks::{self as signatures, WebhookHeaders};
+use crate::auth::{AuthFailure, Secret};
+use crate::config::{read_secret, AuthConfig, KindOptions, SourceConfig, SourceKind};
 use crate::sources::{acs, huawei, standard_webhooks, Delivery, ParseContext, Rejection};
 
 #[derive(Debug)]
@@ -18,7 +21,7 @@ pub enum SourceAuth {
     Jwt(Arc<JwtVerifier>),
     /// Standard Webhooks: the signature covers the body, so it is checked once the body is read.
     StandardWebhooks {
-        secrets: Vec<crate::config::Secret>,
+        secrets: Vec<Secret>,
         tolerance: chrono::Duration,
     },
 }
@@ -28,11 +31,9 @@ pub struct Source {
     pub name: Arc<str>,
     pub kind: SourceKind,
     pub auth: SourceAuth,
-    /// CloudEvents OPTIONS handshake: allowed origins (empty: any) and rate.
-    pub allowed_origins: Vec<String>,
-    pub allowed_rate: Option<u32>,
-    /// Standard Webhooks: JSON pointer of the event type.
-    pub type_pointer: String,
+    /// What its kind alone needs (the CloudEvents handshake's origins, the event type's
+    /// pointer).
+    pub options: KindOptions,
     /// Requests per second the source may send, if limited.
     pub rate_limiter: Option<governor::DefaultDirectRateLimiter>,
 }
@@ -41,19 +42,16 @@ impl Source {
     /// Resolves a source's configuration (reading its secret, loading its keys) into a servable
     /// source.
     pub async fn from_config(name: &str, config: &SourceConfig) -> anyhow::Result<Self> {
-        let auth = match config.auth {
-            AuthMode::None => {
+        let auth = match &config.auth {
+            AuthConfig::None => {
                 tracing::warn!(
                     source = name,
                     "source has auth = \"none\": anyone who can reach it can write records"
                 );
                 SourceAuth::None
             }
-            AuthMode::Aksk => {
-                let secret = config
-                    .resolve_secret(name)?
-                    .expect("validated: aksk sources name a secret");
-                if config.public_url.is_none() {
+            AuthConfig::Aksk(aksk) => {
+                if aksk.public_url.is_none() {
                     tracing::warn!(
                         source = name,
                         "no public_url: signatures are checked against the URL ringback sees, \
@@ -61,42 +59,35 @@ impl Source {
                     );
                 }
                 SourceAuth::Aksk(AkskVerifier::new(
-                    config.app_key.clone().unwrap_or_default(),
-                    secret,
-                    config.public_url.clone(),
-                    config.digest_variants.clone(),
-                    config.created_zones.clone(),
-                    config.max_clock_skew,
+                    aksk.app_key.clone(),
+                    read_secret(name, "app_secret", &aksk.app_secret)?,
+                    aksk.public_url.clone(),
+                    aksk.digest_variants.clone(),
+                    aksk.created_zones.clone(),
+                    aksk.max_clock_skew,
                 ))
             }
-            AuthMode::SharedSecret => SourceAuth::SharedSecret(SharedSecret {
-                secret: config
-                    .resolve_secret(name)?
-                    .expect("validated: shared-secret sources name a secret"),
-                query: config.secret_query.clone(),
-                header: config.secret_header.to_ascii_lowercase(),
+            AuthConfig::SharedSecret(shared) => SourceAuth::SharedSecret(SharedSecret {
+                secret: read_secret(name, "secret", &shared.secret)?,
+                query: shared.query.clone(),
+                header: shared.header.clone(),
             }),
-            AuthMode::Jwt => {
-                let origin = match (&config.jwks_file, &config.jwks_url) {
-                    (Some(path), _) => JwksOrigin::File(path.clone()),
-                    (None, Some(url)) => JwksOrigin::Url(url.clone()),
-                    (None, None) => unreachable!("validated: jwt sources name their keys"),
-                };
+            AuthConfig::Jwt(jwt) => {
                 let verifier = JwtVerifier::new(
-                    origin,
-                    config.jwt_issuers.clone(),
-                    config.jwt_audiences.clone(),
-                    config.jwt_leeway,
+                    jwt.keys.clone(),
+                    jwt.issuers.clone(),
+                    jwt.audiences.clone(),
+                    jwt.leeway,
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("sources.{name}: {e}"))?;
                 let verifier = Arc::new(verifier);
-                spawn_refresh(name, Arc::downgrade(&verifier), config.jwks_refresh);
+                spawn_refresh(name, Arc::downgrade(&verifier), jwt.refresh);
                 SourceAuth::Jwt(verifier)
             }
-            AuthMode::StandardWebhooks => SourceAuth::StandardWebhooks {
-                secrets: config.resolve_webhook_secrets(name)?,
-                tolerance: chrono::Duration::from_std(config.tolerance)
+            AuthConfig::StandardWebhooks(webhooks) => SourceAuth::StandardWebhooks {
+                secrets: webhooks.resolve(name)?,
+                tolerance: chrono::Duration::from_std(webhooks.tolerance)
                     .unwrap_or(chrono::Duration::minutes(5)),
             },
         };
@@ -104,18 +95,11 @@ impl Source {
             name: Arc::from(name),
             kind: config.kind,
             auth,
-            allowed_origins: config.allowed_origins.clone(),
-            allowed_rate: config.allowed_rate,
-            type_pointer: config.type_pointer.clone(),
-            rate_limiter: config.rate_limit.and_then(|rate| {
-                let rate = std::num::NonZeroU32::new(rate)?;
-                let burst = config
-                    .rate_burst
-                    .and_then(std::num::NonZeroU32::new)
-                    .unwrap_or(rate);
-                Some(governor::RateLimiter::direct(
-                    governor::Quota::per_second(rate).allow_burst(burst),
-                ))
+            options: config.options.clone(),
+            rate_limiter: config.rate_limit.map(|limit| {
+                governor::RateLimiter::direct(
+                    governor::Quota::per_second(limit.per_second).allow_burst(limit.burst),
+                )
             }),
         })
     }
@@ -169,12 +153,10 @@ impl Source {
         };
         let keys: Vec<Vec<u8>> = secrets.iter().map(|s| s.expose().to_vec()).collect();
         let found = webhook_headers(headers);
-        standard_webhooks::verify(&keys, found.as_ref(), body, *tolerance, now).map_err(|e| {
-            AuthFailure {
-                code: e.code,
-                message: e.message.to_owned(),
-                challenge: None,
-            }
+        signatures::verify(&keys, found.as_ref(), body, *tolerance, now).map_err(|e| AuthFailure {
+            code: e.code,
+            message: e.message.to_owned(),
+            challenge: None,
         })
     }
 
@@ -189,13 +171,13 @@ impl Source {
             source: self.name.clone(),
             received_at,
         };
-        match self.kind {
-            SourceKind::HuaweiVoiceCall => huawei::parse_body(body, &ctx).map(Delivery::Records),
-            SourceKind::AzureCommunication => acs::parse_body(body, &ctx),
-            SourceKind::StandardWebhooks => standard_webhooks::parse_body(
+        match &self.options {
+            KindOptions::Huawei => huawei::parse_body(body, &ctx).map(Delivery::Records),
+            KindOptions::Acs { .. } => acs::parse_body(body, &ctx),
+            KindOptions::StandardWebhooks { type_pointer } => standard_webhooks::parse_body(
                 body,
                 webhook_headers(headers).as_ref(),
-                &self.type_pointer,
+                type_pointer,
                 &ctx,
             )
             .map(Delivery::Records),
@@ -203,8 +185,8 @@ impl Source {
     }
 }
 
-fn webhook_headers(headers: &HeaderMap) -> Option<standard_webhooks::WebhookHeaders<'_>> {
-    standard_webhooks::WebhookHeaders::read(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+fn webhook_headers(headers: &HeaderMap) -> Option<WebhookHeaders<'_>> {
+    WebhookHeaders::read(|name| headers.get(name).and_then(|v| v.to_str().ok()))
 }
 
 /// Reloads a JWKS every `every` while its source lives.

@@ -6,8 +6,8 @@ use sqlx::Row;
 
 use crate::both_stores;
 use crate::common::{spawn_app_with, Backend, TestApp};
+use ringback::auth::standard_webhooks::{decode_secret, sign};
 use ringback::config::Config;
-use ringback::sources::standard_webhooks::{decode_secret, sign};
 
 const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NEW: &str = "whsec_c2VjcmV0LW51bWJlci10d28=";

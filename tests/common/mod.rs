@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 pub mod kafka;
 
-use ringback::config::{Config, DatabaseConfig, DigestVariant};
-use ringback::sources::huawei::aksk;
+use ringback::auth::aksk::{self, DigestVariant};
+use ringback::config::{Config, DatabaseConfig};
 use ringback::startup::Application;
 use ringback::store::{self, Store};
 

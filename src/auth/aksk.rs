@@ -18,7 +18,27 @@ use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::{constant_time_eq, CreatedZone, DigestVariant, Secret};
+use serde::{Deserialize, Serialize};
+
+use super::{constant_time_eq, Secret};
+
+/// How the three parts of the AKSK digest input are joined. Huawei's current docs put `"\n"`
+/// between url, nonce and created; the 2022-05-07 version concatenates them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestVariant {
+    Newline,
+    Concat,
+}
+
+/// How to read `Created`: the current docs call it Beijing time (UTC+8) although it carries a
+/// `Z`; older pages say plain UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CreatedZone {
+    Utc,
+    Beijing,
+}
 
 type HmacSha256 = Hmac<Sha256>;
 

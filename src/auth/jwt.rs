@@ -1,95 +1,15 @@
-//! Authentication of the sources that do not sign like Huawei: a shared secret (query parameter
-//! or header) and JWT bearer tokens checked against JWKS keys.
+//! `Authorization: Bearer <JWT>` checked against JWKS keys (Entra ID for Event Grid, the ACS
+//! resource's keys for Call Automation).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use super::AuthFailure;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-
-use crate::config::Secret;
-use crate::sources::huawei::aksk::AuthError;
-
-/// A refused credential: a stable code, a message that tells what is wrong without telling what
-/// would have been right, and the `WWW-Authenticate` challenge to send.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct AuthFailure {
-    pub code: &'static str,
-    pub message: String,
-    pub challenge: Option<&'static str>,
-}
-
-impl AuthFailure {
-    fn new(
-        code: &'static str,
-        message: impl Into<String>,
-        challenge: Option<&'static str>,
-    ) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            challenge,
-        }
-    }
-}
-
-impl From<AuthError> for AuthFailure {
-    fn from(e: AuthError) -> Self {
-        Self::new(
-            e.code(),
-            e.to_string(),
-            Some("AKSK realm=\"SDP\",profile=\"UsernameToken\",type=\"Appkey\""),
-        )
-    }
-}
-
-/// A secret the sender puts in the URL's query (`?code=…`) or in a header.
-#[derive(Debug)]
-pub struct SharedSecret {
-    pub secret: Secret,
-    pub query: String,
-    pub header: String,
-}
-
-impl SharedSecret {
-    /// `query` is the request's query string; `header` the value of the configured header.
-    pub fn verify(&self, query: &str, header: Option<&str>) -> Result<(), AuthFailure> {
-        let from_query = url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == self.query.as_str())
-            .map(|(_, v)| v.into_owned());
-        let candidates: Vec<String> = from_query
-            .into_iter()
-            .chain(header.map(str::to_owned))
-            .collect();
-        if candidates.is_empty() {
-            return Err(AuthFailure::new(
-                "secret_missing",
-                format!(
-                    "the secret is missing: send it as the query parameter {:?} or the header {:?}",
-                    self.query, self.header
-                ),
-                None,
-            ));
-        }
-        // Every candidate is compared, so timing does not tell which one was checked.
-        let ok = candidates
-            .iter()
-            .fold(false, |ok, c| self.secret.matches(c.as_bytes()) | ok);
-        if ok {
-            Ok(())
-        } else {
-            Err(AuthFailure::new(
-                "secret_mismatch",
-                "the secret does not match",
-                None,
-            ))
-        }
-    }
-}
 
 const BEARER: &str = "Bearer error=\"invalid_token\"";
 
