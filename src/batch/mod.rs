@@ -209,8 +209,7 @@ async fn run(
             size += next.records.len();
             batch.push(next);
         }
-        metrics.queue_depth.set(rx.len() as i64);
-        metrics.batch_records.observe(size as f64);
+        metrics.batch_taken(size, rx.len());
         commit(store.as_ref(), batch, &config, publisher.as_ref(), &metrics).await;
     }
     tracing::debug!("batcher drained and stopped");
@@ -245,29 +244,27 @@ async fn commit(
     let mut attempt = 0;
     let started = std::time::Instant::now();
     let result = loop {
-        let result = store.commit(&records, &entries).await;
-        if let Err(e) = &result {
-            let kind = if e.is_transient() {
-                "transient"
-            } else {
-                "permanent"
-            };
-            metrics.store_errors.with_label_values(&[kind]).inc();
-        }
-        match result {
+        match store.commit(&records, &entries).await {
             Ok(outcomes) => break Ok(outcomes),
-            Err(e) if e.is_transient() && attempt < config.commit_retries => {
+            Err(e) => {
+                let retrying = e.is_transient() && attempt < config.commit_retries;
+                metrics.commit_attempt_failed(
+                    &error_chain(&e),
+                    e.is_transient(),
+                    attempt + 1,
+                    records.len(),
+                    retrying,
+                );
+                if !retrying {
+                    break Err(e);
+                }
                 attempt += 1;
-                tracing::warn!(error = %error_chain(&e), attempt, records = records.len(), "commit failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.saturating_mul(2).min(Duration::from_secs(5));
             }
-            Err(e) => break Err(e),
         }
     };
-    metrics
-        .commit_duration
-        .observe(started.elapsed().as_secs_f64());
+    metrics.commit_finished(started.elapsed());
     match result {
         Ok(outcomes) => {
             if let Some(publisher) = publisher {
@@ -292,7 +289,6 @@ async fn commit(
             }
         }
         Err(e) => {
-            tracing::error!(error = %error_chain(&e), records = records.len(), "commit failed; the batch's requests get 5xx");
             let err = SubmitError::Store {
                 transient: e.is_transient(),
             };

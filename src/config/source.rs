@@ -16,6 +16,7 @@ use super::{invalid, ConfigError};
 use crate::auth::aksk::{CreatedZone, DigestVariant};
 use crate::auth::jwt::JwksOrigin;
 use crate::auth::{standard_webhooks, Secret, SecretRef};
+use crate::domain::RecordKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SourceKind {
@@ -30,6 +31,37 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
+    pub const ALL: [Self; 3] = [
+        Self::HuaweiVoiceCall,
+        Self::AzureCommunication,
+        Self::StandardWebhooks,
+    ];
+
+    /// The kinds of record a source of this kind produces: the one place that says so (metrics
+    /// create their series from it, a rebuild picks its parser by it, replay checks by it).
+    pub const fn record_kinds(self) -> &'static [RecordKind] {
+        match self {
+            Self::HuaweiVoiceCall => &[RecordKind::CallStatus, RecordKind::Cdr],
+            Self::AzureCommunication => &[
+                RecordKind::PhoneEvent,
+                RecordKind::AcsCallEvent,
+                RecordKind::ChatEvent,
+                RecordKind::WebhookEvent,
+            ],
+            Self::StandardWebhooks => &[RecordKind::WebhookEvent],
+        }
+    }
+
+    /// The platform whose parser reads stored records of `kind` back: the first kind of source
+    /// that produces them (webhook events: ACS's, since Standard Webhooks events cannot be
+    /// read back from their body alone; their id and timestamp travel in headers).
+    pub fn producing(kind: RecordKind) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.record_kinds().contains(&kind))
+            .expect("every record kind has a source kind")
+    }
+
     /// The auth modes a source of this kind may use.
     const fn auth_modes(self) -> &'static [AuthMode] {
         match self {

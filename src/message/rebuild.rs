@@ -1,23 +1,26 @@
 //! A stored record's message, rebuilt from the JSON it was received as.
 
 use super::encode;
+use crate::config::SourceKind;
 use crate::domain::{OutboxEntry, RecordKind, StoredRecord};
 use crate::sources::{acs, huawei, ParseContext};
 
 /// The message of a stored record, rebuilt from the JSON it was received as: the one first
-/// published (same id, key and value), as catch-up and `ringback replay` send it. CDRs and
-/// call events are Huawei's, every other kind ACS's. Fails, with the reason, when the JSON no
+/// published (same id, key and value), as catch-up and `ringback replay` send it, read by the
+/// parser of the platform that produces its kind ([`SourceKind::producing`]). Fails, with the reason, when the JSON no
 /// longer parses or no longer gives the record's id.
 pub fn rebuild(kind: RecordKind, stored: &StoredRecord) -> Result<OutboxEntry, String> {
     let ctx = ParseContext {
         source: stored.source.as_str().into(),
         received_at: stored.received_at,
     };
-    let record = match kind {
-        RecordKind::Cdr | RecordKind::CallStatus => {
+    let record = match SourceKind::producing(kind) {
+        SourceKind::HuaweiVoiceCall => {
             huawei::parse_stored(kind, stored.event_type.as_deref(), &stored.raw, &ctx)
         }
-        _ => acs::parse_stored(&stored.raw, &ctx),
+        SourceKind::AzureCommunication | SourceKind::StandardWebhooks => {
+            acs::parse_stored(&stored.raw, &ctx)
+        }
     }
     .map_err(|r| format!("record {} no longer parses: {}", stored.id, r.message))?;
     let entry = encode(&record).ok_or_else(|| format!("record {} has no message", stored.id))?;

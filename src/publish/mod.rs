@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::config::KafkaConfig;
 use crate::domain::{OutboxEntry, RecordKind};
 use crate::error::error_chain;
-use crate::metrics::Metrics;
+use crate::metrics::{Delivered, Metrics};
 use crate::store::Store;
 
 /// Hand-offs waiting for the publisher; beyond this they are dropped (the outbox has them).
@@ -199,12 +199,8 @@ impl Publisher {
         }
         self.mode = mode;
         self.live.store(mode == Mode::Live, Ordering::Release);
-        for m in Mode::ALL {
-            self.metrics
-                .publisher_mode
-                .with_label_values(&[m.as_str()])
-                .set(i64::from(m == mode));
-        }
+        self.metrics
+            .publisher_mode_changed(&Mode::ALL.map(Mode::as_str), mode.as_str());
         self.status.lock().unwrap_or_else(|p| p.into_inner()).mode = mode;
     }
 
@@ -327,30 +323,20 @@ impl Publisher {
 
     /// Handles one delivery report. Returns whether it was delivered.
     async fn settle(&mut self, done: Delivery) -> bool {
-        let reached = done
-            .result
-            .as_ref()
-            .map_or_else(kafka::is_permanent, |_| true);
-        self.metrics.kafka_broker_up.set(i64::from(reached));
+        let outcome = match &done.result {
+            Ok(()) => Delivered::Delivered,
+            Err(e) if kafka::is_permanent(e) => Delivered::Failed,
+            Err(_) => Delivered::Retry,
+        };
         self.metrics
-            .kafka_delivery
-            .with_label_values(&[&done.topic])
-            .observe(done.sent.elapsed().as_secs_f64());
+            .kafka_settled(&done.topic, outcome, done.sent.elapsed());
         match done.result {
             Ok(()) => {
-                self.metrics
-                    .kafka_messages
-                    .with_label_values(&[&done.topic, "delivered"])
-                    .inc();
                 self.delivered.push(done.id);
                 true
             }
-            Err(e) if kafka::is_permanent(&e) => {
+            Err(e) if outcome == Delivered::Failed => {
                 self.unsettled.remove(&done.id);
-                self.metrics
-                    .kafka_messages
-                    .with_label_values(&[&done.topic, "failed"])
-                    .inc();
                 tracing::error!(id = %done.id, topic = %done.topic, error = %e, "message can never be delivered; marked failed in the outbox");
                 if let Err(se) = self.store.mark_failed(done.id, &e.to_string()).await {
                     tracing::warn!(error = %error_chain(&se), "could not mark an outbox entry failed");
@@ -359,10 +345,6 @@ impl Publisher {
             }
             Err(e) => {
                 self.unsettled.remove(&done.id);
-                self.metrics
-                    .kafka_messages
-                    .with_label_values(&[&done.topic, "retry"])
-                    .inc();
                 if self.mode == Mode::Live {
                     tracing::warn!(error = %e, "delivery failed; catching up from the outbox");
                     self.set_mode(Mode::CatchingUp);
@@ -567,9 +549,7 @@ async fn refresh_backlog(store: &dyn Store, metrics: &Metrics, status: &Mutex<St
                 .oldest
                 .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
                 .unwrap_or(0.0);
-            metrics.outbox_pending.set(b.pending);
-            metrics.outbox_oldest_age.set(age);
-            metrics.outbox_failed.set(b.failed);
+            metrics.outbox_backlog(b.pending, age, b.failed);
             let mut status = status.lock().unwrap_or_else(|p| p.into_inner());
             status.backlog = b.pending;
             status.oldest_age_seconds = age;

@@ -52,19 +52,18 @@ pub async fn replay(
         let mut entries = Vec::with_capacity(page.len());
         for stored in &page {
             // The record kind tells the platform; the source's configured kind confirms it.
-            if !matches!(range.kind, RecordKind::CallStatus | RecordKind::Cdr) {
-                match sources.get(&stored.source).map(|s| s.kind) {
-                    Some(SourceKind::HuaweiVoiceCall) => bail!(
-                        "source {} is a Huawei source but holds {} records",
-                        stored.source,
-                        range.kind.as_str()
-                    ),
-                    Some(SourceKind::StandardWebhooks) => bail!(
-                        "replaying Standard Webhooks events is not supported yet (their id and \
-                         timestamp travel in headers that are not stored with the body)"
-                    ),
-                    _ => {}
-                }
+            match sources.get(&stored.source).map(|s| s.kind) {
+                Some(SourceKind::StandardWebhooks) => bail!(
+                    "replaying Standard Webhooks events is not supported yet (their id and \
+                     timestamp travel in headers that are not stored with the body)"
+                ),
+                Some(kind) if !kind.record_kinds().contains(&range.kind) => bail!(
+                    "source {} is a {} source but holds {} records",
+                    stored.source,
+                    crate::config::spelling(&kind),
+                    range.kind.as_str()
+                ),
+                _ => {}
             }
             entries.push(message::rebuild(range.kind, stored).map_err(anyhow::Error::msg)?);
         }

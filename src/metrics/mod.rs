@@ -1,6 +1,14 @@
 //! Every Prometheus metric, registered once, here. Label values are bounded: configured source
 //! names (`unknown` for anything else), record kinds, outcomes, error codes, event types and
 //! configured topics; never a phone number, a session id or an event id.
+//!
+//! The rest of ringback does not touch a metric: it reports what happened through the named
+//! events of [`events`] (`records_committed`, `commit_finished`, `kafka_settled`, …), each of
+//! which counts and logs together.
+
+mod events;
+
+pub use events::{Delivered, Fact};
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -23,59 +31,59 @@ pub struct Metrics {
     registry: Registry,
     // HTTP
     /// Requests by route, source and status code.
-    pub http_requests: IntCounterVec,
+    http_requests: IntCounterVec,
     /// Request duration by route and source.
-    pub http_duration: HistogramVec,
+    http_duration: HistogramVec,
     /// Requests being served.
-    pub http_in_flight: IntGauge,
+    http_in_flight: IntGauge,
     /// Request body sizes by source.
-    pub http_body_bytes: HistogramVec,
+    http_body_bytes: HistogramVec,
     // Records
     /// Records by source, kind and outcome (`accepted`, `duplicate`, `rejected`).
-    pub records: IntCounterVec,
+    records: IntCounterVec,
     /// Refused requests and records by source and error code (auth failures included).
-    pub rejections: IntCounterVec,
+    rejections: IntCounterVec,
     /// Authentication failures by source and code.
-    pub auth_failures: IntCounterVec,
+    auth_failures: IntCounterVec,
     /// Dead letters committed, by source and code.
-    pub dead_letters: IntCounterVec,
+    dead_letters: IntCounterVec,
     // Batching and store
     /// Records per committed batch.
-    pub batch_records: Histogram,
+    batch_records: Histogram,
     /// Requests waiting for the batcher.
-    pub queue_depth: IntGauge,
+    queue_depth: IntGauge,
     /// Duration of a batch's transaction (all attempts).
-    pub commit_duration: Histogram,
+    commit_duration: Histogram,
     /// Failed commit attempts by kind (`transient`, `permanent`).
-    pub store_errors: IntCounterVec,
+    store_errors: IntCounterVec,
     /// 1 while the database answers (checked every few seconds and by `/readyz`).
-    pub store_up: IntGauge,
+    store_up: IntGauge,
     // Publishing
     /// Kafka messages by topic and outcome (`delivered`, `retry`, `failed`).
-    pub kafka_messages: IntCounterVec,
+    kafka_messages: IntCounterVec,
     /// From send to delivery report, by topic.
-    pub kafka_delivery: HistogramVec,
+    kafka_delivery: HistogramVec,
     /// 1 while the last delivery attempt reached the brokers, 0 after a failure.
-    pub kafka_broker_up: IntGauge,
+    kafka_broker_up: IntGauge,
     /// Outbox entries waiting to be published.
-    pub outbox_pending: IntGauge,
+    outbox_pending: IntGauge,
     /// Age of the oldest unpublished outbox entry, in seconds (0 when none waits).
-    pub outbox_oldest_age: Gauge,
+    outbox_oldest_age: Gauge,
     /// Outbox entries marked as never publishable.
-    pub outbox_failed: IntGauge,
+    outbox_failed: IntGauge,
     /// 1 for the publisher's current mode.
-    pub publisher_mode: IntGaugeVec,
+    publisher_mode: IntGaugeVec,
     // Domain
     /// Accepted call-status events by source and event type.
-    pub call_events: IntCounterVec,
+    call_events: IntCounterVec,
     /// Accepted CDRs by source and whether the call was answered.
-    pub cdrs: IntCounterVec,
+    cdrs: IntCounterVec,
     /// Talk seconds of accepted CDRs, by source.
-    pub talk_seconds: IntCounterVec,
+    talk_seconds: IntCounterVec,
     /// Billable time of accepted CDRs (talk time rounded up to whole minutes), in seconds.
-    pub billable_seconds: IntCounterVec,
+    billable_seconds: IntCounterVec,
     /// Accepted SMS delivery reports by source and status.
-    pub sms_delivery_reports: IntCounterVec,
+    sms_delivery_reports: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -288,21 +296,10 @@ impl Metrics {
     /// source that never sent anything, `increase(…) == 0`) see them from the start.
     pub fn init_source(&self, source: &str, kind: crate::config::SourceKind) {
         use crate::config::SourceKind;
-        use crate::domain::RecordKind;
         self.http_requests
             .with_label_values(&["hooks", source, "200"]);
         self.http_duration.with_label_values(&["hooks", source]);
-        let kinds: &[RecordKind] = match kind {
-            SourceKind::HuaweiVoiceCall => &[RecordKind::CallStatus, RecordKind::Cdr],
-            SourceKind::AzureCommunication => &[
-                RecordKind::PhoneEvent,
-                RecordKind::AcsCallEvent,
-                RecordKind::ChatEvent,
-                RecordKind::WebhookEvent,
-            ],
-            SourceKind::StandardWebhooks => &[RecordKind::WebhookEvent],
-        };
-        for kind in kinds {
+        for kind in kind.record_kinds() {
             for outcome in ["accepted", "duplicate", "rejected"] {
                 self.records
                     .with_label_values(&[source, kind.as_str(), outcome]);
@@ -345,15 +342,6 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("encoding to memory cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
-    }
-
-    /// Counts a refused request or record, and logs it: one line per refusal, with its code.
-    pub fn rejected(&self, source: &str, code: &'static str, field: Option<&str>, auth: bool) {
-        self.rejections.with_label_values(&[source, code]).inc();
-        if auth {
-            self.auth_failures.with_label_values(&[source, code]).inc();
-        }
-        tracing::info!(source, code, field, "input refused");
     }
 }
 

@@ -1,0 +1,59 @@
+//! `GET /healthz`, `/readyz` and `/metrics`.
+
+use actix_web::{web, HttpResponse};
+
+use super::AppState;
+use crate::error::error_chain;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub(super) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// How long a health check waits for the database.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Pings the store, records the result in `ringback_store_up`, and says why when it failed.
+pub async fn check_store(store: &dyn Store, metrics: &Metrics) -> Result<(), String> {
+    let result = match tokio::time::timeout(PING_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(_) => Err(format!(
+            "the database did not answer within {}s",
+            PING_TIMEOUT.as_secs()
+        )),
+    };
+    metrics.store_checked(result.is_ok());
+    result
+}
+
+/// Ready when the store answers. The publisher's state is reported, not required: while the
+/// brokers are away the database is the buffer, and ingest goes on.
+pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let backend = state.store.backend();
+    let store = match check_store(state.store.as_ref(), &state.metrics).await {
+        Ok(()) => serde_json::json!({"ok": true, "backend": backend}),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the database does not answer");
+            serde_json::json!({"ok": false, "backend": backend, "error": error})
+        }
+    };
+    let ready = store["ok"] == true;
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "store": store,
+        "publisher": state.publisher.status(),
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}

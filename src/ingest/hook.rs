@@ -1,0 +1,240 @@
+//! `POST /hooks/{source}`, step by step: admit the request (headers within bounds, the
+//! source's rate), authenticate it from its headers, read the body, check a signature that
+//! covers the body, parse, commit, and only then answer. Each refusal is kept as a dead letter
+//! (see [`Request::refuse`]) before it is answered.
+
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use chrono::{SubsecRound, Utc};
+use futures_util::StreamExt;
+
+use super::dead_letter::Request;
+use super::middleware::RequestId;
+use super::response::{Accepted, RejectedRecord};
+use super::{AppState, IngestError, Source};
+use crate::domain::{DeadLetterScope, Outcome};
+use crate::metrics::Fact;
+use crate::sources::{Delivery, Parsed};
+
+pub(super) async fn hook(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, IngestError> {
+    // Microseconds: what PostgreSQL keeps, so a record read back (replay) is the one published.
+    let received_at = Utc::now().trunc_subsecs(6);
+    let source = state
+        .sources
+        .get(path.as_str())
+        .ok_or(IngestError::UnknownSource)?;
+    admit(&req, &state, source)?;
+    let request = Request {
+        state: &state,
+        source,
+        received_at,
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        headers: req.headers(),
+    };
+    authenticate(&req, &request).await?;
+    let body = read(&req, payload, &request).await?;
+    if let Err(e) = source.verify_body(req.headers(), &body, received_at) {
+        return Err(request.refuse(IngestError::Auth(e), None).await);
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_json_utf8(content_type) {
+        let e = IngestError::UnsupportedMediaType(content_type.to_owned());
+        return Err(request.refuse(e, Some(body)).await);
+    }
+    match source.parse(&body, req.headers(), received_at) {
+        Ok(Delivery::Records(parsed)) => commit(&request, parsed).await,
+        Ok(Delivery::Validation { code, url }) => {
+            let detail = serde_json::json!({"validation_url": url});
+            request.handshake("eventgrid-validation", detail).await?;
+            tracing::info!(source = %source.name, "Event Grid subscription validated");
+            Ok(HttpResponse::Ok().json(serde_json::json!({"validationResponse": code})))
+        }
+        Err(rejection) => Err(request
+            .refuse(IngestError::Invalid(rejection), Some(body))
+            .await),
+    }
+}
+
+/// Refuses a flood before any work (no auth, no body read, no dead letter): headers beyond
+/// their bounds, a source beyond its rate.
+fn admit(req: &HttpRequest, state: &AppState, source: &Source) -> Result<(), IngestError> {
+    let headers = req.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers.len() > state.max_headers || header_bytes > state.max_header_bytes {
+        state
+            .metrics
+            .rejected(&source.name, "headers_too_large", None, false);
+        return Err(IngestError::HeadersTooLarge);
+    }
+    if let Err(retry_after) = source.admit() {
+        state
+            .metrics
+            .rejected(&source.name, "rate_limited", None, false);
+        return Err(IngestError::RateLimited { retry_after });
+    }
+    Ok(())
+}
+
+/// Checks the credentials in the headers and the URL before a byte of the body is read. The
+/// URL as seen is only built when a signature covers it.
+async fn authenticate(req: &HttpRequest, request: &Request<'_>) -> Result<(), IngestError> {
+    let seen_url = || {
+        let info = req.connection_info();
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        format!("{}://{}{}", info.scheme(), info.host(), path)
+    };
+    match request
+        .source
+        .authenticate(
+            req.headers(),
+            req.query_string(),
+            seen_url,
+            request.received_at,
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) => Err(request.refuse(IngestError::Auth(e), None).await),
+    }
+}
+
+/// Reads the whole body within `http.max_body_bytes` and `http.body_timeout`.
+async fn read(
+    req: &HttpRequest,
+    payload: web::Payload,
+    request: &Request<'_>,
+) -> Result<Vec<u8>, IngestError> {
+    let state = request.state;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let read = read_body(payload, state.max_body_bytes, declared);
+    let read = match tokio::time::timeout(state.body_timeout, read).await {
+        Ok(read) => read,
+        Err(_) => Err(IngestError::BodyTimeout),
+    };
+    match read {
+        Ok(body) => {
+            state.metrics.body_read(&request.source.name, body.len());
+            Ok(body)
+        }
+        Err(e @ (IngestError::PayloadTooLarge { .. } | IngestError::BodyTimeout)) => {
+            Err(request.refuse(e, None).await)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Commits the parsed records with the dead letters of the refused ones, in one submission,
+/// then answers what became of each.
+async fn commit(request: &Request<'_>, parsed: Parsed) -> Result<HttpResponse, IngestError> {
+    let (state, source) = (request.state, request.source);
+    let Parsed {
+        mut records,
+        rejected,
+    } = parsed;
+    let accepted_count = records.len();
+    let facts: Vec<Fact> = records.iter().map(Fact::of).collect();
+    let mut rejected_out = Vec::with_capacity(rejected.len());
+    for r in rejected {
+        let (code, field) = (r.rejection.code, r.rejection.field.as_deref());
+        state
+            .metrics
+            .record_rejected(&source.name, r.kind, code, field);
+        records.push(request.dead_letter(
+            DeadLetterScope::Record,
+            Some(r.index),
+            &r.rejection,
+            Some(r.raw.into_bytes()),
+        ));
+        rejected_out.push(RejectedRecord {
+            index: r.index,
+            code: r.rejection.code,
+            message: r.rejection.message,
+            field: r.rejection.field,
+        });
+    }
+    let outcomes = state
+        .batcher
+        .submit(records)
+        .await
+        .map_err(|e| IngestError::from_submit(e, state.retry_after_secs))?;
+    let inserted = outcomes[..accepted_count]
+        .iter()
+        .filter(|o| **o == Outcome::Inserted)
+        .count();
+    state
+        .metrics
+        .records_committed(&source.name, &facts, &outcomes);
+    for r in &rejected_out {
+        state.metrics.dead_letter_kept(&source.name, r.code);
+    }
+    Ok(HttpResponse::Ok().json(Accepted {
+        status: "ok",
+        accepted: inserted,
+        duplicates: accepted_count - inserted,
+        rejected: rejected_out,
+    }))
+}
+
+fn is_json_utf8(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = essence == "application/json" || essence.ends_with("+json");
+    json && parts.all(|p| match p.split_once('=') {
+        Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+            let v = v.trim().trim_matches('"');
+            v.eq_ignore_ascii_case("utf-8") || v.eq_ignore_ascii_case("utf8")
+        }
+        _ => true,
+    })
+}
+
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<Vec<u8>, IngestError> {
+    if declared.is_some_and(|n| n > limit) {
+        return Err(IngestError::PayloadTooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| IngestError::BodyRead)?;
+        if body.len() + chunk.len() > limit {
+            return Err(IngestError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert!(is_json_utf8("application/json;charset=UTF-8"));
+        assert!(is_json_utf8("application/json"));
+        assert!(is_json_utf8("Application/JSON; charset=\"utf-8\""));
+        assert!(is_json_utf8("application/cloudevents+json"));
+        assert!(!is_json_utf8("application/json; charset=GBK"));
+        assert!(!is_json_utf8("text/plain"));
+        assert!(!is_json_utf8(""));
+    }
+}

@@ -1,0 +1,24 @@
+//! What a hook answers on success (refusals are `IngestError`s).
+
+use serde::Serialize;
+
+/// What a hook answers on success.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub status: &'static str,
+    /// Records committed as new rows.
+    pub accepted: usize,
+    /// Records already stored before (platform retries); no new row.
+    pub duplicates: usize,
+    /// Records of a multi-record body that were refused (kept as dead letters).
+    pub rejected: Vec<RejectedRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RejectedRecord {
+    pub index: usize,
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

@@ -1,0 +1,253 @@
+//! What the rest of ringback reports: one method per event, which updates the metrics it
+//! concerns and logs the line that goes with it (in the spirit of vector's `internal_events`).
+
+use std::time::Duration;
+
+use super::Metrics;
+use crate::domain::{Outcome, Record, RecordKind};
+
+/// What the metrics need to know of a record, taken before the record is handed to the
+/// batcher, and counted once its outcome is known ([`Metrics::records_committed`]).
+pub enum Fact {
+    Call(&'static str),
+    Cdr {
+        answered: bool,
+        talk_seconds: u64,
+        billable_minutes: u64,
+    },
+    SmsReport(&'static str),
+    Other(RecordKind),
+    NotARecord,
+}
+
+/// SMS delivery statuses as ACS documents them; anything else is counted as `other`, so a
+/// sender cannot grow the label set.
+const SMS_STATUSES: [&str; 5] = ["Delivered", "Failed", "Expired", "Sent", "Queued"];
+
+impl Fact {
+    pub fn of(record: &Record) -> Self {
+        match record {
+            Record::CallEvent(e) => Self::Call(e.event_type.as_str()),
+            Record::Cdr(c) => Self::Cdr {
+                answered: c.derived.answered,
+                talk_seconds: c.derived.talk_seconds.unwrap_or(0).max(0) as u64,
+                billable_minutes: c.derived.billable_minutes.unwrap_or(0).max(0) as u64,
+            },
+            Record::Phone(e) if e.direction == "outbound" => {
+                let status = e.delivery_status.as_deref().unwrap_or("");
+                Self::SmsReport(
+                    SMS_STATUSES
+                        .into_iter()
+                        .find(|s| s.eq_ignore_ascii_case(status))
+                        .unwrap_or("other"),
+                )
+            }
+            other => other.kind().map_or(Self::NotARecord, Self::Other),
+        }
+    }
+
+    fn kind(&self) -> Option<RecordKind> {
+        match self {
+            Self::Call(_) => Some(RecordKind::CallStatus),
+            Self::Cdr { .. } => Some(RecordKind::Cdr),
+            Self::SmsReport(_) => Some(RecordKind::PhoneEvent),
+            Self::Other(kind) => Some(*kind),
+            Self::NotARecord => None,
+        }
+    }
+}
+
+/// How a Kafka delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    Delivered,
+    /// Failed for now; the entry stays in the outbox.
+    Retry,
+    /// Can never be delivered; the entry is marked failed.
+    Failed,
+}
+
+impl Delivered {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retry => "retry",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl Metrics {
+    // --- HTTP
+
+    /// A request came in.
+    pub fn request_started(&self) {
+        self.http_in_flight.inc();
+    }
+
+    /// A request ended; `answered` holds its route, source and status when it was answered.
+    pub fn request_ended(&self, answered: Option<(&str, &str, &str)>, elapsed: Duration) {
+        self.http_in_flight.dec();
+        if let Some((route, source, status)) = answered {
+            self.http_requests
+                .with_label_values(&[route, source, status])
+                .inc();
+            self.http_duration
+                .with_label_values(&[route, source])
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// A hook request's body was read whole.
+    pub fn body_read(&self, source: &str, bytes: usize) {
+        self.http_body_bytes
+            .with_label_values(&[source])
+            .observe(bytes as f64);
+    }
+
+    // --- Input
+
+    /// Counts a refused request or record, and logs it: one line per refusal, with its code.
+    pub fn rejected(&self, source: &str, code: &'static str, field: Option<&str>, auth: bool) {
+        self.rejections.with_label_values(&[source, code]).inc();
+        if auth {
+            self.auth_failures.with_label_values(&[source, code]).inc();
+        }
+        tracing::info!(source, code, field, "input refused");
+    }
+
+    /// One record of a multi-record body was refused (the others go on).
+    pub fn record_rejected(
+        &self,
+        source: &str,
+        kind: RecordKind,
+        code: &'static str,
+        field: Option<&str>,
+    ) {
+        self.rejected(source, code, field, false);
+        self.records
+            .with_label_values(&[source, kind.as_str(), "rejected"])
+            .inc();
+    }
+
+    /// A dead letter was committed.
+    pub fn dead_letter_kept(&self, source: &str, code: &str) {
+        self.dead_letters.with_label_values(&[source, code]).inc();
+    }
+
+    /// A request's records were committed: counts them by outcome, and the domain figures of
+    /// the new ones (`facts` and `outcomes` in the same order).
+    pub fn records_committed(&self, source: &str, facts: &[Fact], outcomes: &[Outcome]) {
+        for (fact, outcome) in facts.iter().zip(outcomes) {
+            let Some(kind) = fact.kind() else { continue };
+            let outcome = match outcome {
+                Outcome::Inserted => "accepted",
+                Outcome::Duplicate => "duplicate",
+            };
+            self.records
+                .with_label_values(&[source, kind.as_str(), outcome])
+                .inc();
+            if outcome != "accepted" {
+                continue;
+            }
+            match *fact {
+                Fact::Call(event_type) => {
+                    self.call_events
+                        .with_label_values(&[source, event_type])
+                        .inc();
+                }
+                Fact::Cdr {
+                    answered,
+                    talk_seconds,
+                    billable_minutes,
+                } => {
+                    let answered = if answered { "true" } else { "false" };
+                    self.cdrs.with_label_values(&[source, answered]).inc();
+                    self.talk_seconds
+                        .with_label_values(&[source])
+                        .inc_by(talk_seconds);
+                    self.billable_seconds
+                        .with_label_values(&[source])
+                        .inc_by(billable_minutes * 60);
+                }
+                Fact::SmsReport(status) => {
+                    self.sms_delivery_reports
+                        .with_label_values(&[source, status])
+                        .inc();
+                }
+                Fact::Other(_) | Fact::NotARecord => {}
+            }
+        }
+    }
+
+    // --- Batching and store
+
+    /// A batcher took a batch of `records` records; `waiting` submissions are left queued.
+    pub fn batch_taken(&self, records: usize, waiting: usize) {
+        self.queue_depth.set(waiting as i64);
+        self.batch_records.observe(records as f64);
+    }
+
+    /// A commit attempt failed; `retrying` says whether another attempt follows.
+    pub fn commit_attempt_failed(
+        &self,
+        error: &str,
+        transient: bool,
+        attempt: u32,
+        records: usize,
+        retrying: bool,
+    ) {
+        let kind = if transient { "transient" } else { "permanent" };
+        self.store_errors.with_label_values(&[kind]).inc();
+        if retrying {
+            tracing::warn!(error, attempt, records, "commit failed; retrying");
+        } else {
+            tracing::error!(
+                error,
+                records,
+                "commit failed; the batch's requests get 5xx"
+            );
+        }
+    }
+
+    /// A batch's commit ended (retries included), whether it succeeded or not.
+    pub fn commit_finished(&self, elapsed: Duration) {
+        self.commit_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// The database answered a health check, or did not.
+    pub fn store_checked(&self, up: bool) {
+        self.store_up.set(i64::from(up));
+    }
+
+    // --- Publishing
+
+    /// A delivery report came back for a message to `topic`. Only a transient failure says
+    /// the brokers were not reached: a permanent refusal is an answer.
+    pub fn kafka_settled(&self, topic: &str, outcome: Delivered, elapsed: Duration) {
+        self.kafka_broker_up
+            .set(i64::from(outcome != Delivered::Retry));
+        self.kafka_delivery
+            .with_label_values(&[topic])
+            .observe(elapsed.as_secs_f64());
+        self.kafka_messages
+            .with_label_values(&[topic, outcome.as_str()])
+            .inc();
+    }
+
+    /// The outbox's backlog as last read.
+    pub fn outbox_backlog(&self, pending: i64, oldest_age_seconds: f64, failed: i64) {
+        self.outbox_pending.set(pending);
+        self.outbox_oldest_age.set(oldest_age_seconds);
+        self.outbox_failed.set(failed);
+    }
+
+    /// The publisher is now in mode `current`, one of `all`.
+    pub fn publisher_mode_changed(&self, all: &[&str], current: &str) {
+        for mode in all {
+            self.publisher_mode
+                .with_label_values(&[mode])
+                .set(i64::from(*mode == current));
+        }
+    }
+}
