@@ -8,7 +8,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use ringback::domain::Record;
 use ringback::message;
-use ringback::sources::huawei::{self, sample};
+use ringback::simulate::sample;
+use ringback::sources::huawei;
 use ringback::sources::{acs, Delivery, ParseContext};
 
 fn ctx() -> ParseContext {

@@ -6,7 +6,8 @@ use std::hint::black_box;
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use ringback::sources::huawei::{self, sample};
+use ringback::simulate::sample;
+use ringback::sources::huawei;
 use ringback::sources::ParseContext;
 
 fn parse(c: &mut Criterion) {

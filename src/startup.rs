@@ -10,8 +10,8 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::batch::Batcher;
 use crate::config::{Config, EMBEDDED_BROKER};
@@ -26,16 +26,43 @@ const EMBEDDED_PARTITIONS: i32 = 3;
 /// How often the database is pinged for `ringback_store_up`.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
-/// A built, listening, not yet running service.
+/// Tasks stopped together: a token that tells them to stop (a child of the application's),
+/// and a tracker that owns them until they have.
+struct Stage {
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Stage {
+    fn new(parent: &CancellationToken) -> Self {
+        Self {
+            stop: parent.child_token(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Tells the stage's tasks to stop and waits for them, at most `within`; whether they did.
+    async fn stop_within(&self, within: Duration) -> bool {
+        self.stop.cancel();
+        self.tasks.close();
+        tokio::time::timeout(within, self.tasks.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// A built, listening, not yet running service. Every task it started is owned by one of its
+/// stages and awaited on shutdown, in order: the batchers, then the publisher, then the
+/// background tasks (health checks, JWKS refreshes).
 pub struct Application {
     port: u16,
     server: Server,
-    batcher: CancellationToken,
-    batcher_task: JoinHandle<()>,
-    publisher: CancellationToken,
-    publisher_task: JoinHandle<()>,
+    /// Cancelling it stops every stage at once (each stage's token is a child of it).
+    stop: CancellationToken,
+    batcher: Stage,
+    publisher: Stage,
+    background: Stage,
     publisher_handle: PublisherHandle,
-    health: (CancellationToken, JoinHandle<()>),
     embedded: Option<EmbeddedBroker>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
@@ -57,12 +84,16 @@ impl Application {
 
     /// Like [`build`](Self::build) with a store of the caller's (tests use failing stores).
     pub async fn build_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let stop = CancellationToken::new();
+        let (batcher_stage, publisher_stage, background) =
+            (Stage::new(&stop), Stage::new(&stop), Stage::new(&stop));
         let mut sources = HashMap::new();
         for (name, source) in &config.sources {
-            sources.insert(
-                name.clone(),
-                Arc::new(Source::from_config(name, source).await?),
-            );
+            let source = Arc::new(Source::from_config(name, source).await?);
+            if let Some(refresh) = source.jwks_refresh(background.stop.clone()) {
+                background.tasks.spawn(refresh);
+            }
+            sources.insert(name.clone(), source);
         }
         if sources.is_empty() {
             tracing::warn!("no sources configured: every POST /hooks/<name> will answer 404");
@@ -104,13 +135,13 @@ impl Application {
             config.kafka.clone(),
             metrics.clone(),
         );
-        let publisher_stop = CancellationToken::new();
-        let publisher_task = tokio::spawn(publisher.run(publisher_stop.clone()));
+        publisher_stage
+            .tasks
+            .spawn(publisher.run(publisher_stage.stop.clone()));
 
         // Keeps ringback_store_up current between /readyz calls, for alerting.
-        let health_stop = CancellationToken::new();
-        let health_task = tokio::spawn({
-            let (store, metrics, stop) = (store.clone(), metrics.clone(), health_stop.clone());
+        background.tasks.spawn({
+            let (store, metrics, stop) = (store.clone(), metrics.clone(), background.stop.clone());
             async move {
                 let mut tick = tokio::time::interval(HEALTH_INTERVAL);
                 loop {
@@ -127,16 +158,16 @@ impl Application {
         let listener = TcpListener::bind(&config.http.addr)
             .with_context(|| format!("binding http.addr {}", config.http.addr))?;
         let addr = listener.local_addr()?;
-        let batcher = CancellationToken::new();
         let mut batch = config.batch.clone();
         if store.backend() == "sqlite" && batch.workers > 1 {
             // One writer at a time: concurrent transactions would only wait on each other.
             batch.workers = 1;
         }
-        let (handle, batcher_task) = Batcher::spawn(
+        let handle = Batcher::spawn(
             store.clone(),
             batch,
-            batcher.clone(),
+            batcher_stage.stop.clone(),
+            &batcher_stage.tasks,
             Some(publisher_handle.clone()),
             metrics.clone(),
         );
@@ -175,12 +206,11 @@ impl Application {
         Ok(Self {
             port: addr.port(),
             server,
-            batcher,
-            batcher_task,
-            publisher: publisher_stop,
-            publisher_task,
+            stop,
+            batcher: batcher_stage,
+            publisher: publisher_stage,
+            background,
             publisher_handle,
-            health: (health_stop, health_task),
             embedded,
             store,
             metrics,
@@ -225,23 +255,21 @@ impl Application {
                 server.await.context("HTTP server task")?.context("HTTP server")
             }
         };
-        self.batcher.cancel();
-        if tokio::time::timeout(self.shutdown_timeout, self.batcher_task)
-            .await
-            .is_err()
-        {
+        if !self.batcher.stop_within(self.shutdown_timeout).await {
             tracing::error!("the batcher did not drain within the shutdown timeout");
         }
-        self.publisher.cancel();
         let margin = Duration::from_secs(5);
-        if tokio::time::timeout(self.publish_deadline + margin, self.publisher_task)
+        if !self
+            .publisher
+            .stop_within(self.publish_deadline + margin)
             .await
-            .is_err()
         {
             tracing::warn!("the publisher did not stop in time; unsent entries stay in the outbox");
         }
-        self.health.0.cancel();
-        let _ = self.health.1.await;
+        if !self.background.stop_within(margin).await {
+            tracing::warn!("background tasks did not stop in time");
+        }
+        self.stop.cancel();
         drop(self.embedded);
         self.store.close().await;
         tracing::info!("stopped");

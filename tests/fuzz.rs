@@ -15,7 +15,7 @@ use chrono::{TimeZone, Utc};
 
 use ringback::auth::aksk;
 use ringback::auth::standard_webhooks::{self as signatures, WebhookHeaders};
-use ringback::sources::huawei::sample;
+use ringback::simulate::sample;
 use ringback::sources::standard_webhooks;
 use ringback::sources::{acs, huawei, ParseContext};
 

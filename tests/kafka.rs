@@ -14,7 +14,8 @@ use common::kafka::{consume, create_topics, free_port, Consumed, Tansu};
 use common::{spawn_app_with, start_app, Backend, TestApp, TestDb};
 use ringback::config::{Config, KafkaConfig};
 use ringback::publish::kafka::EmbeddedBroker;
-use ringback::sources::huawei::{self, sample};
+use ringback::simulate::sample;
+use ringback::sources::huawei;
 use ringback::sources::ParseContext;
 
 const EVENTS: [&str; 4] = ["callout", "alerting", "answer", "disconnect"];

@@ -9,7 +9,8 @@ use common::{Backend, TestDb};
 use std::time::Duration;
 
 use ringback::domain::{DeadLetter, DeadLetterScope, Outcome, Record, RecordKind};
-use ringback::sources::huawei::{self, sample};
+use ringback::simulate::sample;
+use ringback::sources::huawei;
 use ringback::sources::ParseContext;
 
 /// As the ingest builds it: the receipt time in microseconds, which both stores keep exactly.

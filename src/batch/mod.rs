@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::BatchConfig;
 use crate::domain::{OutboxEntry, Outcome, Record};
@@ -72,43 +73,35 @@ impl Drop for InFlight<'_> {
 }
 
 impl Batcher {
-    /// Starts the batcher tasks on the current runtime. Once `stop` is cancelled the queues
-    /// take no more submissions; what they hold is committed, then the tasks end.
+    /// Starts the batcher tasks on `tasks`. Once `stop` is cancelled the queues take no more
+    /// submissions; what they hold is committed, then the tasks end.
     pub fn spawn(
         store: Arc<dyn Store>,
         config: BatchConfig,
         stop: CancellationToken,
+        tasks: &TaskTracker,
         publisher: Option<PublisherHandle>,
         metrics: Arc<Metrics>,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+    ) -> Self {
         let workers = config.workers.max(1);
         let per_worker = config.queue_capacity.div_ceil(workers).max(1);
         let mut shards = Vec::with_capacity(workers);
-        let mut tasks = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (tx, rx) = mpsc::channel(per_worker);
             shards.push(tx);
-            tasks.push(tokio::spawn(run(
+            tasks.spawn(run(
                 rx,
                 store.clone(),
                 config.clone(),
                 stop.clone(),
                 publisher.clone(),
                 metrics.clone(),
-            )));
+            ));
         }
-        let all = tokio::spawn(async move {
-            for task in tasks {
-                let _ = task.await;
-            }
-        });
-        (
-            Self {
-                in_flight: (0..shards.len()).map(|_| AtomicUsize::new(0)).collect(),
-                shards: shards.into(),
-            },
-            all,
-        )
+        Self {
+            in_flight: (0..shards.len()).map(|_| AtomicUsize::new(0)).collect(),
+            shards: shards.into(),
+        }
     }
 
     /// The worker for a submission: the least busy one for CDRs only, else the one its first

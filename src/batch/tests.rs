@@ -88,7 +88,7 @@ impl Store for FakeStore {
 }
 
 fn records(n: usize, seed: u64) -> Vec<Record> {
-    let body = huawei::sample::fee_body(seed, n, Utc::now()).to_string();
+    let body = crate::simulate::sample::fee_body(seed, n, Utc::now()).to_string();
     let ctx = ParseContext {
         source: "hw".into(),
         received_at: Utc::now(),
@@ -111,10 +111,11 @@ fn config(max_records: usize, linger_ms: u64) -> BatchConfig {
 #[tokio::test(start_paused = true)]
 async fn requests_within_the_linger_share_one_transaction() {
     let store = Arc::new(FakeStore::default());
-    let (batcher, _task) = Batcher::spawn(
+    let batcher = Batcher::spawn(
         store.clone(),
         config(50, 5),
         CancellationToken::new(),
+        &TaskTracker::new(),
         None,
         Arc::new(crate::metrics::Metrics::new()),
     );
@@ -131,10 +132,11 @@ async fn requests_within_the_linger_share_one_transaction() {
 #[tokio::test(start_paused = true)]
 async fn a_batch_never_exceeds_max_records_and_never_splits_a_request() {
     let store = Arc::new(FakeStore::default());
-    let (batcher, _task) = Batcher::spawn(
+    let batcher = Batcher::spawn(
         store.clone(),
         config(50, 5),
         CancellationToken::new(),
+        &TaskTracker::new(),
         None,
         Arc::new(crate::metrics::Metrics::new()),
     );
@@ -177,10 +179,11 @@ async fn a_full_queue_is_refused_at_once() {
 async fn transient_failures_are_retried_and_permanent_ones_are_not() {
     let store = Arc::new(FakeStore::default());
     store.fail_next.lock().unwrap().extend([true, true]);
-    let (batcher, _task) = Batcher::spawn(
+    let batcher = Batcher::spawn(
         store.clone(),
         config(50, 0),
         CancellationToken::new(),
+        &TaskTracker::new(),
         None,
         Arc::new(crate::metrics::Metrics::new()),
     );
@@ -201,10 +204,12 @@ async fn transient_failures_are_retried_and_permanent_ones_are_not() {
 async fn stopping_commits_what_is_queued_then_refuses() {
     let store = Arc::new(FakeStore::default());
     let stop = CancellationToken::new();
-    let (batcher, task) = Batcher::spawn(
+    let tasks = TaskTracker::new();
+    let batcher = Batcher::spawn(
         store.clone(),
         config(50, 0),
         stop.clone(),
+        &tasks,
         None,
         Arc::new(crate::metrics::Metrics::new()),
     );
@@ -213,7 +218,8 @@ async fn stopping_commits_what_is_queued_then_refuses() {
     tokio::task::yield_now().await;
     stop.cancel();
     assert_eq!(pending.await.unwrap().unwrap().len(), 3);
-    task.await.unwrap();
+    tasks.close();
+    tasks.wait().await;
     assert!(matches!(
         batcher.submit(records(1, 2)).await,
         Err(SubmitError::Closed)
@@ -238,11 +244,12 @@ fn one_call_always_goes_to_the_same_worker() {
     let index = |records: &[Record]| batcher.shard(records);
     let mut used = std::collections::HashSet::new();
     for call in 0..32 {
-        let session = huawei::sample::session_id(1, call, Utc::now());
+        let session = crate::simulate::sample::session_id(1, call, Utc::now());
         let worker: Vec<usize> = ["callout", "alerting", "answer", "disconnect"]
             .iter()
             .map(|e| {
-                let body = huawei::sample::status_body(e, &session, Utc::now()).to_string();
+                let body =
+                    crate::simulate::sample::status_body(e, &session, Utc::now()).to_string();
                 index(&huawei::parse_body(body.as_bytes(), &ctx).unwrap().records)
             })
             .collect();
@@ -264,10 +271,12 @@ async fn fee_pushes_go_to_idle_workers() {
     let mut config = config(50, 0);
     config.workers = 4;
     let stop = CancellationToken::new();
-    let (batcher, done) = Batcher::spawn(
+    let tasks = TaskTracker::new();
+    let batcher = Batcher::spawn(
         store.clone(),
         config,
         stop.clone(),
+        &tasks,
         None,
         Arc::new(crate::metrics::Metrics::new()),
     );
@@ -302,5 +311,6 @@ async fn fee_pushes_go_to_idle_workers() {
     );
     stop.cancel();
     drop(batcher);
-    done.await.unwrap();
+    tasks.close();
+    tasks.wait().await;
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::aksk::AkskVerifier;
 use crate::auth::jwt::JwtVerifier;
@@ -18,7 +19,11 @@ pub enum SourceAuth {
     None,
     Aksk(AkskVerifier),
     SharedSecret(SharedSecret),
-    Jwt(Arc<JwtVerifier>),
+    /// Keys re-read every `refresh` (zero: never) by [`Source::jwks_refresh`].
+    Jwt {
+        verifier: Arc<JwtVerifier>,
+        refresh: std::time::Duration,
+    },
     /// Standard Webhooks: the signature covers the body, so it is checked once the body is read.
     StandardWebhooks {
         secrets: Vec<Secret>,
@@ -81,9 +86,10 @@ impl Source {
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("sources.{name}: {e}"))?;
-                let verifier = Arc::new(verifier);
-                spawn_refresh(name, Arc::downgrade(&verifier), jwt.refresh);
-                SourceAuth::Jwt(verifier)
+                SourceAuth::Jwt {
+                    verifier: Arc::new(verifier),
+                    refresh: jwt.refresh,
+                }
             }
             AuthConfig::StandardWebhooks(webhooks) => SourceAuth::StandardWebhooks {
                 secrets: webhooks.resolve(name)?,
@@ -136,7 +142,7 @@ impl Source {
                 Ok(v.verify(header("x-aksk"), &seen, now)?)
             }
             SourceAuth::SharedSecret(s) => s.verify(query, header(&s.header)),
-            SourceAuth::Jwt(v) => v.verify(header("authorization")).await,
+            SourceAuth::Jwt { verifier, .. } => verifier.verify(header("authorization")).await,
             SourceAuth::StandardWebhooks { .. } => Ok(()),
         }
     }
@@ -189,26 +195,35 @@ fn webhook_headers(headers: &HeaderMap) -> Option<WebhookHeaders<'_>> {
     WebhookHeaders::read(|name| headers.get(name).and_then(|v| v.to_str().ok()))
 }
 
-/// Reloads a JWKS every `every` while its source lives.
-fn spawn_refresh(name: &str, verifier: std::sync::Weak<JwtVerifier>, every: std::time::Duration) {
-    if every.is_zero() {
-        return;
-    }
-    let name = name.to_owned();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        loop {
+impl Source {
+    /// The task that re-reads the source's JWKS every `jwks_refresh` until `stop`; `None` when
+    /// the source has no keys to refresh. The caller owns it (`startup` tracks it).
+    pub fn jwks_refresh(
+        &self,
+        stop: CancellationToken,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let SourceAuth::Jwt { verifier, refresh } = &self.auth else {
+            return None;
+        };
+        if refresh.is_zero() {
+            return None;
+        }
+        let (name, verifier, every) = (self.name.clone(), verifier.clone(), *refresh);
+        Some(async move {
+            let mut tick = tokio::time::interval(every);
             tick.tick().await;
-            let Some(verifier) = verifier.upgrade() else {
-                break;
-            };
-            match verifier.reload().await {
-                Ok(keys) => tracing::debug!(source = %name, keys, "JWKS refreshed"),
-                Err(e) => {
-                    tracing::warn!(source = %name, error = %e, "JWKS refresh failed; keeping the keys held")
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                match verifier.reload().await {
+                    Ok(keys) => tracing::debug!(source = %name, keys, "JWKS refreshed"),
+                    Err(e) => {
+                        tracing::warn!(source = %name, error = %e, "JWKS refresh failed; keeping the keys held")
+                    }
                 }
             }
-        }
-    });
+        })
+    }
 }

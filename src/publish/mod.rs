@@ -211,26 +211,30 @@ impl Publisher {
             .last_error = error;
     }
 
-    /// Runs until `stop`; then publishes what it can within `kafka.shutdown_deadline`.
+    /// Runs until `stop`; then publishes what it can within `kafka.shutdown_deadline`. The
+    /// backlog figures are refreshed beside it, on a timer of their own, until it stops.
     pub async fn run(mut self, stop: CancellationToken) {
         self.set_mode(self.mode);
-        let watcher = tokio::spawn({
-            let (store, metrics, status) = (
-                self.store.clone(),
-                self.metrics.clone(),
-                self.status.clone(),
-            );
-            let (every, stop) = (self.config.sweep_interval, stop.clone());
-            async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tick.tick() => refresh_backlog(&*store, &metrics, &status).await,
-                    }
-                }
-            }
-        });
+        let watching = stop.child_token();
+        let watcher = watch_backlog(
+            self.store.clone(),
+            self.metrics.clone(),
+            self.status.clone(),
+            self.config.sweep_interval,
+            watching.clone(),
+        );
+        let serve = async {
+            self.serve(&stop).await;
+            watching.cancel();
+        };
+        tokio::join!(serve, watcher);
+        self.drain(self.config.shutdown_deadline).await;
+        self.set_mode(Mode::Stopped);
+    }
+
+    /// The publisher's loop: the fast path, catch-ups, sweeps, until `stop` or until every
+    /// handle is gone.
+    async fn serve(&mut self, stop: &CancellationToken) {
         let mut flush = tokio::time::interval(FLUSH_INTERVAL);
         let mut sweep = tokio::time::interval(self.config.sweep_interval);
         loop {
@@ -271,9 +275,6 @@ impl Publisher {
                 }
             }
         }
-        watcher.abort();
-        self.drain(self.config.shutdown_deadline).await;
-        self.set_mode(Mode::Stopped);
     }
 
     /// Sends entries on the fast path, without waiting for their delivery.
@@ -536,6 +537,23 @@ impl Publisher {
             let _ = p.flush(Duration::from_millis(100));
         }
         refresh_backlog(&*self.store, &self.metrics, &self.status).await;
+    }
+}
+
+/// Refreshes the backlog figures every `every` until `stop`.
+async fn watch_backlog(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    status: Arc<Mutex<Status>>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => refresh_backlog(&*store, &metrics, &status).await,
+        }
     }
 }
 

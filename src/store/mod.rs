@@ -4,10 +4,12 @@
 //! dedupe key, and every insert is `ON CONFLICT DO NOTHING`, so a platform retry (or the same
 //! record twice in one batch) becomes a [`Outcome::Duplicate`] and never a second row.
 
+mod dialect;
 mod pg_unnest;
 mod postgres;
 mod rows;
 mod sqlite;
+mod tables;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -170,10 +172,10 @@ pub mod bench {
         let batch = pg_unnest::Batch {
             cdrs: &split.cdrs,
             call_events: &split.call_events,
-            outbox,
+            outbox: pg_unnest::outbox_rows(outbox, chrono::Utc::now()),
             also: Vec::new(),
         };
-        let _ = std::hint::black_box(pg_unnest::commit_query(&batch, chrono::Utc::now()));
+        let _ = std::hint::black_box(pg_unnest::commit_query(&batch));
     }
 }
 

@@ -8,21 +8,13 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::dialect::POSTGRES as DIALECT;
 use super::pg_unnest;
-use super::rows::{self, Dialect};
+use super::rows;
 use super::{Backlog, Store, StoreError};
 use crate::config::DatabaseConfig;
 use crate::domain::{OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
 use crate::message;
-
-pub(crate) const DIALECT: Dialect = Dialect {
-    uuid_cast: "::uuid",
-    json_cast: "::jsonb",
-    flags_cast: "::text[]",
-    flags: rows::flags_pg,
-    // The protocol allows 65535 bound parameters per statement.
-    max_params: 60_000,
-};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
 
@@ -129,7 +121,7 @@ impl Store for PgStore {
         let mut batch = pg_unnest::Batch {
             cdrs: &split.cdrs,
             call_events: &split.call_events,
-            outbox,
+            outbox: pg_unnest::outbox_rows(outbox, Utc::now()),
             also: Vec::new(),
         };
         let mut inserted = split.always_inserted();
@@ -156,31 +148,29 @@ impl Store for PgStore {
         // SKIP LOCKED: a replica claiming at the same moment takes other entries, never these.
         // An entry stored without its value (see `message::stored_without_payload`) comes
         // with its record's row, which the value is rebuilt from.
-        let rows = sqlx::query(
-            "WITH claimed AS (UPDATE outbox SET leased_until = $1, attempts = attempts + 1 \
-                 WHERE seq IN (SELECT seq FROM outbox \
-                     WHERE published_at IS NULL AND failed_at IS NULL \
-                       AND (leased_until IS NULL OR leased_until < $2) AND created_at <= $3 \
-                     ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 RETURNING seq, id, kind, key, payload, source, occurred_at) \
+        let sql = format!(
+            "WITH claimed AS ({}) \
              SELECT o.seq, o.id, o.kind, o.key, o.payload, o.source, o.occurred_at, \
                     COALESCE(c.received_at, e.received_at) AS received_at, \
                     e.event_type, COALESCE(c.raw, e.raw)::text AS raw \
              FROM claimed o \
-             LEFT JOIN cdrs c ON o.payload IS NULL AND o.kind = 'cdr' AND c.id = o.id \
+             LEFT JOIN cdrs c ON o.payload IS NULL AND o.kind = 'cdr' AND c.id = o.id::uuid \
              LEFT JOIN call_events e \
-                 ON o.payload IS NULL AND o.kind = 'call-status' AND e.id = o.id \
+                 ON o.payload IS NULL AND o.kind = 'call-status' AND e.id = o.id::uuid \
              ORDER BY o.seq",
-        )
-        .bind(now + lease)
-        .bind(now)
-        .bind(now - min_age)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+            DIALECT.claim_outbox()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now + lease)
+            .bind(now)
+            .bind(now - min_age)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
-            let id: Uuid = row.try_get("id")?;
+            let id: &str = row.try_get("id")?;
+            let id = Uuid::parse_str(id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             match claimed_entry(id, row) {
                 Ok(entry) => claimed.push(entry),
                 // Never publishable: kept with the reason (`/readyz`, `ringback_outbox_failed`)
@@ -196,13 +186,13 @@ impl Store for PgStore {
 
     async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {
         if !keep {
-            sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            sqlx::query(&DIALECT.delete_published())
                 .bind(ids)
                 .execute(&self.pool)
                 .await?;
             return Ok(());
         }
-        sqlx::query("UPDATE outbox SET published_at = $1, leased_until = NULL WHERE id = ANY($2)")
+        sqlx::query(&DIALECT.mark_published())
             .bind(Utc::now())
             .bind(ids)
             .execute(&self.pool)
@@ -211,7 +201,7 @@ impl Store for PgStore {
     }
 
     async fn release_outbox(&self, ids: &[Uuid], error: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET leased_until = NULL, last_error = $1 WHERE id = ANY($2)")
+        sqlx::query(&DIALECT.release_outbox())
             .bind(error)
             .bind(ids)
             .execute(&self.pool)
@@ -220,26 +210,19 @@ impl Store for PgStore {
     }
 
     async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET failed_at = $1, last_error = $2, leased_until = NULL WHERE id = $3",
-        )
-        .bind(Utc::now())
-        .bind(reason)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(&DIALECT.mark_failed())
+            .bind(Utc::now())
+            .bind(reason)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FILTER (WHERE failed_at IS NULL), \
-                    MIN(created_at) FILTER (WHERE failed_at IS NULL), \
-                    COUNT(*) FILTER (WHERE failed_at IS NOT NULL) \
-             FROM outbox WHERE published_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(DIALECT.outbox_backlog())
+            .fetch_one(&self.pool)
+            .await?;
         Ok(Backlog {
             pending: row.get(0),
             oldest: row.get(1),
@@ -248,7 +231,7 @@ impl Store for PgStore {
     }
 
     async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM outbox WHERE published_at < $1")
+        let done = sqlx::query(&DIALECT.prune_outbox())
             .bind(before)
             .execute(&self.pool)
             .await?;
@@ -263,20 +246,8 @@ impl Store for PgStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let table = kind.table();
-        // Every table but `cdrs` has the event type; replay needs it for call-status.
-        let event_type = if kind == RecordKind::Cdr {
-            "NULL::text"
-        } else {
-            "event_type"
-        };
         let (after_at, after_id) = after.unwrap_or((since, Uuid::nil()));
-        let sql = format!(
-            "SELECT CAST(id AS TEXT) AS id, source, received_at, {event_type} AS event_type, raw::text AS raw \
-             FROM {table} WHERE received_at >= $1 AND received_at < $2 \
-               AND (received_at, {table}.id) > ($3, $4) \
-             ORDER BY {table}.received_at, {table}.id LIMIT $5"
-        );
+        let sql = DIALECT.replay_page(kind);
         let rows = sqlx::query(&sql)
             .bind(since)
             .bind(until)

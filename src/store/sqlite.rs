@@ -12,7 +12,8 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::rows::{self, Dialect};
+use super::dialect::SQLITE as DIALECT;
+use super::rows;
 use super::{Backlog, Store, StoreError};
 use crate::config::DatabaseConfig;
 use crate::domain::{OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
@@ -22,15 +23,6 @@ fn id_list(ids: &[Uuid]) -> String {
     serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
         .expect("strings serialise")
 }
-
-const DIALECT: Dialect = Dialect {
-    uuid_cast: "",
-    json_cast: "",
-    flags_cast: "",
-    flags: rows::flags_json,
-    // SQLITE_MAX_VARIABLE_NUMBER is 32766 since 3.32.
-    max_params: 32_000,
-};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
@@ -101,76 +93,55 @@ impl Store for SqliteStore {
         min_age: Duration,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let now = Utc::now();
-        // SQLite has one writer at a time: the UPDATE itself is the claim.
-        let rows = sqlx::query(
-            "UPDATE outbox SET leased_until = ?1, attempts = attempts + 1 \
-             WHERE seq IN (SELECT seq FROM outbox \
-                 WHERE published_at IS NULL AND failed_at IS NULL \
-                   AND (leased_until IS NULL OR leased_until < ?2) AND created_at <= ?3 \
-                 ORDER BY seq LIMIT ?4) \
-             RETURNING seq, CAST(id AS TEXT) AS id, kind, key, payload, source, occurred_at",
-        )
-        .bind(now + lease)
-        .bind(now)
-        .bind(now - min_age)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&DIALECT.claim_outbox())
+            .bind(now + lease)
+            .bind(now)
+            .bind(now - min_age)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows::claimed_in_commit_order(&rows))
     }
 
     async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {
         if !keep {
-            sqlx::query("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?1))")
+            sqlx::query(&DIALECT.delete_published())
                 .bind(id_list(ids))
                 .execute(&self.pool)
                 .await?;
             return Ok(());
         }
-        sqlx::query(
-            "UPDATE outbox SET published_at = ?1, leased_until = NULL \
-             WHERE id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(Utc::now())
-        .bind(id_list(ids))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(&DIALECT.mark_published())
+            .bind(Utc::now())
+            .bind(id_list(ids))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn release_outbox(&self, ids: &[Uuid], error: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET leased_until = NULL, last_error = ?1 \
-             WHERE id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(error)
-        .bind(id_list(ids))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(&DIALECT.release_outbox())
+            .bind(error)
+            .bind(id_list(ids))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE outbox SET failed_at = ?1, last_error = ?2, leased_until = NULL WHERE id = ?3",
-        )
-        .bind(Utc::now())
-        .bind(reason)
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(&DIALECT.mark_failed())
+            .bind(Utc::now())
+            .bind(reason)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FILTER (WHERE failed_at IS NULL), \
-                    MIN(created_at) FILTER (WHERE failed_at IS NULL), \
-                    COUNT(*) FILTER (WHERE failed_at IS NOT NULL) \
-             FROM outbox WHERE published_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(DIALECT.outbox_backlog())
+            .fetch_one(&self.pool)
+            .await?;
         Ok(Backlog {
             pending: row.get(0),
             oldest: row.get(1),
@@ -179,7 +150,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM outbox WHERE published_at < ?1")
+        let done = sqlx::query(&DIALECT.prune_outbox())
             .bind(before)
             .execute(&self.pool)
             .await?;
@@ -194,19 +165,8 @@ impl Store for SqliteStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let table = kind.table();
-        // Every table but `cdrs` has the event type; replay needs it for call-status.
-        let event_type = if kind == RecordKind::Cdr {
-            "NULL"
-        } else {
-            "event_type"
-        };
         let (after_at, after_id) = after.unwrap_or((since, Uuid::nil()));
-        let sql = format!(
-            "SELECT CAST(id AS TEXT) AS id, source, received_at, {event_type} AS event_type, raw \
-             FROM {table} WHERE received_at >= ?1 AND received_at < ?2 \
-               AND (received_at, id) > (?3, ?4) ORDER BY received_at, id LIMIT ?5"
-        );
+        let sql = DIALECT.replay_page(kind);
         let rows = sqlx::query(&sql)
             .bind(since)
             .bind(until)

@@ -291,7 +291,7 @@ async fn a_flood_is_refused_early_and_what_was_accepted_is_committed_once(backen
         let a = app.clone();
         tasks.push(tokio::spawn(async move {
             let session = format!("flood-{n}");
-            let body = ringback::sources::huawei::sample::status_body("callout", &session, start);
+            let body = ringback::simulate::sample::status_body("callout", &session, start);
             let res = a.post_with("open", body.to_string(), &[]).await;
             let retry = res.headers().get("retry-after").is_some();
             (res.status().as_u16(), retry)
@@ -324,7 +324,7 @@ async fn a_flood_is_refused_early_and_what_was_accepted_is_committed_once(backen
 /// callback is committed and answered 200 all the same.
 #[tokio::test]
 async fn connections_postgres_dropped_are_replaced_without_losing_a_callback() {
-    use ringback::sources::huawei::sample;
+    use ringback::simulate::sample;
     // No batch retries: only the store's own handling of dropped connections is at work.
     let app = spawn_app_with(Backend::Postgres, |c| c.batch.commit_retries = 0, None).await;
     let end = Utc::now();

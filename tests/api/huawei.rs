@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::both_stores;
 use crate::common::{fixture, spawn_app, Backend};
-use ringback::sources::huawei::sample;
+use ringback::simulate::sample;
 
 const STATUS: [&str; 5] = ["callout", "alerting", "answer", "collectInfo", "disconnect"];
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::both_stores;
 use crate::common::{fixture, spawn_app_with, Backend};
 use ringback::config::Config;
-use ringback::sources::huawei::sample;
+use ringback::simulate::sample;
 
 fn limited(c: &mut Config) {
     let extra = Config::from_toml(

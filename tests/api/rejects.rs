@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::both_stores;
 use crate::common::{fixture, spawn_app, spawn_app_with, Backend};
-use ringback::sources::huawei::sample;
+use ringback::simulate::sample;
 
 async fn error_of(res: reqwest::Response) -> (u16, Value) {
     let status = res.status().as_u16();

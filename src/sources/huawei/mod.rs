@@ -1,7 +1,6 @@
 //! Huawei Cloud VoiceCall: call-status (`callout`, `alerting`, `answer`, `collectInfo`,
 //! `disconnect`) and fee (CDR) pushes. See `../shared/reference/huawei-voicecall.md`.
 
-pub mod sample;
 mod wire;
 
 use chrono::{DateTime, Utc};

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::*;
 use crate::domain::CdrFlag;
+use crate::simulate::sample;
 
 fn ctx() -> ParseContext {
     ParseContext {

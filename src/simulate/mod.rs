@@ -4,6 +4,8 @@
 //! rate or as fast as N connections allow, for a duration or a count, and reports throughput,
 //! the status mix and latency percentiles (HDR histogram).
 
+pub mod sample;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +23,6 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
 use crate::auth::aksk::{self, DigestVariant};
-use crate::sources::huawei::sample;
 
 /// What to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
