@@ -139,7 +139,7 @@ impl Dialect {
         format!("DELETE FROM outbox WHERE published_at < {}", self.p(1))
     }
 
-    /// Records of `kind` received in [`$1`, `$2`) after the cursor (`$3`, `$4`), in
+    /// Records of `kind` received in [`$1`, `$2`) after the cursor (`$3`, `$4`: the id as text), in
     /// (received_at, id) order, at most `$5`: `id, source, received_at, event_type, raw`.
     pub fn replay_page(&self, kind: RecordKind) -> String {
         let table = kind.table();
@@ -153,13 +153,14 @@ impl Dialect {
             "SELECT CAST(id AS TEXT) AS id, source, received_at, {event_type} AS event_type, \
                     raw{} AS raw \
              FROM {table} WHERE received_at >= {} AND received_at < {} \
-               AND (received_at, {table}.id) > ({}, {}) \
+               AND (received_at, {table}.id) > ({}, {}{}) \
              ORDER BY {table}.received_at, {table}.id LIMIT {}",
             self.text_cast,
             self.p(1),
             self.p(2),
             self.p(3),
             self.p(4),
+            self.uuid_cast,
             self.p(5)
         )
     }

@@ -220,22 +220,11 @@ impl Store for PgStore {
     }
 
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
-        let row = sqlx::query(DIALECT.outbox_backlog())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Backlog {
-            pending: row.get(0),
-            oldest: row.get(1),
-            failed: row.get(2),
-        })
+        rows::shared::outbox_backlog(&self.pool, &DIALECT).await
     }
 
     async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query(&DIALECT.prune_outbox())
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        rows::shared::prune_outbox(&self.pool, &DIALECT, before).await
     }
 
     async fn replay_page(
@@ -246,17 +235,7 @@ impl Store for PgStore {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let (after_at, after_id) = after.unwrap_or((since, Uuid::nil()));
-        let sql = DIALECT.replay_page(kind);
-        let rows = sqlx::query(&sql)
-            .bind(since)
-            .bind(until)
-            .bind(after_at)
-            .bind(after_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows::stored_records(&rows))
+        rows::shared::replay_page(&self.pool, &DIALECT, kind, since, until, after, limit).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -115,6 +115,111 @@ where
         .collect()
 }
 
+/// The statements both databases run alike, on a pool of either: the SQL from the dialect,
+/// the same values bound. (What binds differently, lists of ids, stays with each store.)
+pub(crate) mod shared {
+    use chrono::{DateTime, Utc};
+    use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+    use uuid::Uuid;
+
+    use crate::domain::{RecordKind, StoredRecord};
+    use crate::store::dialect::Dialect;
+    use crate::store::{Backlog, StoreError};
+
+    pub(crate) async fn outbox_backlog<DB>(
+        pool: &Pool<DB>,
+        d: &Dialect,
+    ) -> Result<Backlog, StoreError>
+    where
+        DB: Database,
+        for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+        usize: sqlx::ColumnIndex<DB::Row>,
+        for<'r> i64: Decode<'r, DB> + Type<DB>,
+        for<'r> Option<DateTime<Utc>>: Decode<'r, DB> + Type<DB>,
+    {
+        let row = sqlx::query::<DB>(d.outbox_backlog())
+            .fetch_one(pool)
+            .await?;
+        Ok(Backlog {
+            pending: row.try_get(0)?,
+            oldest: row.try_get(1)?,
+            failed: row.try_get(2)?,
+        })
+    }
+
+    pub(crate) async fn prune_outbox<DB>(
+        pool: &Pool<DB>,
+        d: &Dialect,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>
+    where
+        DB: Database,
+        for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+        for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+        DB::QueryResult: RowsAffected,
+    {
+        let sql = d.prune_outbox();
+        let done = sqlx::query::<DB>(&sql).bind(before).execute(pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    /// `rows_affected` of either database's query result.
+    pub(crate) trait RowsAffected {
+        fn rows_affected(&self) -> u64;
+    }
+
+    impl RowsAffected for sqlx::postgres::PgQueryResult {
+        fn rows_affected(&self) -> u64 {
+            self.rows_affected()
+        }
+    }
+
+    impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+        fn rows_affected(&self) -> u64 {
+            self.rows_affected()
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn replay_page<DB>(
+        pool: &Pool<DB>,
+        d: &Dialect,
+        kind: RecordKind,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, StoreError>
+    where
+        DB: Database,
+        for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+        for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
+        for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        for<'q> i64: Encode<'q, DB> + Type<DB>,
+        for<'c> &'c str: sqlx::ColumnIndex<DB::Row>,
+        for<'r> &'r str: Decode<'r, DB> + Type<DB>,
+        for<'r> String: Decode<'r, DB> + Type<DB>,
+        for<'r> Option<String>: Decode<'r, DB> + Type<DB>,
+        for<'r> DateTime<Utc>: Decode<'r, DB> + Type<DB>,
+    {
+        let (after_at, after_id) = after.unwrap_or((since, Uuid::nil()));
+        let sql = d.replay_page(kind);
+        let rows = sqlx::query::<DB>(&sql)
+            .bind(since)
+            .bind(until)
+            .bind(after_at)
+            .bind(after_id.to_string())
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+        Ok(super::stored_records(&rows))
+    }
+}
+
 /// Inserts `rows` (of one table) in chunks, adding the ids the database reports as inserted to
 /// `inserted` (rows of tables that are not deduplicated are all inserted, and not reported).
 macro_rules! insert_rows {
