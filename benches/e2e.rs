@@ -304,6 +304,7 @@ async fn start_ringback(dir: &std::path::Path, db: &str, brokers: &str, prefix: 
         .args(["--config", config.to_str().unwrap(), "serve"])
         .env("RINGBACK__HTTP__ADDR", format!("127.0.0.1:{port}"))
         .env("RINGBACK__DATABASE__URL", db)
+        .env("RINGBACK__SPOOL__PATH", dir.join("spool.db"))
         .env("RINGBACK__KAFKA__BROKERS", brokers)
         .env("RINGBACK__KAFKA__TOPIC_PREFIX", prefix)
         .env_remove("RUST_LOG")

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod publish;
 pub mod simulate;
 pub mod sources;
+pub mod spool;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

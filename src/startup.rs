@@ -13,18 +13,27 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::batch::Batcher;
-use crate::config::{Config, EMBEDDED_BROKER};
+use crate::batch::{Batcher, Spooling};
+use crate::config::{Config, KafkaConfig, EMBEDDED_BROKER};
 use crate::ingest::{self, AppState, Source};
 use crate::metrics::Metrics;
 use crate::publish::kafka::{self, EmbeddedBroker};
-use crate::publish::{self, Publisher, PublisherHandle};
+use crate::publish::{self, Producer, Publisher, PublisherHandle};
+use crate::spool::Spool;
 use crate::store::{self, Store};
 
 /// Partitions of each topic of the embedded broker.
 const EMBEDDED_PARTITIONS: i32 = 3;
 /// How often the database is pinged for `ringback_store_up`.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The publisher's producer for `brokers`, remade the same way whenever it must be replaced.
+fn producer_of(brokers: &str, config: &KafkaConfig) -> anyhow::Result<Producer> {
+    let (brokers, config) = (brokers.to_owned(), config.clone());
+    Ok(Producer::new(Box::new(move || {
+        kafka::producer(&brokers, &config)
+    }))?)
+}
 
 /// Tasks stopped together: a token that tells them to stop (a child of the application's),
 /// and a tracker that owns them until they have.
@@ -118,10 +127,10 @@ impl Application {
                 "embedded Kafka broker (in memory, for trying ringback out) listening at {}",
                 broker.bootstrap_servers()
             );
-            let producer = kafka::producer(broker.bootstrap_servers(), &config.kafka)?;
+            let producer = producer_of(broker.bootstrap_servers(), &config.kafka)?;
             (Some(broker), Some(producer))
         } else {
-            (None, Some(kafka::producer(brokers, &config.kafka)?))
+            (None, Some(producer_of(brokers, &config.kafka)?))
         };
         for (kind, topic) in publish::topics(&config.kafka) {
             if producer.is_some() {
@@ -158,6 +167,25 @@ impl Application {
         let listener = TcpListener::bind(&config.http.addr)
             .with_context(|| format!("binding http.addr {}", config.http.addr))?;
         let addr = listener.local_addr()?;
+        let spool = if !config.spool.enabled {
+            None
+        } else if store.backend() != "postgres" {
+            tracing::info!(
+                "spool off: with SQLite as the store it would share its disk and its failures"
+            );
+            None
+        } else {
+            let spool = Spool::open(
+                &config.spool,
+                metrics.clone(),
+                &background.tasks,
+                background.stop.clone(),
+            )
+            .await
+            .with_context(|| format!("opening the spool {}", config.spool.path.display()))?;
+            tracing::info!(path = %config.spool.path.display(), "spool ready: batches the database cannot take in time are kept here");
+            Some(spool)
+        };
         let mut batch = config.batch.clone();
         if store.backend() == "sqlite" && batch.workers > 1 {
             // One writer at a time: concurrent transactions would only wait on each other.
@@ -170,12 +198,17 @@ impl Application {
             &batcher_stage.tasks,
             Some(publisher_handle.clone()),
             metrics.clone(),
+            spool.clone().map(|spool| Spooling {
+                spool,
+                fallback_after: config.spool.fallback_after,
+            }),
         );
         let state = web::Data::new(AppState {
             sources,
             batcher: handle,
             store: store.clone(),
             publisher: publisher_handle.clone(),
+            spool: spool.clone(),
             metrics: metrics.clone(),
             max_body_bytes: config.http.max_body_bytes,
             body_timeout: config.http.body_timeout,

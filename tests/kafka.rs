@@ -489,6 +489,7 @@ async fn run_binary(config: &std::path::Path, db: &str, brokers: &str, prefix: &
         .env("RINGBACK__KAFKA__BROKERS", brokers)
         .env("RINGBACK__KAFKA__TOPIC_PREFIX", prefix)
         .env("RINGBACK__KAFKA__MESSAGE_TIMEOUT", "60s")
+        .env("RINGBACK__SPOOL__PATH", config.with_file_name("spool.db"))
         .env("RINGBACK__KAFKA__SWEEP_INTERVAL", "200ms")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -663,6 +664,267 @@ async fn replay_resends_exactly_a_time_range(backend: Backend) {
         assert_eq!(m.value, original.value);
         assert_eq!(m.key, original.key);
     }
+    app.stop().await;
+}
+
+/// Every CDR committed is read back from the broker, once per id.
+async fn assert_all_cdrs_published(app: &TestApp, bootstrap: &str, topics: &KafkaConfig) {
+    let want = ids_of(&app.db, "cdrs").await;
+    let got = consume(
+        bootstrap,
+        &topics.topic("cdr"),
+        want.len(),
+        Duration::from_secs(30),
+    )
+    .await;
+    let ids: BTreeSet<String> = got.iter().map(|m| m.headers["ce_id"].clone()).collect();
+    assert_eq!(ids, want, "every committed CDR is on the topic");
+}
+
+/// The publisher must recover from a real broker paused past `kafka.message_timeout` (its
+/// state kept): the entries that timed out during the pause are published once it resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_broker_paused_past_the_message_timeout_is_caught_up() {
+    let (tansu, prefix, topics) = tansu_with_topics().await;
+    let secs: u64 = std::env::var("PAUSE_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let tweak = kafka_tweak(&tansu.bootstrap, &prefix);
+    let tweak = move |c: &mut Config| {
+        tweak(c);
+        c.kafka.message_timeout = Duration::from_secs(secs);
+    };
+    let app = spawn_app_with(Backend::Postgres, tweak, None).await;
+    post_fees(&app, 2).await;
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+
+    tansu.signal("STOP");
+    let end = Utc::now();
+    for seed in 20..24 {
+        let body = sample::fee_body(seed, 50, end).to_string();
+        assert_eq!(app.post_with("open", body, &[]).await.status(), 200);
+    }
+    // Past the 3 s message timeout: librdkafka gives up on what it held.
+    tokio::time::sleep(Duration::from_secs(secs + 5)).await;
+    tansu.signal("CONT");
+
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+    assert_all_cdrs_published(&app, &tansu.bootstrap, &topics).await;
+    app.stop().await;
+}
+
+/// A producer with a fatal error (an idempotent producer's lost sequence) can never send
+/// again: the publisher replaces it, and what waited is published, against a real broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_with_a_fatal_error_is_replaced() {
+    let (tansu, prefix, topics) = tansu_with_topics().await;
+    let app = spawn_app_with(
+        Backend::Postgres,
+        kafka_tweak(&tansu.bootstrap, &prefix),
+        None,
+    )
+    .await;
+    post_fees(&app, 1).await;
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+
+    app.publisher.inject_fatal_error();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let end = Utc::now();
+    for seed in 40..43 {
+        let body = sample::fee_body(seed, 50, end).to_string();
+        assert_eq!(app.post_with("open", body, &[]).await.status(), 200);
+    }
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+    assert_eq!(
+        app.metric("ringback_kafka_producer_restarts_total{reason=\"fatal\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(app.publisher.status().producer_restarts, 1);
+    assert_all_cdrs_published(&app, &tansu.bootstrap, &topics).await;
+    app.stop().await;
+}
+
+/// The issue-15 scenario as an operator ran it: default publisher settings, 5 fee pushes, the
+/// broker paused 40 s with 4 more pushes, resumed. Slow (about 2 minutes): run by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn issue_15_pause_with_default_settings() {
+    let (tansu, prefix, topics) = tansu_with_topics().await;
+    let bootstrap = tansu.bootstrap.clone();
+    let tweak = move |c: &mut Config| {
+        c.kafka.brokers = bootstrap;
+        c.kafka.topic_prefix = prefix;
+    };
+    let app = spawn_app_with(Backend::Postgres, tweak, None).await;
+    post_fees(&app, 5).await;
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+    tansu.signal("STOP");
+    let end = Utc::now();
+    for seed in 20..24 {
+        let body = sample::fee_body(seed, 50, end).to_string();
+        assert_eq!(app.post_with("open", body, &[]).await.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    tansu.signal("CONT");
+    for _ in 0..18 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        eprintln!(
+            "pending {:?} mode {:?}",
+            app.metric("ringback_outbox_pending").await,
+            app.metric("ringback_publisher_mode{mode=\"catching_up\"}")
+                .await
+        );
+        if app.metric("ringback_outbox_pending").await == Some(0.0) {
+            break;
+        }
+    }
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+    assert_all_cdrs_published(&app, &tansu.bootstrap, &topics).await;
+    app.stop().await;
+}
+
+/// The same scenario against a ringback binary of one's choice (`RINGBACK_BIN`, e.g. a release
+/// build of an older commit) running as its own process. Run by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn issue_15_pause_against_a_binary() {
+    let (tansu, prefix, topics) = tansu_with_topics().await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path());
+    let bin = std::env::var("RINGBACK_BIN").ok();
+    let port = free_port();
+    let mut command = Command::new(bin.as_deref().unwrap_or(env!("CARGO_BIN_EXE_ringback")));
+    if bin.is_none() {
+        command.env("RINGBACK__SPOOL__PATH", dir.path().join("spool.db"));
+    }
+    let mut child = command
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("RINGBACK__HTTP__ADDR", format!("127.0.0.1:{port}"))
+        .env("RINGBACK__DATABASE__URL", &db.url)
+        .env("RINGBACK__KAFKA__BROKERS", &tansu.bootstrap)
+        .env("RINGBACK__KAFKA__TOPIC_PREFIX", &prefix)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let post = |seed: u64, end| {
+        let body = sample::fee_body(seed, 50, end).to_string();
+        client
+            .post(format!("{base}/hooks/open"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let metric = |name: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let text = client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        }
+    };
+    let end = Utc::now();
+    for seed in 0..5 {
+        assert_eq!(post(seed, end).await.unwrap().status(), 200);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    tansu.signal("STOP");
+    for seed in 20..24 {
+        assert_eq!(post(seed, end).await.unwrap().status(), 200);
+    }
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    tansu.signal("CONT");
+    let mut drained = false;
+    for _ in 0..24 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let pending = metric("ringback_outbox_pending").await;
+        eprintln!("pending {pending:?}");
+        if pending == Some(0.0) {
+            drained = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(drained, "the outbox never drained after the broker resumed");
+    let got = consume(
+        &tansu.bootstrap,
+        &topics.topic("cdr"),
+        450,
+        Duration::from_secs(30),
+    )
+    .await;
+    let ids: BTreeSet<String> = got.iter().map(|m| m.headers["ce_id"].clone()).collect();
+    assert_eq!(ids.len(), 450);
+}
+
+/// …and from a broker killed and started again with its state lost (the topics are created
+/// again, as an operator would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_broker_restarted_without_its_state_is_caught_up() {
+    let (tansu, prefix, topics) = tansu_with_topics().await;
+    let app = spawn_app_with(
+        Backend::Postgres,
+        kafka_tweak(&tansu.bootstrap, &prefix),
+        None,
+    )
+    .await;
+    post_fees(&app, 1).await;
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+
+    let tansu = {
+        let port: u16 = tansu.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+        drop(tansu);
+        let end = Utc::now();
+        for seed in 30..33 {
+            let body = sample::fee_body(seed, 50, end).to_string();
+            assert_eq!(app.post_with("open", body, &[]).await.status(), 200);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Tansu::start_on(port)
+    };
+    create_topics(
+        &tansu.bootstrap,
+        &[topics.topic("cdr"), topics.topic("call-status")],
+        3,
+    )
+    .await;
+
+    wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
+    // The first body's CDRs went with the lost state; the others must all be there.
+    let want = ids_of(&app.db, "cdrs").await;
+    let got = consume(
+        &tansu.bootstrap,
+        &topics.topic("cdr"),
+        150,
+        Duration::from_secs(30),
+    )
+    .await;
+    let ids: BTreeSet<String> = got.iter().map(|m| m.headers["ce_id"].clone()).collect();
+    assert_eq!(
+        ids.len(),
+        150,
+        "the three bodies sent while the broker was away"
+    );
+    assert!(ids.is_subset(&want));
     app.stop().await;
 }
 

@@ -13,6 +13,7 @@ const LAYERS: &[&str] = &[
     "ingest",
     "batch",
     "publish",
+    "spool",
     "store",
     "message",
     "sources",

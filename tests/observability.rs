@@ -225,9 +225,23 @@ async fn metrics_move_with_traffic_and_pass_promtool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_the_database() {
+    readyz_through_an_outage(false).await;
+}
+
+/// With a spool, a database outage leaves the replica ready (`spooling`) while the spool has
+/// room: the balancer keeps it, and the pushes it takes are kept on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_stays_ready_while_the_spool_has_room() {
+    readyz_through_an_outage(true).await;
+}
+
+async fn readyz_through_an_outage(spool: bool) {
     let app = spawn_app_with(
         Backend::Postgres,
-        |c| c.database.acquire_timeout = Duration::from_millis(500),
+        move |c| {
+            c.database.acquire_timeout = Duration::from_millis(500);
+            c.spool.enabled = spool;
+        },
         None,
     )
     .await;
@@ -261,8 +275,15 @@ async fn readyz_follows_the_database() {
     ))
     .await;
     let (status, body) = readyz().await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["status"], "not_ready");
+    if spool {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "spooling");
+        assert_eq!(body["spool"]["max_bytes"], 1u64 << 30);
+    } else {
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["status"], "not_ready");
+        assert!(body.get("spool").is_none());
+    }
     assert_eq!(body["store"]["ok"], false);
     assert!(!body["store"]["error"].as_str().unwrap().is_empty());
     assert_eq!(
@@ -273,7 +294,8 @@ async fn readyz_follows_the_database() {
     run(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
     let mut back = false;
     for _ in 0..50 {
-        if readyz().await.0 == 200 {
+        let (status, body) = readyz().await;
+        if status == 200 && body["status"] == "ready" {
             back = true;
             break;
         }

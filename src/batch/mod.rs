@@ -18,6 +18,7 @@ use crate::error::error_chain;
 use crate::message;
 use crate::metrics::Metrics;
 use crate::publish::PublisherHandle;
+use crate::spool::{Spool, SpoolError};
 use crate::store::Store;
 
 /// Why a submission was not committed.
@@ -35,11 +36,43 @@ pub enum SubmitError {
         /// Whether retrying later could succeed (database unavailable).
         transient: bool,
     },
+    /// The database could not take the batch and the spool could not either (full, or its
+    /// disk): nothing was stored.
+    #[error("the spool cannot take the batch: {0}")]
+    SpoolFull(#[source] SpoolError),
+}
+
+/// What became of a submission's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// One per record, in order. For a spooled submission every record counts as inserted:
+    /// duplicates are recognised when the spool is drained.
+    pub outcomes: Vec<Outcome>,
+    /// Kept in the local spool (fsync'd), not yet in the database.
+    pub spooled: bool,
 }
 
 struct Submission {
     records: Vec<Record>,
-    ack: oneshot::Sender<Result<Vec<Outcome>, SubmitError>>,
+    ack: oneshot::Sender<Result<Submitted, SubmitError>>,
+}
+
+/// The spool and the bound on a direct commit, when spooling is on.
+#[derive(Clone)]
+pub struct Spooling {
+    pub spool: Arc<Spool>,
+    /// How long a batch waits for its commit before it is spooled instead.
+    pub fallback_after: Duration,
+}
+
+/// What every batch worker (and the drainer) works with.
+#[derive(Clone)]
+struct Worker {
+    store: Arc<dyn Store>,
+    config: BatchConfig,
+    publisher: Option<PublisherHandle>,
+    metrics: Arc<Metrics>,
+    spooling: Option<Spooling>,
 }
 
 /// Hands records to the batcher. Cheap to clone; the batcher stops once every handle is gone
@@ -73,8 +106,9 @@ impl Drop for InFlight<'_> {
 }
 
 impl Batcher {
-    /// Starts the batcher tasks on `tasks`. Once `stop` is cancelled the queues take no more
-    /// submissions; what they hold is committed, then the tasks end.
+    /// Starts the batcher tasks on `tasks` (and, with `spooling`, the spool's drainer). Once
+    /// `stop` is cancelled the queues take no more submissions; what they hold is committed,
+    /// then the tasks end. What the spool holds then stays there for the next start.
     pub fn spawn(
         store: Arc<dyn Store>,
         config: BatchConfig,
@@ -82,21 +116,25 @@ impl Batcher {
         tasks: &TaskTracker,
         publisher: Option<PublisherHandle>,
         metrics: Arc<Metrics>,
+        spooling: Option<Spooling>,
     ) -> Self {
         let workers = config.workers.max(1);
         let per_worker = config.queue_capacity.div_ceil(workers).max(1);
+        let worker = Worker {
+            store,
+            config,
+            publisher,
+            metrics,
+            spooling,
+        };
+        if worker.spooling.is_some() {
+            tasks.spawn(drain_spool(worker.clone(), stop.clone()));
+        }
         let mut shards = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (tx, rx) = mpsc::channel(per_worker);
             shards.push(tx);
-            tasks.spawn(run(
-                rx,
-                store.clone(),
-                config.clone(),
-                stop.clone(),
-                publisher.clone(),
-                metrics.clone(),
-            ));
+            tasks.spawn(run(rx, worker.clone(), stop.clone()));
         }
         Self {
             in_flight: (0..shards.len()).map(|_| AtomicUsize::new(0)).collect(),
@@ -128,9 +166,12 @@ impl Batcher {
 
     /// Queues `records` and waits until they are committed. Never waits for queue space: a
     /// full queue is refused at once so the caller can answer 503.
-    pub async fn submit(&self, records: Vec<Record>) -> Result<Vec<Outcome>, SubmitError> {
+    pub async fn submit(&self, records: Vec<Record>) -> Result<Submitted, SubmitError> {
         if records.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Submitted {
+                outcomes: Vec::new(),
+                spooled: false,
+            });
         }
         let (ack, done) = oneshot::channel();
         let shard = self.shard(&records);
@@ -154,14 +195,8 @@ impl Batcher {
     }
 }
 
-async fn run(
-    mut rx: mpsc::Receiver<Submission>,
-    store: Arc<dyn Store>,
-    config: BatchConfig,
-    stop: CancellationToken,
-    publisher: Option<PublisherHandle>,
-    metrics: Arc<Metrics>,
-) {
+async fn run(mut rx: mpsc::Receiver<Submission>, worker: Worker, stop: CancellationToken) {
+    let config = &worker.config;
     let mut carried: Option<Submission> = None;
     loop {
         let first = match carried.take() {
@@ -202,8 +237,8 @@ async fn run(
             size += next.records.len();
             batch.push(next);
         }
-        metrics.batch_taken(size, rx.len());
-        commit(store.as_ref(), batch, &config, publisher.as_ref(), &metrics).await;
+        worker.metrics.batch_taken(size, rx.len());
+        worker.commit(batch).await;
     }
     tracing::debug!("batcher drained and stopped");
 }
@@ -219,78 +254,254 @@ fn outbox_entries(records: &[Record]) -> Vec<OutboxEntry> {
         .collect()
 }
 
-async fn commit(
-    store: &dyn Store,
-    batch: Vec<Submission>,
-    config: &BatchConfig,
-    publisher: Option<&PublisherHandle>,
-    metrics: &Metrics,
-) {
-    let mut records = Vec::with_capacity(batch.iter().map(|s| s.records.len()).sum());
-    let mut acks = Vec::with_capacity(batch.len());
-    for s in batch {
-        acks.push((s.records.len(), s.ack));
-        records.extend(s.records);
-    }
-    let entries = outbox_entries(&records);
-    let mut backoff = config.retry_backoff;
-    let mut attempt = 0;
-    let started = std::time::Instant::now();
-    let result = loop {
-        match store.commit(&records, &entries).await {
-            Ok(outcomes) => break Ok(outcomes),
-            Err(e) => {
-                let retrying = e.is_transient() && attempt < config.commit_retries;
-                metrics.commit_attempt_failed(
-                    &error_chain(&e),
-                    e.is_transient(),
-                    attempt + 1,
-                    records.len(),
-                    retrying,
-                );
-                if !retrying {
-                    break Err(e);
+impl Worker {
+    /// Commits a batch and answers its submissions: to the spool while it is active; else to
+    /// the database, spooling the batch instead when the commit fails for now or takes longer
+    /// than `spool.fallback_after` (with spooling on).
+    async fn commit(&self, batch: Vec<Submission>) {
+        let mut records = Vec::with_capacity(batch.iter().map(|s| s.records.len()).sum());
+        let mut acks = Vec::with_capacity(batch.len());
+        for s in batch {
+            acks.push((s.records.len(), s.ack));
+            records.extend(s.records);
+        }
+        if let Some(spooling) = &self.spooling {
+            if let Some(result) = spooling.spool.append(&records, false).await {
+                return answer_spooled(acks, result);
+            }
+        }
+        let entries = outbox_entries(&records);
+        let started = std::time::Instant::now();
+        let result = match &self.spooling {
+            None => self.commit_with_retries(&records, &entries).await,
+            Some(spooling) => {
+                let attempt = self.store.commit(&records, &entries);
+                match tokio::time::timeout(spooling.fallback_after, attempt).await {
+                    Ok(Err(e)) if e.is_transient() => {
+                        let reason = format!("the commit failed: {}", error_chain(&e));
+                        self.metrics.commit_finished(started.elapsed());
+                        return self.spool_instead(spooling, records, acks, &reason).await;
+                    }
+                    // Abandoned, not undone: if it commits after all, the drain finds its
+                    // records already stored (the same ids) and stores nothing twice.
+                    Err(_) => {
+                        let reason = format!(
+                            "the commit took longer than spool.fallback_after ({:?})",
+                            spooling.fallback_after
+                        );
+                        self.metrics.commit_finished(started.elapsed());
+                        return self.spool_instead(spooling, records, acks, &reason).await;
+                    }
+                    Ok(Err(e)) => {
+                        self.metrics.commit_attempt_failed(
+                            &error_chain(&e),
+                            false,
+                            1,
+                            records.len(),
+                            false,
+                        );
+                        Err(e)
+                    }
+                    Ok(Ok(outcomes)) => Ok(outcomes),
                 }
-                attempt += 1;
-                tokio::time::sleep(backoff).await;
-                backoff = backoff.saturating_mul(2).min(Duration::from_secs(5));
+            }
+        };
+        self.metrics.commit_finished(started.elapsed());
+        match result {
+            Ok(outcomes) => {
+                self.hand_off(&records, &outcomes, entries);
+                let mut outcomes = outcomes.into_iter();
+                for (n, ack) in acks {
+                    // A requester that went away (client hung up) no longer needs its
+                    // answer; its records are committed all the same.
+                    let _ = ack.send(Ok(Submitted {
+                        outcomes: outcomes.by_ref().take(n).collect(),
+                        spooled: false,
+                    }));
+                }
+            }
+            Err(e) => {
+                let err = SubmitError::Store {
+                    transient: e.is_transient(),
+                };
+                for (_, ack) in acks {
+                    let _ = ack.send(Err(err.clone()));
+                }
             }
         }
-    };
-    metrics.commit_finished(started.elapsed());
-    match result {
-        Ok(outcomes) => {
-            if let Some(publisher) = publisher {
-                let inserted: std::collections::HashSet<_> = records
-                    .iter()
-                    .zip(&outcomes)
-                    .filter(|(_, o)| **o == Outcome::Inserted)
-                    .map(|(r, _)| r.id())
-                    .collect();
-                publisher.offer(
-                    entries
-                        .into_iter()
-                        .filter(|e| inserted.contains(&e.id))
-                        .collect(),
-                );
-            }
-            let mut outcomes = outcomes.into_iter();
-            for (n, ack) in acks {
-                // A requester that went away (client hung up) no longer needs its answer; its
-                // records are committed all the same.
-                let _ = ack.send(Ok(outcomes.by_ref().take(n).collect()));
+    }
+
+    /// Commits with up to `batch.commit_retries` retries of transient failures (without a
+    /// spool, a push can only wait or fail).
+    async fn commit_with_retries(
+        &self,
+        records: &[Record],
+        entries: &[OutboxEntry],
+    ) -> Result<Vec<Outcome>, crate::store::StoreError> {
+        let mut backoff = self.config.retry_backoff;
+        let mut attempt = 0;
+        loop {
+            match self.store.commit(records, entries).await {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(e) => {
+                    let retrying = e.is_transient() && attempt < self.config.commit_retries;
+                    self.metrics.commit_attempt_failed(
+                        &error_chain(&e),
+                        e.is_transient(),
+                        attempt + 1,
+                        records.len(),
+                        retrying,
+                    );
+                    if !retrying {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2).min(Duration::from_secs(5));
+                }
             }
         }
-        Err(e) => {
-            let err = SubmitError::Store {
-                transient: e.is_transient(),
-            };
-            for (_, ack) in acks {
-                let _ = ack.send(Err(err.clone()));
-            }
-        }
+    }
+
+    /// Spools a batch the database could not take in time, and answers it.
+    async fn spool_instead(
+        &self,
+        spooling: &Spooling,
+        records: Vec<Record>,
+        acks: Acks,
+        reason: &str,
+    ) {
+        self.metrics.batch_spooled(records.len(), reason);
+        let result = spooling
+            .spool
+            .append(&records, true)
+            .await
+            .unwrap_or(Err(SpoolError::Closed));
+        answer_spooled(acks, result);
+    }
+
+    /// Hands the entries of the records that were new to the publisher.
+    fn hand_off(&self, records: &[Record], outcomes: &[Outcome], entries: Vec<OutboxEntry>) {
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
+        let inserted: std::collections::HashSet<_> = records
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, o)| **o == Outcome::Inserted)
+            .map(|(r, _)| r.id())
+            .collect();
+        publisher.offer(
+            entries
+                .into_iter()
+                .filter(|e| inserted.contains(&e.id))
+                .collect(),
+        );
     }
 }
+
+/// Each submission's size and where its answer goes.
+type Acks = Vec<(usize, oneshot::Sender<Result<Submitted, SubmitError>>)>;
+
+/// Answers the submissions of a batch handed to the spool: 2xx (spooled) once it is on disk.
+fn answer_spooled(acks: Acks, result: Result<(), SpoolError>) {
+    for (n, ack) in acks {
+        let _ = ack.send(match &result {
+            Ok(()) => Ok(Submitted {
+                outcomes: vec![Outcome::Inserted; n],
+                spooled: true,
+            }),
+            Err(e) => Err(SubmitError::SpoolFull(e.clone())),
+        });
+    }
+}
+
+/// Commits what the spool holds, oldest first, through the same commit as a direct batch (a
+/// record a crash mid-drain already committed is recognised by its id and stored once), hands
+/// the new entries to the publisher, deletes each entry once committed. A transient failure
+/// waits and tries the same entry again; a batch the database refuses for good is kept aside
+/// with its reason. When the spool is empty it turns inactive: batches go direct again.
+async fn drain_spool(worker: Worker, stop: CancellationToken) {
+    let Some(spooling) = worker.spooling.clone() else {
+        return;
+    };
+    let spool = &spooling.spool;
+    let mut backoff = DRAIN_MIN_BACKOFF;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = spool.wait_for_work(DRAIN_TICK) => {}
+        }
+        spool.refresh().await;
+        if !spool.is_active() {
+            continue;
+        }
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            let entry = match spool.oldest().await {
+                Ok(Some(entry)) => entry,
+                Ok(None) => {
+                    if spool.finish_if_empty().await {
+                        break;
+                    }
+                    // An append is on its way to disk: it is next.
+                    spool.wait_for_work(DRAIN_TICK).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %error_chain(&e), "could not read the spool");
+                    break;
+                }
+            };
+            let records = match &entry.records {
+                Ok(records) => records,
+                Err(reason) => {
+                    let reason = reason.clone();
+                    if let Err(e) = spool.fail(&entry, &reason).await {
+                        tracing::error!(error = %error_chain(&e), "could not set a spooled batch aside");
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let entries = outbox_entries(records);
+            match worker.store.commit(records, &entries).await {
+                Ok(outcomes) => {
+                    worker.hand_off(records, &outcomes, entries);
+                    if let Err(e) = spool.remove(&entry).await {
+                        // Committed, still in the spool: the next drain stores it once more as
+                        // duplicates, which store nothing.
+                        tracing::warn!(error = %error_chain(&e), "could not delete a drained batch from the spool");
+                        break;
+                    }
+                    backoff = DRAIN_MIN_BACKOFF;
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(error = %error_chain(&e), ?backoff, "the database does not take the spool yet");
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(DRAIN_MAX_BACKOFF);
+                }
+                Err(e) => {
+                    if let Err(e) = spool.fail(&entry, &error_chain(&e)).await {
+                        tracing::error!(error = %error_chain(&e), "could not set a spooled batch aside");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    tracing::debug!("spool drainer stopped");
+}
+
+/// How often the drainer looks at the spool when nothing wakes it.
+const DRAIN_TICK: Duration = Duration::from_secs(1);
+const DRAIN_MIN_BACKOFF: Duration = Duration::from_millis(100);
+const DRAIN_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests;

@@ -118,13 +118,14 @@ async fn requests_within_the_linger_share_one_transaction() {
         &TaskTracker::new(),
         None,
         Arc::new(crate::metrics::Metrics::new()),
+        None,
     );
     let submits = (0..3).map(|i| {
         let b = batcher.clone();
         tokio::spawn(async move { b.submit(records(10, i)).await })
     });
     for s in futures_util::future::join_all(submits).await {
-        assert_eq!(s.unwrap().unwrap().len(), 10);
+        assert_eq!(s.unwrap().unwrap().outcomes.len(), 10);
     }
     assert_eq!(*store.batches.lock().unwrap(), vec![30]);
 }
@@ -139,6 +140,7 @@ async fn a_batch_never_exceeds_max_records_and_never_splits_a_request() {
         &TaskTracker::new(),
         None,
         Arc::new(crate::metrics::Metrics::new()),
+        None,
     );
     let submits = [30, 30, 20].map(|n| {
         let b = batcher.clone();
@@ -186,8 +188,12 @@ async fn transient_failures_are_retried_and_permanent_ones_are_not() {
         &TaskTracker::new(),
         None,
         Arc::new(crate::metrics::Metrics::new()),
+        None,
     );
-    assert_eq!(batcher.submit(records(2, 1)).await.unwrap().len(), 2);
+    assert_eq!(
+        batcher.submit(records(2, 1)).await.unwrap().outcomes.len(),
+        2
+    );
 
     store.fail_next.lock().unwrap().extend([true, true, true]);
     let err = batcher.submit(records(2, 2)).await.unwrap_err();
@@ -212,12 +218,13 @@ async fn stopping_commits_what_is_queued_then_refuses() {
         &tasks,
         None,
         Arc::new(crate::metrics::Metrics::new()),
+        None,
     );
     let b = batcher.clone();
     let pending = tokio::spawn(async move { b.submit(records(3, 1)).await });
     tokio::task::yield_now().await;
     stop.cancel();
-    assert_eq!(pending.await.unwrap().unwrap().len(), 3);
+    assert_eq!(pending.await.unwrap().unwrap().outcomes.len(), 3);
     tasks.close();
     tasks.wait().await;
     assert!(matches!(
@@ -279,6 +286,7 @@ async fn fee_pushes_go_to_idle_workers() {
         &tasks,
         None,
         Arc::new(crate::metrics::Metrics::new()),
+        None,
     );
     // Four pushes while every commit hangs: each must be on a worker of its own. Hashing by
     // their first call would put two of them on one worker with probability 1 - 4!/4^4.
@@ -299,7 +307,7 @@ async fn fee_pushes_go_to_idle_workers() {
     );
     store.gate.as_ref().unwrap().add_permits(4);
     for push in pushes {
-        assert_eq!(push.await.unwrap().unwrap().len(), 50);
+        assert_eq!(push.await.unwrap().unwrap().outcomes.len(), 50);
     }
     assert_eq!(
         batcher

@@ -31,6 +31,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub batch: BatchConfig,
     pub kafka: KafkaConfig,
+    pub spool: SpoolConfig,
     pub log: LogConfig,
     /// Named callback sources; each is served at `POST /hooks/<name>`.
     pub sources: BTreeMap<String, SourceConfig>,
@@ -142,6 +143,36 @@ impl Default for BatchConfig {
             commit_retries: 2,
             retry_backoff: Duration::from_millis(100),
             retry_after_secs: 5,
+        }
+    }
+}
+
+/// The local spool: where a batch goes when PostgreSQL cannot take it in time, so that pushes
+/// the platform never resends are kept through a database outage (README, Durability).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Spool batches the database cannot take. Only with PostgreSQL: with SQLite as the store
+    /// the spool would share its disk and its failures, so it is off.
+    pub enabled: bool,
+    /// The spool file (SQLite, WAL, `synchronous=FULL`), on a local disk.
+    pub path: PathBuf,
+    /// How long a push waits for its commit before its batch is spooled instead: a bound well
+    /// under any sender's timeout. A transient database error spools at once.
+    #[serde(with = "humantime_serde")]
+    pub fallback_after: Duration,
+    /// Most bytes the spool may hold; beyond it pushes get 503 `spool_full` with
+    /// `Retry-After`. Size it as push rate × longest outage × bytes per push (README).
+    pub max_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: PathBuf::from("data/spool.db"),
+            fallback_after: Duration::from_secs(2),
+            max_bytes: 1 << 30,
         }
     }
 }
@@ -358,6 +389,12 @@ impl Config {
                     "source names are 1-64 of a-z, 0-9, '-' and '_'",
                 ));
             }
+        }
+        if self.spool.fallback_after < Duration::from_millis(10) {
+            return Err(invalid("spool.fallback_after", "must be at least 10ms"));
+        }
+        if self.spool.max_bytes < 1 << 20 {
+            return Err(invalid("spool.max_bytes", "must be at least 1 MiB"));
         }
         let kafka = &self.kafka;
         for key in ["enable.idempotence", "acks", "bootstrap.servers"] {

@@ -3,11 +3,12 @@
 //! its JSON as sent.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::{PhoneNumber, RecordMeta};
 
 /// What every ACS event carries.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventHeader {
     pub meta: RecordMeta,
     /// The event's `id` as sent.
@@ -15,7 +16,8 @@ pub struct EventHeader {
     /// `eventType` (Event Grid) or `type` (CloudEvents), e.g. `Microsoft.Communication.SMSReceived`.
     pub event_type: String,
     /// `eventgrid` or `cloudevents`.
-    pub schema: &'static str,
+    #[serde(deserialize_with = "super::interned")]
+    pub schema: super::Name,
     pub subject: Option<String>,
     /// `eventTime` / `time`.
     pub occurred_at: DateTime<Utc>,
@@ -31,13 +33,14 @@ impl EventHeader {
 }
 
 /// SMS and incoming-call events of a phone number (`phone_number_events`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhoneEvent {
     pub header: EventHeader,
     /// The resource's own number the event is about (E.164 when it is a number).
     pub phone_number: Option<PhoneNumber>,
     /// `inbound` (SMS received, incoming call) or `outbound` (delivery report).
-    pub direction: &'static str,
+    #[serde(deserialize_with = "super::interned")]
+    pub direction: super::Name,
     pub from: Option<PhoneNumber>,
     pub to: Option<PhoneNumber>,
     pub message_id: Option<String>,
@@ -52,7 +55,7 @@ pub struct PhoneEvent {
 }
 
 /// Call, participant, recording and Call Automation events (`acs_call_events`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AcsCallEvent {
     pub header: EventHeader,
     pub server_call_id: Option<String>,
@@ -81,7 +84,7 @@ pub struct AcsCallEvent {
 }
 
 /// Chat message and thread events (`chat_events`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatEvent {
     pub header: EventHeader,
     pub thread_id: String,
@@ -99,7 +102,7 @@ pub struct ChatEvent {
 
 /// Any other event, kept generically (`webhook_events`): new ACS event types appear without
 /// notice and are never refused.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookEvent {
     pub header: EventHeader,
     /// The event's `data` as sent (JSON).

@@ -1,9 +1,10 @@
 use chrono::{DateTime, Utc};
 
 use super::{PhoneNumber, RecordMeta};
+use serde::{Deserialize, Serialize};
 
 /// The call-status events Huawei VoiceCall pushes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CallEventType {
     Callout,
     Alerting,
@@ -39,7 +40,7 @@ impl CallEventType {
 }
 
 /// One call-status event (`call_events` row).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallEvent {
     pub meta: RecordMeta,
     pub event_type: CallEventType,

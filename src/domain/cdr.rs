@@ -1,9 +1,10 @@
 use chrono::{DateTime, Utc};
 
 use super::{PhoneNumber, RecordMeta};
+use serde::{Deserialize, Serialize};
 
 /// A fact about a CDR's times that does not hold. The record is kept and flagged, never dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CdrFlag {
     AlertingBeforeStart,
     AnswerBeforeAlerting,
@@ -25,7 +26,7 @@ impl CdrFlag {
 }
 
 /// Every time a FeeInfo can carry, already parsed.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CdrTimes {
     pub fwd_start: Option<DateTime<Utc>>,
     pub fwd_alerting: Option<DateTime<Utc>>,
@@ -40,7 +41,7 @@ pub struct CdrTimes {
 }
 
 /// Figures derived from a CDR's times, as analysts want them.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CdrDerived {
     pub started_at: Option<DateTime<Utc>>,
     pub answered_at: Option<DateTime<Utc>>,
@@ -111,7 +112,7 @@ impl CdrTimes {
 }
 
 /// One call detail record (`cdrs` row): every FeeInfo field, typed, plus derived figures.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cdr {
     pub meta: RecordMeta,
     pub direction: i16,

@@ -1,3 +1,4 @@
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A phone number as the platform sent it, normalised where that is safe.
@@ -6,7 +7,8 @@ use std::fmt;
 /// `+8613800000022`). Normalising lets analysts join and filter on one form; anything that does
 /// not look like a number (a SIP URI, an extension with letters) is kept exactly as sent, never
 /// rejected: a number's format is no reason to lose a call. The raw record keeps the original.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct PhoneNumber(String);
 
 impl PhoneNumber {

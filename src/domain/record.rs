@@ -1,3 +1,4 @@
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -6,7 +7,7 @@ use uuid::Uuid;
 use super::{AcsCallEvent, CallEvent, Cdr, ChatEvent, PhoneEvent, WebhookEvent};
 
 /// The kinds of record ringback stores; each has its own table and its own topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RecordKind {
     CallStatus,
     Cdr,
@@ -59,7 +60,7 @@ impl RecordKind {
 const RECORD_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a0b_5f0e_2f7c_4c1e_9d3a_52b1_7e4c_0a91);
 
 /// What every stored record carries besides its payload.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordMeta {
     /// Stable id: UUIDv5 of (source, kind, dedupe key). Same callback → same id.
     pub id: Uuid,
@@ -89,7 +90,7 @@ impl RecordMeta {
 }
 
 /// Where a dead letter came from: a whole request, or one record of a multi-record body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeadLetterScope {
     Request,
     Record,
@@ -105,7 +106,7 @@ impl DeadLetterScope {
 }
 
 /// Input that could not be accepted, kept with the reason so it can be inspected and replayed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub id: Uuid,
     pub source: Arc<str>,
@@ -115,7 +116,8 @@ pub struct DeadLetter {
     /// Index of the record within its list (`feeLst[i]`), for record-scope letters.
     pub record_index: Option<i32>,
     /// Stable machine-readable reason, the same `code` the sender was answered with.
-    pub code: &'static str,
+    #[serde(deserialize_with = "super::interned")]
+    pub code: super::Name,
     pub detail: String,
     /// JSON path of the offending field, when one is known.
     pub field: Option<String>,
@@ -127,20 +129,21 @@ pub struct DeadLetter {
 }
 
 /// A subscription handshake that was answered (Event Grid validation, CloudEvents OPTIONS).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Handshake {
     pub id: Uuid,
     pub source: Arc<str>,
     pub received_at: DateTime<Utc>,
     pub request_id: Option<String>,
     /// `eventgrid-validation` or `cloudevents-options`.
-    pub kind: &'static str,
+    #[serde(deserialize_with = "super::interned")]
+    pub kind: super::Name,
     /// What was asked (validation url, origin, rate).
     pub detail: serde_json::Value,
 }
 
 /// One unit of work for the store.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
     CallEvent(Box<CallEvent>),
     Cdr(Box<Cdr>),

@@ -38,6 +38,8 @@ pub enum IngestError {
     ShuttingDown { retry_after: u32 },
     #[error("the database is unavailable; retry later")]
     StoreUnavailable { retry_after: u32 },
+    #[error("the database is unavailable and the local spool cannot take more; retry later")]
+    SpoolFull { retry_after: u32 },
     #[error("internal error")]
     Internal,
 }
@@ -59,6 +61,7 @@ impl IngestError {
             Self::HeadersTooLarge => "headers_too_large",
             Self::ShuttingDown { .. } => "shutting_down",
             Self::StoreUnavailable { .. } => "store_unavailable",
+            Self::SpoolFull { .. } => "spool_full",
             Self::Internal => "internal_error",
         }
     }
@@ -75,7 +78,8 @@ impl IngestError {
             Self::Overloaded { retry_after }
             | Self::RateLimited { retry_after }
             | Self::ShuttingDown { retry_after }
-            | Self::StoreUnavailable { retry_after } => Some(*retry_after),
+            | Self::StoreUnavailable { retry_after }
+            | Self::SpoolFull { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -87,6 +91,7 @@ impl IngestError {
             SubmitError::Closed => Self::ShuttingDown { retry_after },
             SubmitError::Store { transient: true } => Self::StoreUnavailable { retry_after },
             SubmitError::Store { transient: false } => Self::Internal,
+            SubmitError::SpoolFull(_) => Self::SpoolFull { retry_after },
         }
     }
 }
@@ -116,9 +121,10 @@ impl ResponseError for IngestError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::Overloaded { .. } | Self::ShuttingDown { .. } | Self::StoreUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded { .. }
+            | Self::ShuttingDown { .. }
+            | Self::StoreUnavailable { .. }
+            | Self::SpoolFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -28,7 +28,9 @@ pub async fn check_store(store: &dyn Store, metrics: &Metrics) -> Result<(), Str
     result
 }
 
-/// Ready when the store answers. The publisher's state is reported, not required: while the
+/// Ready when the store answers, or, with a spool, while the spool has room: a database outage
+/// must not pull every replica out of the load balancer while pushes can still be kept durably
+/// (`status` then says `spooling`). The publisher's state is reported, not required: while the
 /// brokers are away the database is the buffer, and ingest goes on.
 pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let backend = state.store.backend();
@@ -39,12 +41,23 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             serde_json::json!({"ok": false, "backend": backend, "error": error})
         }
     };
-    let ready = store["ok"] == true;
-    let body = serde_json::json!({
-        "status": if ready { "ready" } else { "not_ready" },
+    let store_ok = store["ok"] == true;
+    let spool = state.spool.as_ref().map(|s| s.status());
+    let spool_room = state.spool.as_ref().is_some_and(|s| s.has_room());
+    let ready = store_ok || spool_room;
+    let status = match (store_ok, spool_room) {
+        (true, _) => "ready",
+        (false, true) => "spooling",
+        (false, false) => "not_ready",
+    };
+    let mut body = serde_json::json!({
+        "status": status,
         "store": store,
         "publisher": state.publisher.status(),
     });
+    if let Some(spool) = spool {
+        body["spool"] = serde_json::json!(spool);
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {

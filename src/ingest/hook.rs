@@ -168,18 +168,23 @@ async fn commit(request: &Request<'_>, parsed: Parsed) -> Result<HttpResponse, I
             field: r.rejection.field,
         });
     }
-    let outcomes = state
+    let submitted = state
         .batcher
         .submit(records)
         .await
         .map_err(|e| IngestError::from_submit(e, state.retry_after_secs))?;
+    let outcomes = submitted.outcomes;
     let inserted = outcomes[..accepted_count]
         .iter()
         .filter(|o| **o == Outcome::Inserted)
         .count();
-    state
-        .metrics
-        .records_committed(&source.name, &facts, &outcomes);
+    if submitted.spooled {
+        state.metrics.records_spooled(&source.name, &facts);
+    } else {
+        state
+            .metrics
+            .records_committed(&source.name, &facts, &outcomes);
+    }
     for r in &rejected_out {
         state.metrics.dead_letter_kept(&source.name, r.code);
     }
@@ -188,6 +193,7 @@ async fn commit(request: &Request<'_>, parsed: Parsed) -> Result<HttpResponse, I
         accepted: inserted,
         duplicates: accepted_count - inserted,
         rejected: rejected_out,
+        spooled: submitted.spooled,
     }))
 }
 

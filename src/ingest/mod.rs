@@ -34,6 +34,7 @@ pub use source::{Source, SourceAuth};
 use crate::batch::Batcher;
 use crate::metrics::Metrics;
 use crate::publish::PublisherHandle;
+use crate::spool::Spool;
 use crate::store::Store;
 
 /// Shared by every HTTP worker.
@@ -42,6 +43,8 @@ pub struct AppState {
     pub batcher: Batcher,
     pub store: Arc<dyn Store>,
     pub publisher: PublisherHandle,
+    /// The local spool, when spooling is on.
+    pub spool: Option<Arc<Spool>>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub body_timeout: std::time::Duration,

@@ -12,6 +12,12 @@ pub struct Accepted {
     pub duplicates: usize,
     /// Records of a multi-record body that were refused (kept as dead letters).
     pub rejected: Vec<RejectedRecord>,
+    /// Present (`true`) when the batch was kept in the local spool, fsync'd, because the
+    /// database could not take it in time: it reaches the database (and Kafka) once the
+    /// database is back. Its records all count as accepted; retries among them are
+    /// recognised then.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub spooled: bool,
 }
 
 #[derive(Debug, Serialize)]

@@ -180,6 +180,16 @@ impl Metrics {
         }
     }
 
+    /// A request's records were spooled (on disk locally, not yet in the database): counted
+    /// by kind with outcome `spooled`; their figures are counted nowhere else.
+    pub fn records_spooled(&self, source: &str, facts: &[Fact]) {
+        for kind in facts.iter().filter_map(Fact::kind) {
+            self.records
+                .with_label_values(&[source, kind.as_str(), "spooled"])
+                .inc();
+        }
+    }
+
     // --- Batching and store
 
     /// A batcher took a batch of `records` records; `waiting` submissions are left queued.
@@ -210,6 +220,11 @@ impl Metrics {
         }
     }
 
+    /// A batch the database could not take in time went to the spool instead.
+    pub fn batch_spooled(&self, records: usize, reason: &str) {
+        tracing::warn!(records, reason, "batch spooled");
+    }
+
     /// A batch's commit ended (retries included), whether it succeeded or not.
     pub fn commit_finished(&self, elapsed: Duration) {
         self.commit_duration.observe(elapsed.as_secs_f64());
@@ -233,6 +248,60 @@ impl Metrics {
         self.kafka_messages
             .with_label_values(&[topic, outcome.as_str()])
             .inc();
+    }
+
+    /// The publisher replaced its Kafka producer (`reason`: `fatal`, `unreported`, `stalled`).
+    pub fn producer_restarted(&self, reason: &str, restarts: u64) {
+        self.producer_restarts.with_label_values(&[reason]).inc();
+        tracing::warn!(reason, restarts, "replaced the Kafka producer");
+    }
+
+    /// The publisher stalled (entries wait, no delivery succeeds), or delivers again.
+    pub fn publisher_stalled(&self, stalled: bool) {
+        self.publisher_stalled.set(i64::from(stalled));
+    }
+
+    // --- Spool
+
+    /// The spool was opened with room for `max_bytes`.
+    pub fn spool_opened(&self, max_bytes: u64) {
+        self.spool_max_bytes.set(max_bytes as i64);
+    }
+
+    /// The spool's state now.
+    pub fn spool_state(
+        &self,
+        spooling: bool,
+        entries: u64,
+        records: u64,
+        bytes: u64,
+        oldest_age_seconds: f64,
+    ) {
+        self.spool_spooling.set(i64::from(spooling));
+        self.spool_entries.set(entries as i64);
+        self.spool_records.set(records as i64);
+        self.spool_bytes.set(bytes as i64);
+        self.spool_oldest_age.set(oldest_age_seconds);
+    }
+
+    /// A batch was offered to the spool: `ok` (on disk), `full` or `error` (refused, 503).
+    pub fn spool_append(&self, outcome: &str) {
+        self.spool_appends.with_label_values(&[outcome]).inc();
+    }
+
+    /// `records` spooled records were committed to the database.
+    pub fn spool_drained(&self, records: u64) {
+        self.spool_drained.inc_by(records);
+    }
+
+    /// A spooled batch was refused for good and kept aside.
+    pub fn spool_failed(&self) {
+        self.spool_failed.inc();
+    }
+
+    /// A damaged spool file was moved aside, or an entry could not be read.
+    pub fn spool_corrupt(&self) {
+        self.spool_corruption.inc();
     }
 
     /// The outbox's backlog as last read.

@@ -12,8 +12,8 @@ pub use events::{Delivered, Fact};
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets for callbacks: a commit takes a few ms; platforms give up after seconds.
@@ -73,6 +73,21 @@ pub struct Metrics {
     outbox_failed: IntGauge,
     /// 1 for the publisher's current mode.
     publisher_mode: IntGaugeVec,
+    /// 1 while entries wait and no delivery has succeeded for the stall bound.
+    publisher_stalled: IntGauge,
+    /// Kafka producers replaced, by reason.
+    producer_restarts: IntCounterVec,
+    // Spool
+    spool_spooling: IntGauge,
+    spool_entries: IntGauge,
+    spool_records: IntGauge,
+    spool_bytes: IntGauge,
+    spool_max_bytes: IntGauge,
+    spool_oldest_age: Gauge,
+    spool_appends: IntCounterVec,
+    spool_drained: IntCounter,
+    spool_failed: IntCounter,
+    spool_corruption: IntCounter,
     // Domain
     /// Accepted call-status events by source and event type.
     call_events: IntCounterVec,
@@ -88,6 +103,10 @@ pub struct Metrics {
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("valid metric")
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
@@ -126,7 +145,7 @@ impl Metrics {
             ),
             records: counter(
                 "ringback_records_total",
-                "Records by source, kind and outcome (accepted, duplicate, rejected).",
+                "Records by source, kind and outcome (accepted, duplicate, rejected, spooled).",
                 &["source", "kind", "outcome"],
             ),
             rejections: counter(
@@ -212,6 +231,56 @@ impl Metrics {
                 &["mode"],
             )
             .expect("valid metric"),
+            publisher_stalled: IntGauge::new(
+                "ringback_publisher_stalled",
+                "1 while outbox entries wait and no Kafka delivery has succeeded for twice the \
+                 delivery bound (kafka.message_timeout + 10 s).",
+            )
+            .expect("valid metric"),
+            producer_restarts: counter(
+                "ringback_kafka_producer_restarts_total",
+                "Kafka producers replaced because they could not make progress, by reason \
+                 (fatal, unreported, stalled).",
+                &["reason"],
+            ),
+            spool_spooling: gauge(
+                "ringback_spool_spooling",
+                "1 while new batches go to the local spool (it holds batches, or the database \
+                 does not take them in time).",
+            ),
+            spool_entries: gauge("ringback_spool_entries", "Batches in the local spool."),
+            spool_records: gauge("ringback_spool_records", "Records in the local spool."),
+            spool_bytes: gauge(
+                "ringback_spool_bytes",
+                "Bytes of batches in the local spool.",
+            ),
+            spool_max_bytes: gauge("ringback_spool_max_bytes", "spool.max_bytes."),
+            spool_oldest_age: Gauge::new(
+                "ringback_spool_oldest_age_seconds",
+                "Age of the oldest batch in the spool (0 when empty).",
+            )
+            .expect("valid metric"),
+            spool_appends: counter(
+                "ringback_spool_appends_total",
+                "Batches offered to the spool, by outcome (ok: on disk; full, error: refused \
+                 with 503 spool_full).",
+                &["outcome"],
+            ),
+            spool_drained: IntCounter::new(
+                "ringback_spool_drained_records_total",
+                "Spooled records committed to the database.",
+            )
+            .expect("valid metric"),
+            spool_failed: IntCounter::new(
+                "ringback_spool_failed_total",
+                "Spooled batches the database refused for good (kept in the spool's failed table).",
+            )
+            .expect("valid metric"),
+            spool_corruption: IntCounter::new(
+                "ringback_spool_corruption_total",
+                "Damaged spool files moved aside at start, and unreadable spooled batches.",
+            )
+            .expect("valid metric"),
             call_events: counter(
                 "ringback_call_events_total",
                 "Accepted call-status events by source and event type.",
@@ -272,6 +341,18 @@ impl Metrics {
             Box::new(m.outbox_oldest_age.clone()),
             Box::new(m.outbox_failed.clone()),
             Box::new(m.publisher_mode.clone()),
+            Box::new(m.publisher_stalled.clone()),
+            Box::new(m.producer_restarts.clone()),
+            Box::new(m.spool_spooling.clone()),
+            Box::new(m.spool_entries.clone()),
+            Box::new(m.spool_records.clone()),
+            Box::new(m.spool_bytes.clone()),
+            Box::new(m.spool_max_bytes.clone()),
+            Box::new(m.spool_oldest_age.clone()),
+            Box::new(m.spool_appends.clone()),
+            Box::new(m.spool_drained.clone()),
+            Box::new(m.spool_failed.clone()),
+            Box::new(m.spool_corruption.clone()),
             Box::new(m.call_events.clone()),
             Box::new(m.cdrs.clone()),
             Box::new(m.talk_seconds.clone()),
@@ -283,6 +364,12 @@ impl Metrics {
         ];
         for kind in ["transient", "permanent"] {
             m.store_errors.with_label_values(&[kind]);
+        }
+        for reason in ["fatal", "unreported", "stalled"] {
+            m.producer_restarts.with_label_values(&[reason]);
+        }
+        for outcome in ["ok", "full", "error"] {
+            m.spool_appends.with_label_values(&[outcome]);
         }
         for c in collectors {
             m.registry

@@ -20,7 +20,8 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -82,6 +83,11 @@ pub struct Status {
     pub failed: i64,
     /// The last delivery or database error, if the last attempt failed.
     pub last_error: Option<String>,
+    /// Since when entries have waited with no delivery succeeding (catching up, brokers
+    /// unreachable or the producer stuck); `None` while deliveries progress.
+    pub stalled_since: Option<chrono::DateTime<Utc>>,
+    /// Times the Kafka producer was replaced because it could not make progress.
+    pub producer_restarts: u64,
 }
 
 /// Hands committed entries to the publisher. Never blocks: when the publisher is behind, the
@@ -95,9 +101,18 @@ pub struct PublisherHandle {
     /// in memory for as long as an outage lasts; it is dropped at once instead.
     live: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
+    /// Fault injection: set to make the producer raise a fatal error.
+    inject_fatal: Arc<AtomicBool>,
 }
 
 impl PublisherHandle {
+    /// Fault injection for tests: makes the producer raise a fatal error at its next tick
+    /// (librdkafka's `rd_kafka_test_fatal_error`), as a lost idempotent sequence would.
+    #[doc(hidden)]
+    pub fn inject_fatal_error(&self) {
+        self.inject_fatal.store(true, Ordering::Relaxed);
+    }
+
     pub fn offer(&self, entries: Vec<OutboxEntry>) {
         if entries.is_empty() {
             return;
@@ -116,10 +131,51 @@ impl PublisherHandle {
     }
 }
 
+/// Makes a Kafka producer: at start, and again whenever the one in use cannot make progress.
+pub type ProducerFactory = Box<dyn Fn() -> Result<FutureProducer, KafkaError> + Send + Sync>;
+
+/// The producer in use and how to replace it.
+pub struct Producer {
+    current: FutureProducer,
+    make: ProducerFactory,
+}
+
+impl Producer {
+    /// Makes the first producer.
+    pub fn new(make: ProducerFactory) -> Result<Self, KafkaError> {
+        Ok(Self {
+            current: make()?,
+            make,
+        })
+    }
+}
+
+/// Why a producer is replaced (the `reason` label of `ringback_kafka_producer_restarts_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    /// librdkafka raised a fatal error (an idempotent producer's sequence or epoch lost): the
+    /// instance can never send again.
+    Fatal,
+    /// Deliveries were not reported within their bound (`kafka.message_timeout` and a margin).
+    Unreported,
+    /// Entries waited with no delivery succeeding for `stall_after`.
+    Stalled,
+}
+
+impl Restart {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Fatal => "fatal",
+            Self::Unreported => "unreported",
+            Self::Stalled => "stalled",
+        }
+    }
+}
+
 /// Everything the publisher task owns.
 pub struct Publisher {
     store: Arc<dyn Store>,
-    producer: Option<FutureProducer>,
+    producer: Option<Producer>,
     config: KafkaConfig,
     metrics: Arc<Metrics>,
     status: Arc<Mutex<Status>>,
@@ -132,6 +188,11 @@ pub struct Publisher {
     unsettled: HashSet<Uuid>,
     delivered: Vec<Uuid>,
     backoff: Duration,
+    /// The last time a delivery succeeded or nothing waited: the stall watchdog's reference.
+    progress: std::time::Instant,
+    /// Set when the producer must be replaced before the next attempt.
+    restart: Option<Restart>,
+    inject_fatal: Arc<AtomicBool>,
 }
 
 struct Delivery {
@@ -145,7 +206,7 @@ impl Publisher {
     /// Creates the publisher and its hand-off. `producer` is `None` in outbox-only mode.
     pub fn new(
         store: Arc<dyn Store>,
-        producer: Option<FutureProducer>,
+        producer: Option<Producer>,
         config: KafkaConfig,
         metrics: Arc<Metrics>,
     ) -> (Self, PublisherHandle) {
@@ -162,14 +223,18 @@ impl Publisher {
             oldest_age_seconds: 0.0,
             failed: 0,
             last_error: None,
+            stalled_since: None,
+            producer_restarts: 0,
         }));
         let missed = Arc::new(AtomicBool::new(false));
         let live = Arc::new(AtomicBool::new(false));
+        let inject_fatal = Arc::new(AtomicBool::new(false));
         let handle = PublisherHandle {
             tx,
             missed: missed.clone(),
             live: live.clone(),
             status: status.clone(),
+            inject_fatal: inject_fatal.clone(),
         };
         let publisher = Self {
             store,
@@ -185,6 +250,9 @@ impl Publisher {
             unsettled: HashSet::new(),
             delivered: Vec::new(),
             backoff: MIN_BACKOFF,
+            progress: std::time::Instant::now(),
+            restart: None,
+            inject_fatal,
         };
         (publisher, handle)
     }
@@ -250,6 +318,19 @@ impl Publisher {
                 },
                 _ = flush.tick() => {
                     self.flush().await;
+                    if self.inject_fatal.swap(false, Ordering::Relaxed) {
+                        self.raise_fatal_error();
+                    }
+                    if self.mode == Mode::Live {
+                        if self.inflight.is_empty() {
+                            self.progressed();
+                        } else if self.progress.elapsed() > self.stall_after() {
+                            // librdkafka owes a report for each message within the message
+                            // timeout; a catch-up settles them within a bound.
+                            tracing::warn!(in_flight = self.inflight.len(), "no delivery reported for too long; catching up");
+                            self.set_mode(Mode::CatchingUp);
+                        }
+                    }
                     // Without a producer (outbox-only) there is nothing to catch up with.
                     let missed = self.missed.swap(false, Ordering::Relaxed);
                     if self.mode == Mode::CatchingUp || (missed && self.mode == Mode::Live) {
@@ -287,10 +368,10 @@ impl Publisher {
     /// Hands an entry to the producer. A refusal at enqueue time (queue full, message too
     /// large) becomes an immediate failed delivery, so every outcome is settled in one place.
     fn send(&mut self, entry: &OutboxEntry) {
-        let producer = self
-            .producer
-            .as_ref()
-            .expect("send is only called with a producer");
+        let Some(producer) = self.producer.as_ref().map(|p| &p.current) else {
+            // Outbox-only mode sends nothing; the entry waits in the outbox.
+            return;
+        };
         let topic = self.config.topic(entry.kind.as_str());
         let record = FutureRecord::to(&topic)
             .key(entry.key.as_bytes())
@@ -334,6 +415,7 @@ impl Publisher {
         match done.result {
             Ok(()) => {
                 self.delivered.push(done.id);
+                self.progressed();
                 true
             }
             Err(e) if outcome == Delivered::Failed => {
@@ -346,6 +428,16 @@ impl Publisher {
             }
             Err(e) => {
                 self.unsettled.remove(&done.id);
+                if let Some((code, reason)) = self.fatal_error() {
+                    if self.restart.is_none() {
+                        tracing::error!(
+                            ?code,
+                            reason,
+                            "the Kafka producer hit a fatal error; it will be replaced"
+                        );
+                    }
+                    self.restart = Some(Restart::Fatal);
+                }
                 if self.mode == Mode::Live {
                     tracing::warn!(error = %e, "delivery failed; catching up from the outbox");
                     self.set_mode(Mode::CatchingUp);
@@ -376,7 +468,144 @@ impl Publisher {
 
     /// Lease for claimed entries: longer than librdkafka may take to deliver them.
     fn lease(&self) -> Duration {
-        self.config.message_timeout + Duration::from_secs(30)
+        self.delivery_bound() + Duration::from_secs(30)
+    }
+
+    /// How long a delivery report may take: librdkafka promises one within
+    /// `kafka.message_timeout`; beyond this bound the producer is deemed stuck and replaced.
+    fn delivery_bound(&self) -> Duration {
+        self.config.message_timeout + Duration::from_secs(10)
+    }
+
+    /// How long entries may wait with no delivery succeeding before the producer is replaced
+    /// (and the publisher reported stalled from then on, until a delivery succeeds).
+    fn stall_after(&self) -> Duration {
+        2 * self.delivery_bound()
+    }
+
+    /// A delivery succeeded, or nothing waits: not stalled.
+    fn progressed(&mut self) {
+        self.progress = std::time::Instant::now();
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(since) = status.stalled_since.take() {
+            tracing::info!(%since, "the publisher delivers again");
+            self.metrics.publisher_stalled(false);
+        }
+    }
+
+    /// Fault injection (see [`PublisherHandle::inject_fatal_error`]).
+    fn raise_fatal_error(&self) {
+        if let Some(p) = &self.producer {
+            // SAFETY: the handle is the live producer's; librdkafka copies the reason.
+            unsafe {
+                rdkafka::bindings::rd_kafka_test_fatal_error(
+                    p.current.client().native_ptr(),
+                    rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                    c"injected by a test".as_ptr(),
+                );
+            }
+        }
+    }
+
+    /// The producer's fatal error, if it has one: it can never send again.
+    fn fatal_error(&self) -> Option<(rdkafka::types::RDKafkaErrorCode, String)> {
+        self.producer.as_ref()?.current.client().fatal_error()
+    }
+
+    /// Marks the publisher stalled when entries have waited `stall_after` with no delivery,
+    /// and asks for a new producer each time that much more passes.
+    fn watch_progress(&mut self) {
+        if self.producer.is_none() || self.progress.elapsed() < self.stall_after() {
+            return;
+        }
+        {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            if status.stalled_since.is_none() {
+                let since = Utc::now()
+                    - chrono::Duration::from_std(self.progress.elapsed()).unwrap_or_default();
+                status.stalled_since = Some(since);
+                tracing::error!(
+                    %since,
+                    backlog = status.backlog,
+                    last_error = status.last_error.as_deref(),
+                    "the publisher is stalled: entries wait and no delivery succeeds"
+                );
+                self.metrics.publisher_stalled(true);
+            }
+        }
+        self.restart.get_or_insert(Restart::Stalled);
+        // The next request for a new producer comes no sooner than `stall_after` from now.
+        self.progress = std::time::Instant::now();
+    }
+
+    /// Replaces the producer when asked to. What the old one still holds is purged (its
+    /// deliveries report as failed, and the entries wait in the outbox); it is dropped off
+    /// the runtime's threads, since dropping joins librdkafka's.
+    fn restart_producer(&mut self) {
+        let (Some(reason), Some(producer)) = (self.restart.take(), self.producer.as_mut()) else {
+            return;
+        };
+        match (producer.make)() {
+            Ok(new) => {
+                let old = std::mem::replace(&mut producer.current, new);
+                tokio::task::spawn_blocking(move || drop(old));
+                let restarts = {
+                    let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                    status.producer_restarts += 1;
+                    status.producer_restarts
+                };
+                self.metrics.producer_restarted(reason.as_str(), restarts);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, reason = reason.as_str(), "could not create a new Kafka producer; keeping the old one");
+                self.restart = Some(reason);
+            }
+        }
+    }
+
+    /// Waits for the reports of `pending` deliveries, at most `delivery_bound`, settling each;
+    /// returns the ids that were not delivered for now (failed for now, or never reported).
+    /// Reports missing at the bound ask for a new producer.
+    async fn settle_all(
+        &mut self,
+        pending: &mut FuturesUnordered<BoxFuture<'static, Delivery>>,
+        ids: impl IntoIterator<Item = Uuid>,
+    ) -> Vec<Uuid> {
+        let mut unreported: HashSet<Uuid> = ids.into_iter().collect();
+        let mut retry = Vec::new();
+        let until = tokio::time::Instant::now() + self.delivery_bound();
+        loop {
+            match tokio::time::timeout_at(until, pending.next()).await {
+                Ok(Some(done)) => {
+                    let id = done.id;
+                    unreported.remove(&id);
+                    let transient = done.result.as_ref().is_err_and(|e| !kafka::is_permanent(e));
+                    self.settle(done).await;
+                    if transient {
+                        retry.push(id);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::error!(
+                        unreported = unreported.len(),
+                        bound = ?self.delivery_bound(),
+                        "delivery reports did not come within their bound; replacing the producer"
+                    );
+                    for id in &unreported {
+                        self.unsettled.remove(id);
+                    }
+                    pending.clear();
+                    self.set_error(Some(
+                        "delivery reports missing past the message timeout".into(),
+                    ));
+                    self.restart = Some(Restart::Unreported);
+                    retry.extend(unreported.drain());
+                    break;
+                }
+            }
+        }
+        retry
     }
 
     /// Publishes pending entries from the outbox in commit order until none is left; returns
@@ -385,10 +614,13 @@ impl Publisher {
         // The fast path's messages still in flight are settled first: their entries are
         // unpublished in the outbox too, and claiming them now would send them a second time
         // while librdkafka still holds the first.
-        while let Some(done) = self.inflight.next().await {
-            self.settle(done).await;
-        }
+        let mut inflight = std::mem::take(&mut self.inflight);
+        let delivered: HashSet<Uuid> = self.delivered.iter().copied().collect();
+        let ids: Vec<Uuid> = self.unsettled.difference(&delivered).copied().collect();
+        self.settle_all(&mut inflight, ids).await;
         self.flush().await;
+        self.watch_progress();
+        self.restart_producer();
         loop {
             // Hand-offs queued so far were committed before the claim below, so the claim
             // sees their entries: dropping them loses nothing and keeps commit order.
@@ -409,6 +641,7 @@ impl Publisher {
             if claimed.is_empty() {
                 self.backoff = MIN_BACKOFF;
                 self.set_error(None);
+                self.progressed();
                 self.set_mode(Mode::Live);
                 return;
             }
@@ -467,15 +700,9 @@ impl Publisher {
         }
         // `self.inflight` now holds only this batch's futures; the live ones wait aside.
         std::mem::swap(&mut self.inflight, &mut pending);
-        let mut retry = Vec::new();
-        while let Some(done) = pending.next().await {
-            let id = done.id;
-            let transient = done.result.as_ref().is_err_and(|e| !kafka::is_permanent(e));
-            self.settle(done).await;
-            if transient {
-                retry.push(id);
-            }
-        }
+        let retry = self
+            .settle_all(&mut pending, claimed.iter().map(|e| e.id))
+            .await;
         self.flush().await;
         if retry.is_empty() {
             return true;
@@ -534,7 +761,7 @@ impl Publisher {
         }
         self.flush().await;
         if let Some(p) = &self.producer {
-            let _ = p.flush(Duration::from_millis(100));
+            let _ = p.current.flush(Duration::from_millis(100));
         }
         refresh_backlog(&*self.store, &self.metrics, &self.status).await;
     }

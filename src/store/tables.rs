@@ -146,7 +146,7 @@ pub(crate) trait Values<'a, DB: Database> {
     fn push_row(b: &mut Separated<'_, 'a, DB, &'static str>, row: &'a Self, d: &Dialect);
 }
 
-/// `INSERT INTO t (cols) VALUES (…), (…) [ON CONFLICT DO NOTHING RETURNING CAST(id AS TEXT)]`
+/// `INSERT INTO t (cols) VALUES (…), (…) ON CONFLICT DO NOTHING [RETURNING CAST(id AS TEXT)]`
 /// for a chunk of rows (at most `d.max_params / T::TABLE.params()` of them).
 pub(crate) fn insert_values<'a, DB, R>(rows: &[&'a R], d: &Dialect) -> QueryBuilder<'a, DB>
 where
@@ -162,9 +162,13 @@ where
     qb.push_values(rows.iter().copied(), |mut b, row| {
         R::push_row(&mut b, row, d)
     });
-    if table.dedupe {
-        qb.push(" ON CONFLICT DO NOTHING RETURNING CAST(id AS TEXT)");
-    }
+    // Rows of the other tables (dead letters, handshakes, outbox entries) have ids of their
+    // own; one stored already (a spooled batch committed, then drained again) is skipped.
+    qb.push(if table.dedupe {
+        " ON CONFLICT DO NOTHING RETURNING CAST(id AS TEXT)"
+    } else {
+        " ON CONFLICT DO NOTHING"
+    });
     qb
 }
 

@@ -148,8 +148,11 @@ async fn the_answer_waits_for_the_commit(backend: Backend) {
     Arc::into_inner(app).unwrap().stop().await;
 }
 
+/// Without a spool (SQLite, or `spool.enabled = false`); with one, such a batch is spooled
+/// (tests/spool.rs).
 async fn a_failed_commit_is_503_with_retry_after_and_no_row(backend: Backend) {
     let (app, _h) = spawn_wrapped(backend, true, 100, |c| {
+        c.spool.enabled = false;
         c.batch.commit_retries = 1;
         c.batch.retry_backoff = Duration::from_millis(10);
     })

@@ -79,6 +79,23 @@ impl Tansu {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends the broker a signal (`STOP` pauses it with its state kept, `CONT` resumes it).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Kills the broker and starts a new one on the same port: everything it held is lost.
+    pub fn restart(mut self) -> Self {
+        let port: u16 = self.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Self::start_on(port)
+    }
 }
 
 impl Drop for Tansu {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub mod kafka;
+pub mod proxy;
 
 use ringback::auth::aksk::{self, DigestVariant};
 use ringback::config::{Config, DatabaseConfig};
@@ -155,8 +156,12 @@ pub struct TestApp {
     pub db: TestDb,
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
+    /// The publisher's state, and its fault injection.
+    pub publisher: ringback::publish::PublisherHandle,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _secret: tempfile::NamedTempFile,
+    /// Where the app's spool is (`spool/spool.db`): each app has its own.
+    pub spool_dir: tempfile::TempDir,
 }
 
 /// Settings every test app gets: a signed source `hw` (AKSK, secret in a file) and an open
@@ -219,6 +224,8 @@ pub async fn start_app(
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), format!("{APP_SECRET}\n")).unwrap();
     let mut config = base_config(&db, secret.path());
+    let spool_dir = tempfile::tempdir().unwrap();
+    config.spool.path = spool_dir.path().join("spool.db");
     tweak(&mut config);
     let app = match store {
         None => Application::build(config).await.expect("build"),
@@ -230,6 +237,7 @@ pub async fn start_app(
         }
     };
     let address = format!("http://127.0.0.1:{}", app.port());
+    let publisher = app.publisher();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
@@ -237,8 +245,10 @@ pub async fn start_app(
         db,
         client: reqwest::Client::new(),
         shutdown,
+        publisher,
         task,
         _secret: secret,
+        spool_dir,
     }
 }
 
@@ -305,7 +315,11 @@ impl TestApp {
             .ok()?;
         text.lines()
             .filter(|l| !l.starts_with('#'))
-            .find(|l| l.split([' ', '{']).next() == Some(name))
+            .find(|l| {
+                // A bare name matches its first series; `name{labels}` that series exactly.
+                let series = l.rsplit_once(' ').map_or(*l, |(s, _)| s);
+                series == name || (!name.contains('{') && series.split('{').next() == Some(name))
+            })
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
@@ -320,6 +334,16 @@ impl TestApp {
         self.task.await.unwrap().unwrap();
         self.db
     }
+}
+
+/// `host:port` of a database URL.
+pub fn pg_host_port(url: &str) -> String {
+    let url = url::Url::parse(url).unwrap();
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    )
 }
 
 /// Reads a fixture from `tests/fixtures/`.
