@@ -91,6 +91,10 @@ struct SimulateArgs {
     /// Print the report as one JSON line.
     #[arg(long)]
     json: bool,
+    /// Write the records of every request answered 2xx to this file (id, kind, key, event
+    /// type; tab-separated): what a fault run checks was kept.
+    #[arg(long)]
+    acks: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -176,6 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 count: args.count,
                 signer,
                 seed: args.seed,
+                acks: args.acks,
             })
             .await?;
             if args.json {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use sqlx::Row;
 
+use common::disk::LoopDisk;
 use common::proxy::Proxy;
 use common::{start_app, Backend, TestApp, TestDb};
 use ringback::config::Config;
@@ -228,5 +229,70 @@ async fn what_the_spool_holds_at_shutdown_is_drained_at_the_next_start() {
     wait_until_drained(&app).await;
     assert_eq!(count(&app.db, "call_events").await, 8);
     assert_call_order(&app.db).await;
+    app.stop().await;
+}
+
+/// A disk that fills up under the spool: 503 `spool_full` with `Retry-After` once only
+/// `spool.min_free_bytes` are left, never a 2xx for what is not on disk, no crash (a WAL index
+/// in a memory-mapped file would die of SIGBUS here); once the database is back the spool drains
+/// (the room left lets SQLite move its WAL and delete) and takes pushes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_spool_refuses_with_503_then_recovers() {
+    let disk = LoopDisk::new(24);
+    let db = TestDb::new(Backend::Postgres).await;
+    let proxy = Proxy::start(&common::pg_host_port(&db.url)).await;
+    let path = disk.path().join("spool.db");
+    let app = app_behind(&proxy, db, move |c| {
+        c.spool.path = path;
+        c.spool.min_free_bytes = 8 << 20;
+    })
+    .await;
+    proxy.down();
+    let end = Utc::now();
+    let (mut stored, mut refused) = (0, 0);
+    for seed in 0..400 {
+        let body = sample::fee_body(seed, 50, end).to_string();
+        let res = app.post_with("open", body, &[]).await;
+        match res.status().as_u16() {
+            200 => stored += 1,
+            503 => {
+                assert!(res.headers().contains_key("retry-after"));
+                let body: serde_json::Value = res.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "spool_full");
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        stored > 0 && refused == 3,
+        "stored {stored}, refused {refused}"
+    );
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "still serving");
+
+    proxy.up();
+    wait_until_drained(&app).await;
+    assert_eq!(
+        count(&app.db, "cdrs").await,
+        stored * 50,
+        "exactly what was answered 2xx"
+    );
+    // The disk has room again inside the spool file: an outage is spooled again.
+    proxy.down();
+    let body = sample::fee_body(1_000, 50, Utc::now()).to_string();
+    let res = app.post_with("open", body, &[]).await;
+    assert_eq!(res.status(), 200);
+    proxy.up();
+    wait_until_drained(&app).await;
+    assert_eq!(count(&app.db, "cdrs").await, (stored + 1) * 50);
     app.stop().await;
 }

@@ -18,7 +18,7 @@ use crate::error::error_chain;
 use crate::message;
 use crate::metrics::Metrics;
 use crate::publish::PublisherHandle;
-use crate::spool::{Spool, SpoolError};
+use crate::spool::{Entry, Spool, SpoolError};
 use crate::store::Store;
 
 /// Why a submission was not committed.
@@ -440,63 +440,112 @@ async fn drain_spool(worker: Worker, stop: CancellationToken) {
             if stop.is_cancelled() {
                 break;
             }
-            let entry = match spool.oldest().await {
-                Ok(Some(entry)) => entry,
-                Ok(None) => {
-                    if spool.finish_if_empty().await {
-                        break;
-                    }
-                    // An append is on its way to disk: it is next.
-                    spool.wait_for_work(DRAIN_TICK).await;
-                    continue;
-                }
+            let mut entries = match spool.oldest_up_to(DRAIN_RECORDS).await {
+                Ok(entries) => entries,
                 Err(e) => {
                     tracing::error!(error = %error_chain(&e), "could not read the spool");
                     break;
                 }
             };
-            let records = match &entry.records {
-                Ok(records) => records,
-                Err(reason) => {
-                    let reason = reason.clone();
-                    if let Err(e) = spool.fail(&entry, &reason).await {
+            if entries.is_empty() {
+                if spool.finish_if_empty().await {
+                    break;
+                }
+                // An append is on its way to disk: it is next.
+                spool.wait_for_work(DRAIN_TICK).await;
+                continue;
+            }
+            // An entry that cannot be read is set aside on its own; the ones before it go first.
+            match entries.iter().position(|e| e.records.is_err()) {
+                Some(0) => {
+                    let entry = &entries[0];
+                    let reason = entry.records.as_ref().err().cloned().unwrap_or_default();
+                    if let Err(e) = spool.fail(entry, &reason).await {
                         tracing::error!(error = %error_chain(&e), "could not set a spooled batch aside");
                         break;
                     }
                     continue;
                 }
-            };
-            let entries = outbox_entries(records);
-            match worker.store.commit(records, &entries).await {
-                Ok(outcomes) => {
-                    worker.hand_off(records, &outcomes, entries);
-                    if let Err(e) = spool.remove(&entry).await {
-                        // Committed, still in the spool: the next drain stores it once more as
-                        // duplicates, which store nothing.
-                        tracing::warn!(error = %error_chain(&e), "could not delete a drained batch from the spool");
-                        break;
-                    }
-                    backoff = DRAIN_MIN_BACKOFF;
-                }
-                Err(e) if e.is_transient() => {
-                    tracing::debug!(error = %error_chain(&e), ?backoff, "the database does not take the spool yet");
+                Some(bad) => entries.truncate(bad),
+                None => {}
+            }
+            match drain_entries(&worker, spool, &entries).await {
+                Drained::Committed => backoff = DRAIN_MIN_BACKOFF,
+                Drained::Unavailable => {
                     tokio::select! {
                         _ = stop.cancelled() => {}
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(DRAIN_MAX_BACKOFF);
+                    break;
                 }
-                Err(e) => {
-                    if let Err(e) = spool.fail(&entry, &error_chain(&e)).await {
-                        tracing::error!(error = %error_chain(&e), "could not set a spooled batch aside");
-                        break;
-                    }
-                }
+                Drained::SpoolError => break,
             }
         }
     }
     tracing::debug!("spool drainer stopped");
 }
+
+/// What became of a drain attempt.
+enum Drained {
+    /// Committed (or set aside for good), and deleted from the spool.
+    Committed,
+    /// The database does not take it yet.
+    Unavailable,
+    /// The spool itself failed.
+    SpoolError,
+}
+
+/// Commits consecutive spooled entries in one transaction (their records in order), hands the
+/// new outbox entries to the publisher, deletes the entries. When the database refuses them
+/// for good, each is tried alone, so only the one at fault is set aside.
+async fn drain_entries(worker: &Worker, spool: &Spool, entries: &[Entry]) -> Drained {
+    let records: Vec<Record> = entries
+        .iter()
+        .filter_map(|e| e.records.as_ref().ok())
+        .flatten()
+        .cloned()
+        .collect();
+    let outbox = outbox_entries(&records);
+    match worker.store.commit(&records, &outbox).await {
+        Ok(outcomes) => {
+            worker.hand_off(&records, &outcomes, outbox);
+            if let Err(e) = spool.remove_all(entries).await {
+                // Committed, still in the spool: the next drain stores them again as
+                // duplicates, which stores nothing.
+                tracing::warn!(error = %error_chain(&e), "could not delete drained batches from the spool");
+                return Drained::SpoolError;
+            }
+            Drained::Committed
+        }
+        Err(e) if e.is_transient() => {
+            tracing::debug!(error = %error_chain(&e), "the database does not take the spool yet");
+            Drained::Unavailable
+        }
+        Err(e) if entries.len() > 1 => {
+            tracing::warn!(error = %error_chain(&e), entries = entries.len(), "the database refused spooled batches; trying them one by one");
+            for entry in entries {
+                match Box::pin(drain_entries(worker, spool, std::slice::from_ref(entry))).await {
+                    Drained::Committed => {}
+                    other => return other,
+                }
+            }
+            Drained::Committed
+        }
+        Err(e) => match spool.fail(&entries[0], &error_chain(&e)).await {
+            Ok(()) => Drained::Committed,
+            Err(e) => {
+                tracing::error!(error = %error_chain(&e), "could not set a spooled batch aside");
+                Drained::SpoolError
+            }
+        },
+    }
+}
+
+/// Records one drain commit takes at most (several spooled batches together: a spool fills
+/// with the small batches of an outage's status pushes, and one commit each would drain
+/// slower than they arrive).
+const DRAIN_RECORDS: u64 = 500;
 
 /// How often the drainer looks at the spool when nothing wakes it.
 const DRAIN_TICK: Duration = Duration::from_secs(1);

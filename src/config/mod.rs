@@ -164,6 +164,10 @@ pub struct SpoolConfig {
     /// Most bytes the spool may hold; beyond it pushes get 503 `spool_full` with
     /// `Retry-After`. Size it as push rate × longest outage × bytes per push (README).
     pub max_bytes: u64,
+    /// Free space the spool leaves on its disk: appends beyond it are refused (503
+    /// `spool_full`). SQLite needs room to move its WAL into the file and to delete what
+    /// was drained; a spool that filled its disk to the last byte could do neither.
+    pub min_free_bytes: u64,
 }
 
 impl Default for SpoolConfig {
@@ -173,6 +177,7 @@ impl Default for SpoolConfig {
             path: PathBuf::from("data/spool.db"),
             fallback_after: Duration::from_secs(2),
             max_bytes: 1 << 30,
+            min_free_bytes: 64 << 20,
         }
     }
 }

@@ -64,6 +64,10 @@ pub struct Plan {
     pub signer: Option<Signer>,
     /// Distinguishes runs, so two runs' records never collide.
     pub seed: u64,
+    /// Writes the records of every request answered 2xx to this file, one per line: `id`,
+    /// `kind`, `key` and (call status) `event_type`, tab-separated: the oracle of a fault run
+    /// (every one of them must end up stored once and on Kafka). Huawei traffic only.
+    pub acks: Option<std::path::PathBuf>,
 }
 
 /// What a run measured.
@@ -77,6 +81,8 @@ pub struct Report {
     pub records_per_second: f64,
     /// Requests by HTTP status (`"error"` for transport failures).
     pub statuses: BTreeMap<String, u64>,
+    /// In fixed-rate mode from each request's scheduled send time (so a stall is charged to
+    /// every request it delayed), else from the actual send.
     pub latency_ms: Latency,
     /// CPU seconds (user + system) this process used during the run, where the platform
     /// tells (Linux): whether the load generator itself was short of CPU.
@@ -207,6 +213,57 @@ fn acs(seed: u64, n: u64) -> Work {
     Work {
         body: serde_json::Value::Array(events).to_string(),
         records: 10,
+    }
+}
+
+/// The records of the requests answered 2xx (see [`Plan::acks`]).
+struct Acks {
+    out: Mutex<std::io::BufWriter<std::fs::File>>,
+    source: Arc<str>,
+}
+
+impl Acks {
+    fn create(path: &std::path::Path, target: &url::Url) -> anyhow::Result<Self> {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("creating --acks {}", path.display()))?;
+        // The records' ids name their source: the last segment of `/hooks/<source>`.
+        let source = target
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .unwrap_or_default();
+        Ok(Self {
+            out: Mutex::new(std::io::BufWriter::new(file)),
+            source: source.into(),
+        })
+    }
+
+    fn write(&self, body: &str) {
+        use std::io::Write;
+        let ctx = crate::sources::ParseContext {
+            source: self.source.clone(),
+            received_at: Utc::now(),
+        };
+        let Ok(parsed) = crate::sources::huawei::parse_body(body.as_bytes(), &ctx) else {
+            return;
+        };
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        for record in &parsed.records {
+            let (kind, event) = match record {
+                crate::domain::Record::CallEvent(e) => ("call-status", e.event_type.as_str()),
+                _ => (record.kind().map_or("", |k| k.as_str()), ""),
+            };
+            let key = record.ordering_key().unwrap_or_default();
+            let _ = writeln!(out, "{}\t{kind}\t{key}\t{event}", record.id());
+        }
+    }
+
+    fn flush(&self) -> anyhow::Result<()> {
+        use std::io::Write;
+        self.out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush()
+            .context("writing --acks")
     }
 }
 
@@ -370,13 +427,17 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
     ));
     let statuses = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let acks = match &plan.acks {
+        Some(path) => Some(Arc::new(Acks::create(path, &target)?)),
+        None => None,
+    };
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     let deadline = plan.duration.map(|d| started + d);
     let plan = Arc::new(plan);
     let mut workers = Vec::new();
     for _ in 0..plan.connections {
-        let (mut connection, generator, next, records, histogram, statuses, plan) = (
+        let (mut connection, generator, next, records, histogram, statuses, plan, acks) = (
             client.connection(),
             generator.clone(),
             next.clone(),
@@ -384,6 +445,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
             histogram.clone(),
             statuses.clone(),
             plan.clone(),
+            acks.clone(),
         );
         workers.push(tokio::spawn(async move {
             loop {
@@ -391,8 +453,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
                 if plan.count.is_some_and(|c| n >= c) {
                     break;
                 }
-                if let Some(rate) = plan.rate {
-                    let slot = started + Duration::from_secs_f64(n as f64 / rate);
+                // In fixed-rate mode each request has a slot; its latency counts from the slot,
+                // not from when it was actually sent: a stall that delays the sends behind it
+                // is charged to them (no coordinated omission).
+                let slot = plan
+                    .rate
+                    .map(|rate| started + Duration::from_secs_f64(n as f64 / rate));
+                if let Some(slot) = slot {
                     tokio::time::sleep_until(slot.into()).await;
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -414,13 +481,17 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
                     }
                     _ => None,
                 };
-                let sent = Instant::now();
+                let sent = slot.unwrap_or_else(Instant::now);
+                let acked_body = acks.as_ref().map(|_| work.body.clone());
                 let outcome = connection.send(plan.traffic, aksk, work.body).await;
                 let micros = sent.elapsed().as_micros().max(1) as u64;
                 let key = match outcome {
                     Ok(status) => {
                         if (200..300).contains(&status) {
                             records.fetch_add(work.records, Ordering::Relaxed);
+                            if let (Some(acks), Some(body)) = (&acks, &acked_body) {
+                                acks.write(body);
+                            }
                         }
                         status.to_string()
                     }
@@ -440,6 +511,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     }
     for w in workers {
         w.await?;
+    }
+    if let Some(acks) = &acks {
+        acks.flush()?;
     }
     let seconds = started.elapsed().as_secs_f64();
     let h = histogram.lock().unwrap_or_else(|p| p.into_inner()).clone();

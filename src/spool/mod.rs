@@ -27,7 +27,8 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqliteLockingMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -46,8 +47,10 @@ pub const FORMAT_VERSION: i64 = 1;
 
 /// Appends waiting for the writer at most; each is one batch, so memory stays bounded.
 const APPEND_QUEUE: usize = 1024;
-/// Appends one transaction (one fsync) takes at most.
+/// Appends one transaction (one fsync) takes at most…
 const GROUP_MAX: usize = 256;
+/// …and bytes (it may exceed it by one append).
+const GROUP_MAX_BYTES: usize = 4 << 20;
 
 /// Why a batch could not be spooled. Nothing of it was stored.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -131,10 +134,17 @@ pub struct Spool {
     gate: tokio::sync::Mutex<()>,
     work: Arc<Notify>,
     max_bytes: u64,
+    /// Free space appends leave on the spool's disk.
+    min_free_bytes: u64,
+    /// The spool's directory (for its free space).
+    dir: PathBuf,
     metrics: Arc<Metrics>,
 }
 
+/// `auto_vacuum = INCREMENTAL` (it takes effect in a new file, before its first table): what a
+/// drain frees can be given back to the disk ([`Spool::finish_if_empty`]).
 const SCHEMA: &str = "\
+    PRAGMA auto_vacuum = INCREMENTAL;\
     CREATE TABLE IF NOT EXISTS entries (\
         seq        INTEGER PRIMARY KEY AUTOINCREMENT,\
         version    INTEGER NOT NULL,\
@@ -154,13 +164,18 @@ async fn connect(path: &Path, create: bool) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(create)
+        // Exclusive locking, set before WAL: SQLite then keeps the WAL index in its own memory
+        // instead of a memory-mapped `-shm` file, which, on a full disk, kills the process
+        // with SIGBUS when it grows (seen in tests/spool.rs on a full ext4). The cost: one
+        // connection, and no other process can read the spool while ringback runs.
+        .locking_mode(SqliteLockingMode::Exclusive)
         .journal_mode(SqliteJournalMode::Wal)
         // A commit returns once the WAL is fsync'd: what a 2xx promises.
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(5));
     SqlitePoolOptions::new()
-        // The writer and the drainer.
-        .max_connections(2)
+        // One connection, shared by the writer and the drainer (exclusive locking).
+        .max_connections(1)
         .connect_with(options)
         .await
 }
@@ -168,14 +183,16 @@ async fn connect(path: &Path, create: bool) -> Result<SqlitePool, sqlx::Error> {
 /// Opens the file and checks it; the error says why it cannot be used.
 async fn open_checked(path: &Path) -> Result<SqlitePool, String> {
     let pool = connect(path, true).await.map_err(|e| error_chain(&e))?;
-    let check: Result<String, sqlx::Error> = sqlx::query_scalar("PRAGMA quick_check")
-        .fetch_one(&pool)
+    // `fetch_all` throughout: a statement left unfinished (`fetch_one`) would keep its
+    // connection's read snapshot open, and that connection would read a stale spool.
+    let check: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar("PRAGMA quick_check")
+        .fetch_all(&pool)
         .await;
     match check {
-        Ok(ok) if ok == "ok" => {}
-        Ok(problem) => {
+        Ok(ok) if ok == ["ok"] => {}
+        Ok(problems) => {
             pool.close().await;
-            return Err(format!("quick_check: {problem}"));
+            return Err(format!("quick_check: {}", problems.join("; ")));
         }
         Err(e) => {
             pool.close().await;
@@ -206,8 +223,9 @@ async fn salvage(path: &Path) -> Vec<Rescued> {
              WHERE seq > ?1 ORDER BY seq LIMIT 1",
         )
         .bind(after)
-        .fetch_optional(&pool)
-        .await;
+        .fetch_all(&pool)
+        .await
+        .map(|mut rows| rows.pop());
         match row {
             Ok(Some(r)) => {
                 after = r.get("seq");
@@ -275,19 +293,20 @@ impl Spool {
                 pool
             }
         };
-        let row = sqlx::query(
+        let rows = sqlx::query(
             "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(bytes), 0), \
                     MIN(created_at) FROM entries",
         )
-        .fetch_one(&pool)
+        .fetch_all(&pool)
         .await?;
+        let row = &rows[0];
         state.entries = row.get::<i64, _>(0) as u64;
         state.records = row.get::<i64, _>(1) as u64;
         state.bytes = row.get::<i64, _>(2) as u64;
         state.oldest = row.get(3);
         state.failed_entries = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM failed")
-            .fetch_one(&pool)
-            .await? as u64;
+            .fetch_all(&pool)
+            .await?[0] as u64;
         if state.entries > 0 {
             tracing::warn!(
                 entries = state.entries,
@@ -308,6 +327,12 @@ impl Spool {
             gate: tokio::sync::Mutex::new(()),
             work,
             max_bytes: config.max_bytes,
+            min_free_bytes: config.min_free_bytes,
+            dir: path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_owned(),
             metrics,
         });
         spool.metrics.spool_opened(config.max_bytes);
@@ -334,10 +359,14 @@ impl Spool {
             Ok(p) => p,
             Err(e) => return Some(Err(SpoolError::Write(e.to_string()))),
         };
+        let free = free_bytes(&self.dir);
         {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let held = st.bytes + st.pending_bytes;
-            if held + payload.len() as u64 > self.max_bytes {
+            // What is queued is not on disk yet: it counts against the free space too.
+            let disk_full = free
+                .is_some_and(|f| f < self.min_free_bytes + st.pending_bytes + payload.len() as u64);
+            if held + payload.len() as u64 > self.max_bytes || disk_full {
                 drop(st);
                 self.metrics.spool_append("full");
                 return Some(Err(SpoolError::Full {
@@ -361,9 +390,10 @@ impl Spool {
             created_at: Utc::now().trunc_subsecs(6),
             ack,
         };
-        if self.writer.send(append).await.is_err() {
+        if let Err(refused) = self.writer.send(append).await {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             st.pending -= 1;
+            st.pending_bytes -= refused.0.payload.len() as u64;
             return Some(Err(SpoolError::Closed));
         }
         drop(gate);
@@ -381,61 +411,131 @@ impl Spool {
 
     /// The oldest entry, if any.
     pub async fn oldest(&self) -> Result<Option<Entry>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT seq, version, created_at, records, bytes, payload FROM entries \
-             ORDER BY seq LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| {
-            let version: i64 = r.get("version");
-            let payload: Vec<u8> = r.get("payload");
-            let records = if version > FORMAT_VERSION {
-                Err(format!(
-                    "format version {version} is newer than this binary's ({FORMAT_VERSION})"
-                ))
-            } else {
-                serde_json::from_slice(&payload).map_err(|e| format!("unreadable entry: {e}"))
-            };
-            Entry {
-                seq: r.get("seq"),
-                created_at: r.get("created_at"),
-                records,
-                records_count: r.get::<i64, _>("records") as u64,
-                bytes: r.get::<i64, _>("bytes") as u64,
+        Ok(self.oldest_up_to(1).await?.pop())
+    }
+
+    /// The oldest entries, in order, as many as hold at most `max_records` records together
+    /// (at least one).
+    pub async fn oldest_up_to(&self, max_records: u64) -> Result<Vec<Entry>, sqlx::Error> {
+        // One read transaction: the sizes and the payloads from the same snapshot. Sizes
+        // first, so no more payloads are read than are taken.
+        let mut tx = self.pool.begin().await?;
+        let sizes: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT seq, records FROM entries ORDER BY seq LIMIT 256")
+                .fetch_all(&mut *tx)
+                .await?;
+        let Some(&(first, _)) = sizes.first() else {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        };
+        let mut last = first;
+        let mut records = 0;
+        for (seq, count) in sizes {
+            if seq != first && records + count as u64 > max_records {
+                break;
             }
-        }))
+            records += count as u64;
+            last = seq;
+        }
+        let rows = sqlx::query(
+            "SELECT seq, version, created_at, records, bytes, payload FROM entries \
+             WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+        )
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(Self::entry).collect())
+    }
+
+    fn entry(r: &sqlx::sqlite::SqliteRow) -> Entry {
+        let version: i64 = r.get("version");
+        let payload: Vec<u8> = r.get("payload");
+        let records = if version > FORMAT_VERSION {
+            Err(format!(
+                "format version {version} is newer than this binary's ({FORMAT_VERSION})"
+            ))
+        } else {
+            serde_json::from_slice(&payload).map_err(|e| format!("unreadable entry: {e}"))
+        };
+        Entry {
+            seq: r.get("seq"),
+            created_at: r.get("created_at"),
+            records,
+            records_count: r.get::<i64, _>("records") as u64,
+            bytes: r.get::<i64, _>("bytes") as u64,
+        }
     }
 
     /// Deletes an entry the database committed.
     pub async fn remove(&self, entry: &Entry) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM entries WHERE seq = ?1")
-            .bind(entry.seq)
-            .execute(&self.pool)
-            .await?;
-        self.forget(entry, |st| st.drained_records += entry.records_count);
-        self.metrics.spool_drained(entry.records_count);
+        self.remove_all(std::slice::from_ref(entry)).await
+    }
+
+    /// Deletes entries the database committed, in one transaction.
+    pub async fn remove_all(&self, entries: &[Entry]) -> Result<(), sqlx::Error> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // Exactly the entries read, by their numbers: never one that was not.
+        let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+        let seqs = serde_json::to_string(&seqs).expect("numbers serialise");
+        let mut conn = self.pool.acquire().await?;
+        let deleted =
+            match sqlx::query("DELETE FROM entries WHERE seq IN (SELECT value FROM json_each(?1))")
+                .bind(seqs)
+                .execute(&mut *conn)
+                .await
+            {
+                Ok(done) => done.rows_affected(),
+                Err(e) => {
+                    conn.close_on_drop();
+                    return Err(e);
+                }
+            };
+        if deleted != entries.len() as u64 {
+            tracing::warn!(
+                deleted,
+                read = entries.len(),
+                "the spool lost track of its entries"
+            );
+        }
+        for entry in entries {
+            self.forget(entry, |st| st.drained_records += entry.records_count);
+            self.metrics.spool_drained(entry.records_count);
+        }
         Ok(())
     }
 
     /// Moves an entry that can never be committed (the database refuses it, or it cannot be
     /// read) to the `failed` table, with the reason: it is kept, and never retried.
     pub async fn fail(&self, entry: &Entry, reason: &str) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO failed (seq, version, created_at, failed_at, reason, payload) \
-             SELECT seq, version, created_at, ?2, ?3, payload FROM entries WHERE seq = ?1",
-        )
-        .bind(entry.seq)
-        .bind(Utc::now())
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM entries WHERE seq = ?1")
+        let mut conn = self.pool.acquire().await?;
+        let moved = async {
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            sqlx::query(
+                "INSERT INTO failed (seq, version, created_at, failed_at, reason, payload) \
+                 SELECT seq, version, created_at, ?2, ?3, payload FROM entries WHERE seq = ?1",
+            )
             .bind(entry.seq)
-            .execute(&mut *tx)
+            .bind(Utc::now())
+            .bind(reason)
+            .execute(&mut *conn)
             .await?;
-        tx.commit().await?;
+            sqlx::query("DELETE FROM entries WHERE seq = ?1")
+                .bind(entry.seq)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        if let Err(e) = moved {
+            // As in the writer: a connection a failed write left mid-transaction is closed.
+            conn.close_on_drop();
+            return Err(e);
+        }
         let unreadable = entry.records.is_err();
         self.forget(entry, |st| {
             st.failed_entries += 1;
@@ -460,12 +560,8 @@ impl Spool {
             st.entries = st.entries.saturating_sub(1);
             st.records = st.records.saturating_sub(entry.records_count);
             st.bytes = st.bytes.saturating_sub(entry.bytes);
-            if st.entries == 0 {
-                st.oldest = None;
-            } else if st.oldest <= Some(entry.created_at) {
-                // The next one is younger; its time is read at the next status refresh.
-                st.oldest = None;
-            }
+            // The oldest went; the next one's time is read at the next refresh.
+            st.oldest = None;
             also(&mut st);
         }
         self.publish_status();
@@ -482,6 +578,15 @@ impl Spool {
         if empty && self.active.swap(false, Ordering::AcqRel) {
             tracing::info!("spool drained: batches are committed directly again");
             self.publish_status();
+            // Give the room the drained batches took back to the disk: free pages cut from the
+            // file, the WAL truncated. Best effort: a failure only leaves the file larger.
+            if let Err(e) =
+                sqlx::raw_sql("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+                    .execute(&self.pool)
+                    .await
+            {
+                tracing::debug!(error = %error_chain(&e), "could not shrink the spool file");
+            }
         }
         empty
     }
@@ -526,10 +631,11 @@ impl Spool {
             if let Ok(oldest) = sqlx::query_scalar::<_, Option<DateTime<Utc>>>(
                 "SELECT MIN(created_at) FROM entries",
             )
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await
             {
-                self.state.lock().unwrap_or_else(|p| p.into_inner()).oldest = oldest;
+                self.state.lock().unwrap_or_else(|p| p.into_inner()).oldest =
+                    oldest.into_iter().flatten().next();
             }
         }
         self.publish_status();
@@ -550,6 +656,12 @@ impl Spool {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Bytes free for an unprivileged writer on the file system of `dir`, when it tells.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// Moves a damaged spool file (and its WAL) aside; returns where it went.
@@ -584,10 +696,16 @@ async fn write(
             first = rx.recv() => first,
         };
         let Some(first) = first else { break };
+        let mut bytes = first.payload.len();
         let mut group = vec![first];
-        while group.len() < GROUP_MAX {
+        // Bounded in count and bytes: a transaction's WAL frames must fit in the room the
+        // spool leaves on its disk (`spool.min_free_bytes`).
+        while group.len() < GROUP_MAX && bytes < GROUP_MAX_BYTES {
             match rx.try_recv() {
-                Ok(a) => group.push(a),
+                Ok(a) => {
+                    bytes += a.payload.len();
+                    group.push(a);
+                }
                 Err(_) => break,
             }
         }
@@ -624,8 +742,12 @@ async fn write(
 }
 
 async fn insert(pool: &SqlitePool, group: &[Append]) -> Result<(), SpoolError> {
-    let write = async {
-        let mut tx = pool.begin().await?;
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| SpoolError::Write(error_chain(&e)))?;
+    let result = async {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         for a in group {
             sqlx::query(
                 "INSERT INTO entries (version, created_at, records, bytes, payload) \
@@ -636,14 +758,20 @@ async fn insert(pool: &SqlitePool, group: &[Append]) -> Result<(), SpoolError> {
             .bind(a.records as i64)
             .bind(a.payload.len() as i64)
             .bind(&a.payload)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
-        tx.commit().await
-    };
-    write
-        .await
-        .map_err(|e: sqlx::Error| SpoolError::Write(error_chain(&e)))
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        // A failed write (a full disk) may leave the connection inside its transaction,
+        // holding a snapshot from before it: never hand it back. Closing it rolls back.
+        conn.close_on_drop();
+        return Err(SpoolError::Write(error_chain(&e)));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

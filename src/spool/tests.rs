@@ -14,6 +14,7 @@ fn config(dir: &Path, max_bytes: u64) -> SpoolConfig {
         path: dir.join("spool.db"),
         fallback_after: Duration::from_secs(1),
         max_bytes,
+        min_free_bytes: 0,
     }
 }
 

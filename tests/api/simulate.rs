@@ -22,6 +22,7 @@ fn plan(target: String, traffic: Traffic, count: u64, secret: &str) -> Plan {
             url: PUBLIC_URL.into(),
         }),
         seed: 7,
+        acks: None,
     }
 }
 
@@ -84,4 +85,56 @@ async fn an_unreachable_target_is_reported_as_errors() {
         report.statuses
     );
     assert_eq!(report.records, 0);
+}
+
+/// In fixed-rate mode latency counts from each request's scheduled send time: a server that
+/// stalls once for 1 s delays every request scheduled behind it, and the report shows it (timed
+/// from the actual sends, the stall would look like one slow request among fast ones).
+#[tokio::test]
+async fn fixed_rate_latency_counts_from_the_schedule() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut served = 0u32;
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                served += 1;
+                if served == 5 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                if socket.write_all(answer.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut plan = plan(
+        format!("http://127.0.0.1:{port}/hooks/hw"),
+        Traffic::Status,
+        60,
+        APP_SECRET,
+    );
+    plan.connections = 1;
+    plan.rate = Some(50.0);
+    let report = simulate::run(plan).await.unwrap();
+    assert_eq!(
+        report.statuses.get("200"),
+        Some(&60),
+        "{:?}",
+        report.statuses
+    );
+    // About 50 requests were scheduled during the stall: their latency includes their wait.
+    assert!(
+        report.latency_ms.p50 > 200.0,
+        "p50 {} ms: the stall is not charged to the requests behind it",
+        report.latency_ms.p50
+    );
 }

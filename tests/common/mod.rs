@@ -11,6 +11,7 @@ use sqlx::AnyPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub mod disk;
 pub mod kafka;
 pub mod proxy;
 

@@ -1,0 +1,618 @@
+//! Fault injection against the real parts: ringback as a process of its own, the machine's
+//! PostgreSQL (stopped for real with `pg_ctlcluster … stop -m immediate`), a Tansu broker
+//! (paused with SIGSTOP, killed and restarted), and load from `ringback simulate` at a fixed
+//! rate, its latency counted from each request's scheduled send time.
+//!
+//! The oracle, for every scenario: every record answered 2xx (the simulator's `--acks` file) is
+//! in PostgreSQL once, and on Kafka (distinct `ce_id`; redeliveries counted); each call's events
+//! reach Kafka in the order they were sent (one connection, so the send order is the answer
+//! order). Each scenario prints one line of figures.
+//!
+//! Short by default (part of `cargo test`, about two minutes in all); `RINGBACK_FAULTS=long`
+//! runs the documented figures (60 s outages, 20 kills): `RINGBACK_FAULTS=long cargo test
+//! --test faults -- --nocapture`. The scenarios run one at a time: they stop the database the
+//! others would use, and cargo runs one test binary at a time.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::Row;
+
+use common::kafka::{create_topics, free_port, Consumed, Tansu};
+use common::{Backend, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringback");
+
+/// One scenario at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn long() -> bool {
+    std::env::var("RINGBACK_FAULTS").is_ok_and(|v| v == "long")
+}
+
+/// `short` normally, `long` with `RINGBACK_FAULTS=long`.
+fn pick<T>(short: T, long_: T) -> T {
+    if long() {
+        long_
+    } else {
+        short
+    }
+}
+
+/// The machine's PostgreSQL cluster, stopped for real; started again on drop, so a failing
+/// scenario leaves it running.
+struct PgOutage {
+    version: String,
+}
+
+impl PgOutage {
+    fn begin() -> Self {
+        let version = std::fs::read_dir("/etc/postgresql")
+            .expect("a Debian PostgreSQL cluster")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .next()
+            .expect("a PostgreSQL version");
+        let status = Command::new("pg_ctlcluster")
+            .args([
+                "--skip-systemctl-redirect",
+                &version,
+                "main",
+                "stop",
+                "-m",
+                "immediate",
+            ])
+            .status()
+            .expect("pg_ctlcluster");
+        assert!(status.success(), "stopping PostgreSQL");
+        Self { version }
+    }
+
+    fn end(self) {
+        drop(self);
+    }
+}
+
+impl Drop for PgOutage {
+    fn drop(&mut self) {
+        let _ = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &self.version, "main", "start"])
+            .status();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect("127.0.0.1:5432").is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// ringback, as its own process, on a fixed port (so a restart takes the same address).
+struct Ringback {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    db: String,
+    brokers: String,
+    prefix: String,
+    /// Peak resident memory of each incarnation, in KiB.
+    peaks: Vec<u64>,
+}
+
+impl Ringback {
+    async fn start(db: &str, brokers: &str, prefix: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ringback.toml"),
+            "[http]\nworkers = 1\n[log]\nlevel = \"warn\"\n\
+             [sources.open]\nkind = \"huawei-voicecall\"\nauth = \"none\"\n",
+        )
+        .unwrap();
+        let mut r = Self {
+            child: None,
+            port: free_port(),
+            dir,
+            db: db.to_owned(),
+            brokers: brokers.to_owned(),
+            prefix: prefix.to_owned(),
+            peaks: Vec::new(),
+        };
+        r.spawn().await;
+        r
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(BIN)
+            .args([
+                "--config",
+                self.dir.path().join("ringback.toml").to_str().unwrap(),
+                "serve",
+            ])
+            .env("RINGBACK__HTTP__ADDR", format!("127.0.0.1:{}", self.port))
+            .env("RINGBACK__DATABASE__URL", &self.db)
+            .env("RINGBACK__DATABASE__ACQUIRE_TIMEOUT", "1s")
+            .env("RINGBACK__KAFKA__BROKERS", &self.brokers)
+            .env("RINGBACK__KAFKA__TOPIC_PREFIX", &self.prefix)
+            .env("RINGBACK__KAFKA__MESSAGE_TIMEOUT", "5s")
+            .env("RINGBACK__KAFKA__SWEEP_INTERVAL", "500ms")
+            .env("RINGBACK__KAFKA__MAX_BACKOFF", "1s")
+            .env("RINGBACK__SPOOL__PATH", self.dir.path().join("spool.db"))
+            .env("RINGBACK__SPOOL__FALLBACK_AFTER", "500ms")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("starting ringback");
+        self.child = Some(child);
+        for _ in 0..400 {
+            if reqwest::get(format!("{}/healthz", self.base()))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("ringback did not start");
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn target(&self) -> String {
+        format!("{}/hooks/open", self.base())
+    }
+
+    fn record_peak(&mut self) {
+        if let Some(child) = &self.child {
+            let status =
+                std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+            if let Some(kib) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            {
+                self.peaks.push(kib);
+            }
+        }
+    }
+
+    /// SIGKILL: no drain, no flush.
+    fn kill9(&mut self) {
+        self.record_peak();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.base()))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.split([' ', '{']).next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// Waits until nothing is spooled and nothing waits in the outbox; returns how long.
+    async fn settle(&self, within: Duration) -> Duration {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if self.metric("ringback_spool_entries").await == Some(0.0)
+                && self.metric("ringback_outbox_pending").await == Some(0.0)
+            {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "not settled within {within:?}: spool {:?}, outbox {:?}",
+            self.metric("ringback_spool_entries").await,
+            self.metric("ringback_outbox_pending").await
+        );
+    }
+
+    async fn stop(mut self) -> Vec<u64> {
+        self.record_peak();
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        std::mem::take(&mut self.peaks)
+    }
+}
+
+impl Drop for Ringback {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A `ringback simulate` run in the background: call flows of status pushes at `rate`/s over
+/// one connection, for `secs`, writing what was answered 2xx to an acks file.
+struct Load {
+    child: Child,
+    acks: PathBuf,
+}
+
+impl Load {
+    fn start(target: &str, rate: u32, secs: u64, seed: u64, dir: &Path) -> Self {
+        let acks = dir.join(format!("acks-{seed}.tsv"));
+        let child = Command::new(BIN)
+            .args([
+                "simulate",
+                "--json",
+                "--traffic",
+                "status",
+                "--connections",
+                "1",
+            ])
+            .args(["--target", target, "--rate", &rate.to_string()])
+            .args([
+                "--duration",
+                &format!("{secs}s"),
+                "--seed",
+                &seed.to_string(),
+            ])
+            .args(["--acks", acks.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the simulator");
+        Self { child, acks }
+    }
+
+    /// The simulator's report, and the records it got 2xx for.
+    fn finish(self) -> (serde_json::Value, Vec<Acked>) {
+        let out = self.child.wait_with_output().unwrap();
+        assert!(out.status.success(), "the simulator failed");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+        let acked = std::fs::read_to_string(&self.acks)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut f = l.split('\t');
+                Acked {
+                    id: f.next().unwrap().to_owned(),
+                    key: f.nth(1).unwrap().to_owned(),
+                    event: f.next().unwrap().to_owned(),
+                }
+            })
+            .collect();
+        (report, acked)
+    }
+}
+
+struct Acked {
+    id: String,
+    key: String,
+    event: String,
+}
+
+/// What a scenario found.
+struct Verdict {
+    acked: usize,
+    stored: usize,
+    published: usize,
+    redeliveries: usize,
+    out_of_order: usize,
+}
+
+async fn verify(db: &TestDb, bootstrap: &str, prefix: &str, acked: &[Acked]) -> Verdict {
+    let stored: BTreeSet<String> = db
+        .rows("SELECT CAST(id AS TEXT) FROM call_events")
+        .await
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let want: BTreeSet<&str> = acked.iter().map(|a| a.id.as_str()).collect();
+    let topic = format!("{prefix}.call-status");
+    let messages: Vec<Consumed> =
+        common::kafka::consume(bootstrap, &topic, want.len(), Duration::from_secs(60)).await;
+    let mut seen = BTreeSet::new();
+    let mut redeliveries = 0;
+    // Each call's events as Kafka has them (first delivery of each id, in partition order).
+    let mut by_call: HashMap<String, Vec<String>> = HashMap::new();
+    let mut sorted = messages.clone();
+    sorted.sort_by_key(|m| (m.partition, m.offset));
+    for m in &sorted {
+        let id = m.headers["ce_id"].clone();
+        if !seen.insert(id) {
+            redeliveries += 1;
+            continue;
+        }
+        by_call.entry(m.key.clone()).or_default().push(
+            m.value["data"]["event_type"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    // Each call's events as they were answered (one connection: the order they were sent).
+    let mut sent: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for a in acked {
+        sent.entry(a.key.as_str())
+            .or_default()
+            .push(a.event.as_str());
+    }
+    let mut out_of_order = 0;
+    for (call, events) in &sent {
+        let on_kafka: Vec<&str> = by_call
+            .get(*call)
+            .map(|v| {
+                v.iter()
+                    .map(String::as_str)
+                    .filter(|e| events.contains(e))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if on_kafka != *events {
+            out_of_order += 1;
+        }
+    }
+    Verdict {
+        acked: want.len(),
+        stored: want.iter().filter(|id| stored.contains(**id)).count(),
+        published: want.iter().filter(|id| seen.contains(**id)).count(),
+        redeliveries,
+        out_of_order,
+    }
+}
+
+fn report_line(name: &str, report: &serde_json::Value, v: &Verdict, extra: &str) {
+    let statuses = &report["statuses"];
+    let non_2xx: u64 = statuses
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(s, _)| !s.starts_with('2'))
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum();
+    eprintln!(
+        "FAULTS {name}: requests {}, non-2xx {non_2xx} {statuses}, p50 {:.1} ms, p99 {:.1} ms, \
+         max {:.1} ms; acked {}, stored {}, on Kafka {}, redeliveries {}, calls out of order {}{extra}",
+        report["requests"],
+        report["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+        report["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+        report["latency_ms"]["max"].as_f64().unwrap_or(0.0),
+        v.acked,
+        v.stored,
+        v.published,
+        v.redeliveries,
+        v.out_of_order,
+    );
+}
+
+fn assert_nothing_lost(v: &Verdict) {
+    assert!(v.acked > 0, "the load was answered");
+    assert_eq!(v.stored, v.acked, "every acknowledged record is stored");
+    assert_eq!(
+        v.published, v.acked,
+        "every acknowledged record is on Kafka"
+    );
+    assert_eq!(v.out_of_order, 0, "each call's events in the order sent");
+}
+
+/// A broker with this scenario's topics, and the prefix.
+async fn broker() -> (Tansu, String) {
+    let tansu = Tansu::start();
+    let prefix = format!("f{}", uuid::Uuid::new_v4().simple());
+    create_topics(
+        &tansu.bootstrap,
+        &[format!("{prefix}.call-status"), format!("{prefix}.cdr")],
+        3,
+    )
+    .await;
+    (tansu, prefix)
+}
+
+const RATE: u32 = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ringback_killed_again_and_again_loses_nothing() {
+    let _one = SERIAL.lock().await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let (tansu, prefix) = broker().await;
+    let mut app = Ringback::start(&db.url, &tansu.bootstrap, &prefix).await;
+    let kills = pick(4, 20);
+    let gaps: Vec<u64> = (0..kills)
+        .map(|i| pick(2 + i % 3, 5 + (i * 7) % 16))
+        .collect();
+    let secs = gaps.iter().sum::<u64>() + 3;
+    let work = tempfile::tempdir().unwrap();
+    let load = Load::start(&app.target(), RATE, secs, 1, work.path());
+    for gap in gaps {
+        tokio::time::sleep(Duration::from_secs(gap)).await;
+        app.kill9();
+        app.spawn().await;
+    }
+    let (report, acked) = tokio::task::spawn_blocking(move || load.finish())
+        .await
+        .unwrap();
+    let drain = app.settle(Duration::from_secs(60)).await;
+    let v = verify(&db, &tansu.bootstrap, &prefix, &acked).await;
+    let peaks = app.stop().await;
+    report_line(
+        "ringback SIGKILLed",
+        &report,
+        &v,
+        &format!(
+            "; {kills} kills; settled {drain:?} after the load; peak RSS {} MiB",
+            peaks.iter().max().unwrap_or(&0) / 1024
+        ),
+    );
+    assert_nothing_lost(&v);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_stopped_under_load_is_ridden_out_by_the_spool() {
+    let _one = SERIAL.lock().await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let (tansu, prefix) = broker().await;
+    let app = Ringback::start(&db.url, &tansu.bootstrap, &prefix).await;
+    let outage = pick(6, 60);
+    let work = tempfile::tempdir().unwrap();
+    let load = Load::start(&app.target(), RATE, outage + 8, 2, work.path());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let down = PgOutage::begin();
+    tokio::time::sleep(Duration::from_secs(outage)).await;
+    let spooled = app.metric("ringback_spool_records").await.unwrap_or(0.0);
+    let ready = reqwest::get(format!("{}/readyz", app.base()))
+        .await
+        .unwrap()
+        .status();
+    down.end();
+    let back = Instant::now();
+    let (report, acked) = tokio::task::spawn_blocking(move || load.finish())
+        .await
+        .unwrap();
+    app.settle(Duration::from_secs(120)).await;
+    let drain = back.elapsed();
+    let v = verify(&db, &tansu.bootstrap, &prefix, &acked).await;
+    let peaks = app.stop().await;
+    report_line(
+        &format!("PostgreSQL stopped {outage} s"),
+        &report,
+        &v,
+        &format!(
+            "; {spooled} records spooled at the end of the outage, /readyz {ready} during it; \
+             settled {drain:?} after it; peak RSS {} MiB",
+            peaks.iter().max().unwrap_or(&0) / 1024
+        ),
+    );
+    assert_eq!(ready, 200, "ready while spooling");
+    assert!(spooled > 0.0, "the outage was spooled");
+    let non_2xx: u64 = report["statuses"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(s, _)| !s.starts_with('2'))
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(non_2xx, 0, "no push refused while the spool has room");
+    assert_nothing_lost(&v);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_broker_is_caught_up() {
+    let _one = SERIAL.lock().await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let (tansu, prefix) = broker().await;
+    let app = Ringback::start(&db.url, &tansu.bootstrap, &prefix).await;
+    let pause = pick(8, 60);
+    let work = tempfile::tempdir().unwrap();
+    let load = Load::start(&app.target(), RATE, pause + 6, 3, work.path());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tansu.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(pause)).await;
+    tansu.signal("CONT");
+    let back = Instant::now();
+    let (report, acked) = tokio::task::spawn_blocking(move || load.finish())
+        .await
+        .unwrap();
+    app.settle(Duration::from_secs(120)).await;
+    let drain = back.elapsed();
+    let v = verify(&db, &tansu.bootstrap, &prefix, &acked).await;
+    let restarts = app
+        .metric("ringback_kafka_producer_restarts_total")
+        .await
+        .unwrap_or(0.0);
+    app.stop().await;
+    report_line(
+        &format!("broker paused {pause} s"),
+        &report,
+        &v,
+        &format!("; published all {drain:?} after it resumed; producer restarts {restarts}"),
+    );
+    assert_nothing_lost(&v);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_empty_is_caught_up() {
+    let _one = SERIAL.lock().await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let (tansu, prefix) = broker().await;
+    let port: u16 = tansu.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+    let app = Ringback::start(&db.url, &tansu.bootstrap, &prefix).await;
+    let down = pick(6, 30);
+    drop(tansu);
+    let work = tempfile::tempdir().unwrap();
+    let load = Load::start(&app.target(), RATE, down + 5, 4, work.path());
+    tokio::time::sleep(Duration::from_secs(down)).await;
+    let tansu = Tansu::start_on(port);
+    create_topics(
+        &tansu.bootstrap,
+        &[format!("{prefix}.call-status"), format!("{prefix}.cdr")],
+        3,
+    )
+    .await;
+    let back = Instant::now();
+    let (report, acked) = tokio::task::spawn_blocking(move || load.finish())
+        .await
+        .unwrap();
+    app.settle(Duration::from_secs(120)).await;
+    let drain = back.elapsed();
+    let v = verify(&db, &tansu.bootstrap, &prefix, &acked).await;
+    app.stop().await;
+    report_line(
+        &format!("broker killed, restarted empty after {down} s"),
+        &report,
+        &v,
+        &format!("; published all {drain:?} after it came back"),
+    );
+    assert_nothing_lost(&v);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_and_the_broker_down_together() {
+    let _one = SERIAL.lock().await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let (tansu, prefix) = broker().await;
+    let app = Ringback::start(&db.url, &tansu.bootstrap, &prefix).await;
+    let outage = pick(6, 60);
+    let work = tempfile::tempdir().unwrap();
+    let load = Load::start(&app.target(), RATE, outage + 8, 5, work.path());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tansu.signal("STOP");
+    let down = PgOutage::begin();
+    tokio::time::sleep(Duration::from_secs(outage)).await;
+    down.end();
+    tansu.signal("CONT");
+    let back = Instant::now();
+    let (report, acked) = tokio::task::spawn_blocking(move || load.finish())
+        .await
+        .unwrap();
+    app.settle(Duration::from_secs(120)).await;
+    let drain = back.elapsed();
+    let v = verify(&db, &tansu.bootstrap, &prefix, &acked).await;
+    app.stop().await;
+    report_line(
+        &format!("PostgreSQL and broker down {outage} s"),
+        &report,
+        &v,
+        &format!("; settled {drain:?} after"),
+    );
+    assert_nothing_lost(&v);
+    db.drop_db().await;
+}
