@@ -146,6 +146,17 @@ pub async fn consume(
     want: usize,
     timeout: Duration,
 ) -> Vec<Consumed> {
+    consume_until(bootstrap, topic, timeout, move |ids| ids.len() >= want).await
+}
+
+/// Reads `topic` from the beginning of every partition until `done` holds of the `ce_id`s read
+/// so far, or `timeout`.
+pub async fn consume_until(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&std::collections::HashSet<String>) -> bool + Send + 'static,
+) -> Vec<Consumed> {
     let bootstrap = bootstrap.to_owned();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -169,7 +180,7 @@ pub async fn consume(
         let deadline = Instant::now() + timeout;
         let mut out: Vec<Consumed> = Vec::new();
         let mut ids = std::collections::HashSet::new();
-        while ids.len() < want && Instant::now() < deadline {
+        while !done(&ids) && Instant::now() < deadline {
             let Some(message) = consumer.poll(Duration::from_millis(200)) else {
                 continue;
             };
