@@ -184,7 +184,11 @@ pub async fn consume_until(
             let Some(message) = consumer.poll(Duration::from_millis(200)) else {
                 continue;
             };
-            let message = message.expect("consume");
+            // A broker coming back (a test's fault just ended) fails polls for a moment; the
+            // deadline bounds it, and the caller's assertions say what was missed.
+            let Ok(message) = message else {
+                continue;
+            };
             let mut headers = HashMap::new();
             if let Some(h) = message.headers() {
                 for header in h.iter() {
