@@ -63,6 +63,36 @@ async fn post_flows(app: &TestApp, calls: u64, seed: u64) -> Vec<serde_json::Val
     answers
 }
 
+/// Posts 50-CDR fee pushes (seeds from 0) until `refusals` were refused, at most `most` of
+/// them; every refusal must be 503 `spool_full` with `Retry-After`. Returns how many were
+/// answered 200.
+async fn post_fees_until_refused(app: &TestApp, most: u64, refusals: u64) -> i64 {
+    let end = Utc::now();
+    let (mut stored, mut refused) = (0, 0);
+    for seed in 0..most {
+        let body = sample::fee_body(seed, 50, end).to_string();
+        let res = app.post_with("open", body, &[]).await;
+        match res.status().as_u16() {
+            200 => stored += 1,
+            503 => {
+                assert!(res.headers().contains_key("retry-after"));
+                let body: serde_json::Value = res.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "spool_full");
+                refused += 1;
+                if refused == refusals {
+                    break;
+                }
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        stored > 0 && refused == refusals,
+        "stored {stored}, refused {refused}"
+    );
+    stored
+}
+
 async fn count(db: &TestDb, table: &str) -> i64 {
     db.rows(&format!("SELECT COUNT(*) FROM {table}")).await[0].get(0)
 }
@@ -178,26 +208,7 @@ async fn a_full_spool_answers_503_and_stores_nothing_it_refused() {
     let proxy = Proxy::start(&common::pg_host_port(&db.url)).await;
     let app = app_behind(&proxy, db, |c| c.spool.max_bytes = 1 << 20).await;
     proxy.down();
-    let end = Utc::now();
-    let (mut stored, mut refused) = (0, 0);
-    for seed in 0..60 {
-        let body = sample::fee_body(seed, 50, end).to_string();
-        let res = app.post_with("open", body, &[]).await;
-        match res.status().as_u16() {
-            200 => stored += 1,
-            503 => {
-                assert!(res.headers().contains_key("retry-after"));
-                let body: serde_json::Value = res.json().await.unwrap();
-                assert_eq!(body["error"]["code"], "spool_full");
-                refused += 1;
-            }
-            other => panic!("unexpected {other}"),
-        }
-    }
-    assert!(
-        stored > 0 && refused > 0,
-        "stored {stored}, refused {refused}"
-    );
+    let stored = post_fees_until_refused(&app, 60, 5).await;
     proxy.up();
     wait_until_drained(&app).await;
     assert_eq!(
@@ -248,29 +259,7 @@ async fn a_full_disk_under_the_spool_refuses_with_503_then_recovers() {
     })
     .await;
     proxy.down();
-    let end = Utc::now();
-    let (mut stored, mut refused) = (0, 0);
-    for seed in 0..400 {
-        let body = sample::fee_body(seed, 50, end).to_string();
-        let res = app.post_with("open", body, &[]).await;
-        match res.status().as_u16() {
-            200 => stored += 1,
-            503 => {
-                assert!(res.headers().contains_key("retry-after"));
-                let body: serde_json::Value = res.json().await.unwrap();
-                assert_eq!(body["error"]["code"], "spool_full");
-                refused += 1;
-                if refused == 3 {
-                    break;
-                }
-            }
-            other => panic!("unexpected {other}"),
-        }
-    }
-    assert!(
-        stored > 0 && refused == 3,
-        "stored {stored}, refused {refused}"
-    );
+    let stored = post_fees_until_refused(&app, 400, 3).await;
     let health = app
         .client
         .get(format!("{}/healthz", app.address))

@@ -322,3 +322,256 @@ async fn fee_pushes_go_to_idle_workers() {
     tasks.close();
     tasks.wait().await;
 }
+
+/// The model of the spool's guarantee, checked on random histories: a database that goes up and
+/// down, ringback restarting (the batcher and the spool closed and opened again on the same
+/// file), pushes of call events in between. Every push answered Ok (committed, or spooled) ends
+/// up stored exactly once, and each call's events in the order they were answered.
+mod spool_model {
+    use std::collections::HashSet;
+    use std::sync::atomic::AtomicBool;
+
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::config::SpoolConfig;
+
+    /// Up or down; keeps each id once, in commit order, as `ON CONFLICT DO NOTHING` does.
+    #[derive(Default)]
+    struct ModelStore {
+        down: AtomicBool,
+        stored: Mutex<Vec<Uuid>>,
+    }
+
+    #[async_trait]
+    impl Store for ModelStore {
+        fn backend(&self) -> &'static str {
+            "model"
+        }
+        async fn migrate(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn commit(
+            &self,
+            records: &[Record],
+            _outbox: &[crate::domain::OutboxEntry],
+        ) -> Result<Vec<Outcome>, StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(sqlx::Error::PoolTimedOut.into());
+            }
+            let mut stored = self.stored.lock().unwrap();
+            let mut seen: HashSet<Uuid> = stored.iter().copied().collect();
+            let mut outcomes = Vec::with_capacity(records.len());
+            for r in records {
+                if seen.insert(r.id()) {
+                    stored.push(r.id());
+                    outcomes.push(Outcome::Inserted);
+                } else {
+                    outcomes.push(Outcome::Duplicate);
+                }
+            }
+            Ok(outcomes)
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn close(&self) {}
+        async fn claim_outbox(
+            &self,
+            _: u32,
+            _: Duration,
+            _: Duration,
+        ) -> Result<Vec<crate::domain::OutboxEntry>, StoreError> {
+            unreachable!()
+        }
+        async fn mark_published(&self, _: &[Uuid], _: bool) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn release_outbox(&self, _: &[Uuid], _: &str) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn mark_failed(&self, _: Uuid, _: &str) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn outbox_backlog(&self) -> Result<crate::store::Backlog, StoreError> {
+            unreachable!()
+        }
+        async fn prune_outbox(&self, _: chrono::DateTime<Utc>) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn replay_page(
+            &self,
+            _: crate::domain::RecordKind,
+            _: chrono::DateTime<Utc>,
+            _: chrono::DateTime<Utc>,
+            _: Option<(chrono::DateTime<Utc>, Uuid)>,
+            _: u32,
+        ) -> Result<Vec<crate::domain::StoredRecord>, StoreError> {
+            unreachable!()
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// The next event of call `call`.
+        Push {
+            call: u64,
+        },
+        DbDown,
+        DbUp,
+        Restart,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..4u64).prop_map(|call| Op::Push { call }),
+            1 => Just(Op::DbDown),
+            1 => Just(Op::DbUp),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    /// A running batcher with its spool.
+    struct Running {
+        batcher: Batcher,
+        spool: Arc<Spool>,
+        stop: CancellationToken,
+        tasks: TaskTracker,
+        spool_tasks: TaskTracker,
+    }
+
+    async fn start(store: &Arc<ModelStore>, dir: &std::path::Path) -> Running {
+        let (stop, tasks, spool_tasks) = (
+            CancellationToken::new(),
+            TaskTracker::new(),
+            TaskTracker::new(),
+        );
+        let config = SpoolConfig {
+            enabled: true,
+            path: dir.join("spool.db"),
+            fallback_after: Duration::from_millis(200),
+            max_bytes: 1 << 30,
+            min_free_bytes: 0,
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let spool = Spool::open(&config, metrics.clone(), &spool_tasks, stop.clone())
+            .await
+            .unwrap();
+        let mut batch = super::config(50, 0);
+        batch.workers = 2;
+        let batcher = Batcher::spawn(
+            store.clone(),
+            batch,
+            stop.clone(),
+            &tasks,
+            None,
+            metrics,
+            Some(Spooling {
+                spool: spool.clone(),
+                fallback_after: config.fallback_after,
+            }),
+        );
+        Running {
+            batcher,
+            spool,
+            stop,
+            tasks,
+            spool_tasks,
+        }
+    }
+
+    async fn stop(r: Running) {
+        r.stop.cancel();
+        drop(r.batcher);
+        r.tasks.close();
+        r.tasks.wait().await;
+        r.spool_tasks.close();
+        r.spool_tasks.wait().await;
+        r.spool.close().await;
+    }
+
+    /// Call `call`'s `n`th event: its own session, a timestamp of its own.
+    fn event(call: u64, n: u64) -> Record {
+        let start = Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap();
+        let session = crate::simulate::sample::session_id(77, call, start);
+        let at = start + chrono::Duration::seconds(n as i64);
+        let body = crate::simulate::sample::status_body(
+            ["callout", "alerting", "answer", "disconnect"][(n % 4) as usize],
+            &session,
+            at,
+        )
+        .to_string();
+        let ctx = ParseContext {
+            source: "hw".into(),
+            received_at: start,
+        };
+        huawei::parse_body(body.as_bytes(), &ctx)
+            .unwrap()
+            .records
+            .remove(0)
+    }
+
+    use chrono::TimeZone;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn what_was_acknowledged_is_stored_once_in_order(ops in prop::collection::vec(op(), 1..30)) {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Arc::new(ModelStore::default());
+                let mut running = start(&store, dir.path()).await;
+                let mut next = [0u64; 4];
+                // Per call, the ids acknowledged, in the order they were.
+                let mut acked: Vec<Vec<Uuid>> = vec![Vec::new(); 4];
+                for op in &ops {
+                    match op {
+                        Op::Push { call } => {
+                            let record = event(*call, next[*call as usize]);
+                            next[*call as usize] += 1;
+                            let id = record.id();
+                            if running.batcher.submit(vec![record]).await.is_ok() {
+                                acked[*call as usize].push(id);
+                            }
+                        }
+                        Op::DbDown => store.down.store(true, Ordering::SeqCst),
+                        Op::DbUp => store.down.store(false, Ordering::SeqCst),
+                        Op::Restart => {
+                            stop(running).await;
+                            running = start(&store, dir.path()).await;
+                        }
+                    }
+                }
+                store.down.store(false, Ordering::SeqCst);
+                let until = std::time::Instant::now() + Duration::from_secs(20);
+                while running.spool.is_active() && std::time::Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert!(!running.spool.is_active(), "the spool drains once the database is up");
+                stop(running).await;
+                let stored = store.stored.lock().unwrap().clone();
+                let position: std::collections::HashMap<Uuid, usize> =
+                    stored.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+                for (call, ids) in acked.iter().enumerate() {
+                    let at: Vec<usize> = ids
+                        .iter()
+                        .map(|id| *position.get(id).unwrap_or_else(|| {
+                            panic!("call {call}: acknowledged {id} is not stored; ops {ops:?}")
+                        }))
+                        .collect();
+                    assert!(
+                        at.windows(2).all(|w| w[0] < w[1]),
+                        "call {call}: stored out of order {at:?}; ops {ops:?}"
+                    );
+                }
+            });
+        }
+    }
+}

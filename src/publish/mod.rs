@@ -358,19 +358,27 @@ impl Publisher {
         }
     }
 
-    /// Sends entries on the fast path, without waiting for their delivery.
+    /// Sends entries on the fast path, without waiting for their delivery. At the first one
+    /// refused for now, the rest are left to the catch-up that the refusal starts, which sends
+    /// them from the outbox after it, in commit order.
     fn send_all(&mut self, entries: Vec<OutboxEntry>) {
         for entry in entries {
-            self.send(&entry);
+            if !self.send(&entry) {
+                self.missed.store(true, Ordering::Relaxed);
+                break;
+            }
         }
     }
 
     /// Hands an entry to the producer. A refusal at enqueue time (queue full, message too
     /// large) becomes an immediate failed delivery, so every outcome is settled in one place.
-    fn send(&mut self, entry: &OutboxEntry) {
+    /// Returns `false` when the producer refused the entry at once for a reason that may pass
+    /// (its queue full, the topic's metadata not there yet): the entries after it must not be
+    /// sent before it is, or they would overtake it in its partition.
+    fn send(&mut self, entry: &OutboxEntry) -> bool {
         let Some(producer) = self.producer.as_ref().map(|p| &p.current) else {
             // Outbox-only mode sends nothing; the entry waits in the outbox.
-            return;
+            return false;
         };
         let topic = self.config.topic(entry.kind.as_str());
         let record = FutureRecord::to(&topic)
@@ -381,25 +389,32 @@ impl Publisher {
         let sent = std::time::Instant::now();
         self.unsettled.insert(id);
         match producer.send_result(record) {
-            Ok(future) => self.inflight.push(Box::pin(async move {
-                let result = match future.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(e),
-                    Err(_canceled) => Err(rdkafka::error::KafkaError::Canceled),
-                };
-                Delivery {
+            Ok(future) => {
+                self.inflight.push(Box::pin(async move {
+                    let result = match future.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((e, _))) => Err(e),
+                        Err(_canceled) => Err(rdkafka::error::KafkaError::Canceled),
+                    };
+                    Delivery {
+                        id,
+                        topic,
+                        sent,
+                        result,
+                    }
+                }));
+                true
+            }
+            Err((e, _)) => {
+                let permanent = kafka::is_permanent(&e);
+                self.inflight.push(Box::pin(std::future::ready(Delivery {
                     id,
                     topic,
                     sent,
-                    result,
-                }
-            })),
-            Err((e, _)) => self.inflight.push(Box::pin(std::future::ready(Delivery {
-                id,
-                topic,
-                sent,
-                result: Err(e),
-            }))),
+                    result: Err(e),
+                })));
+                permanent
+            }
         }
     }
 
@@ -695,14 +710,18 @@ impl Publisher {
     async fn publish_claimed(&mut self, claimed: Vec<OutboxEntry>) -> bool {
         let mut pending: FuturesUnordered<BoxFuture<'static, Delivery>> = FuturesUnordered::new();
         std::mem::swap(&mut self.inflight, &mut pending);
-        for entry in &claimed {
-            self.send(entry);
-        }
+        // Stopped at the first entry refused for now: the ones after it wait for the next
+        // attempt, so none overtakes it in its partition.
+        let sent = claimed
+            .iter()
+            .position(|entry| !self.send(entry))
+            .map_or(claimed.len(), |refused| refused + 1);
         // `self.inflight` now holds only this batch's futures; the live ones wait aside.
         std::mem::swap(&mut self.inflight, &mut pending);
-        let retry = self
-            .settle_all(&mut pending, claimed.iter().map(|e| e.id))
+        let mut retry = self
+            .settle_all(&mut pending, claimed[..sent].iter().map(|e| e.id))
             .await;
+        retry.extend(claimed[sent..].iter().map(|e| e.id));
         self.flush().await;
         if retry.is_empty() {
             return true;

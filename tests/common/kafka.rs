@@ -89,6 +89,12 @@ impl Tansu {
         assert!(status.success(), "kill -{signal} failed");
     }
 
+    /// Kills the broker (SIGKILL); everything it held is lost.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Kills the broker and starts a new one on the same port: everything it held is lost.
     pub fn restart(mut self) -> Self {
         let port: u16 = self.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
