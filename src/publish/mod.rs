@@ -443,6 +443,19 @@ impl Publisher {
             }
             Err(e) => {
                 self.unsettled.remove(&done.id);
+                // What librdkafka still queues behind the failed message would overtake it
+                // (its re-send comes from the outbox, after them): purge it, so it fails too
+                // and everything is re-sent from the outbox in commit order. A purged
+                // message's own report is no new failure.
+                if !matches!(
+                    e.rdkafka_error_code(),
+                    Some(rdkafka::types::RDKafkaErrorCode::PurgeQueue)
+                ) {
+                    if let Some(p) = &self.producer {
+                        p.current
+                            .purge(rdkafka::producer::PurgeConfig::default().queue());
+                    }
+                }
                 if let Some((code, reason)) = self.fatal_error() {
                     if self.restart.is_none() {
                         tracing::error!(
