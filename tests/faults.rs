@@ -609,14 +609,7 @@ async fn a_paused_broker_is_caught_up() {
 async fn a_broker_killed_and_restarted_empty_is_caught_up() {
     let _one = SERIAL.lock().await;
     let mut s = Setup::new().await;
-    let port: u16 = s
-        .tansu
-        .bootstrap
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = s.tansu.port();
     let down = pick(6, 30);
     s.tansu.kill();
     let load = s.load(down + 5, 4);

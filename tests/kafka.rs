@@ -667,6 +667,25 @@ async fn replay_resends_exactly_a_time_range(backend: Backend) {
     app.stop().await;
 }
 
+/// Fee pushes of 50 CDRs with these seeds, each answered 200.
+async fn post_fee_seeds(app: &TestApp, seeds: std::ops::Range<u64>) {
+    let end = Utc::now();
+    for seed in seeds {
+        let body = sample::fee_body(seed, 50, end).to_string();
+        assert_eq!(app.post_with("open", body, &[]).await.status(), 200);
+    }
+}
+
+/// An app on PostgreSQL publishing to `tansu` under `prefix` (3 s message timeout).
+async fn app_on(tansu: &Tansu, prefix: &str) -> TestApp {
+    spawn_app_with(
+        Backend::Postgres,
+        kafka_tweak(&tansu.bootstrap, prefix),
+        None,
+    )
+    .await
+}
+
 /// Every CDR committed is read back from the broker, once per id.
 async fn assert_all_cdrs_published(app: &TestApp, bootstrap: &str, topics: &KafkaConfig) {
     let want = ids_of(&app.db, "cdrs").await;
@@ -686,27 +705,14 @@ async fn assert_all_cdrs_published(app: &TestApp, bootstrap: &str, topics: &Kafk
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_broker_paused_past_the_message_timeout_is_caught_up() {
     let (tansu, prefix, topics) = tansu_with_topics().await;
-    let secs: u64 = std::env::var("PAUSE_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let tweak = kafka_tweak(&tansu.bootstrap, &prefix);
-    let tweak = move |c: &mut Config| {
-        tweak(c);
-        c.kafka.message_timeout = Duration::from_secs(secs);
-    };
-    let app = spawn_app_with(Backend::Postgres, tweak, None).await;
+    let app = app_on(&tansu, &prefix).await;
     post_fees(&app, 2).await;
     wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
 
     tansu.signal("STOP");
-    let end = Utc::now();
-    for seed in 20..24 {
-        let body = sample::fee_body(seed, 50, end).to_string();
-        assert_eq!(app.post_with("open", body, &[]).await.status(), 200);
-    }
+    post_fee_seeds(&app, 20..24).await;
     // Past the 3 s message timeout: librdkafka gives up on what it held.
-    tokio::time::sleep(Duration::from_secs(secs + 5)).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
     tansu.signal("CONT");
 
     wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
@@ -719,22 +725,13 @@ async fn a_real_broker_paused_past_the_message_timeout_is_caught_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_producer_with_a_fatal_error_is_replaced() {
     let (tansu, prefix, topics) = tansu_with_topics().await;
-    let app = spawn_app_with(
-        Backend::Postgres,
-        kafka_tweak(&tansu.bootstrap, &prefix),
-        None,
-    )
-    .await;
+    let app = app_on(&tansu, &prefix).await;
     post_fees(&app, 1).await;
     wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
 
     app.publisher.inject_fatal_error();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let end = Utc::now();
-    for seed in 40..43 {
-        let body = sample::fee_body(seed, 50, end).to_string();
-        assert_eq!(app.post_with("open", body, &[]).await.status(), 200);
-    }
+    post_fee_seeds(&app, 40..43).await;
     wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
     assert_eq!(
         app.metric("ringback_kafka_producer_restarts_total{reason=\"fatal\"}")
@@ -750,27 +747,15 @@ async fn a_producer_with_a_fatal_error_is_replaced() {
 /// again, as an operator would).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_broker_restarted_without_its_state_is_caught_up() {
-    let (tansu, prefix, topics) = tansu_with_topics().await;
-    let app = spawn_app_with(
-        Backend::Postgres,
-        kafka_tweak(&tansu.bootstrap, &prefix),
-        None,
-    )
-    .await;
+    let (mut tansu, prefix, topics) = tansu_with_topics().await;
+    let app = app_on(&tansu, &prefix).await;
     post_fees(&app, 1).await;
     wait_for_metric(&app, "ringback_outbox_pending", 0.0).await;
 
-    let tansu = {
-        let port: u16 = tansu.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
-        drop(tansu);
-        let end = Utc::now();
-        for seed in 30..33 {
-            let body = sample::fee_body(seed, 50, end).to_string();
-            assert_eq!(app.post_with("open", body, &[]).await.status(), 200);
-        }
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        Tansu::start_on(port)
-    };
+    tansu.kill();
+    post_fee_seeds(&app, 30..33).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let tansu = Tansu::start_on(tansu.port());
     create_topics(
         &tansu.bootstrap,
         &[topics.topic("cdr"), topics.topic("call-status")],

@@ -89,6 +89,11 @@ impl Tansu {
         assert!(status.success(), "kill -{signal} failed");
     }
 
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.bootstrap.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     /// Kills the broker (SIGKILL); everything it held is lost.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -97,10 +102,8 @@ impl Tansu {
 
     /// Kills the broker and starts a new one on the same port: everything it held is lost.
     pub fn restart(mut self) -> Self {
-        let port: u16 = self.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        Self::start_on(port)
+        self.kill();
+        Self::start_on(self.port())
     }
 }
 
