@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 use ringback::config::{spelling, Config, EMBEDDED_BROKER};
 use ringback::domain::RecordKind;
 use ringback::ingest::Source;
-use ringback::publish::{kafka, replay};
-use ringback::startup::Application;
+use ringback::publish::{kafka, replay, topics};
+use ringback::startup::{check, Application};
 use ringback::{simulate, store, telemetry};
 
 /// mimalloc instead of glibc's allocator: a profile of the fee path (`perf record -e cpu-clock
@@ -37,7 +37,15 @@ enum Command {
     /// Apply database migrations and exit.
     Migrate,
     /// Load and validate the configuration (including secrets), print a summary, exit.
-    CheckConfig,
+    CheckConfig {
+        /// Also open one database connection and ask the brokers for the topics' metadata;
+        /// say which step failed (DNS, TCP, TLS, authentication, missing topic).
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Kafka topics of the record kinds.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
     /// Play platform traffic against a ringback (or any endpoint) and report throughput and
     /// latency percentiles.
     Simulate(SimulateArgs),
@@ -54,6 +62,15 @@ enum Command {
         #[arg(long)]
         until: Option<DateTime<Utc>>,
     },
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Create every record kind's topic with `kafka.new_topics` (partitions, replication
+    /// factor, retention); topics that exist are left as they are. Safe to run again.
+    Create,
+    /// List the topics ringback publishes to and whether the brokers have them.
+    Check,
 }
 
 #[derive(clap::Args)]
@@ -190,9 +207,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::CheckConfig => {
+        Command::Topics(command) => topics_command(&config, command).await,
+        Command::CheckConfig { connect } => {
             for (name, source) in &config.sources {
                 Source::from_config(name, source).await?;
+            }
+            for (key, var) in &config.kafka.client_env {
+                if std::env::var_os(var).is_none() {
+                    bail!("kafka.client_env.{key}: environment variable {var} is not set");
+                }
             }
             println!("configuration is valid");
             println!("  http.addr     = {}", config.http.addr);
@@ -203,6 +226,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "  source {name:<12} kind={} auth={} -> POST /hooks/{name}",
                     spelling(&source.kind),
                     spelling(&source.auth.mode())
+                );
+            }
+            if connect {
+                let findings = check::connect(&config).await;
+                let mut failed = 0;
+                for f in &findings {
+                    match &f.result {
+                        Ok(text) => println!("  {:<13} ok: {text}", f.what),
+                        Err(text) => {
+                            failed += 1;
+                            println!("  {:<13} FAILED: {text}", f.what);
+                        }
+                    }
+                }
+                if failed > 0 {
+                    bail!("{failed} connection check(s) failed");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `ringback topics create|check`.
+async fn topics_command(config: &Config, command: TopicsCommand) -> anyhow::Result<()> {
+    let brokers = config.kafka.brokers.trim();
+    if brokers.is_empty() || brokers == EMBEDDED_BROKER {
+        bail!("topics needs real brokers: set kafka.brokers (RINGBACK__KAFKA__BROKERS)");
+    }
+    match command {
+        TopicsCommand::Create => {
+            let new = &config.kafka.new_topics;
+            let outcomes = topics::create(brokers, &config.kafka, check::CONNECT_TIMEOUT).await?;
+            for o in outcomes {
+                println!(
+                    "{:<8} {} (partitions {}, replication factor {}{})",
+                    o.outcome,
+                    o.topic,
+                    new.partitions,
+                    new.replication_factor,
+                    new.retention
+                        .map(|r| format!(", retention {}", humantime::format_duration(r)))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        TopicsCommand::Check => {
+            let (brokers, kafka) = (brokers.to_owned(), config.kafka.clone());
+            let check = tokio::task::spawn_blocking(move || {
+                topics::check(&brokers, &kafka, check::CONNECT_TIMEOUT)
+            })
+            .await??;
+            for (topic, partitions) in &check.present {
+                println!("present  {topic} ({partitions} partitions)");
+            }
+            for topic in &check.missing {
+                println!("missing  {topic}");
+            }
+            if !check.missing.is_empty() {
+                bail!(
+                    "{} topic(s) missing: run `ringback topics create`",
+                    check.missing.len()
                 );
             }
             Ok(())

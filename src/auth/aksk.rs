@@ -189,6 +189,15 @@ pub fn header_value(
 /// The `Created` format.
 pub const CREATED_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 
+/// The nonce of a request whose X-AKSK checked out, and until when it must be remembered: for
+/// the database to claim with the request's records (`domain::Nonce`), so replicas sharing it
+/// refuse a replay that this process's memory has not seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceClaim {
+    pub nonce: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// How a source checks `X-AKSK`.
 #[derive(Debug)]
 pub struct AkskVerifier {
@@ -238,7 +247,7 @@ impl AkskVerifier {
         header: Option<&str>,
         seen_url: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), AuthError> {
+    ) -> Result<NonceClaim, AuthError> {
         let token = parse_header(header.ok_or(AuthError::Missing)?)?;
         // Constant-time even for the app key, so its value cannot be probed byte by byte.
         let key_ok = constant_time_eq(token.username.as_bytes(), self.app_key.as_bytes());
@@ -283,7 +292,10 @@ impl AkskVerifier {
         if !nonces.insert(token.nonce, forget_after, now) {
             return Err(AuthError::NonceReused);
         }
-        Ok(())
+        Ok(NonceClaim {
+            nonce: token.nonce.to_owned(),
+            expires_at: forget_after,
+        })
     }
 }
 

@@ -75,6 +75,9 @@ impl Store for FakeStore {
     async fn prune_outbox(&self, _: chrono::DateTime<Utc>) -> Result<u64, StoreError> {
         unreachable!()
     }
+    async fn purge_nonces(&self, _: chrono::DateTime<Utc>) -> Result<u64, StoreError> {
+        unreachable!()
+    }
     async fn replay_page(
         &self,
         _: crate::domain::RecordKind,
@@ -398,6 +401,9 @@ mod spool_model {
             unreachable!()
         }
         async fn prune_outbox(&self, _: chrono::DateTime<Utc>) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn purge_nonces(&self, _: chrono::DateTime<Utc>) -> Result<u64, StoreError> {
             unreachable!()
         }
         async fn replay_page(

@@ -49,6 +49,11 @@ pub struct HttpConfig {
     /// On shutdown, how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// On SIGTERM, how long `/readyz` answers 503 while requests are still served, before the
+    /// listener closes: the time a load balancer or Kubernetes takes to stop sending new
+    /// requests here (README, Deploy). 0 closes at once.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
     /// A client must send the request head within this time (slow senders are cut off: 408).
     #[serde(with = "humantime_serde")]
     pub client_request_timeout: Duration,
@@ -75,6 +80,7 @@ impl Default for HttpConfig {
             max_body_bytes: default_max_body_bytes(),
             workers: 0,
             shutdown_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             client_request_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             max_connections: 10_000,
@@ -197,6 +203,11 @@ pub struct KafkaConfig {
     /// Extra librdkafka settings (`"linger.ms" = "5"`, `"security.protocol" = "SASL_SSL"`).
     /// `enable.idempotence` and `acks` are fixed to `true` and `all`.
     pub client: BTreeMap<String, String>,
+    /// librdkafka settings whose values are secrets, read from the named environment
+    /// variables: `{ "sasl.password" = "RINGBACK_KAFKA_PASSWORD" }`.
+    pub client_env: BTreeMap<String, String>,
+    /// What `ringback topics create` creates.
+    pub new_topics: NewTopics,
     /// How long librdkafka may try to deliver one message before the publisher falls back
     /// to re-sending from the outbox.
     #[serde(with = "humantime_serde")]
@@ -220,6 +231,32 @@ pub struct KafkaConfig {
     pub shutdown_deadline: Duration,
 }
 
+/// The topics `ringback topics create` makes, one per record kind (`kafka.topic`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NewTopics {
+    /// Partitions per topic: the most consumers of one group that can share a topic.
+    pub partitions: i32,
+    /// Copies of each partition (3 for a production cluster; 1 for a single broker).
+    pub replication_factor: i32,
+    /// `retention.ms` of the topics; absent: the cluster's default.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Duration>,
+    /// Further topic settings (`"min.insync.replicas" = "2"`, `"compression.type" = "lz4"`).
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for NewTopics {
+    fn default() -> Self {
+        Self {
+            partitions: 6,
+            replication_factor: 3,
+            retention: None,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
 /// The embedded broker's name in `kafka.brokers`.
 pub const EMBEDDED_BROKER: &str = "embedded";
 
@@ -230,6 +267,8 @@ impl Default for KafkaConfig {
             topic_prefix: "ringback".into(),
             topics: BTreeMap::new(),
             client: BTreeMap::new(),
+            client_env: BTreeMap::new(),
+            new_topics: NewTopics::default(),
             message_timeout: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(5),
             sweep_grace: Duration::from_secs(2),
@@ -409,6 +448,23 @@ impl Config {
                     "is set by ringback (idempotent producer, acks=all, kafka.brokers)",
                 ));
             }
+        }
+        for key in kafka.client_env.keys() {
+            if kafka.client.contains_key(key) {
+                return Err(invalid(
+                    format!("kafka.client_env.{key}"),
+                    "is also set in kafka.client: set it in one place",
+                ));
+            }
+        }
+        if kafka.new_topics.partitions < 1 {
+            return Err(invalid("kafka.new_topics.partitions", "must be at least 1"));
+        }
+        if kafka.new_topics.replication_factor < 1 {
+            return Err(invalid(
+                "kafka.new_topics.replication_factor",
+                "must be at least 1",
+            ));
         }
         for kind in kafka.topics.keys() {
             if !crate::domain::RecordKind::ALL

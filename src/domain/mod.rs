@@ -18,7 +18,9 @@ pub use call_event::{CallEvent, CallEventType};
 pub use cdr::{Cdr, CdrFlag, CdrTimes};
 pub use outbox::{OutboxEntry, StoredRecord};
 pub use phone::PhoneNumber;
-pub use record::{DeadLetter, DeadLetterScope, Handshake, Outcome, Record, RecordKind, RecordMeta};
+pub use record::{
+    DeadLetter, DeadLetterScope, Handshake, Nonce, Outcome, Record, RecordKind, RecordMeta,
+};
 pub use time::{parse_platform_time, TimeError};
 
 /// A `&'static str` field that is serialised (a code, a schema name): named by this alias

@@ -142,6 +142,36 @@ pub struct Handshake {
     pub detail: serde_json::Value,
 }
 
+/// A signed request's nonce (X-AKSK), claimed in the same transaction as the records it
+/// guards: the `guards` records that follow it in the batch. Stored in `nonces` so every
+/// replica sharing the database refuses a replay, even one sent to another replica with a
+/// forged body (Huawei's digest covers the URL, nonce and Created, not the body). A nonce the
+/// database already holds makes its records not inserted, and the request is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nonce {
+    pub id: Uuid,
+    pub source: Arc<str>,
+    pub nonce: String,
+    /// After this instant no reading of the request's Created is fresh any more: the row can
+    /// be purged.
+    pub expires_at: DateTime<Utc>,
+    /// How many of the records after it in the batch it guards.
+    pub guards: u32,
+}
+
+impl Nonce {
+    pub fn new(source: Arc<str>, nonce: String, expires_at: DateTime<Utc>, guards: u32) -> Self {
+        let name = format!("nonce\u{1f}{source}\u{1f}{nonce}");
+        Self {
+            id: Uuid::new_v5(&RECORD_ID_NAMESPACE, name.as_bytes()),
+            source,
+            nonce,
+            expires_at,
+            guards,
+        }
+    }
+}
+
 /// One unit of work for the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
@@ -153,6 +183,7 @@ pub enum Record {
     Webhook(Box<WebhookEvent>),
     DeadLetter(Box<DeadLetter>),
     Handshake(Box<Handshake>),
+    Nonce(Box<Nonce>),
 }
 
 impl Record {
@@ -167,6 +198,7 @@ impl Record {
             Self::Webhook(e) => e.header.meta.id,
             Self::DeadLetter(d) => d.id,
             Self::Handshake(h) => h.id,
+            Self::Nonce(n) => n.id,
         }
     }
 
@@ -179,7 +211,7 @@ impl Record {
             Self::AcsCall(_) => Some(RecordKind::AcsCallEvent),
             Self::Chat(_) => Some(RecordKind::ChatEvent),
             Self::Webhook(_) => Some(RecordKind::WebhookEvent),
-            Self::DeadLetter(_) | Self::Handshake(_) => None,
+            Self::DeadLetter(_) | Self::Handshake(_) | Self::Nonce(_) => None,
         }
     }
 
@@ -208,7 +240,7 @@ impl Record {
                 .subject
                 .clone()
                 .unwrap_or_else(|| e.header.event_id.clone()),
-            Self::DeadLetter(_) | Self::Handshake(_) => return None,
+            Self::DeadLetter(_) | Self::Handshake(_) | Self::Nonce(_) => return None,
         })
     }
 }

@@ -32,7 +32,16 @@ pub async fn check_store(store: &dyn Store, metrics: &Metrics) -> Result<(), Str
 /// must not pull every replica out of the load balancer while pushes can still be kept durably
 /// (`status` then says `spooling`). The publisher's state is reported, not required: while the
 /// brokers are away the database is the buffer, and ingest goes on.
+///
+/// Draining (after SIGTERM) is never ready, whatever else holds: new requests should go to
+/// another replica while this one still answers the ones already on their way.
 pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "draining",
+            "publisher": state.publisher.status(),
+        }));
+    }
     let backend = state.store.backend();
     let store = match check_store(state.store.as_ref(), &state.metrics).await {
         Ok(()) => serde_json::json!({"ok": true, "backend": backend}),

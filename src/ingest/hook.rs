@@ -12,7 +12,8 @@ use super::dead_letter::Request;
 use super::middleware::RequestId;
 use super::response::{Accepted, RejectedRecord};
 use super::{AppState, IngestError, Source};
-use crate::domain::{DeadLetterScope, Outcome};
+use crate::auth::aksk::{AuthError, NonceClaim};
+use crate::domain::{DeadLetterScope, Nonce, Outcome, Record};
 use crate::metrics::Fact;
 use crate::sources::{Delivery, Parsed};
 
@@ -36,7 +37,7 @@ pub(super) async fn hook(
         request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
         headers: req.headers(),
     };
-    authenticate(&req, &request).await?;
+    let nonce = authenticate(&req, &request).await?;
     let body = read(&req, payload, &request).await?;
     if let Err(e) = source.verify_body(req.headers(), &body, received_at) {
         return Err(request.refuse(IngestError::Auth(e), None).await);
@@ -51,7 +52,7 @@ pub(super) async fn hook(
         return Err(request.refuse(e, Some(body)).await);
     }
     match source.parse(&body, req.headers(), received_at) {
-        Ok(Delivery::Records(parsed)) => commit(&request, parsed).await,
+        Ok(Delivery::Records(parsed)) => commit(&request, parsed, nonce).await,
         Ok(Delivery::Validation { code, url }) => {
             let detail = serde_json::json!({"validation_url": url});
             request.handshake("eventgrid-validation", detail).await?;
@@ -88,8 +89,12 @@ fn admit(req: &HttpRequest, state: &AppState, source: &Source) -> Result<(), Ing
 }
 
 /// Checks the credentials in the headers and the URL before a byte of the body is read. The
-/// URL as seen is only built when a signature covers it.
-async fn authenticate(req: &HttpRequest, request: &Request<'_>) -> Result<(), IngestError> {
+/// URL as seen is only built when a signature covers it. An X-AKSK request's nonce comes back,
+/// to be claimed in the database with its records.
+async fn authenticate(
+    req: &HttpRequest,
+    request: &Request<'_>,
+) -> Result<Option<NonceClaim>, IngestError> {
     let seen_url = || {
         let info = req.connection_info();
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -105,7 +110,7 @@ async fn authenticate(req: &HttpRequest, request: &Request<'_>) -> Result<(), In
         )
         .await
     {
-        Ok(()) => Ok(()),
+        Ok(nonce) => Ok(nonce),
         Err(e) => Err(request.refuse(IngestError::Auth(e), None).await),
     }
 }
@@ -140,15 +145,33 @@ async fn read(
 }
 
 /// Commits the parsed records with the dead letters of the refused ones, in one submission,
-/// then answers what became of each.
-async fn commit(request: &Request<'_>, parsed: Parsed) -> Result<HttpResponse, IngestError> {
+/// then answers what became of each. An X-AKSK request's nonce leads the submission and guards
+/// the rest: when another replica (or an earlier life of this one) claimed it already, nothing
+/// of the request is stored and it is refused as `nonce_reused`.
+async fn commit(
+    request: &Request<'_>,
+    parsed: Parsed,
+    nonce: Option<NonceClaim>,
+) -> Result<HttpResponse, IngestError> {
     let (state, source) = (request.state, request.source);
     let Parsed {
-        mut records,
+        records: parsed_records,
         rejected,
     } = parsed;
-    let accepted_count = records.len();
-    let facts: Vec<Fact> = records.iter().map(Fact::of).collect();
+    let accepted_count = parsed_records.len();
+    let facts: Vec<Fact> = parsed_records.iter().map(Fact::of).collect();
+    let lead = usize::from(nonce.is_some());
+    let mut records = Vec::with_capacity(lead + parsed_records.len() + rejected.len());
+    if let Some(claim) = &nonce {
+        let guards = u32::try_from(parsed_records.len() + rejected.len()).unwrap_or(u32::MAX);
+        records.push(Record::Nonce(Box::new(Nonce::new(
+            source.name.clone(),
+            claim.nonce.clone(),
+            claim.expires_at,
+            guards,
+        ))));
+    }
+    records.extend(parsed_records);
     let mut rejected_out = Vec::with_capacity(rejected.len());
     for r in rejected {
         let (code, field) = (r.rejection.code, r.rejection.field.as_deref());
@@ -173,7 +196,14 @@ async fn commit(request: &Request<'_>, parsed: Parsed) -> Result<HttpResponse, I
         .submit(records)
         .await
         .map_err(|e| IngestError::from_submit(e, state.retry_after_secs))?;
-    let outcomes = submitted.outcomes;
+    let outcomes = &submitted.outcomes[lead..];
+    if lead == 1 && submitted.outcomes[0] == Outcome::Duplicate {
+        // Spooled submissions are always answered as inserted: the spool cannot ask the
+        // database, and a replay during an outage is caught when the spool drains (its
+        // records are left out then).
+        let e = IngestError::Auth(AuthError::NonceReused.into());
+        return Err(request.refuse(e, None).await);
+    }
     let inserted = outcomes[..accepted_count]
         .iter()
         .filter(|o| **o == Outcome::Inserted)
@@ -183,7 +213,7 @@ async fn commit(request: &Request<'_>, parsed: Parsed) -> Result<HttpResponse, I
     } else {
         state
             .metrics
-            .records_committed(&source.name, &facts, &outcomes);
+            .records_committed(&source.name, &facts, outcomes);
     }
     for r in &rejected_out {
         state.metrics.dead_letter_kept(&source.name, r.code);

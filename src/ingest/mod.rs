@@ -51,6 +51,9 @@ pub struct AppState {
     pub max_headers: usize,
     pub max_header_bytes: usize,
     pub retry_after_secs: u32,
+    /// Set on SIGTERM: `/readyz` answers 503 `draining` while requests are still served for
+    /// `http.drain_delay`, so the load balancer stops sending here before the listener closes.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -6,7 +6,7 @@ use actix_web::http::header::HeaderMap;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::aksk::AkskVerifier;
+use crate::auth::aksk::{AkskVerifier, NonceClaim};
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::shared_secret::SharedSecret;
 use crate::auth::standard_webhooks::{self as signatures, WebhookHeaders};
@@ -122,28 +122,32 @@ impl Source {
         }
     }
 
-    /// Checks the request's credentials.
+    /// Checks the request's credentials; for X-AKSK, the nonce the database must claim with
+    /// the request's records.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
         query: &str,
         seen_url: impl FnOnce() -> String,
         now: DateTime<Utc>,
-    ) -> Result<(), AuthFailure> {
+    ) -> Result<Option<NonceClaim>, AuthFailure> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         match &self.auth {
-            SourceAuth::None => Ok(()),
+            SourceAuth::None => Ok(None),
             SourceAuth::Aksk(v) => {
                 let seen = if v.has_public_url() {
                     String::new()
                 } else {
                     seen_url()
                 };
-                Ok(v.verify(header("x-aksk"), &seen, now)?)
+                Ok(Some(v.verify(header("x-aksk"), &seen, now)?))
             }
-            SourceAuth::SharedSecret(s) => s.verify(query, header(&s.header)),
-            SourceAuth::Jwt { verifier, .. } => verifier.verify(header("authorization")).await,
-            SourceAuth::StandardWebhooks { .. } => Ok(()),
+            SourceAuth::SharedSecret(s) => s.verify(query, header(&s.header)).map(|()| None),
+            SourceAuth::Jwt { verifier, .. } => verifier
+                .verify(header("authorization"))
+                .await
+                .map(|()| None),
+            SourceAuth::StandardWebhooks { .. } => Ok(None),
         }
     }
 

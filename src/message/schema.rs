@@ -389,6 +389,6 @@ fn encode_exact(record: &Record) -> Option<OutboxEntry> {
         Record::AcsCall(e) => Some(acs_call(e, key())),
         Record::Chat(e) => Some(chat(e, key())),
         Record::Webhook(e) => Some(webhook(e, key())),
-        Record::DeadLetter(_) | Record::Handshake(_) => None,
+        Record::DeadLetter(_) | Record::Handshake(_) | Record::Nonce(_) => None,
     }
 }

@@ -12,13 +12,40 @@ use crate::config::KafkaConfig;
 use crate::domain::{OutboxEntry, RecordKind};
 use crate::message;
 
+/// A setting of `kafka.client_env` whose environment variable is not set.
+#[derive(Debug, thiserror::Error)]
+#[error("kafka.client_env.{key}: environment variable {var} is not set")]
+pub struct MissingEnv {
+    pub key: String,
+    pub var: String,
+}
+
+/// The client settings every Kafka client of ringback shares (producer, admin, checks):
+/// `bootstrap.servers`, `kafka.client`, and the secrets of `kafka.client_env` read from the
+/// environment.
+pub fn client_config(brokers: &str, config: &KafkaConfig) -> Result<ClientConfig, MissingEnv> {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "ringback");
+    for (key, value) in &config.client {
+        client.set(key, value);
+    }
+    for (key, var) in &config.client_env {
+        let value = std::env::var(var).map_err(|_| MissingEnv {
+            key: key.clone(),
+            var: var.clone(),
+        })?;
+        client.set(key, value);
+    }
+    Ok(client)
+}
+
 /// Builds the idempotent producer: `enable.idempotence=true`, `acks=all`, plus
 /// `kafka.client` settings.
 pub fn producer(brokers: &str, config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
     let mut client = ClientConfig::new();
     client
-        .set("bootstrap.servers", brokers)
-        .set("client.id", "ringback")
         .set(
             "message.timeout.ms",
             config.message_timeout.as_millis().to_string(),
@@ -32,7 +59,10 @@ pub fn producer(brokers: &str, config: &KafkaConfig) -> Result<FutureProducer, K
         // arrives, and the catch-up then sends from the outbox. `kafka.client` can raise it.
         .set("queue.buffering.max.messages", "10000")
         .set("queue.buffering.max.kbytes", "32768");
-    for (key, value) in &config.client {
+    // `kafka.client` and `kafka.client_env` on top of those defaults.
+    let shared =
+        client_config(brokers, config).map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
+    for (key, value) in shared.config_map() {
         client.set(key, value);
     }
     // Last, so `kafka.client` cannot weaken them (config validation refuses it too).

@@ -11,6 +11,7 @@
 
 pub mod kafka;
 pub mod replay;
+pub mod topics;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};

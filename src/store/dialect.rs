@@ -139,6 +139,11 @@ impl Dialect {
         format!("DELETE FROM outbox WHERE published_at < {}", self.p(1))
     }
 
+    /// Nonces no request could reuse any more (their Created is stale everywhere).
+    pub fn purge_nonces(&self) -> String {
+        format!("DELETE FROM nonces WHERE expires_at < {}", self.p(1))
+    }
+
     /// Records of `kind` received in [`$1`, `$2`) after the cursor (`$3`, `$4`: the id as text), in
     /// (received_at, id) order, at most `$5`: `id, source, received_at, event_type, raw`.
     pub fn replay_page(&self, kind: RecordKind) -> String {

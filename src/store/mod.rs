@@ -116,6 +116,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes entries published before `before`; returns how many.
     async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Deletes X-AKSK nonces that expired before `before`; returns how many.
+    async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Stored records of `kind` received in `[since, until)`, ordered by (received_at, id),
     /// after the `after` cursor: the input of `ringback replay`.
     async fn replay_page(
@@ -169,12 +172,8 @@ pub mod bench {
     /// entries (statement and bound arrays), as a commit does before sending it.
     pub fn build_postgres_commit(records: &[Record], outbox: &[OutboxEntry]) {
         let split = Split::new(records);
-        let batch = pg_unnest::Batch {
-            cdrs: &split.cdrs,
-            call_events: &split.call_events,
-            outbox: pg_unnest::outbox_rows(outbox, chrono::Utc::now()),
-            also: Vec::new(),
-        };
+        let batch =
+            pg_unnest::Batch::of(&split, pg_unnest::outbox_rows(outbox, chrono::Utc::now()));
         let _ = std::hint::black_box(pg_unnest::commit_query(&batch));
     }
 }

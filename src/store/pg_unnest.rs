@@ -15,8 +15,9 @@ use sqlx::postgres::Postgres;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::tables::{Columns, OutboxRow, PgQuery, CALL_EVENTS, CDRS, OUTBOX};
-use crate::domain::{CallEvent, Cdr, OutboxEntry};
+use super::rows::Split;
+use super::tables::{Columns, OutboxRow, PgQuery, CALL_EVENTS, CDRS, NONCES, OUTBOX};
+use crate::domain::{CallEvent, Cdr, Nonce, OutboxEntry};
 use crate::message;
 
 fn ids(rows: Vec<sqlx::postgres::PgRow>) -> Result<Vec<Uuid>, sqlx::Error> {
@@ -35,18 +36,30 @@ fn ids(rows: Vec<sqlx::postgres::PgRow>) -> Result<Vec<Uuid>, sqlx::Error> {
 /// so the `(source, dedupe_key)` unique index can only conflict when `id` does; naming the
 /// arbiter saves probing that second index before every insert. A row that broke that
 /// equivalence would fail the batch loudly instead of being skipped.
-fn statement(cdrs: bool, call_events: bool) -> &'static str {
-    static SQL: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
-    SQL[usize::from(cdrs) * 2 + usize::from(call_events)].get_or_init(|| {
+///
+/// With `nonces`, the batch's X-AKSK nonces are claimed first (`n`, `ON CONFLICT DO NOTHING`),
+/// and each CDR and call event carries its guard (the nonce id of its request, or NULL): a row
+/// whose nonce another request claimed before is not inserted. The nonce costs no round trip
+/// of its own. The statement's rows then include the claimed nonces' ids.
+fn statement(cdrs: bool, call_events: bool, nonces: bool) -> &'static str {
+    static SQL: [OnceLock<String>; 8] = [const { OnceLock::new() }; 8];
+    let index = usize::from(nonces) * 4 + usize::from(cdrs) * 2 + usize::from(call_events);
+    SQL[index].get_or_init(|| {
         let mut param = 0;
         let mut ctes = Vec::new();
         let mut new = Vec::new();
+        let claimed = nonces.then_some("n");
+        if nonces {
+            ctes.push(format!("n AS ({})", NONCES.unnest_insert(&mut param)));
+        }
         if cdrs {
-            ctes.push(format!("c AS ({})", CDRS.unnest_insert(&mut param)));
+            let insert = CDRS.unnest_insert_guarded(&mut param, claimed);
+            ctes.push(format!("c AS ({insert})"));
             new.push("SELECT id FROM c");
         }
         if call_events {
-            ctes.push(format!("e AS ({})", CALL_EVENTS.unnest_insert(&mut param)));
+            let insert = CALL_EVENTS.unnest_insert_guarded(&mut param, claimed);
+            ctes.push(format!("e AS ({insert})"));
             new.push("SELECT id FROM e");
         }
         if new.is_empty() {
@@ -64,28 +77,62 @@ fn statement(cdrs: bool, call_events: bool) -> &'static str {
              WHERE u.id IN (SELECT id FROM new) OR u.id = ANY(${also}::uuid[]) \
              ORDER BY ord)"
         ));
-        format!("WITH {} SELECT id FROM new", ctes.join(", "))
+        let claimed = if nonces {
+            " UNION ALL SELECT id FROM n"
+        } else {
+            ""
+        };
+        format!("WITH {} SELECT id FROM new{claimed}", ctes.join(", "))
     })
 }
 
 /// The batch's records for [`commit`]: its CDRs and call events, every outbox entry of the
 /// batch, and the ids of its other records that were inserted (see [`statement`]).
 pub(crate) struct Batch<'a> {
+    pub nonces: &'a [&'a Nonce],
     pub cdrs: &'a [&'a Cdr],
+    /// The nonce guarding each CDR (see [`statement`]), when the batch has nonces.
+    pub cdr_guards: &'a [Option<Uuid>],
     pub call_events: &'a [&'a CallEvent],
+    pub call_event_guards: &'a [Option<Uuid>],
     pub outbox: Vec<OutboxRow<'a>>,
     pub also: Vec<Uuid>,
+}
+
+impl<'a> Batch<'a> {
+    /// The batch of `split`'s CDRs, call events and nonces, with the outbox `rows`.
+    pub fn of(split: &'a Split<'a>, outbox: Vec<OutboxRow<'a>>) -> Self {
+        Self {
+            nonces: &split.nonces,
+            cdrs: &split.cdrs,
+            cdr_guards: &split.cdr_guards,
+            call_events: &split.call_events,
+            call_event_guards: &split.call_event_guards,
+            outbox,
+            also: Vec::new(),
+        }
+    }
 }
 
 /// The batch's statement with its arrays bound.
 pub(crate) fn commit_query<'a>(batch: &'a Batch<'a>) -> PgQuery<'a> {
     let (cdrs, call_events) = (!batch.cdrs.is_empty(), !batch.call_events.is_empty());
-    let mut query = sqlx::query(statement(cdrs, call_events));
+    let nonces = !batch.nonces.is_empty();
+    let mut query = sqlx::query(statement(cdrs, call_events, nonces));
+    if nonces {
+        query = Nonce::bind_arrays(query, batch.nonces);
+    }
     if cdrs {
         query = Cdr::bind_arrays(query, batch.cdrs);
+        if nonces {
+            query = query.bind(batch.cdr_guards);
+        }
     }
     if call_events {
         query = CallEvent::bind_arrays(query, batch.call_events);
+        if nonces {
+            query = query.bind(batch.call_event_guards);
+        }
     }
     let outbox: Vec<&OutboxRow<'a>> = batch.outbox.iter().collect();
     OutboxRow::bind_arrays(query, &outbox).bind(&batch.also)

@@ -1,5 +1,6 @@
 //! PostgreSQL, the production store.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -118,23 +119,34 @@ impl Store for PgStore {
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
         let split = rows::Split::new(records);
-        let mut batch = pg_unnest::Batch {
-            cdrs: &split.cdrs,
-            call_events: &split.call_events,
-            outbox: pg_unnest::outbox_rows(outbox, Utc::now()),
-            also: Vec::new(),
-        };
-        let mut inserted = split.always_inserted();
+        let outbox = pg_unnest::outbox_rows(outbox, Utc::now());
         if split.only_hot() {
-            // One statement, its own transaction: one round trip for the whole batch.
-            inserted.extend(self.commit_statement(&batch).await?);
-        } else {
-            let mut tx = self.begin().await?;
-            rows::insert_others!(tx, inserted, &DIALECT, split, Postgres);
-            batch.also = inserted.iter().copied().collect();
-            inserted.extend(pg_unnest::commit(&mut *tx, &batch).await?);
-            tx.commit().await?;
+            // One statement, its own transaction: one round trip for the whole batch, nonces
+            // included.
+            let batch = pg_unnest::Batch::of(&split, outbox);
+            let inserted = self.commit_statement(&batch).await?;
+            return Ok(super::outcomes(records, inserted.into_iter().collect()));
         }
+        let mut tx = self.begin().await?;
+        // Nonces first: the records of a request whose nonce is taken are left out.
+        let mut claimed = HashSet::new();
+        rows::insert_rows!(tx, claimed, &DIALECT, split.nonces, Postgres);
+        let refused: HashSet<Uuid> = rows::nonce_ids(records)
+            .difference(&claimed)
+            .copied()
+            .collect();
+        let split = rows::Split::without(records, &refused);
+        let mut inserted = split.always_inserted();
+        inserted.extend(claimed);
+        rows::insert_others!(tx, inserted, &DIALECT, split, Postgres);
+        let batch = pg_unnest::Batch {
+            // Claimed above, in this transaction.
+            nonces: &[],
+            also: inserted.iter().copied().collect(),
+            ..pg_unnest::Batch::of(&split, outbox)
+        };
+        inserted.extend(pg_unnest::commit(&mut *tx, &batch).await?);
+        tx.commit().await?;
         Ok(super::outcomes(records, inserted))
     }
 
@@ -224,7 +236,11 @@ impl Store for PgStore {
     }
 
     async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        rows::shared::prune_outbox(&self.pool, &DIALECT, before).await
+        rows::shared::delete_before(&self.pool, &DIALECT.prune_outbox(), before).await
+    }
+
+    async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        rows::shared::delete_before(&self.pool, &DIALECT.purge_nonces(), before).await
     }
 
     async fn replay_page(

@@ -8,15 +8,20 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
 use crate::domain::{
-    AcsCallEvent, CallEvent, Cdr, ChatEvent, DeadLetter, Handshake, OutboxEntry, PhoneEvent,
+    AcsCallEvent, CallEvent, Cdr, ChatEvent, DeadLetter, Handshake, Nonce, OutboxEntry, PhoneEvent,
     Record, WebhookEvent,
 };
 
 /// Records of one batch split by table, in batch order.
 #[derive(Default)]
 pub(crate) struct Split<'a> {
+    /// X-AKSK nonces, each guarding the records that follow it (see `domain::Nonce`).
+    pub nonces: Vec<&'a Nonce>,
     pub call_events: Vec<&'a CallEvent>,
+    /// The nonce guarding each call event, parallel to `call_events`.
+    pub call_event_guards: Vec<Option<Uuid>>,
     pub cdrs: Vec<&'a Cdr>,
+    pub cdr_guards: Vec<Option<Uuid>>,
     pub phone: Vec<&'a PhoneEvent>,
     pub acs_calls: Vec<&'a AcsCallEvent>,
     pub chats: Vec<&'a ChatEvent>,
@@ -27,11 +32,28 @@ pub(crate) struct Split<'a> {
 
 impl<'a> Split<'a> {
     pub fn new(records: &'a [Record]) -> Self {
+        Self::without(records, &HashSet::new())
+    }
+
+    /// The batch without the records guarded by a `refused` nonce (one another request
+    /// claimed before), nor those nonces.
+    pub fn without(records: &'a [Record], refused: &HashSet<Uuid>) -> Self {
         let mut split = Self::default();
-        for record in records {
+        for (record, guard) in records.iter().zip(guards(records)) {
+            if guard.is_some_and(|g| refused.contains(&g)) {
+                continue;
+            }
             match record {
-                Record::CallEvent(e) => split.call_events.push(e),
-                Record::Cdr(c) => split.cdrs.push(c),
+                Record::Nonce(n) if !refused.contains(&n.id) => split.nonces.push(n),
+                Record::Nonce(_) => {}
+                Record::CallEvent(e) => {
+                    split.call_events.push(e);
+                    split.call_event_guards.push(guard);
+                }
+                Record::Cdr(c) => {
+                    split.cdrs.push(c);
+                    split.cdr_guards.push(guard);
+                }
                 Record::Phone(e) => split.phone.push(e),
                 Record::AcsCall(e) => split.acs_calls.push(e),
                 Record::Chat(e) => split.chats.push(e),
@@ -61,6 +83,38 @@ impl<'a> Split<'a> {
             .chain(self.handshakes.iter().map(|h| h.id))
             .collect()
     }
+}
+
+/// For each record, the nonce guarding it: a `Nonce` guards the `guards` records after it.
+pub(crate) fn guards(records: &[Record]) -> Vec<Option<Uuid>> {
+    let mut current: Option<(Uuid, u32)> = None;
+    records
+        .iter()
+        .map(|record| {
+            if let Record::Nonce(n) = record {
+                current = Some((n.id, n.guards));
+                return None;
+            }
+            match &mut current {
+                Some((id, left)) if *left > 0 => {
+                    *left -= 1;
+                    Some(*id)
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The ids of the batch's nonces.
+pub(crate) fn nonce_ids(records: &[Record]) -> HashSet<Uuid> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Nonce(n) => Some(n.id),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The outbox entries an `UPDATE … RETURNING seq, CAST(id AS TEXT) AS id, kind, key, payload,
@@ -149,9 +203,10 @@ pub(crate) mod shared {
         })
     }
 
-    pub(crate) async fn prune_outbox<DB>(
+    /// Runs a `DELETE … WHERE <time> < $1` of the dialect (`prune_outbox`, `purge_nonces`).
+    pub(crate) async fn delete_before<DB>(
         pool: &Pool<DB>,
-        d: &Dialect,
+        sql: &str,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError>
     where
@@ -161,8 +216,7 @@ pub(crate) mod shared {
         for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
         DB::QueryResult: RowsAffected,
     {
-        let sql = d.prune_outbox();
-        let done = sqlx::query::<DB>(&sql).bind(before).execute(pool).await?;
+        let done = sqlx::query::<DB>(sql).bind(before).execute(pool).await?;
         Ok(done.rows_affected())
     }
 
@@ -261,9 +315,18 @@ macro_rules! commit_batch {
         use $crate::store::rows::{self, Split};
         let records: &[$crate::domain::Record] = $records;
         let d: &$crate::store::dialect::Dialect = $dialect;
-        let split = Split::new(records);
-        let mut inserted = split.always_inserted();
         let mut tx = $pool.begin().await?;
+        // Nonces first: the records of a request whose nonce is taken are left out.
+        let mut claimed = ::std::collections::HashSet::new();
+        let nonces = Split::new(records).nonces;
+        rows::insert_rows!(tx, claimed, d, nonces, $db);
+        let refused: ::std::collections::HashSet<::uuid::Uuid> = rows::nonce_ids(records)
+            .difference(&claimed)
+            .copied()
+            .collect();
+        let split = Split::without(records, &refused);
+        let mut inserted = split.always_inserted();
+        inserted.extend(claimed);
         rows::insert_rows!(tx, inserted, d, split.call_events, $db);
         rows::insert_rows!(tx, inserted, d, split.cdrs, $db);
         rows::insert_others!(tx, inserted, d, split, $db);

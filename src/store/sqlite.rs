@@ -142,7 +142,11 @@ impl Store for SqliteStore {
     }
 
     async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        rows::shared::prune_outbox(&self.pool, &DIALECT, before).await
+        rows::shared::delete_before(&self.pool, &DIALECT.prune_outbox(), before).await
+    }
+
+    async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        rows::shared::delete_before(&self.pool, &DIALECT.purge_nonces(), before).await
     }
 
     async fn replay_page(

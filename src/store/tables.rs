@@ -14,8 +14,8 @@ use sqlx::{Database, QueryBuilder};
 
 use super::dialect::{flags_pg, Dialect};
 use crate::domain::{
-    AcsCallEvent, CallEvent, Cdr, ChatEvent, DeadLetter, EventHeader, Handshake, OutboxEntry,
-    PhoneEvent, PhoneNumber, WebhookEvent,
+    AcsCallEvent, CallEvent, Cdr, ChatEvent, DeadLetter, EventHeader, Handshake, Nonce,
+    OutboxEntry, PhoneEvent, PhoneNumber, WebhookEvent,
 };
 
 /// How a column's value travels: its PostgreSQL array element type, and the cast that turns
@@ -117,15 +117,29 @@ impl Table {
     /// `INSERT INTO t (cols) SELECT … FROM UNNEST(…) AS u(cols) [ON CONFLICT (id) DO NOTHING
     /// RETURNING id]`.
     pub fn unnest_insert(&self, param: &mut usize) -> String {
+        self.unnest_insert_guarded(param, None)
+    }
+
+    /// [`unnest_insert`](Self::unnest_insert) with one more array, each row's guard (a nonce
+    /// id, or NULL), when `claimed` names the CTE of the nonces this statement claimed: a row
+    /// is inserted only when it has no guard or its guard was claimed.
+    pub fn unnest_insert_guarded(&self, param: &mut usize, claimed: Option<&str>) -> String {
         let names = self.column_list();
-        let (select, arrays) = self.unnest(param);
+        let (select, mut arrays) = self.unnest(param);
+        let (mut alias, mut filter) = (names.clone(), String::new());
+        if let Some(cte) = claimed {
+            *param += 1;
+            arrays.push_str(&format!(", ${param}::uuid[]"));
+            alias.push_str(", guard");
+            filter = format!(" WHERE guard IS NULL OR guard IN (SELECT id FROM {cte})");
+        }
         let tail = if self.dedupe {
             " ON CONFLICT (id) DO NOTHING RETURNING id"
         } else {
             ""
         };
         format!(
-            "INSERT INTO {} ({names}) SELECT {select} FROM UNNEST({arrays}) AS u({names}){tail}",
+            "INSERT INTO {} ({names}) SELECT {select} FROM UNNEST({arrays}) AS u({alias}){filter}{tail}",
             self.name
         )
     }
@@ -442,6 +456,13 @@ table!(HANDSHAKES: Handshake = "handshakes", false, [
     "request_id": Text => |h| h.request_id.as_deref(),
     "kind": Text => |h| h.kind,
     "detail": Json => |h| h.detail.to_string(),
+]);
+
+table!(NONCES: Nonce = "nonces", true, [
+    "id": Uuid => |n| n.id,
+    "source": Text => |n| &*n.source,
+    "nonce": Text => |n| n.nonce.as_str(),
+    "expires_at": Time => |n| n.expires_at,
 ]);
 
 /// An outbox row as a store writes it: the entry, its value as this store keeps it (`None`

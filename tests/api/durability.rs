@@ -69,6 +69,9 @@ impl Store for Wrapped {
     async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.inner.prune_outbox(before).await
     }
+    async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.purge_nonces(before).await
+    }
     async fn replay_page(
         &self,
         kind: RecordKind,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+pub mod check;
 
 use crate::batch::{Batcher, Spooling};
 use crate::config::{Config, KafkaConfig, EMBEDDED_BROKER};
@@ -26,6 +29,8 @@ use crate::store::{self, Store};
 const EMBEDDED_PARTITIONS: i32 = 3;
 /// How often the database is pinged for `ringback_store_up`.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often expired X-AKSK nonces are deleted.
+const NONCE_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The publisher's producer for `brokers`, remade the same way whenever it must be replaced.
 fn producer_of(brokers: &str, config: &KafkaConfig) -> anyhow::Result<Producer> {
@@ -77,6 +82,9 @@ pub struct Application {
     metrics: Arc<Metrics>,
     shutdown_timeout: Duration,
     publish_deadline: Duration,
+    /// Read by `/readyz`; set when shutdown starts (see `run_until_stopped`).
+    draining: Arc<AtomicBool>,
+    drain_delay: Duration,
 }
 
 impl Application {
@@ -84,7 +92,14 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = store::connect(&config.database)
             .await
-            .context("connecting to the database")?;
+            .map_err(|e| match &e {
+                // The step that failed (DNS, TCP, TLS, authentication), as `check-config --connect`
+                // names it.
+                store::StoreError::Unavailable(sql) | store::StoreError::Rejected(sql) => {
+                    anyhow::anyhow!("connecting to the database: {}", check::explain(sql))
+                }
+                _ => anyhow::Error::new(e).context("connecting to the database"),
+            })?;
         if config.database.migrate_on_start {
             store.migrate().await.context("applying migrations")?;
         }
@@ -148,17 +163,24 @@ impl Application {
             .tasks
             .spawn(publisher.run(publisher_stage.stop.clone()));
 
-        // Keeps ringback_store_up current between /readyz calls, for alerting.
+        // Keeps ringback_store_up current between /readyz calls, for alerting; purges expired
+        // X-AKSK nonces now and then (any replica may: the delete is idempotent).
         background.tasks.spawn({
             let (store, metrics, stop) = (store.clone(), metrics.clone(), background.stop.clone());
             async move {
                 let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+                let mut purge = tokio::time::interval(NONCE_PURGE_INTERVAL);
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = tick.tick() => {
                             let _ = ingest::check_store(store.as_ref(), &metrics).await;
                         }
+                        _ = purge.tick() => match store.purge_nonces(chrono::Utc::now()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::debug!(purged = n, "purged expired nonces"),
+                            Err(e) => tracing::debug!(error = %crate::error::error_chain(&e), "could not purge nonces"),
+                        },
                     }
                 }
             }
@@ -203,6 +225,7 @@ impl Application {
                 fallback_after: config.spool.fallback_after,
             }),
         );
+        let draining = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(AppState {
             sources,
             batcher: handle,
@@ -215,6 +238,7 @@ impl Application {
             max_headers: config.http.max_headers,
             max_header_bytes: config.http.max_header_bytes,
             retry_after_secs: config.batch.retry_after_secs,
+            draining: draining.clone(),
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -249,6 +273,8 @@ impl Application {
             metrics,
             shutdown_timeout: config.http.shutdown_timeout,
             publish_deadline: config.kafka.shutdown_deadline,
+            draining,
+            drain_delay: config.http.drain_delay,
         })
     }
 
@@ -274,8 +300,9 @@ impl Application {
         self.publisher_handle.clone()
     }
 
-    /// Serves until `shutdown` is cancelled, then drains in order: stop accepting and let
-    /// in-flight requests finish, commit what the batcher holds, publish what can be published
+    /// Serves until `shutdown` is cancelled, then drains in order: answer `/readyz` 503 while
+    /// still serving for `http.drain_delay` (the load balancer takes this replica out), stop
+    /// accepting and let in-flight requests finish, commit what the batcher holds, publish what can be published
     /// within `kafka.shutdown_deadline` (the rest stays in the outbox), close the store.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
@@ -283,6 +310,15 @@ impl Application {
         let result = tokio::select! {
             r = &mut server => r.context("HTTP server task")?.context("HTTP server"),
             _ = shutdown.cancelled() => {
+                self.draining.store(true, Ordering::Relaxed);
+                if !self.drain_delay.is_zero() {
+                    tracing::info!(
+                        delay = ?self.drain_delay,
+                        "shutting down: unready, still serving while the load balancer notices"
+                    );
+                    // The server keeps running (it is polled by its own task).
+                    tokio::time::sleep(self.drain_delay).await;
+                }
                 tracing::info!("shutting down: draining in-flight requests");
                 handle.stop(true).await;
                 server.await.context("HTTP server task")?.context("HTTP server")
