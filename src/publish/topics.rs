@@ -6,8 +6,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{Client, ClientContext};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 
 use super::kafka::client_config;
 use crate::config::KafkaConfig;
@@ -24,14 +26,27 @@ pub struct Diagnosis {
 impl ClientContext for Diagnosis {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(%error, reason, "kafka client error");
-        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        if errors.len() < 16 && !errors.iter().any(|e| e == reason) {
-            errors.push(reason.to_owned());
+        self.keep(reason);
+    }
+
+    /// librdkafka logs a failed connection (`FAIL`) from its own threads, whether or not the
+    /// client polls for error events: a metadata request alone does not.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(?level, fac, message, "kafka client log");
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+            self.keep(message);
         }
     }
 }
 
 impl Diagnosis {
+    fn keep(&self, reason: &str) {
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errors.len() < 16 && !errors.iter().any(|e| e == reason) {
+            errors.push(reason.to_owned());
+        }
+    }
+
     /// What went wrong, most telling first: `(stage, librdkafka's words)`.
     fn explain(&self) -> Option<(&'static str, String)> {
         let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
@@ -80,6 +95,21 @@ fn admin(brokers: &str, config: &KafkaConfig) -> anyhow::Result<AdminClient<Diag
     Ok(client.create_with_context(Diagnosis::default())?)
 }
 
+/// A client that asks for metadata and can say why it failed: a producer, because polling it
+/// delivers librdkafka's logs and errors (rdkafka routes them to the main queue) to
+/// [`Diagnosis`]; an admin client never polls that queue.
+fn probe(brokers: &str, config: &KafkaConfig) -> anyhow::Result<BaseProducer<Diagnosis>> {
+    let mut client = client_config(brokers, config)?;
+    // rdkafka derives librdkafka's log level from the `log` crate's, off here (tracing).
+    client.set_log_level(RDKafkaLogLevel::Warning);
+    Ok(client.create_with_context(Diagnosis::default())?)
+}
+
+impl ProducerContext for Diagnosis {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
 /// Creates every record kind's topic with `kafka.new_topics`; one that exists is left as it is
 /// (so running it again, or from several replicas at once, is safe).
 pub async fn create(
@@ -87,9 +117,9 @@ pub async fn create(
     config: &KafkaConfig,
     timeout: Duration,
 ) -> anyhow::Result<Vec<TopicOutcome>> {
-    let admin = admin(brokers, config)?;
     // Fails early, and with the reason, when the brokers cannot be reached at all.
-    metadata(admin.inner(), brokers, None, timeout)?;
+    metadata(&probe(brokers, config)?, brokers, None, timeout)?;
+    let admin = admin(brokers, config)?;
     let settings = &config.new_topics;
     let retention = settings.retention.map(|r| r.as_millis().to_string());
     let topics = wanted(config);
@@ -146,15 +176,14 @@ pub fn check(
     config: &KafkaConfig,
     timeout: Duration,
 ) -> anyhow::Result<BrokerCheck> {
-    let admin = admin(brokers, config)?;
-    let client = admin.inner();
+    let client = probe(brokers, config)?;
     let mut check = BrokerCheck {
         brokers: 0,
         present: Vec::new(),
         missing: Vec::new(),
     };
     for topic in wanted(config) {
-        let metadata = metadata(client, brokers, Some(&topic), timeout)?;
+        let metadata = metadata(&client, brokers, Some(&topic), timeout)?;
         check.brokers = metadata.brokers().len();
         let found = metadata
             .topics()
@@ -171,15 +200,19 @@ pub fn check(
 
 /// A metadata request, its failure explained by what the client saw on the way.
 fn metadata(
-    client: &Client<Diagnosis>,
+    probe: &BaseProducer<Diagnosis>,
     brokers: &str,
     topic: Option<&str>,
     timeout: Duration,
 ) -> anyhow::Result<rdkafka::metadata::Metadata> {
     // A blocking call: off the runtime's worker (CLI commands run on the multi-thread runtime).
-    let fetched = tokio::task::block_in_place(|| client.fetch_metadata(topic, timeout));
+    let fetched = tokio::task::block_in_place(|| probe.client().fetch_metadata(topic, timeout));
     fetched.map_err(|e| {
-        match client.context().explain() {
+        // Hands the queued logs and errors to the context.
+        for _ in 0..100 {
+            probe.poll(Duration::ZERO);
+        }
+        match probe.context().explain() {
             Some((stage, reason)) => anyhow::anyhow!("{stage}: {reason}"),
             None => anyhow::anyhow!("{e}"),
         }

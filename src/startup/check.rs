@@ -108,6 +108,8 @@ async fn sqlite(url: &str) -> Result<String, String> {
 /// The step a connection failed at, and the driver's words.
 pub fn explain(e: &sqlx::Error) -> String {
     match e {
+        // rustls' verdicts reach sqlx as I/O errors of the handshake.
+        sqlx::Error::Io(io) if tls_words(&io.to_string()) => tls(&io.to_string()),
         sqlx::Error::Io(io) => {
             let text = io.to_string();
             let lower = text.to_ascii_lowercase();
@@ -118,23 +120,31 @@ pub fn explain(e: &sqlx::Error) -> String {
                 format!("TCP: {text}")
             }
         }
-        sqlx::Error::Tls(tls) => {
-            let text = tls.to_string();
-            let hint = if text.contains("UnknownIssuer") {
-                " (the server's certificate is not signed by a CA of sslrootcert)"
-            } else if text.contains("NotValidForName") {
-                " (the server's certificate does not name this host: verify-full checks it)"
-            } else {
-                ""
-            };
-            format!("TLS: {text}{hint}")
-        }
+        sqlx::Error::Tls(e) => tls(&e.to_string()),
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some("28P01" | "28000") => format!("authentication: {}", db.message()),
-            Some("3D000") => format!("database: {}", db.message()),
             _ => format!("database: {}", db.message()),
         },
         sqlx::Error::Configuration(c) => format!("configuration: {c}"),
         other => format!("{other}"),
     }
+}
+
+fn tls_words(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    ["certificate", "tls", "ssl", "handshake"]
+        .iter()
+        .any(|w| lower.contains(w))
+}
+
+fn tls(text: &str) -> String {
+    // OpenSSL's words (sqlx's native-tls), and rustls' should the stack change.
+    let hint = if text.contains("unable to get local issuer") || text.contains("UnknownIssuer") {
+        " (the server's certificate is not signed by a CA of sslrootcert)"
+    } else if text.contains("mismatch") || text.contains("not valid for name") {
+        " (the server's certificate does not name this host: verify-full checks it)"
+    } else {
+        ""
+    };
+    format!("TLS: {text}{hint}")
 }

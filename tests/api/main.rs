@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod durability;
+mod fleet;
 mod hostile;
 mod huawei;
 mod limits;

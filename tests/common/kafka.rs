@@ -166,15 +166,33 @@ pub async fn consume_until(
     timeout: Duration,
     done: impl Fn(&std::collections::HashSet<String>) -> bool + Send + 'static,
 ) -> Vec<Consumed> {
+    consume_with(bootstrap, &[], topic, timeout, done).await
+}
+
+/// [`consume_until`] with extra client settings (TLS, SASL).
+pub async fn consume_with(
+    bootstrap: &str,
+    settings: &[(&str, String)],
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&std::collections::HashSet<String>) -> bool + Send + 'static,
+) -> Vec<Consumed> {
     let bootstrap = bootstrap.to_owned();
     let topic = topic.to_owned();
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &bootstrap)
             .set("group.id", "ringback-tests")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
+            .set("enable.auto.commit", "false");
+        for (k, v) in &settings {
+            config.set(k, v);
+        }
+        let consumer: BaseConsumer = config.create().unwrap();
         let metadata = consumer
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
             .expect("metadata");

@@ -14,6 +14,7 @@ use uuid::Uuid;
 pub mod disk;
 pub mod kafka;
 pub mod proxy;
+pub mod tls;
 
 use ringback::auth::aksk::{self, DigestVariant};
 use ringback::config::{Config, DatabaseConfig};
@@ -89,6 +90,17 @@ impl TestDb {
             pool,
             pg_name,
             _dir: dir,
+        }
+    }
+
+    /// The same database for a second app (another replica): dropping it drops nothing.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            backend: self.backend,
+            url: self.url.clone(),
+            pool: self.pool.clone(),
+            pg_name: None,
+            _dir: None,
         }
     }
 
