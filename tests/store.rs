@@ -264,6 +264,7 @@ async fn a_partly_stored_batch_inserts_only_its_new_records(backend: Backend) {
             100,
             std::time::Duration::from_secs(60),
             std::time::Duration::ZERO,
+            false,
         )
         .await
         .unwrap();
@@ -328,7 +329,7 @@ async fn mixed_batches_get_one_outbox_entry_per_new_record(backend: Backend) {
     }
     assert_eq!(store.outbox_backlog().await.unwrap().pending, want + 2);
     let claimed = store
-        .claim_outbox(1000, Duration::from_secs(60), Duration::ZERO)
+        .claim_outbox(1000, Duration::from_secs(60), Duration::ZERO, false)
         .await
         .unwrap();
     let mut ids: Vec<_> = claimed.iter().map(|e| e.id).collect();
@@ -400,7 +401,7 @@ async fn claimed_entries_are_the_messages_of_the_commit(backend: Backend) {
     };
     assert_eq!(stored_without, expected);
     let claimed = store
-        .claim_outbox(1000, Duration::from_secs(60), Duration::ZERO)
+        .claim_outbox(1000, Duration::from_secs(60), Duration::ZERO, false)
         .await
         .unwrap();
     assert_eq!(claimed.len(), want.len());
@@ -429,7 +430,7 @@ async fn postgres_an_entry_that_cannot_be_rebuilt_is_marked_failed() {
     ))
     .await;
     let claimed = store
-        .claim_outbox(100, Duration::from_secs(60), Duration::ZERO)
+        .claim_outbox(100, Duration::from_secs(60), Duration::ZERO, false)
         .await
         .unwrap();
     let ids: Vec<_> = claimed.iter().map(|e| e.id).collect();
@@ -459,8 +460,8 @@ async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
     // Two publishers (two pools, as two replicas would have) claim at the same time.
     let other = db.store().await;
     let (a, b) = tokio::join!(
-        store.claim_outbox(30, lease, Duration::ZERO),
-        other.claim_outbox(30, lease, Duration::ZERO)
+        store.claim_outbox(30, lease, Duration::ZERO, false),
+        other.claim_outbox(30, lease, Duration::ZERO, false)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len() + b.len(), 60);
@@ -479,7 +480,7 @@ async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
 
     // Leased entries are not claimed again; released ones are, first.
     let rest = store
-        .claim_outbox(100, lease, Duration::ZERO)
+        .claim_outbox(100, lease, Duration::ZERO, false)
         .await
         .unwrap();
     assert_eq!(rest.len(), 40);
@@ -488,7 +489,7 @@ async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
         .await
         .unwrap();
     let again = store
-        .claim_outbox(100, lease, Duration::ZERO)
+        .claim_outbox(100, lease, Duration::ZERO, false)
         .await
         .unwrap();
     assert_eq!(again.iter().map(|e| e.id).collect::<Vec<_>>(), [a[0].id]);
@@ -496,7 +497,7 @@ async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
     // Young entries wait for the fast path.
     store.release_outbox(&[a[0].id], "x").await.unwrap();
     let young = store
-        .claim_outbox(100, lease, Duration::from_secs(3600))
+        .claim_outbox(100, lease, Duration::from_secs(3600), false)
         .await
         .unwrap();
     assert!(young.is_empty());

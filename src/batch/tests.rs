@@ -57,6 +57,7 @@ impl Store for FakeStore {
         _: u32,
         _: Duration,
         _: Duration,
+        _: bool,
     ) -> Result<Vec<crate::domain::OutboxEntry>, StoreError> {
         unreachable!()
     }
@@ -76,6 +77,9 @@ impl Store for FakeStore {
         unreachable!()
     }
     async fn purge_nonces(&self, _: chrono::DateTime<Utc>) -> Result<u64, StoreError> {
+        unreachable!()
+    }
+    fn set_owner(&self, _: uuid::Uuid) -> bool {
         unreachable!()
     }
     async fn replay_page(
@@ -385,6 +389,7 @@ mod spool_model {
             _: u32,
             _: Duration,
             _: Duration,
+            _: bool,
         ) -> Result<Vec<crate::domain::OutboxEntry>, StoreError> {
             unreachable!()
         }
@@ -404,6 +409,9 @@ mod spool_model {
             unreachable!()
         }
         async fn purge_nonces(&self, _: chrono::DateTime<Utc>) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        fn set_owner(&self, _: Uuid) -> bool {
             unreachable!()
         }
         async fn replay_page(

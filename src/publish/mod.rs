@@ -652,11 +652,19 @@ impl Publisher {
         self.restart_producer();
         loop {
             // Hand-offs queued so far were committed before the claim below, so the claim
-            // sees their entries: dropping them loses nothing and keeps commit order.
+            // sees their entries (this replica's own, of any age, its earlier lives' included):
+            // dropping them loses nothing and keeps commit order. Another replica's entries are
+            // claimed only once older than sweep_grace: younger ones are in flight from its
+            // memory.
             while self.rx.try_recv().is_ok() {}
             let claimed = match self
                 .store
-                .claim_outbox(self.config.sweep_batch, self.lease(), Duration::ZERO)
+                .claim_outbox(
+                    self.config.sweep_batch,
+                    self.lease(),
+                    self.config.sweep_grace,
+                    true,
+                )
                 .await
             {
                 Ok(c) => c,
@@ -691,6 +699,7 @@ impl Publisher {
                 self.config.sweep_batch,
                 self.lease(),
                 self.config.sweep_grace,
+                false,
             )
             .await
         {

@@ -40,6 +40,25 @@ fn producer_of(brokers: &str, config: &KafkaConfig) -> anyhow::Result<Producer> 
     }))?)
 }
 
+/// The replica's identity, stable across its restarts and distinct between replicas: the host
+/// name (a pod's name in a StatefulSet, a container's in compose) with the spool's absolute path
+/// (two replicas on one host cannot share a spool). Its outbox entries carry it, so a restarted
+/// replica publishes what its earlier life left at once and in commit order, while another
+/// replica's young entries, in flight from that replica's memory, are left to it.
+pub fn instance_id(spool: &std::path::Path) -> uuid::Uuid {
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let path = std::path::absolute(spool).unwrap_or_else(|_| spool.to_owned());
+    let name = format!("{host}\u{1f}{}", path.display());
+    uuid::Uuid::new_v5(&INSTANCE_NAMESPACE, name.as_bytes())
+}
+
+/// Namespace of [`instance_id`]s.
+const INSTANCE_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x3c1d_92f4_7a0b_4e55_8f61_0d2e_b4a7_19c3);
+
 /// Tasks stopped together: a token that tells them to stop (a child of the application's),
 /// and a tracker that owns them until they have.
 struct Stage {
@@ -108,6 +127,10 @@ impl Application {
 
     /// Like [`build`](Self::build) with a store of the caller's (tests use failing stores).
     pub async fn build_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let instance = instance_id(&config.spool.path);
+        if !store.set_owner(instance) {
+            tracing::warn!("the store was named before; outbox entries keep that name");
+        }
         let stop = CancellationToken::new();
         let (batcher_stage, publisher_stage, background) =
             (Stage::new(&stop), Stage::new(&stop), Stage::new(&stop));
@@ -256,6 +279,7 @@ impl Application {
         let server = server.listen(listener)?.run();
         tracing::info!(
             %addr,
+            %instance,
             store = store.backend(),
             sources = ?config.sources.keys().collect::<Vec<_>>(),
             "ringback listening"

@@ -75,19 +75,23 @@ impl Dialect {
         format!("{}{n}", self.placeholder)
     }
 
-    /// Leases up to `$4` unpublished entries created at or before `$3` whose lease ended before
-    /// `$2`, until `$1`, in commit order; returns them with their `seq`.
+    /// Leases up to `$4` unpublished entries created at or before `$3`, or committed by the
+    /// owner `$5` (NULL: none), whose lease ended before `$2`, until `$1`, in commit order;
+    /// returns them with their `seq`.
     pub fn claim_outbox(&self) -> String {
         format!(
             "UPDATE outbox SET leased_until = {}, attempts = attempts + 1 \
              WHERE seq IN (SELECT seq FROM outbox \
                  WHERE published_at IS NULL AND failed_at IS NULL \
-                   AND (leased_until IS NULL OR leased_until < {}) AND created_at <= {} \
+                   AND (leased_until IS NULL OR leased_until < {}) \
+                   AND (created_at <= {} OR owner = {}{}) \
                  ORDER BY seq LIMIT {}{}) \
              RETURNING seq, CAST(id AS TEXT) AS id, kind, key, payload, source, occurred_at",
             self.p(1),
             self.p(2),
             self.p(3),
+            self.p(5),
+            self.uuid_cast,
             self.p(4),
             self.skip_locked
         )

@@ -91,13 +91,16 @@ pub trait Store: Send + Sync + 'static {
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError>;
 
-    /// Claims up to `limit` unpublished entries at least `min_age` old that no publisher holds,
-    /// for `lease`, in commit order. Concurrent publishers never claim the same entry.
+    /// Claims up to `limit` unpublished entries that no publisher holds, for `lease`, in
+    /// commit order: those at least `min_age` old, and with `own`, this store's own (committed
+    /// through it, in this process) of any age. Another replica's young entries are its
+    /// publisher's, in flight from memory. Concurrent publishers never claim the same entry.
     async fn claim_outbox(
         &self,
         limit: u32,
         lease: Duration,
         min_age: Duration,
+        own: bool,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
 
     /// Records that these entries reached Kafka: marks them published when `keep` (they are
@@ -109,6 +112,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks an entry as never publishable; it is kept, with the reason, and not retried.
     async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError>;
+
+    /// Names the replica committing through this store: its outbox entries carry the name, and
+    /// `claim_outbox(…, own = true)` takes them at any age, those of its earlier lives (a
+    /// restart) included. Set once, before the first commit; without it a random name per
+    /// store. Returns false when it was set already.
+    fn set_owner(&self, owner: Uuid) -> bool;
 
     /// Unpublished entries: how many, and since when the oldest waits.
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError>;
@@ -172,8 +181,10 @@ pub mod bench {
     /// entries (statement and bound arrays), as a commit does before sending it.
     pub fn build_postgres_commit(records: &[Record], outbox: &[OutboxEntry]) {
         let split = Split::new(records);
-        let batch =
-            pg_unnest::Batch::of(&split, pg_unnest::outbox_rows(outbox, chrono::Utc::now()));
+        let batch = pg_unnest::Batch::of(
+            &split,
+            pg_unnest::outbox_rows(outbox, chrono::Utc::now(), uuid::Uuid::nil()),
+        );
         let _ = std::hint::black_box(pg_unnest::commit_query(&batch));
     }
 }

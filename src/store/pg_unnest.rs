@@ -143,6 +143,7 @@ pub(crate) fn commit_query<'a>(batch: &'a Batch<'a>) -> PgQuery<'a> {
 pub(crate) fn outbox_rows(
     entries: &[OutboxEntry],
     created_at: DateTime<Utc>,
+    owner: Uuid,
 ) -> Vec<OutboxRow<'_>> {
     entries
         .iter()
@@ -151,6 +152,7 @@ pub(crate) fn outbox_rows(
             payload: (!message::stored_without_payload(entry.kind))
                 .then_some(entry.payload.as_str()),
             created_at,
+            owner,
         })
         .collect()
 }

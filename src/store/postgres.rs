@@ -23,9 +23,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The replica's mark on the outbox entries it commits (see [`Store::set_owner`]).
+    owner: std::sync::OnceLock<Uuid>,
 }
 
 impl PgStore {
+    /// The name on the outbox entries this store commits (random unless set).
+    fn owner(&self) -> Uuid {
+        *self.owner.get_or_init(Uuid::new_v4)
+    }
+
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
@@ -36,11 +43,14 @@ impl PgStore {
             .acquire_timeout(config.acquire_timeout)
             .connect(&config.url)
             .await?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            owner: std::sync::OnceLock::new(),
+        }
     }
 
     /// Starts a transaction. Connections are not pinged before use, so one the server dropped
@@ -119,7 +129,7 @@ impl Store for PgStore {
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
         let split = rows::Split::new(records);
-        let outbox = pg_unnest::outbox_rows(outbox, Utc::now());
+        let outbox = pg_unnest::outbox_rows(outbox, Utc::now(), self.owner());
         if split.only_hot() {
             // One statement, its own transaction: one round trip for the whole batch, nonces
             // included.
@@ -155,6 +165,7 @@ impl Store for PgStore {
         limit: u32,
         lease: Duration,
         min_age: Duration,
+        own: bool,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let now = Utc::now();
         // SKIP LOCKED: a replica claiming at the same moment takes other entries, never these.
@@ -177,6 +188,7 @@ impl Store for PgStore {
             .bind(now)
             .bind(now - min_age)
             .bind(i64::from(limit))
+            .bind(own.then_some(self.owner().to_string()))
             .fetch_all(&self.pool)
             .await?;
         let mut claimed = Vec::with_capacity(rows.len());
@@ -229,6 +241,10 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn set_owner(&self, owner: Uuid) -> bool {
+        self.owner.set(owner).is_ok()
     }
 
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {

@@ -311,7 +311,7 @@ pub(crate) use insert_others;
 /// entries of exactly those records, commit once. A macro rather than a generic function
 /// because sqlx's executor bounds over a generic `Database` would drown the logic.
 macro_rules! commit_batch {
-    ($pool:expr, $db:ty, $dialect:expr, $records:expr, $outbox:expr) => {{
+    ($pool:expr, $db:ty, $dialect:expr, $records:expr, $outbox:expr, $owner:expr) => {{
         use $crate::store::rows::{self, Split};
         let records: &[$crate::domain::Record] = $records;
         let d: &$crate::store::dialect::Dialect = $dialect;
@@ -338,6 +338,7 @@ macro_rules! commit_batch {
                 entry,
                 payload: Some(entry.payload.as_str()),
                 created_at,
+                owner: $owner,
             })
             .collect();
         let entries: Vec<&$crate::store::tables::OutboxRow<'_>> = entries.iter().collect();

@@ -29,9 +29,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The replica's mark on the outbox entries it commits (see [`Store::set_owner`]).
+    owner: std::sync::OnceLock<Uuid>,
 }
 
 impl SqliteStore {
+    /// The name on the outbox entries this store commits (random unless set).
+    fn owner(&self) -> Uuid {
+        *self.owner.get_or_init(Uuid::new_v4)
+    }
+
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
         // WAL lets readers (analysts, /readyz) run beside the writer; synchronous=FULL makes a
         // commit survive power loss, which is what a 2xx promises.
@@ -56,7 +63,10 @@ impl SqliteStore {
             .acquire_timeout(config.acquire_timeout)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            owner: std::sync::OnceLock::new(),
+        })
     }
 
     /// The connection pool, for queries outside the ingest path (tests, tools).
@@ -82,7 +92,7 @@ impl Store for SqliteStore {
         records: &[Record],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
-        rows::commit_batch!(self.pool, Sqlite, &DIALECT, records, outbox)
+        rows::commit_batch!(self.pool, Sqlite, &DIALECT, records, outbox, self.owner())
     }
 
     async fn claim_outbox(
@@ -90,6 +100,7 @@ impl Store for SqliteStore {
         limit: u32,
         lease: Duration,
         min_age: Duration,
+        own: bool,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let now = Utc::now();
         let rows = sqlx::query(&DIALECT.claim_outbox())
@@ -97,6 +108,7 @@ impl Store for SqliteStore {
             .bind(now)
             .bind(now - min_age)
             .bind(i64::from(limit))
+            .bind(own.then(|| self.owner().to_string()))
             .fetch_all(&self.pool)
             .await?;
         Ok(rows::claimed_in_commit_order(&rows))
@@ -135,6 +147,10 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn set_owner(&self, owner: Uuid) -> bool {
+        self.owner.set(owner).is_ok()
     }
 
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {

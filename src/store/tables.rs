@@ -472,6 +472,8 @@ pub(crate) struct OutboxRow<'a> {
     pub entry: &'a OutboxEntry,
     pub payload: Option<&'a str>,
     pub created_at: DateTime<Utc>,
+    /// The committing process (see `Store::claim_outbox`).
+    pub owner: uuid::Uuid,
 }
 
 table!(OUTBOX: OutboxRow<'a> = "outbox", false, [
@@ -482,6 +484,7 @@ table!(OUTBOX: OutboxRow<'a> = "outbox", false, [
     "source": Text => |o| &*o.entry.source,
     "occurred_at": Time => |o| o.entry.occurred_at,
     "created_at": Time => |o| o.created_at,
+    "owner": Uuid => |o| o.owner,
 ]);
 
 #[cfg(test)]
@@ -500,10 +503,12 @@ mod tests {
             &DEAD_LETTERS,
             &HANDSHAKES,
             &OUTBOX,
+            &NONCES,
         ];
         // The parameter counts the VALUES builders had before the declarations, but for
-        // phone_number_events: its hand-kept count said 24 for its 23 columns.
-        let params = [48, 15, 23, 32, 21, 11, 12, 6, 7];
+        // phone_number_events: its hand-kept count said 24 for its 23 columns; the outbox has
+        // its owner since, and nonces are new.
+        let params = [48, 15, 23, 32, 21, 11, 12, 6, 8, 4];
         for (table, params) in tables.iter().zip(params) {
             let mut names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
             assert_eq!(table.params(), params, "{}", table.name);
@@ -521,5 +526,17 @@ mod tests {
         assert!(sql.starts_with("INSERT INTO call_events (id, source, dedupe_key,"));
         assert!(sql.contains("raw::jsonb FROM UNNEST($4::uuid[], $5::text[]"));
         assert!(sql.ends_with("ON CONFLICT (id) DO NOTHING RETURNING id"));
+    }
+
+    #[test]
+    fn a_guarded_unnest_insert_binds_one_more_array_and_filters_on_it() {
+        let mut param = 4;
+        let sql = CDRS.unnest_insert_guarded(&mut param, Some("n"));
+        assert_eq!(param, 4 + 48 + 1);
+        assert!(sql.contains(", $53::uuid[]) AS u("), "{sql}");
+        assert!(
+            sql.contains(", guard) WHERE guard IS NULL OR guard IN (SELECT id FROM n) ON CONFLICT"),
+            "{sql}"
+        );
     }
 }

@@ -51,8 +51,9 @@ impl Store for Wrapped {
         limit: u32,
         lease: Duration,
         min_age: Duration,
+        own: bool,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.inner.claim_outbox(limit, lease, min_age).await
+        self.inner.claim_outbox(limit, lease, min_age, own).await
     }
     async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {
         self.inner.mark_published(ids, keep).await
@@ -71,6 +72,9 @@ impl Store for Wrapped {
     }
     async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.inner.purge_nonces(before).await
+    }
+    fn set_owner(&self, owner: Uuid) -> bool {
+        self.inner.set_owner(owner)
     }
     async fn replay_page(
         &self,

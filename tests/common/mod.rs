@@ -14,6 +14,7 @@ use uuid::Uuid;
 pub mod disk;
 pub mod kafka;
 pub mod proxy;
+pub mod server;
 pub mod tls;
 
 use ringback::auth::aksk::{self, DigestVariant};
