@@ -8,7 +8,8 @@
 //! Run: `cargo bench --bench e2e` (PostgreSQL on 127.0.0.1:5432 and Tansu installed, as
 //! `.ci/run` leaves them). `RINGBACK_BENCH_SECS` sets each phase's length (default 10),
 //! `RINGBACK_BENCH_ROUNDS` the number of fee rounds (default 5: this shared VM is noisy, and
-//! the median of more rounds moves less).
+//! the median of more rounds moves less). `RINGBACK_BENCH_SERVER_BIN=PATH` runs another server
+//! binary (an older build) against the same load, to compare two builds on one machine.
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -300,8 +301,24 @@ async fn start_ringback(dir: &std::path::Path, db: &str, brokers: &str, prefix: 
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ringback"))
+    // Another server binary (an older build, to compare in the same run on the same machine):
+    // this build applies the migrations, the other one runs on them without migrating.
+    let other = std::env::var("RINGBACK_BENCH_SERVER_BIN").ok();
+    if other.is_some() {
+        let status = Command::new(env!("CARGO_BIN_EXE_ringback"))
+            .args(["--config", config.to_str().unwrap(), "migrate"])
+            .env("RINGBACK__DATABASE__URL", db)
+            .stdout(Stdio::null())
+            .status()
+            .expect("migrating");
+        assert!(status.success(), "migrations for the other server binary");
+    }
+    let child = Command::new(other.as_deref().unwrap_or(env!("CARGO_BIN_EXE_ringback")))
         .args(["--config", config.to_str().unwrap(), "serve"])
+        .env(
+            "RINGBACK__DATABASE__MIGRATE_ON_START",
+            if other.is_some() { "false" } else { "true" },
+        )
         .env("RINGBACK__HTTP__ADDR", format!("127.0.0.1:{port}"))
         .env("RINGBACK__DATABASE__URL", db)
         .env("RINGBACK__SPOOL__PATH", dir.join("spool.db"))

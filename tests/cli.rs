@@ -188,3 +188,56 @@ async fn json_logs_carry_the_request_id_and_the_refusal_code() {
         "bad input puts no data at risk: no ERROR line"
     );
 }
+
+/// Every configuration the repository ships (production example, compose, Kubernetes base and
+/// overlay) passes `check-config` with the secrets they name set, and a missing secret of
+/// `kafka.client_env` is named.
+#[test]
+fn every_shipped_configuration_is_valid() {
+    let secrets = [
+        ("RINGBACK_HUAWEI_APP_SECRET", "s"),
+        ("RINGBACK_KAFKA_USERNAME", "u"),
+        ("RINGBACK_KAFKA_PASSWORD", "p"),
+    ];
+    for file in [
+        "config/production.example.toml",
+        "deploy/compose/ringback.toml",
+        "deploy/kubernetes/base/ringback.toml",
+        "deploy/kubernetes/overlays/example/ringback.toml",
+    ] {
+        let out = Command::new(BIN)
+            .args(["--config", &repo(file), "check-config"])
+            .env(
+                "RINGBACK__DATABASE__URL",
+                "postgres://ringback@db.internal/ringback",
+            )
+            .envs(secrets)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(BIN)
+        .args([
+            "--config",
+            &repo("deploy/kubernetes/base/ringback.toml"),
+            "check-config",
+        ])
+        .env(
+            "RINGBACK__DATABASE__URL",
+            "postgres://ringback@db.internal/ringback",
+        )
+        .env_remove("RINGBACK_KAFKA_PASSWORD")
+        .env("RINGBACK_KAFKA_USERNAME", "u")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kafka.client_env.sasl.password: environment variable RINGBACK_KAFKA_PASSWORD is not set"),
+        "{stderr}"
+    );
+}

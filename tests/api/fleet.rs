@@ -111,22 +111,12 @@ async fn a_draining_replica_is_unready_but_still_serves() {
         None,
     )
     .await;
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+    let readyz = || app.client.get(format!("{}/readyz", app.address)).send();
+    assert_eq!(readyz().await.unwrap().status(), 200);
     let started = Instant::now();
     app.shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let ready = readyz().await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "draining");
