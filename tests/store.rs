@@ -8,7 +8,7 @@ use sqlx::Row;
 use common::{Backend, TestDb};
 use std::time::Duration;
 
-use ringback::domain::{DeadLetter, DeadLetterScope, Outcome, Record, RecordKind};
+use ringback::domain::{DeadLetter, DeadLetterScope, Nonce, Outcome, Record, RecordKind};
 use ringback::simulate::sample;
 use ringback::sources::huawei;
 use ringback::sources::ParseContext;
@@ -575,7 +575,81 @@ async fn replay_pages_walk_a_time_range(backend: Backend) {
     db.drop_db().await;
 }
 
+/// A request's records behind its nonce, as the ingest submits them.
+fn guarded(nonce: &str, body: &[u8], records: Vec<Record>) -> Vec<Record> {
+    let expires = Utc::now() + chrono::Duration::minutes(10);
+    let n = records.len() as u32;
+    let mut batch = vec![Record::Nonce(Box::new(Nonce::new(
+        "hw".into(),
+        nonce.into(),
+        expires,
+        n,
+        body,
+    )))];
+    batch.extend(records);
+    batch
+}
+
+/// A nonce guards its request's records: taken by another request (a replay with another
+/// body), nothing of the replay is stored, on the one-statement path (CDRs only) and the
+/// transaction path (with a dead letter); taken by the same request (a commit retried after
+/// its answer was lost), it is no replay. Other requests of the same batch are unaffected.
+async fn a_taken_nonce_keeps_its_records_out(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let first = guarded("n1", b"body-1", fee_records(1, 3));
+    assert_eq!(
+        store.commit(&first, &[]).await.unwrap(),
+        vec![Outcome::Inserted; 4]
+    );
+    // The same request again: reclaimed, its records duplicates.
+    assert_eq!(
+        store.commit(&first, &[]).await.unwrap(),
+        [vec![Outcome::Inserted], vec![Outcome::Duplicate; 3]].concat()
+    );
+    for with_dead_letter in [false, true] {
+        let mut replay = fee_records(2, 2);
+        if with_dead_letter {
+            replay.push(dead_letter());
+        }
+        let mut batch = guarded("n1", b"forged", replay);
+        // Another request in the same batch, with a nonce of its own.
+        batch.extend(guarded("n2", b"other", fee_records(3, 1)));
+        let outcomes = store.commit(&batch, &[]).await.unwrap();
+        assert_eq!(
+            outcomes[0],
+            Outcome::Duplicate,
+            "the replay's nonce is taken"
+        );
+        let replayed = if with_dead_letter { 3 } else { 2 };
+        assert!(
+            outcomes[1..=replayed]
+                .iter()
+                .all(|o| *o == Outcome::Duplicate),
+            "{outcomes:?}"
+        );
+        // n2's request: new in the first round; in the second the same request again
+        // (reclaimed, its CDR a duplicate).
+        let n2 = if with_dead_letter {
+            [Outcome::Inserted, Outcome::Duplicate]
+        } else {
+            [Outcome::Inserted, Outcome::Inserted]
+        };
+        assert_eq!(&outcomes[replayed + 1..], &n2[..], "{outcomes:?}");
+    }
+    assert_eq!(db.count("cdrs").await, 4, "3 of the first request, 1 of n2");
+    assert_eq!(
+        db.count("dead_letters").await,
+        0,
+        "the replay's dead letter is left out"
+    );
+    assert_eq!(db.count("nonces").await, 2);
+    store.close().await;
+    db.drop_db().await;
+}
+
 both_stores!(
+    a_taken_nonce_keeps_its_records_out,
     outbox_entries_come_with_new_records_only,
     claimed_entries_are_the_messages_of_the_commit,
     a_partly_stored_batch_inserts_only_its_new_records,

@@ -149,7 +149,12 @@ pub struct Handshake {
 /// database already holds makes its records not inserted, and the request is refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Nonce {
+    /// UUIDv5 of (source, nonce): the key a replay conflicts on.
     pub id: Uuid,
+    /// UUIDv5 of (source, nonce, SHA-256 of the body): which request holds the nonce. A commit
+    /// retried after its answer was lost finds the nonce taken by its own claim, which is no
+    /// replay (see `store::reclaim`).
+    pub claim: Uuid,
     pub source: Arc<str>,
     pub nonce: String,
     /// After this instant no reading of the request's Created is fresh any more: the row can
@@ -160,10 +165,18 @@ pub struct Nonce {
 }
 
 impl Nonce {
-    pub fn new(source: Arc<str>, nonce: String, expires_at: DateTime<Utc>, guards: u32) -> Self {
+    pub fn new(
+        source: Arc<str>,
+        nonce: String,
+        expires_at: DateTime<Utc>,
+        guards: u32,
+        body_digest: &[u8],
+    ) -> Self {
         let name = format!("nonce\u{1f}{source}\u{1f}{nonce}");
+        let id = Uuid::new_v5(&RECORD_ID_NAMESPACE, name.as_bytes());
         Self {
-            id: Uuid::new_v5(&RECORD_ID_NAMESPACE, name.as_bytes()),
+            id,
+            claim: Uuid::new_v5(&id, body_digest),
             source,
             nonce,
             expires_at,

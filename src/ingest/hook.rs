@@ -7,6 +7,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::{SubsecRound, Utc};
 use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 
 use super::dead_letter::Request;
 use super::middleware::RequestId;
@@ -52,7 +53,11 @@ pub(super) async fn hook(
         return Err(request.refuse(e, Some(body)).await);
     }
     match source.parse(&body, req.headers(), received_at) {
-        Ok(Delivery::Records(parsed)) => commit(&request, parsed, nonce).await,
+        Ok(Delivery::Records(parsed)) => {
+            // The nonce's claim names this body: see `domain::Nonce::claim`.
+            let claim = nonce.map(|n| (n, Sha256::digest(&body)));
+            commit(&request, parsed, claim).await
+        }
         Ok(Delivery::Validation { code, url }) => {
             let detail = serde_json::json!({"validation_url": url});
             request.handshake("eventgrid-validation", detail).await?;
@@ -151,7 +156,7 @@ async fn read(
 async fn commit(
     request: &Request<'_>,
     parsed: Parsed,
-    nonce: Option<NonceClaim>,
+    nonce: Option<(NonceClaim, sha2::digest::Output<Sha256>)>,
 ) -> Result<HttpResponse, IngestError> {
     let (state, source) = (request.state, request.source);
     let Parsed {
@@ -162,13 +167,14 @@ async fn commit(
     let facts: Vec<Fact> = parsed_records.iter().map(Fact::of).collect();
     let lead = usize::from(nonce.is_some());
     let mut records = Vec::with_capacity(lead + parsed_records.len() + rejected.len());
-    if let Some(claim) = &nonce {
+    if let Some((claim, digest)) = &nonce {
         let guards = u32::try_from(parsed_records.len() + rejected.len()).unwrap_or(u32::MAX);
         records.push(Record::Nonce(Box::new(Nonce::new(
             source.name.clone(),
             claim.nonce.clone(),
             claim.expires_at,
             guards,
+            digest,
         ))));
     }
     records.extend(parsed_records);

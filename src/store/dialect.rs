@@ -143,6 +143,14 @@ impl Dialect {
         format!("DELETE FROM outbox WHERE published_at < {}", self.p(1))
     }
 
+    /// The claims of the nonces of the ids list `$1`: `id, claim` as text.
+    pub fn nonce_claims(&self) -> String {
+        format!(
+            "SELECT CAST(id AS TEXT), CAST(claim AS TEXT) FROM nonces WHERE id {}",
+            (self.ids_in)(1)
+        )
+    }
+
     /// Nonces no request could reuse any more (their Created is stale everywhere).
     pub fn purge_nonces(&self) -> String {
         format!("DELETE FROM nonces WHERE expires_at < {}", self.p(1))

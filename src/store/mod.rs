@@ -189,6 +189,36 @@ pub mod bench {
     }
 }
 
+/// The nonces of `records` a commit found taken (outcome `Duplicate`): their ids, to look up
+/// whose claim holds them.
+pub(crate) fn taken_nonces(records: &[Record], outcomes: &[Outcome]) -> Vec<Uuid> {
+    records
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(r, o)| match (r, o) {
+            (Record::Nonce(n), Outcome::Duplicate) => Some(n.id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A taken nonce held by this very request's claim (same source, nonce and body) was taken by
+/// an earlier attempt of the same commit whose answer was lost (a dropped connection, a retry):
+/// no replay, so it counts as inserted, and its records as the duplicates they now are.
+pub(crate) fn reclaim(records: &[Record], outcomes: &mut [Outcome], held: &[(String, String)]) {
+    let held: std::collections::HashMap<Uuid, Uuid> = held
+        .iter()
+        .filter_map(|(id, claim)| Some((Uuid::parse_str(id).ok()?, Uuid::parse_str(claim).ok()?)))
+        .collect();
+    for (record, outcome) in records.iter().zip(outcomes.iter_mut()) {
+        if let Record::Nonce(n) = record {
+            if *outcome == Outcome::Duplicate && held.get(&n.id) == Some(&n.claim) {
+                *outcome = Outcome::Inserted;
+            }
+        }
+    }
+}
+
 /// Turns the ids the database reports as inserted into one outcome per record. When the same
 /// id occurs twice in a batch, the first occurrence is the insert and later ones duplicates.
 pub(crate) fn outcomes(records: &[Record], inserted: HashSet<Uuid>) -> Vec<Outcome> {

@@ -92,6 +92,44 @@ impl PgStore {
         }
     }
 
+    /// The batch's transaction (see [`Store::commit`]).
+    async fn commit_records(
+        &self,
+        records: &[Record],
+        outbox: &[OutboxEntry],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let split = rows::Split::new(records);
+        let outbox = pg_unnest::outbox_rows(outbox, Utc::now(), self.owner());
+        if split.only_hot() {
+            // One statement, its own transaction: one round trip for the whole batch, nonces
+            // included.
+            let batch = pg_unnest::Batch::of(&split, outbox);
+            let inserted = self.commit_statement(&batch).await?;
+            return Ok(super::outcomes(records, inserted.into_iter().collect()));
+        }
+        let mut tx = self.begin().await?;
+        // Nonces first: the records of a request whose nonce is taken are left out.
+        let mut claimed = HashSet::new();
+        rows::insert_rows!(tx, claimed, &DIALECT, split.nonces, Postgres);
+        let refused: HashSet<Uuid> = rows::nonce_ids(records)
+            .difference(&claimed)
+            .copied()
+            .collect();
+        let split = rows::Split::without(records, &refused);
+        let mut inserted = split.always_inserted();
+        inserted.extend(claimed);
+        rows::insert_others!(tx, inserted, &DIALECT, split, Postgres);
+        let batch = pg_unnest::Batch {
+            // Claimed above, in this transaction.
+            nonces: &[],
+            also: inserted.iter().copied().collect(),
+            ..pg_unnest::Batch::of(&split, outbox)
+        };
+        inserted.extend(pg_unnest::commit(&mut *tx, &batch).await?);
+        tx.commit().await?;
+        Ok(super::outcomes(records, inserted))
+    }
+
     /// The connection pool, for queries outside the ingest path (tests, tools).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -128,36 +166,16 @@ impl Store for PgStore {
         records: &[Record],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let split = rows::Split::new(records);
-        let outbox = pg_unnest::outbox_rows(outbox, Utc::now(), self.owner());
-        if split.only_hot() {
-            // One statement, its own transaction: one round trip for the whole batch, nonces
-            // included.
-            let batch = pg_unnest::Batch::of(&split, outbox);
-            let inserted = self.commit_statement(&batch).await?;
-            return Ok(super::outcomes(records, inserted.into_iter().collect()));
+        let mut outcomes = self.commit_records(records, outbox).await?;
+        let taken = super::taken_nonces(records, &outcomes);
+        if !taken.is_empty() {
+            let held: Vec<(String, String)> = sqlx::query_as(&DIALECT.nonce_claims())
+                .bind(&taken)
+                .fetch_all(&self.pool)
+                .await?;
+            super::reclaim(records, &mut outcomes, &held);
         }
-        let mut tx = self.begin().await?;
-        // Nonces first: the records of a request whose nonce is taken are left out.
-        let mut claimed = HashSet::new();
-        rows::insert_rows!(tx, claimed, &DIALECT, split.nonces, Postgres);
-        let refused: HashSet<Uuid> = rows::nonce_ids(records)
-            .difference(&claimed)
-            .copied()
-            .collect();
-        let split = rows::Split::without(records, &refused);
-        let mut inserted = split.always_inserted();
-        inserted.extend(claimed);
-        rows::insert_others!(tx, inserted, &DIALECT, split, Postgres);
-        let batch = pg_unnest::Batch {
-            // Claimed above, in this transaction.
-            nonces: &[],
-            also: inserted.iter().copied().collect(),
-            ..pg_unnest::Batch::of(&split, outbox)
-        };
-        inserted.extend(pg_unnest::commit(&mut *tx, &batch).await?);
-        tx.commit().await?;
-        Ok(super::outcomes(records, inserted))
+        Ok(outcomes)
     }
 
     async fn claim_outbox(

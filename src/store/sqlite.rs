@@ -34,6 +34,15 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The batch's transaction (see [`Store::commit`]).
+    async fn commit_records(
+        &self,
+        records: &[Record],
+        outbox: &[OutboxEntry],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        rows::commit_batch!(self.pool, Sqlite, &DIALECT, records, outbox, self.owner())
+    }
+
     /// The name on the outbox entries this store commits (random unless set).
     fn owner(&self) -> Uuid {
         *self.owner.get_or_init(Uuid::new_v4)
@@ -92,7 +101,16 @@ impl Store for SqliteStore {
         records: &[Record],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
-        rows::commit_batch!(self.pool, Sqlite, &DIALECT, records, outbox, self.owner())
+        let mut outcomes = self.commit_records(records, outbox).await?;
+        let taken = super::taken_nonces(records, &outcomes);
+        if !taken.is_empty() {
+            let held: Vec<(String, String)> = sqlx::query_as(&DIALECT.nonce_claims())
+                .bind(id_list(&taken))
+                .fetch_all(&self.pool)
+                .await?;
+            super::reclaim(records, &mut outcomes, &held);
+        }
+        Ok(outcomes)
     }
 
     async fn claim_outbox(

@@ -460,6 +460,7 @@ table!(HANDSHAKES: Handshake = "handshakes", false, [
 
 table!(NONCES: Nonce = "nonces", true, [
     "id": Uuid => |n| n.id,
+    "claim": Uuid => |n| n.claim,
     "source": Text => |n| &*n.source,
     "nonce": Text => |n| n.nonce.as_str(),
     "expires_at": Time => |n| n.expires_at,
@@ -508,7 +509,7 @@ mod tests {
         // The parameter counts the VALUES builders had before the declarations, but for
         // phone_number_events: its hand-kept count said 24 for its 23 columns; the outbox has
         // its owner since, and nonces are new.
-        let params = [48, 15, 23, 32, 21, 11, 12, 6, 8, 4];
+        let params = [48, 15, 23, 32, 21, 11, 12, 6, 8, 5];
         for (table, params) in tables.iter().zip(params) {
             let mut names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
             assert_eq!(table.params(), params, "{}", table.name);

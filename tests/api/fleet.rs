@@ -92,7 +92,7 @@ async fn expired_nonces_are_purged() {
         200
     );
     app.db
-        .execute("INSERT INTO nonces VALUES (gen_random_uuid(), 'hw', 'old', now() - interval '1 minute')")
+        .execute("INSERT INTO nonces VALUES (gen_random_uuid(), gen_random_uuid(), 'hw', 'old', now() - interval '1 minute')")
         .await;
     let store = app.db.store().await;
     let purged = store.purge_nonces(chrono::Utc::now()).await.unwrap();
