@@ -55,7 +55,9 @@ pub(super) async fn hook(
     match source.parse(&body, req.headers(), received_at) {
         Ok(Delivery::Records(parsed)) => {
             // The nonce's claim names this body: see `domain::Nonce::claim`.
-            let claim = nonce.map(|n| (n, Sha256::digest(&body)));
+            let claim = nonce
+                .filter(|_| state.shared_nonces)
+                .map(|n| (n, Sha256::digest(&body)));
             commit(&request, parsed, claim).await
         }
         Ok(Delivery::Validation { code, url }) => {

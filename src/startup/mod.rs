@@ -262,6 +262,7 @@ impl Application {
             max_header_bytes: config.http.max_header_bytes,
             retry_after_secs: config.batch.retry_after_secs,
             draining: draining.clone(),
+            shared_nonces: store.backend() == "postgres",
         });
         let mut server = HttpServer::new(move || {
             App::new()
