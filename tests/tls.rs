@@ -12,6 +12,15 @@ fn pg_url(port: u16, host: &str, query: &str) -> String {
     format!("postgres://postgres@{host}:{port}/postgres?{query}")
 }
 
+/// `pg_url` with `sslmode` and `sslrootcert`.
+fn pg_tls_url(port: u16, host: &str, mode: &str, ca: &std::path::Path) -> String {
+    pg_url(
+        port,
+        host,
+        &format!("sslmode={mode}&sslrootcert={}", ca.display()),
+    )
+}
+
 /// `sslmode=verify-full` with the right CA connects over TLS (the server says so), migrates
 /// and commits; with a CA that did not sign the server's certificate, or a host name the
 /// certificate does not carry, it fails and says why.
@@ -20,11 +29,7 @@ async fn postgres_verify_full_needs_the_right_ca_and_name() {
     let certs = Certs::new();
     let pg = TlsPostgres::start(&certs);
     let ca = certs.path("ca.pem");
-    let good = pg_url(
-        pg.port,
-        "localhost",
-        &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
-    );
+    let good = pg_tls_url(pg.port, "localhost", "verify-full", &ca);
     let said = check::database(&good)
         .await
         .expect("verify-full with the right CA");
@@ -41,24 +46,18 @@ async fn postgres_verify_full_needs_the_right_ca_and_name() {
     store.ping().await.unwrap();
     store.close().await;
 
-    let wrong = pg_url(
+    let wrong = pg_tls_url(
         pg.port,
         "localhost",
-        &format!(
-            "sslmode=verify-full&sslrootcert={}",
-            certs.path("wrong-ca.pem").display()
-        ),
+        "verify-full",
+        &certs.path("wrong-ca.pem"),
     );
     let err = check::database(&wrong).await.unwrap_err();
     assert!(err.starts_with("TLS: "), "{err}");
     assert!(err.contains("not signed by a CA of sslrootcert"), "{err}");
 
     // The certificate names localhost, not 127.0.0.1: verify-full checks the name.
-    let other_name = pg_url(
-        pg.port,
-        "127.0.0.1",
-        &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
-    );
+    let other_name = pg_tls_url(pg.port, "127.0.0.1", "verify-full", &ca);
     let err = check::database(&other_name).await.unwrap_err();
     assert!(
         err.starts_with("TLS: ") && err.contains("does not name this host"),
@@ -66,11 +65,7 @@ async fn postgres_verify_full_needs_the_right_ca_and_name() {
     );
 
     // verify-ca checks the CA only; require encrypts without checking.
-    let verify_ca = pg_url(
-        pg.port,
-        "127.0.0.1",
-        &format!("sslmode=verify-ca&sslrootcert={}", ca.display()),
-    );
+    let verify_ca = pg_tls_url(pg.port, "127.0.0.1", "verify-ca", &ca);
     assert!(check::database(&verify_ca)
         .await
         .unwrap()
@@ -99,13 +94,11 @@ async fn the_cli_names_the_failing_step() {
             .output()
             .unwrap()
     };
-    let wrong = pg_url(
+    let wrong = pg_tls_url(
         pg.port,
         "localhost",
-        &format!(
-            "sslmode=verify-full&sslrootcert={}",
-            certs.path("wrong-ca.pem").display()
-        ),
+        "verify-full",
+        &certs.path("wrong-ca.pem"),
     );
     let out = run(wrong.clone(), &["check-config", "--connect"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -120,14 +113,7 @@ async fn the_cli_names_the_failing_step() {
         "{stderr}"
     );
 
-    let good = pg_url(
-        pg.port,
-        "localhost",
-        &format!(
-            "sslmode=verify-full&sslrootcert={}",
-            certs.path("ca.pem").display()
-        ),
-    );
+    let good = pg_tls_url(pg.port, "localhost", "verify-full", &certs.path("ca.pem"));
     let out = run(good, &["check-config", "--connect"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
