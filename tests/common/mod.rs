@@ -42,6 +42,10 @@ pub struct TestDb {
     pub pool: AnyPool,
     pg_name: Option<String>,
     _dir: Option<tempfile::TempDir>,
+    /// The spool directory of the app stopped on this database (`stop_keep_db`): the next
+    /// `start_app` on it takes it, so the restart is the same replica (same spool, same
+    /// identity on the outbox), as a real restart is.
+    spool_dir: Option<tempfile::TempDir>,
 }
 
 impl TestDb {
@@ -91,6 +95,7 @@ impl TestDb {
             pool,
             pg_name,
             _dir: dir,
+            spool_dir: None,
         }
     }
 
@@ -102,6 +107,7 @@ impl TestDb {
             pool: self.pool.clone(),
             pg_name: None,
             _dir: None,
+            spool_dir: None,
         }
     }
 
@@ -238,7 +244,11 @@ pub async fn start_app(
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), format!("{APP_SECRET}\n")).unwrap();
     let mut config = base_config(&db, secret.path());
-    let spool_dir = tempfile::tempdir().unwrap();
+    let mut db = db;
+    let spool_dir = db
+        .spool_dir
+        .take()
+        .unwrap_or_else(|| tempfile::tempdir().unwrap());
     config.spool.path = spool_dir.path().join("spool.db");
     tweak(&mut config);
     let app = match store {
@@ -346,7 +356,9 @@ impl TestApp {
     pub async fn stop_keep_db(self) -> TestDb {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
-        self.db
+        let mut db = self.db;
+        db.spool_dir = Some(self.spool_dir);
+        db
     }
 }
 
