@@ -278,3 +278,75 @@ async fn a_rolling_restart_under_load_loses_nothing() {
     }
     db.drop_db().await;
 }
+
+/// A replica that dies for good (SIGKILL) with entries it committed but never published (the
+/// broker was paused): the other replica's sweeper publishes them once they are older than
+/// `kafka.sweep_grace` and any lease the dead one held has run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_replicas_outbox_is_published_by_the_other() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let tansu = Tansu::start();
+    let prefix = format!("fleetdead{}", std::process::id());
+    let topic = format!("{prefix}.call-status");
+    create_topics(
+        &tansu.bootstrap,
+        &[topic.clone(), format!("{prefix}.cdr")],
+        3,
+    )
+    .await;
+    let config = "[http]\nworkers = 1\n[log]\nlevel = \"warn\"\n\
+                  [sources.open]\nkind = \"huawei-voicecall\"\nauth = \"none\"\n";
+    let mut a = Ringback::start_with(&db.url, &tansu.bootstrap, &prefix, config, &[]).await;
+    let b = Ringback::start_with(&db.url, &tansu.bootstrap, &prefix, config, &[]).await;
+    tansu.signal("STOP");
+    let client = reqwest::Client::new();
+    for n in 0..100 {
+        let res = client
+            .post(format!("{}/hooks/open", a.base()))
+            .header("content-type", "application/json")
+            .body(callout(&format!("dead-{n}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    a.kill9();
+    let pending = db
+        .scalar_i64("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+        .await;
+    assert!(pending > 0, "the dead replica left entries unpublished");
+    tansu.signal("CONT");
+    let ids: HashSet<String> = db
+        .rows("SELECT CAST(id AS TEXT) FROM call_events")
+        .await
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect();
+    assert_eq!(ids.len(), 100);
+    let want = ids.len();
+    let started = Instant::now();
+    let messages = consume_until(
+        &tansu.bootstrap,
+        &topic,
+        Duration::from_secs(120),
+        move |got| got.len() >= want,
+    )
+    .await;
+    let on_kafka: HashSet<String> = messages
+        .iter()
+        .map(|m| m.headers["ce_id"].clone())
+        .collect();
+    println!(
+        "dead replica: {pending} entries left unpublished; all {} on Kafka {:.1}s after the broker \
+         resumed, {} redelivered",
+        on_kafka.len(),
+        started.elapsed().as_secs_f64(),
+        messages.len() - on_kafka.len()
+    );
+    assert_eq!(
+        on_kafka, ids,
+        "the other replica published the dead one's records"
+    );
+    b.stop().await;
+    db.drop_db().await;
+}
