@@ -50,18 +50,21 @@ fn callout(session: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rolling_restart_under_load_loses_nothing() {
+/// What the replicas share: a database, a Tansu broker with the Huawei topics of `name`'s
+/// prefix, that prefix and the call-status topic.
+async fn shared_parts(name: &str) -> (TestDb, Tansu, String, String) {
     let db = TestDb::new(Backend::Postgres).await;
     let tansu = Tansu::start();
-    let prefix = format!("fleet{}", std::process::id());
+    let prefix = format!("{name}{}", std::process::id());
     let topic = format!("{prefix}.call-status");
-    create_topics(
-        &tansu.bootstrap,
-        &[topic.clone(), format!("{prefix}.cdr")],
-        3,
-    )
-    .await;
+    let topics = [topic.clone(), format!("{prefix}.cdr")];
+    create_topics(&tansu.bootstrap, &topics, 3).await;
+    (db, tansu, prefix, topic)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_under_load_loses_nothing() {
+    let (db, tansu, prefix, topic) = shared_parts("fleet").await;
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), APP_SECRET).unwrap();
     let config = format!(
@@ -284,16 +287,7 @@ async fn a_rolling_restart_under_load_loses_nothing() {
 /// `kafka.sweep_grace` and any lease the dead one held has run out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_replicas_outbox_is_published_by_the_other() {
-    let db = TestDb::new(Backend::Postgres).await;
-    let tansu = Tansu::start();
-    let prefix = format!("fleetdead{}", std::process::id());
-    let topic = format!("{prefix}.call-status");
-    create_topics(
-        &tansu.bootstrap,
-        &[topic.clone(), format!("{prefix}.cdr")],
-        3,
-    )
-    .await;
+    let (db, tansu, prefix, topic) = shared_parts("fleetdead").await;
     let config = "[http]\nworkers = 1\n[log]\nlevel = \"warn\"\n\
                   [sources.open]\nkind = \"huawei-voicecall\"\nauth = \"none\"\n";
     let mut a = Ringback::start_with(&db.url, &tansu.bootstrap, &prefix, config, &[]).await;
