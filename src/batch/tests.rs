@@ -67,6 +67,9 @@ impl Store for FakeStore {
     async fn release_outbox(&self, _: &[uuid::Uuid], _: &str) -> Result<(), StoreError> {
         unreachable!()
     }
+    async fn release_own_leases(&self) -> Result<u64, StoreError> {
+        unreachable!()
+    }
     async fn mark_failed(&self, _: uuid::Uuid, _: &str) -> Result<(), StoreError> {
         unreachable!()
     }
@@ -397,6 +400,9 @@ mod spool_model {
             unreachable!()
         }
         async fn release_outbox(&self, _: &[Uuid], _: &str) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn release_own_leases(&self) -> Result<u64, StoreError> {
             unreachable!()
         }
         async fn mark_failed(&self, _: Uuid, _: &str) -> Result<(), StoreError> {

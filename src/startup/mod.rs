@@ -176,6 +176,40 @@ impl Application {
             }
             metrics.init_topic(&topic);
         }
+        let spool = if !config.spool.enabled {
+            None
+        } else if store.backend() != "postgres" {
+            tracing::info!(
+                "spool off: with SQLite as the store it would share its disk and its failures"
+            );
+            None
+        } else {
+            let spool = Spool::open(
+                &config.spool,
+                metrics.clone(),
+                &background.tasks,
+                background.stop.clone(),
+            )
+            .await
+            .with_context(|| format!("opening the spool {}", config.spool.path.display()))?;
+            tracing::info!(path = %config.spool.path.display(), "spool ready: batches the database cannot take in time are kept here");
+            Some(spool)
+        };
+        if spool.is_some() {
+            // The spool's lock makes this process the only one of its name: leases its name
+            // holds were taken by an earlier life (killed while publishing). Waiting them out
+            // would let newer entries of the same calls reach Kafka before older ones.
+            match store.release_own_leases().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    entries = n,
+                    "took back the outbox leases of this replica's earlier life"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::error_chain(&e), "could not take back this replica's earlier outbox leases; they are published when they expire")
+                }
+            }
+        }
         let (publisher, publisher_handle) = Publisher::new(
             store.clone(),
             producer,
@@ -212,25 +246,6 @@ impl Application {
         let listener = TcpListener::bind(&config.http.addr)
             .with_context(|| format!("binding http.addr {}", config.http.addr))?;
         let addr = listener.local_addr()?;
-        let spool = if !config.spool.enabled {
-            None
-        } else if store.backend() != "postgres" {
-            tracing::info!(
-                "spool off: with SQLite as the store it would share its disk and its failures"
-            );
-            None
-        } else {
-            let spool = Spool::open(
-                &config.spool,
-                metrics.clone(),
-                &background.tasks,
-                background.stop.clone(),
-            )
-            .await
-            .with_context(|| format!("opening the spool {}", config.spool.path.display()))?;
-            tracing::info!(path = %config.spool.path.display(), "spool ready: batches the database cannot take in time are kept here");
-            Some(spool)
-        };
         let mut batch = config.batch.clone();
         if store.backend() == "sqlite" && batch.workers > 1 {
             // One writer at a time: concurrent transactions would only wait on each other.

@@ -97,6 +97,17 @@ impl Dialect {
         )
     }
 
+    /// Ends the leases on the unpublished entries of owner `$1`.
+    pub fn release_owned(&self) -> String {
+        format!(
+            "UPDATE outbox SET leased_until = NULL \
+             WHERE owner = {}{} AND leased_until IS NOT NULL \
+               AND published_at IS NULL AND failed_at IS NULL",
+            self.p(1),
+            self.uuid_cast
+        )
+    }
+
     /// Deletes the entries of the ids list `$1`.
     pub fn delete_published(&self) -> String {
         format!("DELETE FROM outbox WHERE id {}", (self.ids_in)(1))

@@ -110,6 +110,12 @@ pub trait Store: Send + Sync + 'static {
     /// Gives claimed entries back (delivery failed for now), noting the error.
     async fn release_outbox(&self, ids: &[Uuid], error: &str) -> Result<(), StoreError>;
 
+    /// Ends every lease on this store's own unpublished entries (see [`Store::set_owner`]) and
+    /// returns how many there were. Only for a replica starting up while it holds its name
+    /// exclusively: its earlier life's leases are then leases of a process that is gone, and
+    /// waiting them out would let newer entries of the same keys overtake the older ones.
+    async fn release_own_leases(&self) -> Result<u64, StoreError>;
+
     /// Marks an entry as never publishable; it is kept, with the reason, and not retried.
     async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError>;
 

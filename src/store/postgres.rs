@@ -251,6 +251,14 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn release_own_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(&DIALECT.release_owned())
+            .bind(self.owner().to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
         sqlx::query(&DIALECT.mark_failed())
             .bind(Utc::now())

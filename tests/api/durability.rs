@@ -61,6 +61,9 @@ impl Store for Wrapped {
     async fn release_outbox(&self, ids: &[Uuid], error: &str) -> Result<(), StoreError> {
         self.inner.release_outbox(ids, error).await
     }
+    async fn release_own_leases(&self) -> Result<u64, StoreError> {
+        self.inner.release_own_leases().await
+    }
     async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
         self.inner.mark_failed(id, reason).await
     }
