@@ -203,20 +203,21 @@ pub(crate) mod shared {
         })
     }
 
-    /// Runs a `DELETE … WHERE <time> < $1` of the dialect (`prune_outbox`, `purge_nonces`).
-    pub(crate) async fn delete_before<DB>(
+    /// Runs a statement of the dialect with one parameter `$1` (`prune_outbox` and
+    /// `purge_nonces` with a time, `release_owned` with an owner), returning the rows it touched.
+    pub(crate) async fn execute_with<DB, T>(
         pool: &Pool<DB>,
         sql: &str,
-        before: DateTime<Utc>,
+        value: T,
     ) -> Result<u64, StoreError>
     where
         DB: Database,
         for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
         for<'q> <DB as Database>::Arguments<'q>: IntoArguments<'q, DB>,
-        for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+        for<'q> T: Encode<'q, DB> + Type<DB> + Send + 'q,
         DB::QueryResult: RowsAffected,
     {
-        let done = sqlx::query::<DB>(sql).bind(before).execute(pool).await?;
+        let done = sqlx::query::<DB>(sql).bind(value).execute(pool).await?;
         Ok(done.rows_affected())
     }
 

@@ -158,11 +158,12 @@ impl Store for SqliteStore {
     }
 
     async fn release_own_leases(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query(&DIALECT.release_owned())
-            .bind(self.owner().to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        rows::shared::execute_with(
+            &self.pool,
+            &DIALECT.release_owned(),
+            self.owner().to_string(),
+        )
+        .await
     }
 
     async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
@@ -184,11 +185,11 @@ impl Store for SqliteStore {
     }
 
     async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        rows::shared::delete_before(&self.pool, &DIALECT.prune_outbox(), before).await
+        rows::shared::execute_with(&self.pool, &DIALECT.prune_outbox(), before).await
     }
 
     async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        rows::shared::delete_before(&self.pool, &DIALECT.purge_nonces(), before).await
+        rows::shared::execute_with(&self.pool, &DIALECT.purge_nonces(), before).await
     }
 
     async fn replay_page(
