@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod ingest;
+pub mod maintenance;
 pub mod message;
 pub mod metrics;
 pub mod publish;

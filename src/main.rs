@@ -43,6 +43,21 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// Run the database's upkeep once, as `serve` does on timers (for operators who prefer
+    /// cron): make monthly partitions ahead, drop expired ones (retention.*), fold new CDRs
+    /// into the rollups; with --rebuild-rollups, recompute the rollups of a range of days.
+    Maintain {
+        /// Recompute the rollups of the days --since..--until from the raw rows (after a
+        /// report.timezone change, or to check them).
+        #[arg(long, requires = "since")]
+        rebuild_rollups: bool,
+        /// First day to rebuild (report.timezone's), e.g. 2026-11-01.
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+        /// Day after the last one to rebuild (default: the day after tomorrow).
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
+    },
     /// Kafka topics of the record kinds.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -132,6 +147,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
+        Command::Maintain {
+            rebuild_rollups,
+            since,
+            until,
+        } => maintain(config, rebuild_rollups.then_some(since).flatten(), until).await,
         Command::Migrate => {
             let store = store::connect(&config.database).await?;
             store.migrate().await?;
@@ -324,5 +344,62 @@ fn redact_url(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_owned(),
+    }
+}
+
+/// `ringback maintain`.
+async fn maintain(
+    config: Config,
+    rebuild_since: Option<chrono::NaiveDate>,
+    until: Option<chrono::NaiveDate>,
+) -> anyhow::Result<()> {
+    let store = store::connect(&config.database).await?;
+    store.migrate().await?;
+    let maintainer = store
+        .maintainer()
+        .context("this store has no maintenance")?;
+    let timezone = config.report.timezone.clone();
+    let maintenance = ringback::maintenance::Maintenance::new(
+        maintainer.clone(),
+        std::sync::Arc::new(config),
+        std::sync::Arc::new(ringback::metrics::Metrics::new()),
+    );
+    maintenance.check().await?;
+    let round = maintenance.partitions().await;
+    for (table, n) in &round.made {
+        println!("{table}: {n} partitions made");
+    }
+    for e in &round.expired {
+        match &e.partition {
+            Some(p) => println!("{}: dropped {p} (about {} rows)", e.table, e.rows),
+            None => println!("{}: deleted {} expired rows", e.table, e.rows),
+        }
+    }
+    for (table, rows) in round.default_rows.iter().filter(|(_, n)| *n > 0) {
+        println!("{table}: {rows} rows in {table}_default (no monthly partition holds their time)");
+    }
+    let folded = maintenance.rollups().await.map_err(anyhow::Error::msg)?;
+    println!("rollups: {folded} rows folded");
+    if let Some(since) = rebuild_since {
+        let until = until.unwrap_or_else(|| (Utc::now() + chrono::Duration::days(2)).date_naive());
+        let rebuilt = maintainer
+            .rebuild_rollups(&timezone, since, until)
+            .await
+            .context("rebuilding the rollups")?;
+        println!(
+            "rollups of {since}..{until} ({timezone}) rebuilt from {} CDRs and {} disconnects",
+            rebuilt.cdrs, rebuilt.disconnects
+        );
+    }
+    store.close().await;
+    if round.failed.is_empty() {
+        Ok(())
+    } else {
+        let failed: Vec<String> = round
+            .failed
+            .iter()
+            .map(|(t, e)| format!("{t}: {e}"))
+            .collect();
+        anyhow::bail!("maintenance failed: {}", failed.join("; "))
     }
 }

@@ -33,6 +33,12 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub spool: SpoolConfig,
     pub log: LogConfig,
+    /// How long each table keeps its rows (README "Analytics"); default: forever.
+    pub retention: RetentionConfig,
+    /// Partitions made ahead, and how often maintenance runs.
+    pub maintenance: MaintenanceConfig,
+    /// The rollups' time zone and refresh.
+    pub report: ReportConfig,
     /// Named callback sources; each is served at `POST /hooks/<name>`.
     pub sources: BTreeMap<String, SourceConfig>,
 }
@@ -320,6 +326,89 @@ impl Default for LogConfig {
     }
 }
 
+/// How long rows are kept, per table, by the time they are stored under (a record's own time;
+/// dead letters' and handshakes' reception). Unset keeps them forever. On PostgreSQL whole
+/// monthly partitions are dropped once their last day is older than this; on SQLite rows are
+/// deleted in batches.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    #[serde(with = "humantime_serde::option")]
+    pub cdrs: Option<Duration>,
+    #[serde(with = "humantime_serde::option")]
+    pub call_events: Option<Duration>,
+    #[serde(with = "humantime_serde::option")]
+    pub phone_number_events: Option<Duration>,
+    #[serde(with = "humantime_serde::option")]
+    pub acs_call_events: Option<Duration>,
+    #[serde(with = "humantime_serde::option")]
+    pub chat_events: Option<Duration>,
+    #[serde(with = "humantime_serde::option")]
+    pub webhook_events: Option<Duration>,
+    #[serde(with = "humantime_serde::option")]
+    pub dead_letters: Option<Duration>,
+    #[serde(with = "humantime_serde::option")]
+    pub handshakes: Option<Duration>,
+}
+
+impl RetentionConfig {
+    /// Each partitioned table with its retention, in `store::maintain::TABLES` order.
+    pub fn by_table(&self) -> [(&'static str, Option<Duration>); 8] {
+        [
+            ("cdrs", self.cdrs),
+            ("call_events", self.call_events),
+            ("phone_number_events", self.phone_number_events),
+            ("acs_call_events", self.acs_call_events),
+            ("chat_events", self.chat_events),
+            ("webhook_events", self.webhook_events),
+            ("dead_letters", self.dead_letters),
+            ("handshakes", self.handshakes),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// How often partitions are made ahead and expired ones dropped (every replica runs it;
+    /// they take turns under an advisory lock). 0 turns it off (`ringback maintain` from cron).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Months of partitions kept ready beyond the current one (PostgreSQL).
+    pub months_ahead: u32,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(3600),
+            months_ahead: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    /// The time zone of the rollups' hours and days (an IANA name, e.g. Asia/Shanghai).
+    /// Changing it changes the rollups' buckets: rebuild them (`ringback maintain
+    /// --rebuild-rollups --since …`).
+    pub timezone: String,
+    /// How often new CDRs and disconnects are folded into the rollups (PostgreSQL). 0 turns
+    /// it off (`ringback maintain` folds them too).
+    #[serde(with = "humantime_serde")]
+    pub rollup_interval: Duration,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            timezone: "UTC".into(),
+            rollup_interval: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A configuration problem, naming the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -413,6 +502,28 @@ impl Config {
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        for (table, keep) in self.retention.by_table() {
+            // A platform retries for hours: a shorter retention would take a retry's first
+            // copy away and store the retry as new.
+            if keep.is_some_and(|d| d < Duration::from_secs(86_400)) {
+                return Err(invalid(
+                    format!("retention.{table}"),
+                    "must be at least 1d (or unset: keep forever)",
+                ));
+            }
+        }
+        if !(1..=36).contains(&self.maintenance.months_ahead) {
+            return Err(invalid(
+                "maintenance.months_ahead",
+                "must be between 1 and 36",
+            ));
+        }
+        if self.report.timezone.trim().is_empty() {
+            return Err(invalid(
+                "report.timezone",
+                "expected an IANA time zone, e.g. UTC or Asia/Shanghai",
+            ));
         }
         if !(1..=10_000).contains(&self.batch.max_records) {
             return Err(invalid("batch.max_records", "must be between 1 and 10000"));

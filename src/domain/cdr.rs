@@ -3,6 +3,10 @@ use chrono::{DateTime, Utc};
 use super::{PhoneNumber, RecordMeta};
 use serde::{Deserialize, Serialize};
 
+/// Times before this are not a CDR's (flag `TimeOutOfRange`).
+static EARLIEST_TIME: std::sync::LazyLock<DateTime<Utc>> =
+    std::sync::LazyLock::new(|| DateTime::from_timestamp(946_684_800, 0).unwrap_or_default());
+
 /// A fact about a CDR's times that does not hold. The record is kept and flagged, never dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CdrFlag {
@@ -11,6 +15,11 @@ pub enum CdrFlag {
     AnswerBeforeStart,
     EndBeforeAnswer,
     EndBeforeStart,
+    /// Neither an end nor a start time: stored in the default partition (1970-01-01).
+    NoTime,
+    /// Its time is before 2000 or more than a day after it was received: stored where that
+    /// time falls, the default partition if no monthly partition holds it.
+    TimeOutOfRange,
 }
 
 impl CdrFlag {
@@ -21,6 +30,8 @@ impl CdrFlag {
             Self::AnswerBeforeStart => "answer_before_start",
             Self::EndBeforeAnswer => "end_before_answer",
             Self::EndBeforeStart => "end_before_start",
+            Self::NoTime => "no_time",
+            Self::TimeOutOfRange => "time_out_of_range",
         }
     }
 }
@@ -48,6 +59,9 @@ pub struct CdrDerived {
     pub ended_at: Option<DateTime<Utc>>,
     pub answered: bool,
     pub ring_seconds: Option<i32>,
+    /// Post-dial delay: the billed leg's alerting time less its start.
+    #[serde(default)]
+    pub pdd_seconds: Option<i32>,
     pub talk_seconds: Option<i32>,
     pub billable_minutes: Option<i32>,
     pub flags: Vec<CdrFlag>,
@@ -60,7 +74,8 @@ impl CdrTimes {
     /// forward leg: talk time is `callEndTime − fwdAnswerTime`, as Huawei bills it. In voice
     /// notification / verification code calls there is only the Initcall leg, so its
     /// `callOut*` times are used. Billing is per started minute.
-    pub fn derive(&self, callback: bool) -> CdrDerived {
+    /// `received_at` bounds what counts as a plausible time (flags `TimeOutOfRange`).
+    pub fn derive(&self, callback: bool, received_at: DateTime<Utc>) -> CdrDerived {
         let (leg_start, leg_alerting, leg_answer) = if callback {
             (self.fwd_start, self.fwd_alerting, self.fwd_answer)
         } else {
@@ -90,6 +105,13 @@ impl CdrTimes {
             (Some(a), Some(b)) if b >= a => i32::try_from((b - a).num_seconds()).ok(),
             _ => None,
         };
+        match ended_at.or(started_at) {
+            None => flags.push(CdrFlag::NoTime),
+            Some(t) if t < *EARLIEST_TIME || t > received_at + chrono::Duration::days(1) => {
+                flags.push(CdrFlag::TimeOutOfRange);
+            }
+            Some(_) => {}
+        }
         let answered = leg_answer.is_some();
         let ring_seconds = seconds(leg_alerting, leg_answer.or(ended_at));
         let talk_seconds = if answered {
@@ -104,6 +126,7 @@ impl CdrTimes {
             ended_at,
             answered,
             ring_seconds,
+            pdd_seconds: seconds(leg_start, leg_alerting),
             talk_seconds,
             billable_minutes,
             flags,
@@ -156,6 +179,16 @@ impl Cdr {
         }
     }
 
+    /// The time the CDR is stored under (`cdrs.occurred_at`, its partition): its end, else its
+    /// start, else 1970-01-01 (flagged `no_time`). Never when it was received: a retry is
+    /// received at another time, and must land in the partition of its first copy.
+    pub fn stored_at(&self) -> DateTime<Utc> {
+        self.derived
+            .ended_at
+            .or(self.derived.started_at)
+            .unwrap_or(DateTime::UNIX_EPOCH)
+    }
+
     /// The time the CDR describes: its end, else its start, else when it was received.
     pub fn occurred_at(&self) -> DateTime<Utc> {
         self.derived
@@ -174,6 +207,11 @@ mod tests {
         parse_platform_time(s).unwrap()
     }
 
+    /// When the example CDRs were received: shortly after their calls.
+    fn received() -> DateTime<Utc> {
+        t("2019-01-24 03:10:00").unwrap()
+    }
+
     fn callback_example() -> CdrTimes {
         // Huawei's documented sample CDR (voice callback).
         CdrTimes {
@@ -190,12 +228,13 @@ mod tests {
 
     #[test]
     fn callback_bills_the_forward_leg_per_started_minute() {
-        let d = callback_example().derive(true);
+        let d = callback_example().derive(true, received());
         assert!(d.answered);
         assert_eq!(d.ring_seconds, Some(2));
         assert_eq!(d.talk_seconds, Some(11));
         assert_eq!(d.billable_minutes, Some(1));
         assert_eq!(d.started_at, t("2019-01-24 03:04:24"));
+        assert_eq!(d.pdd_seconds, Some(5), "forward leg: alerting less start");
         assert!(d.flags.is_empty());
     }
 
@@ -206,13 +245,13 @@ mod tests {
             call_end: t("2019-01-24 03:02:00"),
             ..CdrTimes::default()
         };
-        let d = times.derive(false);
+        let d = times.derive(false, received());
         assert_eq!((d.talk_seconds, d.billable_minutes), (Some(120), Some(2)));
         let times = CdrTimes {
             call_end: t("2019-01-24 03:02:01"),
             ..times
         };
-        assert_eq!(times.derive(false).billable_minutes, Some(3));
+        assert_eq!(times.derive(false, received()).billable_minutes, Some(3));
     }
 
     #[test]
@@ -223,7 +262,7 @@ mod tests {
             fail: t("2019-01-24 03:05:27"),
             ..CdrTimes::default()
         };
-        let d = times.derive(false);
+        let d = times.derive(false, received());
         assert!(!d.answered);
         assert_eq!(d.ring_seconds, Some(60));
         assert_eq!((d.talk_seconds, d.billable_minutes), (Some(0), Some(0)));
@@ -236,9 +275,36 @@ mod tests {
             call_end: t("2019-01-24 03:04:30"),
             ..callback_example()
         };
-        let d = times.derive(true);
+        let d = times.derive(true, received());
         assert_eq!(d.flags, vec![CdrFlag::EndBeforeAnswer]);
         assert_eq!(d.talk_seconds, None);
         assert_eq!(d.billable_minutes, None);
+    }
+
+    #[test]
+    fn a_cdr_without_a_plausible_time_is_flagged() {
+        let none = CdrTimes::default().derive(false, received());
+        assert_eq!(none.flags, vec![CdrFlag::NoTime]);
+        let future = CdrTimes {
+            call_end: t("2019-01-26 03:04:30"),
+            ..CdrTimes::default()
+        };
+        assert_eq!(
+            future.derive(false, received()).flags,
+            vec![CdrFlag::TimeOutOfRange]
+        );
+        let ancient = CdrTimes {
+            call_end: t("1999-12-31 23:59:59"),
+            ..CdrTimes::default()
+        };
+        assert_eq!(
+            ancient.derive(false, received()).flags,
+            vec![CdrFlag::TimeOutOfRange]
+        );
+        let late_by_hours = CdrTimes {
+            call_end: t("2019-01-24 20:00:00"),
+            ..CdrTimes::default()
+        };
+        assert!(late_by_hours.derive(false, received()).flags.is_empty());
     }
 }

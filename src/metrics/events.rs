@@ -319,4 +319,34 @@ impl Metrics {
                 .set(i64::from(*mode == current));
         }
     }
+
+    /// An expired partition of `table` was dropped.
+    pub fn partition_dropped(&self, table: &str) {
+        self.partitions_dropped.with_label_values(&[table]).inc();
+    }
+
+    /// Retention deleted `rows` rows of `table` (SQLite).
+    pub fn retention_deleted(&self, table: &str, rows: u64) {
+        self.retention_deleted
+            .with_label_values(&[table])
+            .inc_by(rows);
+    }
+
+    /// `table`'s default partition holds `rows` rows.
+    pub fn partition_default_rows(&self, table: &str, rows: i64) {
+        self.partition_default_rows
+            .with_label_values(&[table])
+            .set(rows);
+    }
+
+    /// `rows` queued rows were folded into the rollups; `waiting` are left.
+    pub fn rollups_folded(&self, rows: u64, waiting: i64) {
+        self.rollup_folded.inc_by(rows);
+        self.rollup_queue.set(waiting);
+    }
+
+    /// A maintenance `task` failed.
+    pub fn maintenance_failed(&self, task: &str) {
+        self.maintenance_errors.with_label_values(&[task]).inc();
+    }
 }

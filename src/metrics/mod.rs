@@ -99,6 +99,19 @@ pub struct Metrics {
     billable_seconds: IntCounterVec,
     /// Accepted SMS delivery reports by source and status.
     sms_delivery_reports: IntCounterVec,
+    // Maintenance
+    /// Expired partitions dropped, by table.
+    partitions_dropped: IntCounterVec,
+    /// Rows deleted by retention on SQLite, by table.
+    retention_deleted: IntCounterVec,
+    /// Rows in a table's default partition (a time no monthly partition holds), as last read.
+    partition_default_rows: IntGaugeVec,
+    /// CDRs and disconnects folded into the rollups.
+    rollup_folded: IntCounter,
+    /// CDRs and disconnects waiting to be folded, as last read.
+    rollup_queue: IntGauge,
+    /// Maintenance runs that failed, by task.
+    maintenance_errors: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -307,6 +320,39 @@ impl Metrics {
                  Sent, Queued, other).",
                 &["source", "status"],
             ),
+            partitions_dropped: counter(
+                "ringback_partitions_dropped_total",
+                "Expired monthly partitions dropped by retention, by table.",
+                &["table"],
+            ),
+            retention_deleted: counter(
+                "ringback_retention_deleted_rows_total",
+                "Rows deleted by retention (SQLite, which has no partitions), by table.",
+                &["table"],
+            ),
+            partition_default_rows: IntGaugeVec::new(
+                Opts::new(
+                    "ringback_partition_default_rows",
+                    "Rows in a table's default partition: times no monthly partition holds \
+                     (absent or absurd), as last read.",
+                ),
+                &["table"],
+            )
+            .expect("valid metric"),
+            rollup_folded: IntCounter::new(
+                "ringback_rollup_rows_folded_total",
+                "CDRs and disconnect events folded into the rollup tables.",
+            )
+            .expect("valid metric"),
+            rollup_queue: gauge(
+                "ringback_rollup_queue",
+                "CDRs and disconnect events waiting to be folded into the rollups, as last read.",
+            ),
+            maintenance_errors: counter(
+                "ringback_maintenance_errors_total",
+                "Maintenance runs that failed, by task (partitions, retention, rollups).",
+                &["task"],
+            ),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -358,6 +404,12 @@ impl Metrics {
             Box::new(m.talk_seconds.clone()),
             Box::new(m.billable_seconds.clone()),
             Box::new(m.sms_delivery_reports.clone()),
+            Box::new(m.partitions_dropped.clone()),
+            Box::new(m.retention_deleted.clone()),
+            Box::new(m.partition_default_rows.clone()),
+            Box::new(m.rollup_folded.clone()),
+            Box::new(m.rollup_queue.clone()),
+            Box::new(m.maintenance_errors.clone()),
             Box::new(build_info),
             // process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds…
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),

@@ -220,6 +220,19 @@ impl Application {
             .tasks
             .spawn(publisher.run(publisher_stage.stop.clone()));
 
+        // Partitions ahead, retention and rollups (README "Analytics").
+        if let Some(maintainer) = store.maintainer() {
+            let maintenance = crate::maintenance::Maintenance::new(
+                maintainer,
+                Arc::new(config.clone()),
+                metrics.clone(),
+            );
+            maintenance.check().await?;
+            background
+                .tasks
+                .spawn(maintenance.run(background.stop.clone()));
+        }
+
         // Keeps ringback_store_up current between /readyz calls, for alerting; purges expired
         // X-AKSK nonces now and then (any replica may: the delete is idempotent).
         background.tasks.spawn({

@@ -5,6 +5,7 @@
 //! record twice in one batch) becomes a [`Outcome::Duplicate`] and never a second row.
 
 mod dialect;
+pub mod maintain;
 mod pg_unnest;
 mod postgres;
 mod rows;
@@ -124,6 +125,11 @@ pub trait Store: Send + Sync + 'static {
     /// restart) included. Set once, before the first commit; without it a random name per
     /// store. Returns false when it was set already.
     fn set_owner(&self, owner: Uuid) -> bool;
+
+    /// Partitions, retention and rollups on this store's database (`None`: a store of tests).
+    fn maintainer(&self) -> Option<maintain::Maintainer> {
+        None
+    }
 
     /// Unpublished entries: how many, and since when the oldest waits.
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError>;

@@ -274,6 +274,10 @@ impl Store for PgStore {
         self.owner.set(owner).is_ok()
     }
 
+    fn maintainer(&self) -> Option<super::maintain::Maintainer> {
+        Some(super::maintain::Maintainer::Postgres(self.pool.clone()))
+    }
+
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
         rows::shared::outbox_backlog(&self.pool, &DIALECT).await
     }

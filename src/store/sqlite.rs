@@ -180,6 +180,10 @@ impl Store for SqliteStore {
         self.owner.set(owner).is_ok()
     }
 
+    fn maintainer(&self) -> Option<super::maintain::Maintainer> {
+        Some(super::maintain::Maintainer::Sqlite(self.pool.clone()))
+    }
+
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
         rows::shared::outbox_backlog(&self.pool, &DIALECT).await
     }

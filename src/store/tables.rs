@@ -114,7 +114,7 @@ impl Table {
         (select.join(", "), arrays.join(", "))
     }
 
-    /// `INSERT INTO t (cols) SELECT … FROM UNNEST(…) AS u(cols) [ON CONFLICT (id) DO NOTHING
+    /// `INSERT INTO t (cols) SELECT … FROM UNNEST(…) AS u(cols) [ON CONFLICT DO NOTHING
     /// RETURNING id]`.
     pub fn unnest_insert(&self, param: &mut usize) -> String {
         self.unnest_insert_guarded(param, None)
@@ -133,8 +133,10 @@ impl Table {
             alias.push_str(", guard");
             filter = format!(" WHERE guard IS NULL OR guard IN (SELECT id FROM {cte})");
         }
+        // No conflict target: on PostgreSQL the record tables are partitioned and their key is
+        // (id, partition time), which a row's retry shares (see migration 0010).
         let tail = if self.dedupe {
-            " ON CONFLICT (id) DO NOTHING RETURNING id"
+            " ON CONFLICT DO NOTHING RETURNING id"
         } else {
             ""
         };
@@ -308,10 +310,12 @@ table!(CDRS: Cdr = "cdrs", true, [
     "ended_at": Time => |c| c.derived.ended_at,
     "answered": Bool => |c| c.derived.answered,
     "ring_seconds": Int4 => |c| c.derived.ring_seconds,
+    "pdd_seconds": Int4 => |c| c.derived.pdd_seconds,
     "talk_seconds": Int4 => |c| c.derived.talk_seconds,
     "billable_minutes": Int4 => |c| c.derived.billable_minutes,
     "flags": Flags => |c| &c.derived.flags,
     "received_at": Time => |c| c.meta.received_at,
+    "occurred_at": Time => |c| c.stored_at(),
     "raw": Json => |c| c.raw.as_str(),
 ]);
 
@@ -508,8 +512,9 @@ mod tests {
         ];
         // The parameter counts the VALUES builders had before the declarations, but for
         // phone_number_events: its hand-kept count said 24 for its 23 columns; the outbox has
-        // its owner since, and nonces are new.
-        let params = [48, 15, 23, 32, 21, 11, 12, 6, 8, 5];
+        // its owner since, and nonces are new; CDRs have their partition time and post-dial
+        // delay since.
+        let params = [50, 15, 23, 32, 21, 11, 12, 6, 8, 5];
         for (table, params) in tables.iter().zip(params) {
             let mut names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
             assert_eq!(table.params(), params, "{}", table.name);
@@ -526,15 +531,15 @@ mod tests {
         assert_eq!(param, 3 + 15);
         assert!(sql.starts_with("INSERT INTO call_events (id, source, dedupe_key,"));
         assert!(sql.contains("raw::jsonb FROM UNNEST($4::uuid[], $5::text[]"));
-        assert!(sql.ends_with("ON CONFLICT (id) DO NOTHING RETURNING id"));
+        assert!(sql.ends_with("ON CONFLICT DO NOTHING RETURNING id"));
     }
 
     #[test]
     fn a_guarded_unnest_insert_binds_one_more_array_and_filters_on_it() {
         let mut param = 4;
         let sql = CDRS.unnest_insert_guarded(&mut param, Some("n"));
-        assert_eq!(param, 4 + 48 + 1);
-        assert!(sql.contains(", $53::uuid[]) AS u("), "{sql}");
+        assert_eq!(param, 4 + 50 + 1);
+        assert!(sql.contains(", $55::uuid[]) AS u("), "{sql}");
         assert!(
             sql.contains(", guard) WHERE guard IS NULL OR guard IN (SELECT id FROM n) ON CONFLICT"),
             "{sql}"

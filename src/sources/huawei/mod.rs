@@ -312,7 +312,7 @@ fn parse_fee(raw: &RawValue, index: usize, ctx: &ParseContext) -> Result<Cdr, Re
         || times.fwd_start.is_some()
         || times.fwd_alerting.is_some()
         || times.fwd_answer.is_some();
-    let derived = times.derive(callback);
+    let derived = times.derive(callback, ctx.received_at);
     let icid = fee.icid.filter(|s| !s.trim().is_empty());
     let dedupe_key = Cdr::dedupe_key(icid.as_deref(), &session_id);
     Ok(Cdr {
