@@ -104,6 +104,11 @@ pub struct SourceConfig {
     pub rate_limit: Option<RateLimit>,
     /// What the platform kind alone needs.
     pub options: KindOptions,
+    /// The country of the numbers this platform sends without a country code (ISO 3166-1,
+    /// e.g. `CN`): they are stored and published in E.164 (`075512345678` → `+8675512345678`),
+    /// so that they match the same line's numbers from other platforms. Unset: national
+    /// numbers are kept as sent (compacted). The raw record keeps the original either way.
+    pub default_region: Option<crate::domain::Region>,
 }
 
 /// Settings of one kind of source.
@@ -241,6 +246,7 @@ pub struct SourceTable {
     type_pointer: Option<String>,
     rate_limit: Option<u32>,
     rate_burst: Option<u32>,
+    default_region: Option<String>,
 }
 
 const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
@@ -473,6 +479,15 @@ impl TryFrom<SourceTable> for SourceConfig {
                 })
             }
         };
+        let default_region = match t.default_region.take() {
+            None => None,
+            Some(code) => Some(code.parse::<crate::domain::Region>().map_err(|_| {
+                key_error(
+                    "default_region",
+                    format!("{code:?} is not an ISO 3166-1 country code (e.g. CN, US, GB)"),
+                )
+            })?),
+        };
         // Whatever is left was written for another auth mode or another kind of source.
         if let Some(key) = t.first_key() {
             return Err(KeyError {
@@ -488,6 +503,7 @@ impl TryFrom<SourceTable> for SourceConfig {
             auth,
             rate_limit,
             options,
+            default_region,
         })
     }
 }
@@ -564,6 +580,7 @@ impl From<SourceConfig> for SourceTable {
             }
             KindOptions::StandardWebhooks { type_pointer } => t.type_pointer = Some(type_pointer),
         }
+        t.default_region = c.default_region.map(|r| r.as_ref().to_owned());
         if let Some(r) = c.rate_limit {
             t.rate_limit = Some(r.per_second.get());
             t.rate_burst = Some(r.burst.get());

@@ -17,7 +17,7 @@ pub use acs::{AcsCallEvent, ChatEvent, EventHeader, PhoneEvent, WebhookEvent};
 pub use call_event::{CallEvent, CallEventType};
 pub use cdr::{Cdr, CdrFlag, CdrTimes};
 pub use outbox::{OutboxEntry, StoredRecord};
-pub use phone::PhoneNumber;
+pub use phone::{PhoneNumber, Region};
 pub use record::{
     DeadLetter, DeadLetterScope, Handshake, Nonce, Outcome, Record, RecordKind, RecordMeta,
 };

@@ -1,4 +1,7 @@
 use serde::{Deserialize, Serialize};
+
+/// A country of numbers sent without a country code (ISO 3166-1 alpha-2, e.g. `CN`).
+pub type Region = phonenumber::country::Id;
 use std::fmt;
 
 /// A phone number as the platform sent it, normalised where that is safe.
@@ -36,6 +39,28 @@ impl PhoneNumber {
             (false, _) => trimmed.to_owned(),
         };
         Some(Self(value))
+    }
+
+    /// [`parse_lenient`](Self::parse_lenient), then a national number (no `+`, no `00`) of
+    /// `region` in E.164 (`075512345678` in CN → `+8675512345678`), when the region's numbering
+    /// plan says it is a valid number there. Anything else (short codes, extensions, numbers
+    /// not valid in the region) is kept as `parse_lenient` gives it: better unjoined than
+    /// wrongly joined.
+    pub fn parse_in(raw: &str, region: Option<Region>) -> Option<Self> {
+        let lenient = Self::parse_lenient(raw)?;
+        let Some(region) = region else {
+            return Some(lenient);
+        };
+        let national = lenient.0.bytes().all(|b| b.is_ascii_digit());
+        if !national {
+            return Some(lenient);
+        }
+        match phonenumber::parse(Some(region), &lenient.0) {
+            Ok(number) if number.is_valid() => Some(Self(
+                number.format().mode(phonenumber::Mode::E164).to_string(),
+            )),
+            _ => Some(lenient),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -82,5 +107,51 @@ mod tests {
     fn blank_is_absent() {
         assert_eq!(norm(""), None);
         assert_eq!(norm("   "), None);
+    }
+
+    fn in_region(raw: &str, region: &str) -> Option<String> {
+        PhoneNumber::parse_in(raw, Some(region.parse().unwrap())).map(|p| p.as_str().to_owned())
+    }
+
+    #[test]
+    fn national_numbers_take_the_region_s_country_code() {
+        // A Shenzhen landline and a mobile, as a Chinese platform may send them.
+        assert_eq!(
+            in_region("(0755) 1234.5678", "CN").as_deref(),
+            Some("+8675512345678")
+        );
+        assert_eq!(
+            in_region("13800000022", "CN").as_deref(),
+            Some("+8613800000022")
+        );
+        // The same line sent in E.164 by another platform: the same text.
+        assert_eq!(
+            in_region("+86 138-0000-0022", "CN").as_deref(),
+            Some("+8613800000022")
+        );
+        assert_eq!(
+            in_region("020 7946 0018", "GB").as_deref(),
+            Some("+442079460018")
+        );
+        assert_eq!(
+            in_region("(415) 555-2671", "US").as_deref(),
+            Some("+14155552671")
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_valid_national_number_is_kept() {
+        // A short code, an extension, a SIP URI: as parse_lenient gives them.
+        assert_eq!(in_region("10086", "CN").as_deref(), Some("10086"));
+        assert_eq!(in_region("8001", "CN").as_deref(), Some("8001"));
+        assert_eq!(
+            in_region("sip:8001@pbx.example", "CN").as_deref(),
+            Some("sip:8001@pbx.example")
+        );
+        // No region: national numbers are only compacted.
+        assert_eq!(
+            PhoneNumber::parse_in("0755 1234 5678", None).map(|p| p.as_str().to_owned()),
+            Some("075512345678".into())
+        );
     }
 }

@@ -41,6 +41,8 @@ pub struct Source {
     pub options: KindOptions,
     /// Requests per second the source may send, if limited.
     pub rate_limiter: Option<governor::DefaultDirectRateLimiter>,
+    /// The country of its national numbers (stored in E.164).
+    pub default_region: Option<crate::domain::Region>,
 }
 
 impl Source {
@@ -102,6 +104,7 @@ impl Source {
             kind: config.kind,
             auth,
             options: config.options.clone(),
+            default_region: config.default_region,
             rate_limiter: config.rate_limit.map(|limit| {
                 governor::RateLimiter::direct(
                     governor::Quota::per_second(limit.per_second).allow_burst(limit.burst),
@@ -170,8 +173,24 @@ impl Source {
         })
     }
 
-    /// Parses a body of this source's platform.
+    /// Parses a body of this source's platform, its national numbers in E.164 where the
+    /// source has a default region.
     pub fn parse(
+        &self,
+        body: &[u8],
+        headers: &HeaderMap,
+        received_at: DateTime<Utc>,
+    ) -> Result<Delivery, Rejection> {
+        let mut delivery = self.parse_as_sent(body, headers, received_at)?;
+        if let (Some(region), Delivery::Records(parsed)) = (self.default_region, &mut delivery) {
+            for record in &mut parsed.records {
+                record.localize_numbers(region);
+            }
+        }
+        Ok(delivery)
+    }
+
+    fn parse_as_sent(
         &self,
         body: &[u8],
         headers: &HeaderMap,

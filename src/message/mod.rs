@@ -68,6 +68,39 @@ mod tests {
     }
 
     #[test]
+    fn a_rebuilt_message_writes_numbers_in_the_region_the_live_one_did() {
+        let body = fixture("fee")
+            .replace("\"+8613800000022\"", "\"138 0000 0022\"")
+            .replace("\"+8675512345678\"", "\"(0755) 1234-5678\"");
+        let cn: crate::domain::Region = "CN".parse().unwrap();
+        let mut records = parse(&body);
+        records[0].localize_numbers(cn);
+        let live = encode(&records[0]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&live.payload).unwrap();
+        assert_eq!(v["data"]["caller_num"], "+8613800000022");
+        assert_eq!(v["data"]["bind_num"], "+8675512345678");
+        let Record::Cdr(cdr) = &records[0] else {
+            panic!("a CDR")
+        };
+        assert!(
+            cdr.raw.contains("\"138 0000 0022\""),
+            "raw keeps what was sent"
+        );
+        let stored = crate::domain::StoredRecord {
+            id: live.id,
+            source: "hw".into(),
+            received_at: "2026-11-21T08:00:00Z".parse().unwrap(),
+            event_type: None,
+            raw: cdr.raw.clone(),
+        };
+        let rebuilt = rebuild(RecordKind::Cdr, &stored, Some(cn)).unwrap();
+        assert_eq!(rebuilt.payload, live.payload);
+        // Without the region the numbers would differ from the live message's.
+        let unlocalized = rebuild(RecordKind::Cdr, &stored, None).unwrap();
+        assert_ne!(unlocalized.payload, live.payload);
+    }
+
+    #[test]
     fn headers_follow_the_cloudevents_kafka_binding() {
         let records = parse(&fixture("disconnect"));
         let entry = encode(&records[0]).unwrap();

@@ -2,14 +2,19 @@
 
 use super::encode;
 use crate::config::SourceKind;
-use crate::domain::{OutboxEntry, RecordKind, StoredRecord};
+use crate::domain::{OutboxEntry, RecordKind, Region, StoredRecord};
 use crate::sources::{acs, huawei, ParseContext};
 
 /// The message of a stored record, rebuilt from the JSON it was received as: the one first
 /// published (same id, key and value), as catch-up and `ringback replay` send it, read by the
 /// parser of the platform that produces its kind ([`SourceKind::producing`]). Fails, with the reason, when the JSON no
 /// longer parses or no longer gives the record's id.
-pub fn rebuild(kind: RecordKind, stored: &StoredRecord) -> Result<OutboxEntry, String> {
+/// `region` is its source's default region, which the live message's numbers were written in.
+pub fn rebuild(
+    kind: RecordKind,
+    stored: &StoredRecord,
+    region: Option<Region>,
+) -> Result<OutboxEntry, String> {
     let ctx = ParseContext {
         source: stored.source.as_str().into(),
         received_at: stored.received_at,
@@ -23,6 +28,10 @@ pub fn rebuild(kind: RecordKind, stored: &StoredRecord) -> Result<OutboxEntry, S
         }
     }
     .map_err(|r| format!("record {} no longer parses: {}", stored.id, r.message))?;
+    let mut record = record;
+    if let Some(region) = region {
+        record.localize_numbers(region);
+    }
     let entry = encode(&record).ok_or_else(|| format!("record {} has no message", stored.id))?;
     if entry.id != stored.id {
         return Err(format!(

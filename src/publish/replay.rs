@@ -65,7 +65,8 @@ pub async fn replay(
                 ),
                 _ => {}
             }
-            entries.push(message::rebuild(range.kind, stored).map_err(anyhow::Error::msg)?);
+            let region = sources.get(&stored.source).and_then(|s| s.default_region);
+            entries.push(message::rebuild(range.kind, stored, region).map_err(anyhow::Error::msg)?);
         }
         let deliveries = entries.iter().map(|entry| {
             let record = FutureRecord::to(&topic)

@@ -131,6 +131,13 @@ impl Application {
         if !store.set_owner(instance) {
             tracing::warn!("the store was named before; outbox entries keep that name");
         }
+        store.set_regions(
+            config
+                .sources
+                .iter()
+                .filter_map(|(name, s)| s.default_region.map(|r| (name.clone(), r)))
+                .collect(),
+        );
         let stop = CancellationToken::new();
         let (batcher_stage, publisher_stage, background) =
             (Stage::new(&stop), Stage::new(&stop), Stage::new(&stop));

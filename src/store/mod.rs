@@ -126,6 +126,11 @@ pub trait Store: Send + Sync + 'static {
     /// store. Returns false when it was set already.
     fn set_owner(&self, owner: Uuid) -> bool;
 
+    /// The default regions of the sources (`sources.<name>.default_region`), which the
+    /// messages rebuilt from stored records write their numbers in, as the live ones did. Set
+    /// once, at start; the default ignores them (stores that never rebuild a message).
+    fn set_regions(&self, _regions: Regions) {}
+
     /// Partitions, retention and rollups on this store's database (`None`: a store of tests).
     fn maintainer(&self) -> Option<maintain::Maintainer> {
         None
@@ -172,6 +177,9 @@ pub struct Backlog {
 /// Huawei's code tables, upserted after the schema migrations on both databases (one copy of
 /// the data for both dialects; a corrected meaning reaches existing databases).
 pub(crate) const LOOKUPS: &str = include_str!("lookups.sql");
+
+/// Each source's default region (see [`Store::set_regions`]).
+pub type Regions = std::collections::HashMap<String, crate::domain::Region>;
 
 /// Opens the store `config.url` names.
 pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreError> {

@@ -25,6 +25,8 @@ pub struct PgStore {
     pool: PgPool,
     /// The replica's mark on the outbox entries it commits (see [`Store::set_owner`]).
     owner: std::sync::OnceLock<Uuid>,
+    /// The sources' default regions, for rebuilt messages (see [`Store::set_regions`]).
+    regions: std::sync::OnceLock<super::Regions>,
 }
 
 impl PgStore {
@@ -50,6 +52,7 @@ impl PgStore {
         Self {
             pool,
             owner: std::sync::OnceLock::new(),
+            regions: std::sync::OnceLock::new(),
         }
     }
 
@@ -213,7 +216,7 @@ impl Store for PgStore {
         for row in &rows {
             let id: &str = row.try_get("id")?;
             let id = Uuid::parse_str(id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            match claimed_entry(id, row) {
+            match claimed_entry(id, row, self.regions.get()) {
                 Ok(entry) => claimed.push(entry),
                 // Never publishable: kept with the reason (`/readyz`, `ringback_outbox_failed`)
                 // instead of being claimed again and again.
@@ -274,6 +277,10 @@ impl Store for PgStore {
         self.owner.set(owner).is_ok()
     }
 
+    fn set_regions(&self, regions: super::Regions) {
+        let _ = self.regions.set(regions);
+    }
+
     fn maintainer(&self) -> Option<super::maintain::Maintainer> {
         Some(super::maintain::Maintainer::Postgres(self.pool.clone()))
     }
@@ -313,7 +320,11 @@ impl Store for PgStore {
 
 /// The entry a claimed outbox row stands for, its value rebuilt from the record's row when it
 /// was stored without one; the reason when it cannot be published.
-fn claimed_entry(id: Uuid, row: &PgRow) -> Result<OutboxEntry, String> {
+fn claimed_entry(
+    id: Uuid,
+    row: &PgRow,
+    regions: Option<&super::Regions>,
+) -> Result<OutboxEntry, String> {
     let kind: &str = row.get("kind");
     let kind =
         RecordKind::from_name(kind).ok_or_else(|| format!("unknown record kind {kind:?}"))?;
@@ -329,7 +340,8 @@ fn claimed_entry(id: Uuid, row: &PgRow) -> Result<OutboxEntry, String> {
             event_type: row.get("event_type"),
             raw,
         };
-        return message::rebuild(kind, &stored);
+        let region = regions.and_then(|r| r.get(&stored.source)).copied();
+        return message::rebuild(kind, &stored, region);
     };
     Ok(OutboxEntry {
         id,

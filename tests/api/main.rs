@@ -9,6 +9,7 @@ mod fleet;
 mod hostile;
 mod huawei;
 mod limits;
+mod numbers;
 mod rejects;
 mod simulate;
 mod standard_webhooks;
