@@ -799,3 +799,152 @@ both_stores!(
     a_crash_between_commit_and_delivery_loses_nothing,
     replay_resends_exactly_a_time_range,
 );
+
+/// The ClickHouse path (deploy/clickhouse): the messages a real ringback run published to a
+/// real broker, fed to schema.sql in chDB (in-process ClickHouse, from PyPI; `.ci/run`
+/// installs it), give the same rollups as PostgreSQL's, with some messages delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_rollups_from_the_topics_equal_postgres() {
+    const TZ: &str = "Asia/Shanghai";
+    let (tansu, prefix, topics) = tansu_with_topics().await;
+    let kafka = kafka_tweak(&tansu.bootstrap, &prefix);
+    let app = spawn_app_with(
+        Backend::Postgres,
+        move |c: &mut Config| {
+            kafka(c);
+            c.report.timezone = TZ.into();
+        },
+        None,
+    )
+    .await;
+    // Three days of fee pushes at several hours, with varied fields, a retry of each third
+    // push, and disconnects with several state codes.
+    let first = Utc.with_ymd_and_hms(2026, 11, 20, 15, 30, 0).unwrap();
+    for n in 0..18u64 {
+        let end = first + chrono::Duration::minutes(n as i64 * 217);
+        let mut body = sample::fee_body(500 + n, 1 + (n as usize * 7) % 50, end);
+        for (i, info) in body["feeLst"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .enumerate()
+        {
+            info["appKey"] = serde_json::json!(["app-a", "app-b"][(i + n as usize) % 2]);
+            info["direction"] = serde_json::json!((i / 3) % 2);
+        }
+        for _ in 0..(1 + u64::from(n % 3 == 0)) {
+            assert_eq!(
+                app.post_with("open", body.to_string(), &[]).await.status(),
+                200
+            );
+        }
+        let mut status = sample::status_body("disconnect", &format!("ch-{n}"), end);
+        status["statusInfo"]["stateCode"] = serde_json::json!([0, 3, 4][n as usize % 3]);
+        assert_eq!(
+            app.post_with("open", status.to_string(), &[])
+                .await
+                .status(),
+            200
+        );
+    }
+    let (cdrs, events) = (
+        app.db.count("cdrs").await,
+        app.db.count("call_events").await,
+    );
+    let wait = Duration::from_secs(60);
+    let cdr_msgs = consume(&tansu.bootstrap, &topics.topic("cdr"), cdrs as usize, wait).await;
+    let status_msgs = consume(
+        &tansu.bootstrap,
+        &topics.topic("call-status"),
+        events as usize,
+        wait,
+    )
+    .await;
+    let store = app.db.store().await;
+    store.maintainer().unwrap().fold_rollups(TZ).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, msgs: &[&Consumed]| {
+        let path = dir.path().join(name);
+        let lines: Vec<String> = msgs.iter().map(|m| m.value.to_string()).collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path.display().to_string()
+    };
+    let all_cdrs: Vec<&Consumed> = cdr_msgs.iter().collect();
+    let all_status: Vec<&Consumed> = status_msgs.iter().collect();
+    // At least once: a consumer that reads some messages again.
+    let again: Vec<&Consumed> = cdr_msgs
+        .iter()
+        .step_by(5)
+        .chain(status_msgs.iter().step_by(4))
+        .collect();
+    let files = [
+        write("cdr.jsonl", &all_cdrs),
+        write("call-status.jsonl", &all_status),
+        write("redelivered.jsonl", &again),
+    ];
+    let python = std::env::var("RINGBACK_CHDB_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/ringback-tools/chdb-venv/bin/python",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(&python)
+        .arg(format!("{root}/tests/clickhouse/rollups.py"))
+        .arg(format!("{root}/deploy/clickhouse/schema.sql"))
+        .arg(TZ)
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| panic!("{python} (chDB; .ci/run installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "chDB: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut clickhouse: HashMap<String, Vec<String>> = HashMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let (table, row) = line.split_once('\t').unwrap();
+        clickhouse.entry(table.into()).or_default().push(row.into());
+    }
+    let postgres = [
+        (
+            "cdr_hourly",
+            "to_char(hour, 'YYYY-MM-DD HH24:MI:SS'), source, app_key, service_type, direction, \
+             calls, answered, talk_seconds, billable_minutes, ring_seconds, ring_calls, \
+             pdd_seconds, pdd_calls, flagged",
+        ),
+        (
+            "cdr_daily",
+            "day, source, app_key, service_type, direction, calls, answered, talk_seconds, \
+             billable_minutes, ring_seconds, ring_calls, pdd_seconds, pdd_calls, flagged",
+        ),
+        (
+            "cdr_numbers_daily",
+            "day, source, role, number, calls, answered, talk_seconds, billable_minutes",
+        ),
+        ("hangup_causes_daily", "day, source, kind, code, calls"),
+    ];
+    for (table, fields) in postgres {
+        let mut pg: Vec<String> = app
+            .db
+            .rows(&format!("SELECT concat_ws('|', {fields}) FROM {table}"))
+            .await
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect();
+        pg.sort();
+        let mut ch = clickhouse.remove(table).unwrap_or_default();
+        ch.sort();
+        assert!(!pg.is_empty(), "{table}: the run filled it");
+        assert_eq!(ch, pg, "{table}: ClickHouse's rollup equals PostgreSQL's");
+    }
+    let counts = clickhouse.remove("count").unwrap();
+    assert!(counts.contains(&format!("cdrs|{cdrs}")), "{counts:?}");
+    assert!(
+        counts.contains(&format!("call_events|{events}")),
+        "{counts:?}"
+    );
+    store.close().await;
+    app.stop().await;
+}
