@@ -322,6 +322,17 @@ impl Publisher {
                     if self.inject_fatal.swap(false, Ordering::Relaxed) {
                         self.raise_fatal_error();
                     }
+                    // A producer with a fatal error never sends again: replace it now, not
+                    // when a delivery happens to fail or the stall bound passes.
+                    if self.restart.is_none() {
+                        if let Some((code, reason)) = self.fatal_error() {
+                            tracing::error!(?code, reason, "the Kafka producer hit a fatal error; it will be replaced");
+                            self.restart = Some(Restart::Fatal);
+                            if self.mode == Mode::Live {
+                                self.set_mode(Mode::CatchingUp);
+                            }
+                        }
+                    }
                     if self.mode == Mode::Live {
                         if self.inflight.is_empty() {
                             self.progressed();
@@ -571,9 +582,13 @@ impl Publisher {
     /// deliveries report as failed, and the entries wait in the outbox); it is dropped off
     /// the runtime's threads, since dropping joins librdkafka's.
     fn restart_producer(&mut self) {
+        // A fatal error is why, whatever was noticed first (reports that never came, a
+        // stall): the producer could never have sent again.
+        let fatal = self.fatal_error().is_some();
         let (Some(reason), Some(producer)) = (self.restart.take(), self.producer.as_mut()) else {
             return;
         };
+        let reason = if fatal { Restart::Fatal } else { reason };
         match (producer.make)() {
             Ok(new) => {
                 let old = std::mem::replace(&mut producer.current, new);
