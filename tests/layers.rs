@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     "batch",
     "publish",
     "spool",
+    "maintenance",
     "store",
     "message",
     "sources",
