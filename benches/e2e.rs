@@ -10,6 +10,8 @@
 //! `RINGBACK_BENCH_ROUNDS` the number of fee rounds (default 5: this shared VM is noisy, and
 //! the median of more rounds moves less). `RINGBACK_BENCH_SERVER_BIN=PATH` runs another server
 //! binary (an older build) against the same load, to compare two builds on one machine.
+//! `RINGBACK_BENCH_SQL` runs SQL on the PostgreSQL database once the server has migrated it (a
+//! schema variant, e.g. the rollup triggers disabled).
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -578,6 +580,15 @@ async fn bench() {
                 .unwrap_or(0)
         }) as std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>>
     };
+    // A variant of the schema to measure, e.g. without the rollup triggers:
+    // RINGBACK_BENCH_SQL='ALTER TABLE cdrs DISABLE TRIGGER cdrs_rollup_queue; …'.
+    if let Ok(sql) = std::env::var("RINGBACK_BENCH_SQL") {
+        sqlx::raw_sql(&sql)
+            .execute(&pool)
+            .await
+            .expect("RINGBACK_BENCH_SQL");
+        eprintln!("schema variant: {sql}");
+    }
     let _ = load(&server, "fee", 4, None, 9).await; // warm-up (its rows are not counted)
     let warm_drain = drained(&pending).await;
     let warm_ids = ids_in(&pool, "cdrs").await;
