@@ -359,12 +359,23 @@ async fn maintain(
         .maintainer()
         .context("this store has no maintenance")?;
     let timezone = config.report.timezone.clone();
+    let retention_cdrs = config.retention.cdrs;
     let maintenance = ringback::maintenance::Maintenance::new(
         maintainer.clone(),
         std::sync::Arc::new(config),
         std::sync::Arc::new(ringback::metrics::Metrics::new()),
     );
     maintenance.check().await?;
+    if let (Some(since), Some(keep)) = (rebuild_since, retention_cdrs) {
+        let oldest = (Utc::now() - chrono::Duration::from_std(keep)?).date_naive();
+        if since < oldest {
+            anyhow::bail!(
+                "--since {since}: retention.cdrs has dropped (or will drop) CDRs before \
+                 {oldest}; a rebuild would recompute those days from the rows that are left, \
+                 and the rollups are all that is kept of them. Rebuild from {oldest} on"
+            );
+        }
+    }
     let round = maintenance.partitions().await;
     for (table, n) in &round.made {
         println!("{table}: {n} partitions made");
@@ -378,8 +389,7 @@ async fn maintain(
     for (table, rows) in round.default_rows.iter().filter(|(_, n)| *n > 0) {
         println!("{table}: {rows} rows in {table}_default (no monthly partition holds their time)");
     }
-    let folded = maintenance.rollups().await.map_err(anyhow::Error::msg)?;
-    println!("rollups: {folded} rows folded");
+    println!("rollups: {} rows folded", round.folded);
     if let Some(since) = rebuild_since {
         let until = until.unwrap_or_else(|| (Utc::now() + chrono::Duration::days(2)).date_naive());
         let rebuilt = maintainer

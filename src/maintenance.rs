@@ -16,6 +16,8 @@ use crate::store::maintain::{Expired, Maintainer};
 pub struct Round {
     /// Partitions made, per table.
     pub made: Vec<(&'static str, i32)>,
+    /// Rows folded into the rollups before retention ran.
+    pub folded: u64,
     pub expired: Vec<Expired>,
     /// Rows in each table's default partition.
     pub default_rows: Vec<(&'static str, i64)>,
@@ -39,7 +41,8 @@ impl Maintenance {
         }
     }
 
-    /// Makes partitions ahead, applies retention and reads the default partitions.
+    /// Makes partitions ahead, folds what is queued into the rollups (before retention can
+    /// drop the rows it needs), applies retention and reads the default partitions.
     pub async fn partitions(&self) -> Round {
         let now = Utc::now();
         let mut round = Round::default();
@@ -60,6 +63,14 @@ impl Maintenance {
                     self.metrics.maintenance_failed("partitions");
                     round.failed.push((format!("partitions of {table}"), e));
                 }
+            }
+        }
+        match self.rollups().await {
+            Ok(folded) => round.folded = folded,
+            Err(e) => {
+                // Retention would drop rows the rollups have not counted yet.
+                round.failed.push(("rollups (retention skipped)".into(), e));
+                return round;
             }
         }
         match self

@@ -482,3 +482,88 @@ async fn the_migration_makes_partitions_around_today() {
     store.close().await;
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_made_by_two_replicas_at_once_are_made_once() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let (store, a) = store_of(&db).await;
+    let (_other, b) = store_of(&db).await;
+    let when = at("2030-06-15T00:00:00Z"); // months no partition exists for yet
+    let (made_a, made_b) = tokio::join!(a.ensure_partitions(when, 2), b.ensure_partitions(when, 2));
+    let mut total = 0;
+    for (table, made) in made_a.into_iter().chain(made_b) {
+        total += made.unwrap_or_else(|e| panic!("{table}: {e}"));
+    }
+    // May to August 2030, for each of the 8 tables, each made by one of them.
+    assert_eq!(total, 4 * 8);
+    assert_eq!(
+        db.scalar_i64(
+            "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname LIKE '%\\_p2030\\_0%'"
+        )
+        .await,
+        4 * 8
+    );
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// `ringback maintain`, as cron runs it: partitions, a fold, retention (after the fold: the
+/// rollups keep what the dropped rows counted), a rebuild refused where retention dropped the
+/// rows, and exit 1 naming the key when the time zone is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maintain_command_reports_what_it_did() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let (store, m) = store_of(&db).await;
+    partitions_from_august(&m).await;
+    let august = parse(&fee(7, 20, at("2026-08-10T08:00:00Z")), Utc::now());
+    store.commit(&august, &[]).await.unwrap();
+    let run = |timezone: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ringback"))
+            .arg("maintain")
+            .args(args)
+            .env("RINGBACK__DATABASE__URL", &db.database_config().url)
+            .env("RINGBACK__RETENTION__CDRS", "60d")
+            .env("RINGBACK__REPORT__TIMEZONE", timezone)
+            .env("RINGBACK__LOG__LEVEL", "error")
+            .output()
+            .unwrap()
+    };
+    let out = run("Asia/Shanghai", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rollups: 20 rows folded"), "{stdout}");
+    assert!(stdout.contains("cdrs: dropped cdrs_p2026_08"), "{stdout}");
+    assert_eq!(db.count("cdrs").await, 0);
+    // The rollups outlive the raw rows: August's CDRs were folded before their partition went.
+    assert_eq!(
+        db.scalar_i64("SELECT sum(calls)::bigint FROM cdr_daily")
+            .await,
+        20
+    );
+    // A rebuild of days retention has emptied would lose them: refused.
+    let out = run(
+        "Asia/Shanghai",
+        &["--rebuild-rollups", "--since", "2026-08-01"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("retention.cdrs has dropped"), "{stderr}");
+    assert_eq!(
+        db.scalar_i64("SELECT sum(calls)::bigint FROM cdr_daily")
+            .await,
+        20
+    );
+    let out = run("Asia/Shangai", &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("report.timezone \"Asia/Shangai\""),
+        "{stderr}"
+    );
+    store.close().await;
+    db.drop_db().await;
+}
