@@ -26,9 +26,19 @@ pub struct EventHeader {
 }
 
 impl EventHeader {
-    /// Dedupe key: the event id, which Event Grid keeps across redeliveries.
-    pub fn dedupe_key(event_id: &str) -> String {
-        format!("event:{event_id}")
+    /// Dedupe key: the event's identity as its specification defines it, the id within its
+    /// `scope`: CloudEvents' `source`, Event Grid's `topic` (both keep it across
+    /// redeliveries). Two events of one id from different scopes are two events. Without a
+    /// scope (Standard Webhooks, whose id is unique per endpoint) the id alone.
+    pub fn dedupe_key(scope: Option<&str>, event_id: &str) -> String {
+        match scope {
+            // `|` ends the scope: escaped within it (and `%`, so that the escape is one).
+            Some(scope) => format!(
+                "event:{}|{event_id}",
+                scope.replace('%', "%25").replace('|', "%7C")
+            ),
+            None => format!("event:{event_id}"),
+        }
     }
 }
 

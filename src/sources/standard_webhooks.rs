@@ -45,7 +45,7 @@ pub fn parse_body(
         meta: RecordMeta::new(
             ctx.source.clone(),
             RecordKind::WebhookEvent,
-            EventHeader::dedupe_key(h.id),
+            EventHeader::dedupe_key(None, h.id),
             ctx.received_at,
         ),
         event_id: h.id.to_owned(),

@@ -91,14 +91,17 @@ async fn expired_nonces_are_purged() {
         app.post_signed(fixture("huawei/fee.json")).await.status(),
         200
     );
-    app.db
-        .execute("INSERT INTO nonces VALUES (gen_random_uuid(), gen_random_uuid(), 'hw', 'old', now() - interval '1 minute')")
+    // Stopped first: its own purge (every minute, the first at start) must not take the
+    // expired nonce before this test's does.
+    let db = app.stop_keep_db().await;
+    db.execute("INSERT INTO nonces VALUES (gen_random_uuid(), gen_random_uuid(), 'hw', 'old', now() - interval '1 minute')")
         .await;
-    let store = app.db.store().await;
+    let store = db.store().await;
     let purged = store.purge_nonces(chrono::Utc::now()).await.unwrap();
     assert_eq!(purged, 1);
-    assert_eq!(app.db.count("nonces").await, 1);
-    app.stop().await;
+    assert_eq!(db.count("nonces").await, 1, "the push's live nonce is kept");
+    store.close().await;
+    db.drop_db().await;
 }
 
 /// On shutdown with `http.drain_delay`, `/readyz` answers 503 `draining` at once while pushes

@@ -33,7 +33,9 @@ struct Envelope<'a> {
     #[serde(rename = "eventTime")]
     event_time: Option<String>,
     subject: Option<String>,
+    topic: Option<String>,
     // CloudEvents 1.0
+    source: Option<String>,
     specversion: Option<String>,
     #[serde(rename = "type")]
     ce_type: Option<String>,
@@ -192,16 +194,19 @@ fn parse_event(raw: &RawValue, at: &str, ctx: &ParseContext) -> Result<Parsed1, 
                 Some(join_path(at, time_field)),
             ))
         })?,
-        // CloudEvents `time` is optional.
-        None if cloudevents => ctx.received_at,
+        // CloudEvents `time` is optional. The time a record is stored under must be its own
+        // (a redelivery, received later, must land beside its first copy): none, 1970-01-01,
+        // the default partition (README, Analytics).
+        None if cloudevents => DateTime::UNIX_EPOCH,
         None => return Err(fail(missing(at, time_field))),
     };
     let data = data_value(env.data, at).map_err(fail)?;
+    let scope = if cloudevents { env.source } else { env.topic }.filter(|s| !s.is_empty());
     let header = EventHeader {
         meta: RecordMeta::new(
             ctx.source.clone(),
             kind,
-            EventHeader::dedupe_key(&event_id),
+            EventHeader::dedupe_key(scope.as_deref(), &event_id),
             ctx.received_at,
         ),
         event_id,

@@ -116,3 +116,91 @@ fn stored_events_rebuild_with_the_same_id() {
     let again = parse_stored(&e.header.raw, &ctx()).unwrap();
     assert_eq!(again.id(), p.records[0].id());
 }
+
+/// CloudEvents identifies an event by (`source`, `id`), Event Grid by (`topic`, `id`): Call
+/// Automation sends callbacks of different calls (sources) that share an id, and each is an
+/// event of its own; the same (source, id) again is a redelivery.
+#[test]
+fn an_event_is_its_id_within_its_source_or_topic() {
+    let ce = |source: &str, t: &str| {
+        json!({"specversion": "1.0", "id": "shared-id", "source": source,
+               "type": format!("Microsoft.Communication.{t}"),
+               "time": "2024-01-02T03:04:05Z", "data": {}})
+    };
+    let p = records(&json!([
+        ce("calling/callConnections/a", "PlayCompleted"),
+        ce("calling/callConnections/b", "PlayFailed"),
+        ce("calling/callConnections/c", "RecognizeFailed"),
+        ce("calling/callConnections/a", "PlayCompleted"),
+    ]));
+    let ids: Vec<_> = p.records.iter().map(Record::id).collect();
+    assert_ne!(ids[0], ids[1]);
+    assert_ne!(ids[1], ids[2]);
+    assert_ne!(ids[0], ids[2]);
+    assert_eq!(ids[0], ids[3], "the same source and id: one event");
+    let Record::AcsCall(e) = &p.records[0] else {
+        panic!()
+    };
+    assert_eq!(
+        e.header.meta.dedupe_key,
+        "event:calling/callConnections/a|shared-id"
+    );
+    // Event Grid: the topic scopes the id; a `|` in it cannot fake another scope.
+    let eg_in = |topic: &str, id: &str| {
+        let mut e = eg(
+            "Microsoft.Communication.SomethingNew",
+            "2024-01-02T03:04:05Z",
+            json!({}),
+        );
+        e["topic"] = json!(topic);
+        e["id"] = json!(id);
+        e
+    };
+    let p = records(&json!([
+        eg_in("/t1", "x"),
+        eg_in("/t2", "x"),
+        eg_in("/t1|x", "y"),
+        eg_in("/t1", "x|y")
+    ]));
+    let keys: Vec<_> = p
+        .records
+        .iter()
+        .map(|r| match r {
+            Record::Webhook(e) => e.header.meta.dedupe_key.clone(),
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "event:/t1|x",
+            "event:/t2|x",
+            "event:/t1%7Cx|y",
+            "event:/t1|x|y"
+        ]
+    );
+}
+
+/// A CloudEvent without `time` is stored under 1970-01-01, not when it arrived: its
+/// redelivery, received later, is the same row in the same partition.
+#[test]
+fn a_cloudevent_without_time_keeps_one_time() {
+    let body = json!({"specversion": "1.0", "id": "no-time", "source": "/s",
+                      "type": "Microsoft.Communication.CallConnected", "data": {}});
+    let at = |h| ParseContext {
+        source: "acs".into(),
+        received_at: Utc.with_ymd_and_hms(2024, 1, 2, h, 0, 0).unwrap(),
+    };
+    let parse = |ctx: &ParseContext| match parse_body(body.to_string().as_bytes(), ctx).unwrap() {
+        Delivery::Records(p) => p.records,
+        Delivery::Validation { .. } => panic!(),
+    };
+    let (first, later) = (parse(&at(3)), parse(&at(9)));
+    let time = |r: &Record| match r {
+        Record::AcsCall(e) => e.header.occurred_at,
+        _ => panic!(),
+    };
+    assert_eq!(first[0].id(), later[0].id());
+    assert_eq!(time(&first[0]), time(&later[0]));
+    assert_eq!(time(&first[0]), chrono::DateTime::UNIX_EPOCH);
+}
