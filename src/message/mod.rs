@@ -10,7 +10,7 @@ mod schema;
 
 pub use headers::{ce_source, ce_type, headers};
 pub use rebuild::rebuild;
-pub use schema::{encode, SCHEMA};
+pub use schema::{encode, json_schema, SCHEMA};
 
 use crate::domain::RecordKind;
 

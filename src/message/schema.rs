@@ -3,6 +3,7 @@
 //! schema version.
 
 use chrono::{DateTime, SubsecRound, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -16,14 +17,23 @@ use crate::domain::{
 /// The value's `schema` field.
 pub const SCHEMA: &str = "ringback.record.v1";
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 struct Envelope<'a, T> {
+    /// Always `ringback.record.v1`: fields may be added within a version, never renamed or
+    /// retyped.
     schema: &'static str,
+    /// The record id (UUIDv5 of source, kind and dedupe key), also the `ce_id` header: the same
+    /// record always has the same id, so consumers dedupe on it.
     id: Uuid,
+    /// The record kind, one per topic.
     kind: &'static str,
+    /// The configured source (ringback's name for the sender).
     source: &'a str,
+    /// When it happened (the event's time; a CDR's end, else start, else its receipt).
     occurred_at: DateTime<Utc>,
+    /// When ringback received it.
     received_at: DateTime<Utc>,
+    /// The record's fields.
     data: T,
 }
 
@@ -31,7 +41,7 @@ fn num(n: &Option<PhoneNumber>) -> Option<&str> {
     n.as_ref().map(PhoneNumber::as_str)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 struct CallStatusData<'a> {
     event_type: &'static str,
     session_id: &'a str,
@@ -44,7 +54,7 @@ struct CallStatusData<'a> {
     state_desc: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 struct CdrData<'a> {
     icid: Option<&'a str>,
     session_id: &'a str,
@@ -190,7 +200,7 @@ fn cdr(c: &Cdr) -> OutboxEntry {
 
 /// What every ACS event's `data` starts with, followed by its typed fields and the event as
 /// sent (`event`), so consumers reach fields ringback does not model.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 struct AcsData<'a, T> {
     event_id: &'a str,
     event_type: &'a str,
@@ -198,10 +208,12 @@ struct AcsData<'a, T> {
     subject: Option<&'a str>,
     #[serde(flatten)]
     fields: T,
+    /// The whole event, envelope and data, exactly as sent.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     event: &'a RawValue,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 struct PhoneData<'a> {
     phone_number: Option<&'a str>,
     direction: &'static str,
@@ -218,7 +230,7 @@ struct PhoneData<'a> {
     caller_display_name: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 struct CallData<'a> {
     server_call_id: Option<&'a str>,
     call_connection_id: Option<&'a str>,
@@ -244,7 +256,7 @@ struct CallData<'a> {
     transferee: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 struct ChatData<'a> {
     thread_id: &'a str,
     message_id: Option<&'a str>,
@@ -259,7 +271,7 @@ struct ChatData<'a> {
     topic: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 struct NoFields {}
 
 fn acs<T: Serialize>(kind: RecordKind, h: &EventHeader, key: String, fields: T) -> OutboxEntry {
@@ -393,4 +405,33 @@ fn encode_exact(record: &Record) -> Option<OutboxEntry> {
         Record::Webhook(e) => Some(webhook(e, key())),
         Record::DeadLetter(_) | Record::Handshake(_) | Record::Nonce(_) => None,
     }
+}
+
+/// The JSON Schema (draft 2020-12) of the value of `kind`'s messages, from the types above: the
+/// consumer contract, committed under `schemas/` (`tests/contracts.rs` keeps the two equal).
+pub fn json_schema(kind: RecordKind) -> serde_json::Value {
+    let settings = schemars::generate::SchemaSettings::draft2020_12();
+    let generator = settings.into_generator();
+    let schema = match kind {
+        RecordKind::CallStatus => {
+            generator.into_root_schema_for::<Envelope<'static, CallStatusData<'static>>>()
+        }
+        RecordKind::Cdr => generator.into_root_schema_for::<Envelope<'static, CdrData<'static>>>(),
+        RecordKind::PhoneEvent => generator
+            .into_root_schema_for::<Envelope<'static, AcsData<'static, PhoneData<'static>>>>(),
+        RecordKind::AcsCallEvent => generator
+            .into_root_schema_for::<Envelope<'static, AcsData<'static, CallData<'static>>>>(),
+        RecordKind::ChatEvent => generator
+            .into_root_schema_for::<Envelope<'static, AcsData<'static, ChatData<'static>>>>(),
+        RecordKind::WebhookEvent => {
+            generator.into_root_schema_for::<Envelope<'static, AcsData<'static, NoFields>>>()
+        }
+    };
+    let mut value = schema.to_value();
+    // What the types say only as `&'static str`: the schema's name and the record kind.
+    value["title"] = format!("{SCHEMA} {}", kind.as_str()).into();
+    value["$id"] = format!("https://ringback.dev/schemas/{}.v1.json", kind.as_str()).into();
+    value["properties"]["schema"]["const"] = SCHEMA.into();
+    value["properties"]["kind"]["const"] = kind.as_str().into();
+    value
 }
