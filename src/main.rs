@@ -36,6 +36,9 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Print the JSON Schema (draft 2020-12) of the configuration file: every key, its type
+    /// and its meaning (for editors and config linters).
+    ConfigSchema,
     /// Load and validate the configuration (including secrets), print a summary, exit.
     CheckConfig {
         /// Also open one database connection and ask the brokers for the topics' metadata;
@@ -143,6 +146,11 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.command, Some(Command::ConfigSchema)) {
+        // Needs no configuration (the one at hand may be the broken one).
+        println!("{}", serde_json::to_string_pretty(&Config::json_schema())?);
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
     telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve) {
@@ -228,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Topics(command) => topics_command(&config, command).await,
+        Command::ConfigSchema => Ok(()), // answered before the configuration is read
         Command::CheckConfig { connect } => {
             for (name, source) in &config.sources {
                 Source::from_config(name, source).await?;

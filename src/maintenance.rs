@@ -34,6 +34,11 @@ pub struct Maintenance {
 
 impl Maintenance {
     pub fn new(maintainer: Maintainer, config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
+        let tables: Vec<&str> = crate::store::maintain::TABLES
+            .iter()
+            .map(|(t, _)| *t)
+            .collect();
+        metrics.init_maintenance(&tables);
         Self {
             maintainer,
             config,

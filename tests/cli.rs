@@ -241,3 +241,135 @@ fn every_shipped_configuration_is_valid() {
         "{stderr}"
     );
 }
+
+/// The keys of a README table (`| `key` | default | meaning |`) between `start` and `end`
+/// headings, each cell's keys split on ` / `, with the default cell when it is one value.
+fn readme_keys(start: &str, end: &str) -> Vec<(String, Option<String>)> {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let from = readme
+        .find(start)
+        .unwrap_or_else(|| panic!("README: {start}"));
+    let section = &readme[from..];
+    let section = &section[..section.find(end).unwrap_or_else(|| panic!("README: {end}"))];
+    let mut keys = Vec::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let default = cells
+            .get(1)
+            .map(|c| c.trim())
+            .filter(|c| c.starts_with('`') && c.ends_with('`') && c.matches('`').count() == 2);
+        for key in cells[0].trim_start_matches("| ").split(" / ") {
+            keys.push((
+                key.trim().trim_matches('`').to_owned(),
+                default.map(|d| d.trim_matches('`').to_owned()),
+            ));
+        }
+    }
+    keys
+}
+
+/// A schema default as the README writes it.
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `ringback config-schema` prints the configuration's JSON Schema, and the README's
+/// configuration tables say exactly its keys, with its defaults.
+#[test]
+fn the_readme_configuration_tables_are_the_config_schema() {
+    let out = Command::new(BIN).arg("config-schema").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let defs = &schema["$defs"];
+    let section_def = |section: &str| -> &serde_json::Value {
+        let r = schema["properties"][section]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no section {section}"));
+        &defs[r.trim_start_matches("#/$defs/")]
+    };
+    // Every key of the schema, `section.key`, but the sources (a table of their own).
+    let mut in_schema = std::collections::BTreeMap::new();
+    for section in schema["properties"].as_object().unwrap().keys() {
+        if section == "sources" {
+            continue;
+        }
+        for (key, prop) in section_def(section)["properties"].as_object().unwrap() {
+            in_schema.insert(format!("{section}.{key}"), prop.get("default").map(plain));
+        }
+    }
+    let mut in_readme = std::collections::BTreeMap::new();
+    for (key, default) in readme_keys("## Configuration", "### Sources") {
+        if key == "retention.<table>" {
+            for table in section_def("retention")["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+            {
+                in_readme.insert(format!("retention.{table}"), None);
+            }
+        } else {
+            in_readme.insert(key, default);
+        }
+    }
+    let missing: Vec<_> = in_schema
+        .keys()
+        .filter(|k| !in_readme.contains_key(*k))
+        .collect();
+    let unknown: Vec<_> = in_readme
+        .keys()
+        .filter(|k| !in_schema.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys the README's table does not describe: {missing:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "README keys the configuration does not have: {unknown:?}"
+    );
+    let wrong: Vec<String> = in_readme
+        .iter()
+        .filter_map(|(key, readme)| {
+            let (Some(readme), Some(Some(schema))) = (readme, in_schema.get(key)) else {
+                return None;
+            };
+            // A table's default is written in TOML in the README: not compared.
+            let table = schema.starts_with("{\"");
+            (!table && readme != schema)
+                .then(|| format!("{key}: README {readme}, default {schema}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "defaults: {wrong:?}");
+    // Sources: every key of a source table, described.
+    let source_keys: std::collections::BTreeSet<String> = defs["SourceTable"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let described: std::collections::BTreeSet<String> = readme_keys("### Sources", "## Endpoints")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let missing: Vec<_> = source_keys.difference(&described).collect();
+    let unknown: Vec<_> = described.difference(&source_keys).collect();
+    assert!(
+        missing.is_empty(),
+        "source keys the README does not describe: {missing:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "README source keys that do not exist: {unknown:?}"
+    );
+}

@@ -18,13 +18,14 @@ use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{constant_time_eq, Secret};
 
 /// How the three parts of the AKSK digest input are joined. Huawei's current docs put `"\n"`
 /// between url, nonce and created; the 2022-05-07 version concatenates them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DigestVariant {
     Newline,
@@ -33,7 +34,7 @@ pub enum DigestVariant {
 
 /// How to read `Created`: the current docs call it Beijing time (UTC+8) although it carries a
 /// `Z`; older pages say plain UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CreatedZone {
     Utc,

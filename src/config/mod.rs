@@ -18,13 +18,14 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The default config file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/default.toml";
 
 /// Everything ringback can be told.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub http: HttpConfig,
@@ -43,7 +44,7 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Listen address. Loopback by default; set `0.0.0.0:8080` to serve other hosts.
@@ -54,17 +55,21 @@ pub struct HttpConfig {
     pub workers: usize,
     /// On shutdown, how long in-flight requests may take to finish.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub shutdown_timeout: Duration,
     /// On SIGTERM, how long `/readyz` answers 503 while requests are still served, before the
     /// listener closes: the time a load balancer or Kubernetes takes to stop sending new
     /// requests here (README, Deploy). 0 closes at once.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub drain_delay: Duration,
     /// A client must send the request head within this time (slow senders are cut off: 408).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub client_request_timeout: Duration,
     /// …and the whole body within this time (408 `body_timeout`).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub body_timeout: Duration,
     /// Most concurrent connections per worker; beyond it new connections wait in the
     /// kernel's accept queue.
@@ -96,7 +101,7 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://user@host/db` or `sqlite://PATH?mode=rwc` (the embedded default).
@@ -105,6 +110,7 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long to wait for a connection before a request fails with 503.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub acquire_timeout: Duration,
     /// Apply pending migrations when `serve` starts (they are also run by `ringback migrate`).
     pub migrate_on_start: bool,
@@ -121,13 +127,14 @@ impl Default for DatabaseConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchConfig {
     /// Most records committed in one transaction.
     pub max_records: usize,
     /// How long an open batch waits for more records before it commits.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub linger: Duration,
     /// Requests waiting for the batchers (all of them together); when full, ingest answers
     /// 503 with `Retry-After`.
@@ -140,6 +147,7 @@ pub struct BatchConfig {
     pub commit_retries: u32,
     /// Pause before the first retry; doubled for each further one.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub retry_backoff: Duration,
     /// `Retry-After` seconds sent with 503 answers.
     pub retry_after_secs: u32,
@@ -161,7 +169,7 @@ impl Default for BatchConfig {
 
 /// The local spool: where a batch goes when PostgreSQL cannot take it in time, so that pushes
 /// the platform never resends are kept through a database outage (README, Durability).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpoolConfig {
     /// Spool batches the database cannot take. Only with PostgreSQL: with SQLite as the store
@@ -172,6 +180,7 @@ pub struct SpoolConfig {
     /// How long a push waits for its commit before its batch is spooled instead: a bound well
     /// under any sender's timeout. A transient database error spools at once.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub fallback_after: Duration,
     /// Most bytes the spool may hold; beyond it pushes get 503 `spool_full` with
     /// `Retry-After`. Size it as push rate × longest outage × bytes per push (README).
@@ -195,7 +204,7 @@ impl Default for SpoolConfig {
 }
 
 /// Where committed records are republished.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers (`host:port,host:port`); `"embedded"` runs an in-process
@@ -217,28 +226,34 @@ pub struct KafkaConfig {
     /// How long librdkafka may try to deliver one message before the publisher falls back
     /// to re-sending from the outbox.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub message_timeout: Duration,
     /// How often the sweeper looks for entries left unpublished (crashes, other replicas).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub sweep_interval: Duration,
     /// Entries younger than this are left to the fast path of the replica that committed them.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub sweep_grace: Duration,
     /// Entries one sweep claims at most.
     pub sweep_batch: u32,
     /// Longest pause between attempts while the brokers are unreachable.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub max_backoff: Duration,
     /// How long published entries stay in the outbox before they are pruned.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub retention: Duration,
     /// On shutdown, how long to keep publishing; what is left stays in the outbox.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub shutdown_deadline: Duration,
 }
 
 /// The topics `ringback topics create` makes, one per record kind (`kafka.topic`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NewTopics {
     /// Partitions per topic: the most consumers of one group that can share a topic.
@@ -247,6 +262,7 @@ pub struct NewTopics {
     pub replication_factor: i32,
     /// `retention.ms` of the topics; absent: the cluster's default.
     #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub retention: Option<Duration>,
     /// Further topic settings (`"min.insync.replicas" = "2"`, `"compression.type" = "lz4"`).
     pub config: BTreeMap<String, String>,
@@ -301,14 +317,14 @@ impl KafkaConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Human,
     Json,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `human` or `json`.
@@ -330,24 +346,32 @@ impl Default for LogConfig {
 /// dead letters' and handshakes' reception). Unset keeps them forever. On PostgreSQL whole
 /// monthly partitions are dropped once their last day is older than this; on SQLite rows are
 /// deleted in batches.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     #[serde(with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     pub cdrs: Option<Duration>,
     #[serde(with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     pub call_events: Option<Duration>,
     #[serde(with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     pub phone_number_events: Option<Duration>,
     #[serde(with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     pub acs_call_events: Option<Duration>,
     #[serde(with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     pub chat_events: Option<Duration>,
     #[serde(with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     pub webhook_events: Option<Duration>,
     #[serde(with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     pub dead_letters: Option<Duration>,
     #[serde(with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     pub handshakes: Option<Duration>,
 }
 
@@ -367,12 +391,13 @@ impl RetentionConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MaintenanceConfig {
     /// How often partitions are made ahead and expired ones dropped (every replica runs it;
     /// they take turns under an advisory lock). 0 turns it off (`ringback maintain` from cron).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub interval: Duration,
     /// Months of partitions kept ready beyond the current one (PostgreSQL).
     pub months_ahead: u32,
@@ -387,7 +412,7 @@ impl Default for MaintenanceConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReportConfig {
     /// The time zone of the rollups' hours and days (an IANA name, e.g. Asia/Shanghai).
@@ -397,6 +422,7 @@ pub struct ReportConfig {
     /// How often new CDRs and disconnects are folded into the rollups (PostgreSQL). 0 turns
     /// it off (`ringback maintain` folds them too).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub rollup_interval: Duration,
 }
 
@@ -406,6 +432,16 @@ impl Default for ReportConfig {
             timezone: "UTC".into(),
             rollup_interval: Duration::from_secs(30),
         }
+    }
+}
+
+impl Config {
+    /// The JSON Schema (draft 2020-12) of the configuration file (`ringback config-schema`).
+    pub fn json_schema() -> serde_json::Value {
+        let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+        let mut schema = generator.into_root_schema_for::<Self>().to_value();
+        schema["title"] = "ringback configuration".into();
+        schema
     }
 }
 

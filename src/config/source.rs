@@ -10,6 +10,7 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, ConfigError};
@@ -18,7 +19,7 @@ use crate::auth::jwt::JwksOrigin;
 use crate::auth::{standard_webhooks, Secret, SecretRef};
 use crate::domain::RecordKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum SourceKind {
     #[serde(rename = "huawei-voicecall")]
     HuaweiVoiceCall,
@@ -73,7 +74,7 @@ impl SourceKind {
 }
 
 /// The `auth` key: which variant of [`AuthConfig`] a table describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// Huawei's `X-AKSK` UsernameToken signature.
@@ -211,7 +212,7 @@ pub struct StandardWebhooksAuth {
 
 /// A source table as written: every key the TOML may hold, each optional. Only read and
 /// written through [`SourceConfig`].
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceTable {
     kind: Option<SourceKind>,
@@ -223,6 +224,7 @@ pub struct SourceTable {
     digest_variants: Option<Vec<DigestVariant>>,
     created_zones: Option<Vec<CreatedZone>>,
     #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     max_clock_skew: Option<Duration>,
     secret_env: Option<String>,
     secret_file: Option<PathBuf>,
@@ -231,10 +233,12 @@ pub struct SourceTable {
     jwks_file: Option<PathBuf>,
     jwks_url: Option<String>,
     #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     jwks_refresh: Option<Duration>,
     jwt_issuers: Option<Vec<String>>,
     jwt_audiences: Option<Vec<String>>,
     #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     jwt_leeway: Option<Duration>,
     allowed_origins: Option<Vec<String>>,
     allowed_rate: Option<u32>,
@@ -242,6 +246,7 @@ pub struct SourceTable {
     secrets: Option<Vec<String>>,
     secrets_env: Option<String>,
     #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
     tolerance: Option<Duration>,
     type_pointer: Option<String>,
     rate_limit: Option<u32>,
@@ -316,6 +321,17 @@ fn webhook_secrets<'a>(
         .map(|s| standard_webhooks::decode_secret(s).map(Secret::new))
         .collect::<Option<_>>()
         .ok_or("each secret must be whsec_ followed by base64")
+}
+
+/// A source is written as its table (`config-schema`).
+impl JsonSchema for SourceConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        SourceTable::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        SourceTable::json_schema(generator)
+    }
 }
 
 impl TryFrom<SourceTable> for SourceConfig {

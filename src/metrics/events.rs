@@ -320,6 +320,22 @@ impl Metrics {
         }
     }
 
+    /// The maintenance series exist (at 0) from the start, for alerts and dashboards: per
+    /// task, and per table of `tables`.
+    pub fn init_maintenance(&self, tables: &[&str]) {
+        for task in ["partitions", "retention", "rollups"] {
+            self.maintenance_errors.with_label_values(&[task]).inc_by(0);
+        }
+        for table in tables {
+            self.partitions_dropped
+                .with_label_values(&[table])
+                .inc_by(0);
+            self.partition_default_rows
+                .with_label_values(&[table])
+                .set(0);
+        }
+    }
+
     /// An expired partition of `table` was dropped.
     pub fn partition_dropped(&self, table: &str) {
         self.partitions_dropped.with_label_values(&[table]).inc();
