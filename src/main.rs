@@ -12,6 +12,8 @@ use ringback::publish::{kafka, replay, topics};
 use ringback::startup::{check, Application};
 use ringback::{simulate, store, telemetry};
 
+mod cli;
+
 /// mimalloc instead of glibc's allocator: a profile of the fee path (`perf record -e cpu-clock
 /// -g` on the server during `ringback simulate --traffic fee`) put about 31 % of the server's
 /// CPU in glibc's malloc and free (parsed records, message values, bound arrays, Kafka copies:
@@ -39,6 +41,9 @@ enum Command {
     /// Print the JSON Schema (draft 2020-12) of the configuration file: every key, its type
     /// and its meaning (for editors and config linters).
     ConfigSchema,
+    /// Print the OpenAPI 3.1 document of the hooks, health and metrics endpoints, every error
+    /// code with its status (committed as schemas/openapi.json).
+    Openapi,
     /// Load and validate the configuration (including secrets), print a summary, exit.
     CheckConfig {
         /// Also open one database connection and ask the brokers for the topics' metadata;
@@ -61,6 +66,10 @@ enum Command {
         #[arg(long)]
         until: Option<chrono::NaiveDate>,
     },
+    /// Refused input kept for inspection: list it, show it, run it again through the current
+    /// parsers (README "Dead letters").
+    #[command(subcommand)]
+    DeadLetters(cli::dead_letters::DeadLettersCommand),
     /// Kafka topics of the record kinds.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -151,6 +160,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&Config::json_schema())?);
         return Ok(());
     }
+    if matches!(cli.command, Some(Command::Openapi)) {
+        let document = ringback::ingest::openapi::document();
+        println!("{}", serde_json::to_string_pretty(&document)?);
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
     telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve) {
@@ -236,7 +250,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Topics(command) => topics_command(&config, command).await,
-        Command::ConfigSchema => Ok(()), // answered before the configuration is read
+        Command::DeadLetters(command) => cli::dead_letters::run(config, command).await,
+        // Answered before the configuration is read.
+        Command::ConfigSchema | Command::Openapi => Ok(()),
         Command::CheckConfig { connect } => {
             for (name, source) in &config.sources {
                 Source::from_config(name, source).await?;

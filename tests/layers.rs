@@ -8,6 +8,7 @@ use std::path::Path;
 
 /// Top to bottom. A module may use any module after it, none before it.
 const LAYERS: &[&str] = &[
+    "cli",
     "startup",
     "simulate",
     "ingest",

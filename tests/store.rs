@@ -651,7 +651,112 @@ async fn a_taken_nonce_keeps_its_records_out(backend: Backend) {
     db.drop_db().await;
 }
 
+/// `ringback dead-letters`: filters, one lease at a time, an outcome only from the holder,
+/// a lapsed lease taken over, a finished letter taken by no later run.
+async fn dead_letter_leases_exclude_each_other(backend: Backend) {
+    use ringback::store::dead_letters::{Filter, Finished, Outcome as Done};
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    store
+        .commit(&[dead_letter(), dead_letter()], &[])
+        .await
+        .unwrap();
+    let letters = store.dead_letters().unwrap();
+    let pending = Filter {
+        pending: true,
+        ..Filter::default()
+    };
+    let all = letters.page(&pending, None, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].received_at <= all[1].received_at);
+    let by_id = Filter {
+        ids: vec![all[1].id],
+        ..Filter::default()
+    };
+    assert_eq!(
+        letters.page(&by_id, None, 10).await.unwrap()[0].id,
+        all[1].id
+    );
+    let other = Filter {
+        code: Some("invalid_utf8".into()),
+        ..Filter::default()
+    };
+    assert!(letters.page(&other, None, 10).await.unwrap().is_empty());
+    let after = Some((all[0].received_at, all[0].id));
+    assert_eq!(letters.page(&pending, after, 10).await.unwrap().len(), 1);
+
+    let now = Utc::now();
+    let soon = now + chrono::Duration::minutes(5);
+    let letter = &all[0];
+    assert!(letters.claim(letter, "a", now, soon, false).await.unwrap());
+    assert!(
+        !letters.claim(letter, "b", now, soon, false).await.unwrap(),
+        "held by a"
+    );
+    let done = Finished {
+        outcome: Done::Refused,
+        code: Some("invalid_utf8".into()),
+        detail: Some("still not UTF-8".into()),
+        records: Vec::new(),
+    };
+    assert!(
+        !letters.finish(letter, "b", now, &done).await.unwrap(),
+        "b holds no lease"
+    );
+    // a's lease lapses: b takes the letter over, and a can no longer finish it.
+    let later = soon + chrono::Duration::seconds(1);
+    assert!(letters
+        .claim(
+            letter,
+            "b",
+            later,
+            later + chrono::Duration::minutes(5),
+            false
+        )
+        .await
+        .unwrap());
+    assert!(!letters.finish(letter, "a", later, &done).await.unwrap());
+    assert!(letters.finish(letter, "b", later, &done).await.unwrap());
+    let left = letters.page(&pending, None, 10).await.unwrap();
+    assert_eq!(left.len(), 1, "a finished letter is not pending");
+    assert!(!letters
+        .claim(letter, "c", later, later, false)
+        .await
+        .unwrap());
+    // --again takes refused letters back.
+    let again = Filter {
+        again: true,
+        ..pending.clone()
+    };
+    assert_eq!(letters.page(&again, None, 10).await.unwrap().len(), 2);
+    assert!(letters
+        .claim(letter, "c", later, later, true)
+        .await
+        .unwrap());
+    let shown = letters.page(&by_id, None, 10).await.unwrap();
+    assert_eq!(shown.len(), 1);
+    let first = letters
+        .page(
+            &Filter {
+                ids: vec![letter.id],
+                ..Filter::default()
+            },
+            None,
+            1,
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(first.reprocess_outcome.as_deref(), Some("refused"));
+    assert_eq!(first.reprocess_code.as_deref(), Some("invalid_utf8"));
+    assert_eq!(first.reprocess_records, Some(Vec::new()));
+    assert_eq!(first.headers["content-type"], "application/json");
+    store.close().await;
+    db.drop_db().await;
+}
+
 both_stores!(
+    dead_letter_leases_exclude_each_other,
     a_taken_nonce_keeps_its_records_out,
     outbox_entries_come_with_new_records_only,
     claimed_entries_are_the_messages_of_the_commit,

@@ -31,4 +31,8 @@ pub struct StoredRecord {
     pub event_type: Option<String>,
     /// The record as sent.
     pub raw: String,
+    /// A Standard Webhooks event's `webhook-id` and `webhook-timestamp` (its `occurred_at`),
+    /// which travel in headers: kept in its row's `event_id` and `occurred_at`, they rebuild
+    /// it. `None` for every other record.
+    pub webhook: Option<(String, DateTime<Utc>)>,
 }

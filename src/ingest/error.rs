@@ -42,6 +42,8 @@ pub enum IngestError {
     SpoolFull { retry_after: u32 },
     #[error("internal error")]
     Internal,
+    #[error("this endpoint answers {allow} only")]
+    MethodNotAllowed { allow: &'static str },
 }
 
 impl IngestError {
@@ -63,6 +65,7 @@ impl IngestError {
             Self::StoreUnavailable { .. } => "store_unavailable",
             Self::SpoolFull { .. } => "spool_full",
             Self::Internal => "internal_error",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 
@@ -126,6 +129,7 @@ impl ResponseError for IngestError {
             | Self::StoreUnavailable { .. }
             | Self::SpoolFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -133,6 +137,9 @@ impl ResponseError for IngestError {
         let mut response = HttpResponse::build(self.status_code());
         if let Some(secs) = self.retry_after() {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
         if let Self::Auth(AuthFailure {
             challenge: Some(challenge),

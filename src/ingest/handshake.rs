@@ -28,9 +28,7 @@ pub(super) async fn webhook_options(
         allowed_rate,
     } = &source.options
     else {
-        return Ok(HttpResponse::MethodNotAllowed()
-            .insert_header((header::ALLOW, "POST"))
-            .finish());
+        return Err(IngestError::MethodNotAllowed { allow: "POST" });
     };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let origin = header("webhook-request-origin")

@@ -235,7 +235,7 @@ async fn commit(
     }))
 }
 
-fn is_json_utf8(content_type: &str) -> bool {
+pub(super) fn is_json_utf8(content_type: &str) -> bool {
     let mut parts = content_type.split(';');
     let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
     let json = essence == "application/json" || essence.ends_with("+json");

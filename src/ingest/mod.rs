@@ -7,6 +7,8 @@
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`middleware`]: the request id, and each request counted and timed;
 //! - [`dead_letter`]: refused input kept with its reason, headers redacted;
+//! - [`openapi`]: the hook contract (OpenAPI 3.1), every error code with its status;
+//! - [`reprocess`]: kept input run again through a later parser (`ringback dead-letters`);
 //! - [`response`] and [`error`]: what a hook answers;
 //! - [`source`]: a configured source, ready to serve.
 
@@ -16,6 +18,8 @@ mod handshake;
 mod health;
 mod hook;
 mod middleware;
+pub mod openapi;
+pub mod reprocess;
 mod response;
 mod source;
 
@@ -62,14 +66,31 @@ pub struct AppState {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics))
-        .service(
-            web::resource("/hooks/{source}")
-                .route(web::post().to(hook::hook))
-                .route(
-                    web::method(actix_web::http::Method::OPTIONS).to(handshake::webhook_options),
-                ),
-        );
+    // Any other method is answered 405 with `Allow`, in the error format of every refusal.
+    fn only(allow: &'static str) -> actix_web::Route {
+        web::to(move || async move {
+            Err::<actix_web::HttpResponse, _>(IngestError::MethodNotAllowed { allow })
+        })
+    }
+    cfg.service(
+        web::resource("/healthz")
+            .route(web::get().to(health::healthz))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(health::readyz))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(health::metrics))
+            .default_service(only("GET")),
+    )
+    .service(
+        web::resource("/hooks/{source}")
+            .route(web::post().to(hook::hook))
+            .route(web::method(actix_web::http::Method::OPTIONS).to(handshake::webhook_options))
+            .default_service(only("POST, OPTIONS")),
+    );
 }

@@ -113,6 +113,19 @@ impl Source {
         })
     }
 
+    /// The source as far as parsing goes (no credentials read, no keys fetched, no rate
+    /// limit): what `ringback dead-letters reprocess` runs kept bodies through.
+    pub fn parser_only(name: &str, config: &SourceConfig) -> Self {
+        Self {
+            name: Arc::from(name),
+            kind: config.kind,
+            auth: SourceAuth::None,
+            options: config.options.clone(),
+            default_region: config.default_region,
+            rate_limiter: None,
+        }
+    }
+
     /// Takes one request from the source's rate limit; `Err(seconds to wait)` when exhausted.
     pub fn admit(&self) -> Result<(), u32> {
         use governor::clock::{Clock, DefaultClock};

@@ -92,12 +92,51 @@ mod tests {
             received_at: "2026-11-21T08:00:00Z".parse().unwrap(),
             event_type: None,
             raw: cdr.raw.clone(),
+            webhook: None,
         };
         let rebuilt = rebuild(RecordKind::Cdr, &stored, Some(cn)).unwrap();
         assert_eq!(rebuilt.payload, live.payload);
         // Without the region the numbers would differ from the live message's.
         let unlocalized = rebuild(RecordKind::Cdr, &stored, None).unwrap();
         assert_ne!(unlocalized.payload, live.payload);
+    }
+
+    #[test]
+    fn a_standard_webhooks_event_rebuilds_from_its_row() {
+        use crate::auth::standard_webhooks::WebhookHeaders;
+        use crate::sources::standard_webhooks;
+        let ctx = crate::sources::ParseContext {
+            source: "sw".into(),
+            received_at: "2026-11-21T08:00:05Z".parse().unwrap(),
+        };
+        let h = WebhookHeaders {
+            id: "msg_2Lh",
+            timestamp: "1763712000",
+            signature: "v1,x",
+        };
+        let body = br#"{"event": {"type": "invoice.paid"}, "amount": 42}"#;
+        let parsed = standard_webhooks::parse_body(body, Some(&h), "/event/type", &ctx).unwrap();
+        let live = encode(&parsed.records[0]).unwrap();
+        let Record::Webhook(event) = &parsed.records[0] else {
+            panic!("a webhook event")
+        };
+        let stored = crate::domain::StoredRecord {
+            id: live.id,
+            source: "sw".into(),
+            received_at: ctx.received_at,
+            event_type: Some(event.header.event_type.clone()),
+            raw: event.header.raw.clone(),
+            webhook: Some((h.id.to_owned(), event.header.occurred_at)),
+        };
+        let rebuilt = rebuild(RecordKind::WebhookEvent, &stored, None).unwrap();
+        assert_eq!((rebuilt.id, &rebuilt.key), (live.id, &live.key));
+        assert_eq!(rebuilt.payload, live.payload);
+        // Without the headers it is read as an ACS event, and refused.
+        let headless = crate::domain::StoredRecord {
+            webhook: None,
+            ..stored
+        };
+        assert!(rebuild(RecordKind::WebhookEvent, &headless, None).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::encode;
 use crate::config::SourceKind;
 use crate::domain::{OutboxEntry, RecordKind, Region, StoredRecord};
-use crate::sources::{acs, huawei, ParseContext};
+use crate::sources::{acs, huawei, standard_webhooks, ParseContext};
 
 /// The message of a stored record, rebuilt from the JSON it was received as: the one first
 /// published (same id, key and value), as catch-up and `ringback replay` send it, read by the
@@ -20,6 +20,11 @@ pub fn rebuild(
         received_at: stored.received_at,
     };
     let record = match SourceKind::producing(kind) {
+        _ if stored.webhook.is_some() => {
+            let (id, at) = stored.webhook.as_ref().expect("checked");
+            let event_type = stored.event_type.as_deref().unwrap_or("unknown");
+            standard_webhooks::parse_stored(&stored.raw, id, *at, event_type, &ctx)
+        }
         SourceKind::HuaweiVoiceCall => {
             huawei::parse_stored(kind, stored.event_type.as_deref(), &stored.raw, &ctx)
         }

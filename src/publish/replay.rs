@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
-use crate::config::{KafkaConfig, SourceConfig, SourceKind};
+use crate::config::{KafkaConfig, SourceConfig};
 use crate::domain::RecordKind;
 use crate::message;
 use crate::publish::kafka;
@@ -53,10 +53,6 @@ pub async fn replay(
         for stored in &page {
             // The record kind tells the platform; the source's configured kind confirms it.
             match sources.get(&stored.source).map(|s| s.kind) {
-                Some(SourceKind::StandardWebhooks) => bail!(
-                    "replaying Standard Webhooks events is not supported yet (their id and \
-                     timestamp travel in headers that are not stored with the body)"
-                ),
                 Some(kind) if !kind.record_kinds().contains(&range.kind) => bail!(
                     "source {} is a {} source but holds {} records",
                     stored.source,

@@ -5,7 +5,7 @@
 //! generically (`webhook_events`), its type read at a configured JSON pointer, and `webhook-id`
 //! is the dedupe key. The signature itself is checked in `auth::standard_webhooks`.
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
 use super::{deserialize, ParseContext, Parsed, Rejection};
@@ -41,25 +41,55 @@ pub fn parse_body(
         .and_then(|t| t.as_str())
         .unwrap_or("unknown")
         .to_owned();
+    Ok(Parsed {
+        records: vec![record(raw.get(), h.id, occurred_at, event_type, ctx)],
+        rejected: Vec::new(),
+    })
+}
+
+/// Rebuilds a stored event from its JSON and the headers kept in its row (`event_id`, the
+/// `occurred_at` its timestamp gave, the `event_type` its type pointer read), for `ringback
+/// replay`.
+pub fn parse_stored(
+    raw: &str,
+    webhook_id: &str,
+    occurred_at: DateTime<Utc>,
+    event_type: &str,
+    ctx: &ParseContext,
+) -> Result<Record, Rejection> {
+    let raw: &RawValue = deserialize(raw, "")?;
+    Ok(record(
+        raw.get(),
+        webhook_id,
+        occurred_at,
+        event_type.to_owned(),
+        ctx,
+    ))
+}
+
+fn record(
+    raw: &str,
+    webhook_id: &str,
+    occurred_at: DateTime<Utc>,
+    event_type: String,
+    ctx: &ParseContext,
+) -> Record {
     let header = EventHeader {
         meta: RecordMeta::new(
             ctx.source.clone(),
             RecordKind::WebhookEvent,
-            EventHeader::dedupe_key(None, h.id),
+            EventHeader::dedupe_key(None, webhook_id),
             ctx.received_at,
         ),
-        event_id: h.id.to_owned(),
+        event_id: webhook_id.to_owned(),
         event_type,
         schema: "standard-webhooks",
         subject: None,
         occurred_at,
-        raw: raw.get().to_owned(),
+        raw: raw.to_owned(),
     };
-    Ok(Parsed {
-        records: vec![Record::Webhook(Box::new(WebhookEvent {
-            header,
-            data: raw.get().to_owned(),
-        }))],
-        rejected: Vec::new(),
-    })
+    Record::Webhook(Box::new(WebhookEvent {
+        header,
+        data: raw.to_owned(),
+    }))
 }

@@ -177,9 +177,17 @@ impl Dialect {
         } else {
             "event_type".to_owned()
         };
+        // A Standard Webhooks event's headers are in its row (see `StoredRecord::webhook`).
+        let webhook = if kind == RecordKind::WebhookEvent {
+            "CASE WHEN schema = 'standard-webhooks' THEN event_id END AS webhook_id, \
+             CASE WHEN schema = 'standard-webhooks' THEN occurred_at END AS webhook_at"
+                .to_owned()
+        } else {
+            "CAST(NULL AS TEXT) AS webhook_id, CAST(NULL AS timestamptz) AS webhook_at".to_owned()
+        };
         format!(
             "SELECT CAST(id AS TEXT) AS id, source, received_at, {event_type} AS event_type, \
-                    raw{} AS raw \
+                    raw{} AS raw, {webhook} \
              FROM {table} WHERE received_at >= {} AND received_at < {} \
                AND (received_at, {table}.id) > ({}, {}{}) \
              ORDER BY {table}.received_at, {table}.id LIMIT {}",

@@ -4,6 +4,7 @@
 //! dedupe key, and every insert is `ON CONFLICT DO NOTHING`, so a platform retry (or the same
 //! record twice in one batch) becomes a [`Outcome::Duplicate`] and never a second row.
 
+pub mod dead_letters;
 mod dialect;
 pub mod maintain;
 mod pg_unnest;
@@ -133,6 +134,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Partitions, retention and rollups on this store's database (`None`: a store of tests).
     fn maintainer(&self) -> Option<maintain::Maintainer> {
+        None
+    }
+
+    /// The dead letters on this store's database, for `ringback dead-letters` (`None`: a
+    /// store of tests).
+    fn dead_letters(&self) -> Option<dead_letters::DeadLetters> {
         None
     }
 

@@ -285,6 +285,12 @@ impl Store for PgStore {
         Some(super::maintain::Maintainer::Postgres(self.pool.clone()))
     }
 
+    fn dead_letters(&self) -> Option<super::dead_letters::DeadLetters> {
+        Some(super::dead_letters::DeadLetters::Postgres(
+            self.pool.clone(),
+        ))
+    }
+
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
         rows::shared::outbox_backlog(&self.pool, &DIALECT).await
     }
@@ -339,6 +345,7 @@ fn claimed_entry(
             received_at: row.get("received_at"),
             event_type: row.get("event_type"),
             raw,
+            webhook: None,
         };
         let region = regions.and_then(|r| r.get(&stored.source)).copied();
         return message::rebuild(kind, &stored, region);

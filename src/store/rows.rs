@@ -155,6 +155,7 @@ where
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<DateTime<Utc>>: Decode<'r, R::Database> + Type<R::Database>,
 {
     rows.iter()
         .filter_map(|r| {
@@ -164,6 +165,9 @@ where
                 received_at: r.get("received_at"),
                 event_type: r.get("event_type"),
                 raw: r.get("raw"),
+                webhook: r
+                    .get::<Option<String>, _>("webhook_id")
+                    .zip(r.get::<Option<DateTime<Utc>>, _>("webhook_at")),
             })
         })
         .collect()
@@ -260,6 +264,7 @@ pub(crate) mod shared {
         for<'r> String: Decode<'r, DB> + Type<DB>,
         for<'r> Option<String>: Decode<'r, DB> + Type<DB>,
         for<'r> DateTime<Utc>: Decode<'r, DB> + Type<DB>,
+        for<'r> Option<DateTime<Utc>>: Decode<'r, DB> + Type<DB>,
     {
         let (after_at, after_id) = after.unwrap_or((since, Uuid::nil()));
         let sql = d.replay_page(kind);

@@ -184,6 +184,10 @@ impl Store for SqliteStore {
         Some(super::maintain::Maintainer::Sqlite(self.pool.clone()))
     }
 
+    fn dead_letters(&self) -> Option<super::dead_letters::DeadLetters> {
+        Some(super::dead_letters::DeadLetters::Sqlite(self.pool.clone()))
+    }
+
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
         rows::shared::outbox_backlog(&self.pool, &DIALECT).await
     }

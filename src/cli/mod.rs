@@ -1,0 +1,3 @@
+//! Subcommands of the binary too long for `main.rs`.
+
+pub mod dead_letters;
