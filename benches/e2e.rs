@@ -163,12 +163,7 @@ fn postgres_cpu_seconds() -> f64 {
 /// A histogram of ringback's `/metrics`, as cumulative buckets `(le, count)`, `+Inf` last: the
 /// series of `metric` whose labels include every one of `labels` (e.g. `source="huawei"`).
 async fn buckets(server: &Server, metric: &str, labels: &[&str]) -> Vec<(String, f64)> {
-    let text = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(server).await;
     let prefix = format!("{metric}_bucket{{");
     text.lines()
         .filter_map(|l| l.strip_prefix(prefix.as_str()))
@@ -186,6 +181,60 @@ async fn buckets(server: &Server, metric: &str, labels: &[&str]) -> Vec<(String,
                 })?
         })
         .collect()
+}
+
+/// The server's `/metrics`.
+async fn scrape(server: &Server) -> String {
+    reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A histogram's `_count` and `_sum` (all its series added).
+async fn count_sum(server: &Server, metric: &str) -> (f64, f64) {
+    let text = scrape(server).await;
+    let total = |suffix: &str| -> f64 {
+        let name = format!("{metric}{suffix}");
+        text.lines()
+            .filter(|l| l.starts_with(&name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    (total("_count"), total("_sum"))
+}
+
+/// Commits in a phase: per second, and records per commit (from `ringback_batch_records`).
+#[derive(serde::Serialize, Clone, Copy, Default)]
+struct Commits {
+    per_second: f64,
+    records_per_commit: f64,
+}
+
+/// A status phase at `connections`, with its commits counted on the server.
+async fn status_phase(server: &Server, connections: usize, seed: u64) -> (Report, Commits) {
+    const BATCHES: &str = "ringback_batch_records";
+    let (count0, sum0) = count_sum(server, BATCHES).await;
+    let report = load(server, "status", connections, None, seed).await;
+    let (count1, sum1) = count_sum(server, BATCHES).await;
+    let commits = count1 - count0;
+    let stats = Commits {
+        per_second: commits / report.seconds,
+        records_per_commit: if commits > 0.0 {
+            (sum1 - sum0) / commits
+        } else {
+            0.0
+        },
+    };
+    eprintln!(
+        "status at {connections} connections: {} — {:.0} commits/s, {:.1} records per commit",
+        report.render(),
+        stats.per_second,
+        stats.records_per_commit
+    );
+    (report, stats)
 }
 
 /// What a histogram counted between two readings: `(total, over(le))`.
@@ -635,10 +684,15 @@ async fn bench() {
     fee_rounds.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
     let median = fee_rounds.len() / 2;
 
+    // Status pushes at 32 connections (the load one platform cluster sends), then at 128.
     let before = CpuSplit::now(server.pid, tansu_pid);
-    let status = load(&server, "status", 128, None, 2).await;
+    let (status32, commits32) = status_phase(&server, 32, 6).await;
+    let status32_cpu = CpuSplit::now(server.pid, tansu_pid).since(before, &status32);
+    let status32_drain = drained(&pending).await;
+    let status32_ids = ids_in(&pool, "call_events").await;
+    let before = CpuSplit::now(server.pid, tansu_pid);
+    let (status, commits128) = status_phase(&server, 128, 2).await;
     let status_cpu = CpuSplit::now(server.pid, tansu_pid).since(before, &status);
-    eprintln!("{}", status.render());
     let status_drain = drained(&pending).await;
     let status_ids = ids_in(&pool, "call_events").await;
 
@@ -717,10 +771,18 @@ async fn bench() {
 
     let fee_phase = &fee_rounds[median].phase;
     let ceiling = fee_rounds[median].copy_ceiling_rows_per_second;
+    let status32_kafka = status32_ids.intersection(&status_topic.ids).count() as i64;
+    let status32_phase = phase(
+        &status32,
+        status32_ids.len() as i64,
+        status32_kafka,
+        status32_drain,
+        status32_cpu,
+    );
     let status_phase = phase(
         &status,
-        status_ids.len() as i64,
-        status_kafka,
+        (status_ids.len() - status32_ids.len()) as i64,
+        status_kafka - status32_kafka,
         status_drain,
         status_cpu,
     );
@@ -735,6 +797,7 @@ async fn bench() {
     .unwrap();
     for (name, r, p) in [
         ("PostgreSQL fee (32 conns)", fee, fee_phase),
+        ("PostgreSQL status (32 conns)", &status32, &status32_phase),
         ("PostgreSQL status (128 conns)", &status, &status_phase),
     ] {
         writeln!(
@@ -816,7 +879,18 @@ async fn bench() {
         slow_requests("0.05")
     )
     .unwrap();
-    writeln!(out, "Kafka read-back: every committed id found = {}; redeliveries (at-least-once duplicates) = {duplicates}", fee_kafka == fee_committed && status_kafka == status_phase.committed_records).unwrap();
+    writeln!(out, "Kafka read-back: every committed id found = {}; redeliveries (at-least-once duplicates) = {duplicates}", fee_kafka == fee_committed && status_kafka == status_ids.len() as i64).unwrap();
+    for (name, c) in [
+        ("status (32 conns)", commits32),
+        ("status (128 conns)", commits128),
+    ] {
+        writeln!(
+            out,
+            "commits in {name}: {:.0}/s, {:.1} records per commit",
+            c.per_second, c.records_per_commit
+        )
+        .unwrap();
+    }
     for (i, r) in fee_rounds.iter().enumerate() {
         writeln!(
             out,
@@ -837,6 +911,8 @@ async fn bench() {
         "postgres": {
             "fee": fee_phase,
             "status": status_phase,
+            "status_32": status32_phase,
+            "status_commits": {"c32": commits32, "c128": commits128},
             "fee_half_rate": {"rate": half_rate, "latency_ms": half.latency_ms, "non_2xx": half.requests - half.ok(), "database": half_db, "commits": total_commits, "commits_over_25ms": slow_commits("0.025"), "commits_over_50ms": slow_commits("0.05"), "server_requests": total_requests, "server_requests_over_25ms": slow_requests("0.025"), "server_requests_over_50ms": slow_requests("0.05")},
             "server_peak_rss_mb": rss_mb,
             "server_cpu_seconds": cpu_s,

@@ -1,7 +1,8 @@
-//! The batcher: records from all requests flow through ONE bounded queue into batches of up to
-//! `batch.max_records` records (or whatever arrived within `batch.linger`), each committed in
-//! one transaction. Every request waits on a oneshot for its own records' outcome, so a 2xx is
-//! only ever sent after the commit.
+//! The batcher: records from all requests flow through bounded queues (one per worker) into
+//! batches of up to `batch.max_records` records, each committed in one transaction: at once when
+//! the worker has no commit in flight, else as soon as that commit ends, with whatever arrived
+//! meanwhile (group commit). Every request waits on a oneshot for its own records' outcome, so
+//! a 2xx is only ever sent after the commit.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -195,82 +196,160 @@ impl Batcher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Submission>, worker: Worker, stop: CancellationToken) {
-    let config = &worker.config;
-    let mut carried: Option<Submission> = None;
-    loop {
-        let first = match carried.take() {
-            Some(s) => s,
-            None => {
-                let next = tokio::select! {
-                    s = rx.recv() => s,
-                    _ = stop.cancelled(), if !rx.is_closed() => {
-                        rx.close();
-                        continue;
-                    }
-                };
-                match next {
-                    Some(s) => s,
-                    None => break,
-                }
-            }
-        };
-        let mut size = first.records.len();
-        let mut batch = vec![first];
-        let deadline = Instant::now() + config.linger;
-        while size < config.max_records {
-            let next = match rx.try_recv() {
-                Ok(s) => s,
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(s)) => s,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-            };
-            // A submission is never split: one request, one transaction.
-            if size + next.records.len() > config.max_records {
-                carried = Some(next);
-                break;
-            }
-            size += next.records.len();
-            batch.push(next);
-        }
-        worker.metrics.batch_taken(size, rx.len());
-        worker.commit(batch).await;
+/// A batch being gathered: its records, their outbox entries (encoded as each submission
+/// arrives, while the previous commit is in flight), and where each submission's answer goes.
+#[derive(Default)]
+struct Prepared {
+    records: Vec<Record>,
+    entries: OutboxEntries,
+    acks: Acks,
+}
+
+impl Prepared {
+    fn push(&mut self, s: Submission) {
+        s.records.iter().for_each(|r| self.entries.add(r));
+        self.acks.push((s.records.len(), s.ack));
+        self.records.extend(s.records);
     }
-    tracing::debug!("batcher drained and stopped");
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
 }
 
 /// The outbox entries of a batch: one per record id (the same record twice in a batch is
 /// one row, so one message), none for dead letters.
+#[derive(Default)]
+struct OutboxEntries {
+    entries: Vec<OutboxEntry>,
+    seen: std::collections::HashSet<uuid::Uuid>,
+}
+
+impl OutboxEntries {
+    fn add(&mut self, record: &Record) {
+        if self.seen.insert(record.id()) {
+            self.entries.extend(message::encode(record));
+        }
+    }
+}
+
+/// What a gathering batch waited for.
+enum Waited {
+    Submission(Submission),
+    CommitEnded,
+}
+
+/// A worker's loop: adaptive group commit, one commit in flight at a time.
+///
+/// With no commit in flight, a submission is committed at once with whatever else is already
+/// queued (no linger). While a commit is in flight, what arrives is gathered (and its outbox
+/// entries encoded) into the next batch, which is committed the moment the first one ends. So a
+/// lone request pays one commit, and under load the batches grow by themselves to what arrives
+/// during one commit, up to `batch.max_records`. `batch.linger`, when set, additionally holds an
+/// open batch up to that long for more records (bigger batches, at the cost of latency).
+///
+/// Commits of one worker never overlap, so they complete in the order their submissions were
+/// taken: one call's records (always on the same worker) are committed in arrival order.
+async fn run(mut rx: mpsc::Receiver<Submission>, worker: Worker, stop: CancellationToken) {
+    let max = worker.config.max_records;
+    let linger = worker.config.linger;
+    let mut carried: Option<Submission> = None;
+    let mut in_flight: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        // The batch's first submission: carried over, or the next to arrive. An idle worker
+        // (nothing in flight) waits here.
+        let first = match carried.take() {
+            Some(s) => Some(s),
+            None => tokio::select! {
+                s = rx.recv() => s,
+                _ = stop.cancelled(), if !rx.is_closed() => {
+                    rx.close();
+                    continue;
+                }
+            },
+        };
+        let Some(first) = first else { break };
+        let mut batch = Prepared::default();
+        batch.push(first);
+        let deadline = Instant::now() + linger;
+        // Gather what is queued; while the previous commit runs, what arrives meanwhile; with
+        // a linger, what arrives before it ends.
+        while batch.len() < max {
+            let next = match rx.try_recv() {
+                Ok(s) => s,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let lingering = !linger.is_zero() && Instant::now() < deadline;
+                    let waited = match in_flight.as_mut().filter(|c| !c.is_finished()) {
+                        None if !lingering => break,
+                        None => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(s)) => Waited::Submission(s),
+                            Ok(None) | Err(_) => break,
+                        },
+                        Some(commit) => tokio::select! {
+                            biased;
+                            _ = commit => Waited::CommitEnded,
+                            s = rx.recv() => match s {
+                                Some(s) => Waited::Submission(s),
+                                None => break,
+                            },
+                        },
+                    };
+                    match waited {
+                        Waited::Submission(s) => s,
+                        // The previous commit ended: this batch goes now (or, lingering, once
+                        // the linger is over or it is full).
+                        Waited::CommitEnded => {
+                            in_flight = None;
+                            if lingering {
+                                continue;
+                            }
+                            break;
+                        }
+                    }
+                }
+            };
+            // A submission is never split: one request, one transaction.
+            if batch.len() + next.records.len() > max {
+                carried = Some(next);
+                break;
+            }
+            batch.push(next);
+        }
+        if let Some(commit) = in_flight.take() {
+            let _ = commit.await;
+        }
+        worker.metrics.batch_taken(batch.len(), rx.len());
+        let w = worker.clone();
+        in_flight = Some(tokio::spawn(async move { w.commit_prepared(batch).await }));
+    }
+    if let Some(commit) = in_flight.take() {
+        let _ = commit.await;
+    }
+    tracing::debug!("batcher drained and stopped");
+}
+
 fn outbox_entries(records: &[Record]) -> Vec<OutboxEntry> {
-    let mut seen = std::collections::HashSet::with_capacity(records.len());
-    records
-        .iter()
-        .filter(|r| seen.insert(r.id()))
-        .filter_map(message::encode)
-        .collect()
+    let mut entries = OutboxEntries::default();
+    records.iter().for_each(|r| entries.add(r));
+    entries.entries
 }
 
 impl Worker {
     /// Commits a batch and answers its submissions: to the spool while it is active; else to
     /// the database, spooling the batch instead when the commit fails for now or takes longer
     /// than `spool.fallback_after` (with spooling on).
-    async fn commit(&self, batch: Vec<Submission>) {
-        let mut records = Vec::with_capacity(batch.iter().map(|s| s.records.len()).sum());
-        let mut acks = Vec::with_capacity(batch.len());
-        for s in batch {
-            acks.push((s.records.len(), s.ack));
-            records.extend(s.records);
-        }
+    async fn commit_prepared(&self, batch: Prepared) {
+        let Prepared {
+            records,
+            entries: OutboxEntries { entries, .. },
+            acks,
+        } = batch;
         if let Some(spooling) = &self.spooling {
             if let Some(result) = spooling.spool.append(&records, false).await {
                 return answer_spooled(acks, result);
             }
         }
-        let entries = outbox_entries(&records);
         let started = std::time::Instant::now();
         let result = match &self.spooling {
             None => self.commit_with_retries(&records, &entries).await,

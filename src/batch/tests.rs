@@ -16,6 +16,10 @@ struct FakeStore {
     /// When set, commits wait for a permit (counted in `entered` while they wait).
     gate: Option<tokio::sync::Semaphore>,
     entered: AtomicUsize,
+    /// How long a commit with a `callout` event takes.
+    delay: Duration,
+    /// The call events committed, `session|event`, in commit order.
+    call_events: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -35,6 +39,14 @@ impl Store for FakeStore {
             self.entered.fetch_add(1, Ordering::SeqCst);
             gate.acquire().await.unwrap().forget();
         }
+        // A batch with a call's first event is slow: a later batch of the same call that
+        // overlapped it would overtake it.
+        let first_events = records
+            .iter()
+            .any(|r| matches!(r, Record::CallEvent(e) if e.event_type.as_str() == "callout"));
+        if !self.delay.is_zero() && first_events {
+            tokio::time::sleep(self.delay).await;
+        }
         let fail = self.fail_next.lock().unwrap().pop();
         if let Some(transient) = fail {
             let e = if transient {
@@ -45,6 +57,12 @@ impl Store for FakeStore {
             return Err(e.into());
         }
         self.batches.lock().unwrap().push(records.len());
+        let mut events = self.call_events.lock().unwrap();
+        for r in records {
+            if let Record::CallEvent(e) = r {
+                events.push(format!("{}|{}", e.session_id, e.event_type.as_str()));
+            }
+        }
         Ok(vec![Outcome::Inserted; records.len()])
     }
     async fn ping(&self) -> Result<(), StoreError> {
@@ -327,6 +345,137 @@ async fn fee_pushes_go_to_idle_workers() {
             .sum::<usize>(),
         0
     );
+    stop.cancel();
+    drop(batcher);
+    tasks.close();
+    tasks.wait().await;
+}
+
+#[tokio::test]
+async fn a_lone_request_commits_at_once_and_arrivals_during_a_commit_share_the_next() {
+    let store = Arc::new(FakeStore {
+        gate: Some(tokio::sync::Semaphore::new(0)),
+        ..FakeStore::default()
+    });
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    // No linger: nothing waits for company.
+    let batcher = Batcher::spawn(
+        store.clone(),
+        config(50, 0),
+        stop.clone(),
+        &tasks,
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+        None,
+    );
+    let submit = |n: usize, seed: u64| {
+        let b = batcher.clone();
+        tokio::spawn(async move { b.submit(records(n, seed)).await })
+    };
+    let wait_entered = |n: usize| {
+        let store = store.clone();
+        async move {
+            let until = std::time::Instant::now() + Duration::from_secs(5);
+            while store.entered.load(Ordering::SeqCst) < n && std::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!(store.entered.load(Ordering::SeqCst), n);
+        }
+    };
+    let first = submit(1, 1);
+    wait_entered(1).await; // committing at once, alone
+    let during: Vec<_> = (0..3).map(|i| submit(2, 10 + i)).collect();
+    while batcher.queue_depth() > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Taken off the queue and prepared while the first commit is in flight, but not
+    // committed: one commit at a time.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.entered.load(Ordering::SeqCst), 1);
+    store.gate.as_ref().unwrap().add_permits(1);
+    first.await.unwrap().unwrap();
+    wait_entered(2).await;
+    store.gate.as_ref().unwrap().add_permits(1);
+    for d in during {
+        assert_eq!(d.await.unwrap().unwrap().outcomes.len(), 2);
+    }
+    assert_eq!(
+        *store.batches.lock().unwrap(),
+        vec![1, 6],
+        "the three share one commit"
+    );
+    stop.cancel();
+    drop(batcher);
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// Commits of one call's records complete in arrival order: calls interleaved over four
+/// workers, a store whose commits take a while (so batches pile up behind them), each call's
+/// events submitted one after another without waiting for the answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_calls_records_commit_in_arrival_order_behind_a_slow_store() {
+    const EVENTS: [&str; 4] = ["callout", "alerting", "answer", "disconnect"];
+    let store = Arc::new(FakeStore {
+        delay: Duration::from_millis(20),
+        ..FakeStore::default()
+    });
+    let mut cfg = config(50, 0);
+    cfg.workers = 4;
+    cfg.queue_capacity = 4096;
+    let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+    let batcher = Batcher::spawn(
+        store.clone(),
+        cfg,
+        stop.clone(),
+        &tasks,
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+        None,
+    );
+    let ctx = ParseContext {
+        source: "hw".into(),
+        received_at: Utc::now(),
+    };
+    let calls = 8;
+    let mut answers = Vec::new();
+    // Round-robin over the calls: each call's next event is queued before the previous one's
+    // commit has finished.
+    for event in EVENTS {
+        for call in 0..calls {
+            let session = format!("call-{call}");
+            let body =
+                crate::simulate::sample::status_body(event, &session, Utc::now()).to_string();
+            let records = huawei::parse_body(body.as_bytes(), &ctx).unwrap().records;
+            let b = batcher.clone();
+            let (queued_tx, queued) = oneshot::channel::<()>();
+            answers.push(tokio::spawn(async move {
+                let submit = b.submit(records);
+                tokio::pin!(submit);
+                // Signal once the submission is queued (polled once), then wait for it.
+                let first = futures_util::poll!(&mut submit);
+                let _ = queued_tx.send(());
+                match first {
+                    std::task::Poll::Ready(r) => r,
+                    std::task::Poll::Pending => submit.await,
+                }
+            }));
+            queued.await.unwrap();
+        }
+    }
+    for a in answers {
+        a.await.unwrap().unwrap();
+    }
+    let order = store.call_events.lock().unwrap().clone();
+    assert_eq!(order.len(), calls * EVENTS.len());
+    for call in 0..calls {
+        let seen: Vec<&str> = order
+            .iter()
+            .filter_map(|o| o.strip_prefix(&format!("call-{call}|")))
+            .collect();
+        assert_eq!(seen, EVENTS, "call-{call} committed out of order");
+    }
     stop.cancel();
     drop(batcher);
     tasks.close();

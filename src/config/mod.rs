@@ -132,7 +132,10 @@ impl Default for DatabaseConfig {
 pub struct BatchConfig {
     /// Most records committed in one transaction.
     pub max_records: usize,
-    /// How long an open batch waits for more records before it commits.
+    /// How long an open batch may wait for more records before it commits. Zero (the
+    /// default): it never waits; a batch commits at once when no commit of its worker is in
+    /// flight, and else gathers what arrives until that commit ends (group commit). Set it to
+    /// trade latency for bigger batches.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub linger: Duration,
@@ -157,7 +160,7 @@ impl Default for BatchConfig {
     fn default() -> Self {
         Self {
             max_records: 50,
-            linger: Duration::from_millis(2),
+            linger: Duration::ZERO,
             queue_capacity: 1024,
             workers: 4,
             commit_retries: 2,
