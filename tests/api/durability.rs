@@ -227,7 +227,8 @@ async fn a_full_queue_is_503_with_retry_after(backend: Backend) {
                 .await
         })
     };
-    // The first request's batch is stuck in the store; the second waits in the queue.
+    // The first request's batch is stuck in the store; the second is the next batch, gathered
+    // while that commit is in flight (group commit); the third waits in the queue.
     let first = post("callout");
     wait_until("the first batch reaches the store", || {
         h.entered.load(Ordering::SeqCst) == 1
@@ -235,18 +236,21 @@ async fn a_full_queue_is_503_with_retry_after(backend: Backend) {
     .await;
     let second = post("alerting");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let third = app
+    let third = post("collectInfo");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fourth = app
         .post_with("open", fixture("huawei/answer.json"), &[])
         .await;
-    assert_eq!(third.status(), 503);
-    assert_eq!(third.headers()["retry-after"], "5");
-    let body: Value = third.json().await.unwrap();
+    assert_eq!(fourth.status(), 503);
+    assert_eq!(fourth.headers()["retry-after"], "5");
+    let body: Value = fourth.json().await.unwrap();
     assert_eq!(body["error"]["code"], "queue_full");
 
     h.gate.add_permits(100);
     assert_eq!(first.await.unwrap().status(), 200);
     assert_eq!(second.await.unwrap().status(), 200);
-    assert_eq!(app.db.count("call_events").await, 2);
+    assert_eq!(third.await.unwrap().status(), 200);
+    assert_eq!(app.db.count("call_events").await, 3);
     Arc::into_inner(app).unwrap().stop().await;
 }
 
