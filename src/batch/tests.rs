@@ -239,15 +239,7 @@ async fn stopping_commits_what_is_queued_then_refuses() {
     let store = Arc::new(FakeStore::default());
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let batcher = Batcher::spawn(
-        store.clone(),
-        config(50, 0),
-        stop.clone(),
-        &tasks,
-        None,
-        Arc::new(crate::metrics::Metrics::new()),
-        None,
-    );
+    let batcher = spawn_plain(store.clone(), config(50, 0), &stop, &tasks);
     let b = batcher.clone();
     let pending = tokio::spawn(async move { b.submit(records(3, 1)).await });
     tokio::task::yield_now().await;
@@ -307,15 +299,7 @@ async fn fee_pushes_go_to_idle_workers() {
     config.workers = 4;
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let batcher = Batcher::spawn(
-        store.clone(),
-        config,
-        stop.clone(),
-        &tasks,
-        None,
-        Arc::new(crate::metrics::Metrics::new()),
-        None,
-    );
+    let batcher = spawn_plain(store.clone(), config, &stop, &tasks);
     // Four pushes while every commit hangs: each must be on a worker of its own. Hashing by
     // their first call would put two of them on one worker with probability 1 - 4!/4^4.
     let pushes: Vec<_> = (0..4)
@@ -360,15 +344,7 @@ async fn a_lone_request_commits_at_once_and_arrivals_during_a_commit_share_the_n
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     // No linger: nothing waits for company.
-    let batcher = Batcher::spawn(
-        store.clone(),
-        config(50, 0),
-        stop.clone(),
-        &tasks,
-        None,
-        Arc::new(crate::metrics::Metrics::new()),
-        None,
-    );
+    let batcher = spawn_plain(store.clone(), config(50, 0), &stop, &tasks);
     let submit = |n: usize, seed: u64| {
         let b = batcher.clone();
         tokio::spawn(async move { b.submit(records(n, seed)).await })
@@ -425,15 +401,7 @@ async fn one_calls_records_commit_in_arrival_order_behind_a_slow_store() {
     cfg.workers = 4;
     cfg.queue_capacity = 4096;
     let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
-    let batcher = Batcher::spawn(
-        store.clone(),
-        cfg,
-        stop.clone(),
-        &tasks,
-        None,
-        Arc::new(crate::metrics::Metrics::new()),
-        None,
-    );
+    let batcher = spawn_plain(store.clone(), cfg, &stop, &tasks);
     let ctx = ParseContext {
         source: "hw".into(),
         received_at: Utc::now(),
@@ -743,4 +711,22 @@ mod spool_model {
             });
         }
     }
+}
+
+/// A batcher with no publisher and no spool, stopped by `stop`.
+fn spawn_plain(
+    store: Arc<FakeStore>,
+    config: BatchConfig,
+    stop: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Batcher {
+    Batcher::spawn(
+        store,
+        config,
+        stop.clone(),
+        tasks,
+        None,
+        Arc::new(crate::metrics::Metrics::new()),
+        None,
+    )
 }
