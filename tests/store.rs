@@ -773,3 +773,46 @@ both_stores!(
     a_refused_record_rolls_back_its_whole_batch,
     typed_columns_hold_the_parsed_values,
 );
+
+/// The store's connections plan its prepared statements once (generic plans), unless the
+/// URL's `options` say otherwise; every connection of the pool, not just the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_use_generic_plans_unless_the_url_says_otherwise() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let mode = |store: &ringback::store::PgStore| {
+        let pool = store.pool().clone();
+        async move {
+            // Two connections held at once: the second is a fresh one.
+            let mut a = pool.acquire().await.unwrap();
+            let mut b = pool.acquire().await.unwrap();
+            let mut modes = Vec::new();
+            for conn in [&mut *a, &mut *b] {
+                modes.push(
+                    sqlx::query_scalar::<_, String>("SHOW plan_cache_mode")
+                        .fetch_one(conn)
+                        .await
+                        .unwrap(),
+                );
+            }
+            modes
+        }
+    };
+    let store = ringback::store::PgStore::connect(&db.database_config())
+        .await
+        .unwrap();
+    assert_eq!(mode(&store).await, ["force_generic_plan"; 2]);
+    store.pool().close().await;
+
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let config = ringback::config::DatabaseConfig {
+        url: format!(
+            "{}{separator}options=-c%20plan_cache_mode%3Dforce_custom_plan",
+            db.url
+        ),
+        ..db.database_config()
+    };
+    let store = ringback::store::PgStore::connect(&config).await.unwrap();
+    assert_eq!(mode(&store).await, ["force_custom_plan"; 2]);
+    store.pool().close().await;
+    db.drop_db().await;
+}
