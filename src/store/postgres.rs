@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
-use sqlx::{Executor as _, Row};
+use sqlx::Row;
 use uuid::Uuid;
 
 use super::dialect::POSTGRES as DIALECT;
@@ -36,23 +36,8 @@ impl PgStore {
     }
 
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
-        let generic_plans = !config.url.contains("plan_cache_mode");
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
-            // Generic plans for the prepared statements: the batch statement is the same text
-            // with arrays of a different length each time, and PostgreSQL kept planning it
-            // anew (custom plans) on every commit. Forced generic, status pushes at 32
-            // connections went from 4 700 to 5 600-6 700/s on this 2-CPU machine (README,
-            // Performance). A `plan_cache_mode` in the URL's `options` is left to rule.
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if generic_plans {
-                        conn.execute("SET plan_cache_mode = force_generic_plan")
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
             // No ping round trip before every acquire (one per batch): a connection that died
             // fails its first statement instead, which the batcher retries as a transient
             // error on a fresh connection, so nothing is lost and the hot path is cheaper.
