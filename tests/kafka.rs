@@ -173,6 +173,21 @@ async fn every_record_reaches_kafka_with_its_headers_in_call_order(backend: Back
     app.stop().await;
 }
 
+/// Outbox entries not yet published (delivery acknowledged and marked).
+const UNPUBLISHED: &str = "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL";
+
+/// Waits until every outbox entry is published, read from the outbox itself (the
+/// `ringback_outbox_pending` gauge is refreshed on a timer and may predate a commit).
+async fn wait_until_published(db: &TestDb) {
+    for _ in 0..300 {
+        if db.scalar_i64(UNPUBLISHED).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(db.scalar_i64(UNPUBLISHED).await, 0, "outbox published");
+}
+
 async fn wait_for_metric(app: &TestApp, name: &str, want: f64) {
     for _ in 0..300 {
         if app.metric(name).await == Some(want) {
@@ -274,8 +289,7 @@ async fn shutdown_leaves_what_it_cannot_publish_for_the_next_start(backend: Back
         "shutdown waited {:?}",
         started.elapsed()
     );
-    let pending = "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL";
-    assert_eq!(db.scalar_i64(pending).await, 50, "left in the outbox");
+    assert_eq!(db.scalar_i64(UNPUBLISHED).await, 50, "left in the outbox");
 
     broker.set_up(true);
     let app = start_app(db, tweak(10), None).await;
@@ -291,7 +305,7 @@ async fn shutdown_leaves_what_it_cannot_publish_for_the_next_start(backend: Back
     // A graceful stop with the broker up publishes what is in flight and marks it.
     post_fees(&app, 2).await;
     let db = app.stop_keep_db().await;
-    assert_eq!(db.scalar_i64(pending).await, 0);
+    assert_eq!(db.scalar_i64(UNPUBLISHED).await, 0);
     db.drop_db().await;
 }
 
@@ -382,20 +396,7 @@ async fn batches_timed_out_on_a_down_broker_are_caught_up_once_each(backend: Bac
     // And acknowledged: on the broker is not enough. Taken down before its acknowledgement
     // arrives (a loaded machine), the first batch times out as "possibly persisted" and is
     // rightly sent again, at least once, which is not what this test is about.
-    // (Read from the outbox itself: the gauge is refreshed on a timer and may predate the
-    // commit.)
-    let unpublished = "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL";
-    for _ in 0..300 {
-        if app.db.scalar_i64(unpublished).await == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        app.db.scalar_i64(unpublished).await,
-        0,
-        "first batch acknowledged"
-    );
+    wait_until_published(&app.db).await;
     broker.set_up(false);
     let post = |seed: u64| {
         let body = sample::fee_body(seed, 50, Utc::now()).to_string();
@@ -558,11 +559,7 @@ async fn a_crash_between_commit_and_delivery_loses_nothing(backend: Backend) {
             .unwrap();
         assert_eq!(res.status(), 200);
     }
-    assert_eq!(
-        db.scalar_i64("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
-            .await,
-        100
-    );
+    assert_eq!(db.scalar_i64(UNPUBLISHED).await, 100);
     server.child.kill().unwrap(); // SIGKILL: no drain, no goodbye
     server.child.wait().unwrap();
 
