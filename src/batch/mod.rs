@@ -387,6 +387,7 @@ impl Worker {
         };
         self.metrics.commit_finished(started.elapsed());
         match result {
+            Err(e) if !e.is_transient() => self.isolate(records, acks).await,
             Ok(outcomes) => {
                 self.hand_off(&records, &outcomes, entries);
                 let mut outcomes = outcomes.into_iter();
@@ -407,6 +408,37 @@ impl Worker {
                     let _ = ack.send(Err(err.clone()));
                 }
             }
+        }
+    }
+
+    /// Answers the submissions of a batch the database refused for good, each committed on
+    /// its own (see [`isolate`]): a poisoned record fails alone, never its batch-mates.
+    async fn isolate(&self, records: Vec<Record>, acks: Acks) {
+        let mut rest = records.as_slice();
+        for (n, ack) in acks {
+            let (mine, others) = rest.split_at(n.min(rest.len()));
+            rest = others;
+            let answer = match self.commit_alone(mine).await {
+                Ok(outcomes) => Ok(Submitted {
+                    outcomes,
+                    spooled: false,
+                }),
+                Err(e) if e.is_transient() => match &self.spooling {
+                    Some(spooling) => {
+                        let reason = format!("the commit failed: {}", error_chain(&e));
+                        self.spool_instead(spooling, mine.to_vec(), vec![(n, ack)], &reason)
+                            .await;
+                        continue;
+                    }
+                    None => Err(SubmitError::Store { transient: true }),
+                },
+                Err(e) => {
+                    self.metrics
+                        .commit_attempt_failed(&error_chain(&e), false, 1, n, false);
+                    Err(SubmitError::Store { transient: false })
+                }
+            };
+            let _ = ack.send(answer);
         }
     }
 
@@ -498,8 +530,9 @@ fn answer_spooled(acks: Acks, result: Result<(), SpoolError>) {
 /// Commits what the spool holds, oldest first, through the same commit as a direct batch (a
 /// record a crash mid-drain already committed is recognised by its id and stored once), hands
 /// the new entries to the publisher, deletes each entry once committed. A transient failure
-/// waits and tries the same entry again; a batch the database refuses for good is kept aside
-/// with its reason. When the spool is empty it turns inactive: batches go direct again.
+/// waits and tries the same entry again; a record the database refuses for good becomes a
+/// dead letter and the rest is committed (see [`isolate`]); an entry is set aside in the spool
+/// only when not even that can be stored. When the spool is empty it turns inactive: batches go direct again.
 async fn drain_spool(worker: Worker, stop: CancellationToken) {
     let Some(spooling) = worker.spooling.clone() else {
         return;
@@ -577,7 +610,7 @@ enum Drained {
 
 /// Commits consecutive spooled entries in one transaction (their records in order), hands the
 /// new outbox entries to the publisher, deletes the entries. When the database refuses them
-/// for good, each is tried alone, so only the one at fault is set aside.
+/// for good, each is tried alone, and within the one at fault each record (see [`isolate`]).
 async fn drain_entries(worker: &Worker, spool: &Spool, entries: &[Entry]) -> Drained {
     let records: Vec<Record> = entries
         .iter()
@@ -589,13 +622,7 @@ async fn drain_entries(worker: &Worker, spool: &Spool, entries: &[Entry]) -> Dra
     match worker.store.commit(&records, &outbox).await {
         Ok(outcomes) => {
             worker.hand_off(&records, &outcomes, outbox);
-            if let Err(e) = spool.remove_all(entries).await {
-                // Committed, still in the spool: the next drain stores them again as
-                // duplicates, which stores nothing.
-                tracing::warn!(error = %error_chain(&e), "could not delete drained batches from the spool");
-                return Drained::SpoolError;
-            }
-            Drained::Committed
+            remove_drained(spool, entries).await
         }
         Err(e) if e.is_transient() => {
             tracing::debug!(error = %error_chain(&e), "the database does not take the spool yet");
@@ -611,14 +638,35 @@ async fn drain_entries(worker: &Worker, spool: &Spool, entries: &[Entry]) -> Dra
             }
             Drained::Committed
         }
-        Err(e) => match spool.fail(&entries[0], &error_chain(&e)).await {
-            Ok(()) => Drained::Committed,
-            Err(e) => {
-                tracing::error!(error = %error_chain(&e), "could not set a spooled batch aside");
-                Drained::SpoolError
+        Err(_) => {
+            // The entry alone is refused: its records one by one, the culprits kept as dead
+            // letters (see `isolate`), so the drain goes on.
+            let failure = match worker.commit_alone(&records).await {
+                Ok(_) => return remove_drained(spool, entries).await,
+                Err(e) if e.is_transient() => return Drained::Unavailable,
+                Err(e) => e,
+            };
+            // Not even the dead letters could be stored: the entry is set aside whole.
+            match spool.fail(&entries[0], &error_chain(&failure)).await {
+                Ok(()) => Drained::Committed,
+                Err(e) => {
+                    tracing::error!(error = %error_chain(&e), "could not set a spooled batch aside");
+                    Drained::SpoolError
+                }
             }
-        },
+        }
     }
+}
+
+/// Deletes drained entries from the spool.
+async fn remove_drained(spool: &Spool, entries: &[Entry]) -> Drained {
+    if let Err(e) = spool.remove_all(entries).await {
+        // Committed, still in the spool: the next drain stores them again as duplicates,
+        // which stores nothing.
+        tracing::warn!(error = %error_chain(&e), "could not delete drained batches from the spool");
+        return Drained::SpoolError;
+    }
+    Drained::Committed
 }
 
 /// Records one drain commit takes at most (several spooled batches together: a spool fills
@@ -630,6 +678,10 @@ const DRAIN_RECORDS: u64 = 500;
 const DRAIN_TICK: Duration = Duration::from_secs(1);
 const DRAIN_MIN_BACKOFF: Duration = Duration::from_millis(100);
 const DRAIN_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+mod isolate;
+
+pub use isolate::UNSTORABLE;
 
 #[cfg(test)]
 mod tests;

@@ -258,6 +258,52 @@ impl Record {
         }
     }
 
+    /// The record's JSON as it was received (a dead letter's body), for a dead letter made of
+    /// it; `None` for nonces.
+    pub fn raw_bytes(&self) -> Option<Vec<u8>> {
+        Some(match self {
+            Self::CallEvent(e) => e.raw.clone().into_bytes(),
+            Self::Cdr(c) => c.raw.clone().into_bytes(),
+            Self::Phone(e) => e.header.raw.clone().into_bytes(),
+            Self::AcsCall(e) => e.header.raw.clone().into_bytes(),
+            Self::Chat(e) => e.header.raw.clone().into_bytes(),
+            Self::Webhook(e) => e.header.raw.clone().into_bytes(),
+            Self::DeadLetter(d) => return d.body.clone(),
+            Self::Handshake(h) => h.detail.to_string().into_bytes(),
+            Self::Nonce(_) => return None,
+        })
+    }
+
+    /// The source the record came from.
+    pub fn source(&self) -> &std::sync::Arc<str> {
+        match self {
+            Self::CallEvent(e) => &e.meta.source,
+            Self::Cdr(c) => &c.meta.source,
+            Self::Phone(e) => &e.header.meta.source,
+            Self::AcsCall(e) => &e.header.meta.source,
+            Self::Chat(e) => &e.header.meta.source,
+            Self::Webhook(e) => &e.header.meta.source,
+            Self::DeadLetter(d) => &d.source,
+            Self::Handshake(h) => &h.source,
+            Self::Nonce(n) => &n.source,
+        }
+    }
+
+    /// When the request that carried it was received.
+    pub fn received_at(&self) -> Option<DateTime<Utc>> {
+        Some(match self {
+            Self::CallEvent(e) => e.meta.received_at,
+            Self::Cdr(c) => c.meta.received_at,
+            Self::Phone(e) => e.header.meta.received_at,
+            Self::AcsCall(e) => e.header.meta.received_at,
+            Self::Chat(e) => e.header.meta.received_at,
+            Self::Webhook(e) => e.header.meta.received_at,
+            Self::DeadLetter(d) => d.received_at,
+            Self::Handshake(h) => h.received_at,
+            Self::Nonce(_) => return None,
+        })
+    }
+
     /// What orders the record among the others of its call or conversation: the Kafka key,
     /// and what picks the batch worker, so one call's records stay in arrival order. Huawei
     /// records go by session id; an ACS event by its number, call connection, thread or
@@ -295,6 +341,9 @@ pub enum Outcome {
     Inserted,
     /// A row with the same dedupe key already existed (or came earlier in the same batch).
     Duplicate,
+    /// The database refused the record itself (a NUL character in a text, a value out of
+    /// range): it is kept as a dead letter instead, and the rest of its batch is committed.
+    Refused,
 }
 
 #[cfg(test)]

@@ -216,6 +216,7 @@ async fn commit(
         .iter()
         .filter(|o| **o == Outcome::Inserted)
         .count();
+    let refused = refused_records(&outcomes[..accepted_count], &rejected_out);
     if submitted.spooled {
         state.metrics.records_spooled(&source.name, &facts);
     } else {
@@ -226,13 +227,49 @@ async fn commit(
     for r in &rejected_out {
         state.metrics.dead_letter_kept(&source.name, r.code);
     }
+    if !refused.is_empty() && refused.len() == accepted_count && rejected_out.is_empty() {
+        // Nothing of the request could be stored: refused as a whole (its records are kept as
+        // dead letters by the batcher, see `batch::isolate`).
+        return Err(IngestError::Invalid(crate::sources::Rejection::new(
+            crate::batch::UNSTORABLE,
+            UNSTORABLE_MESSAGE,
+            None,
+        )));
+    }
+    let refused_count = refused.len();
+    rejected_out.extend(refused);
+    rejected_out.sort_by_key(|r| r.index);
     Ok(HttpResponse::Ok().json(Accepted {
         status: "ok",
         accepted: inserted,
-        duplicates: accepted_count - inserted,
+        duplicates: accepted_count - inserted - refused_count,
         rejected: rejected_out,
         spooled: submitted.spooled,
     }))
+}
+
+/// What the sender is told of a record the database refused.
+const UNSTORABLE_MESSAGE: &str =
+    "the database refused this record (a NUL character, or a value out of range); it is kept as a dead letter";
+
+/// The records the database refused, as rejected records at their index in the body. The
+/// accepted records are the body's records in order, less the ones refused while parsing
+/// (`rejected`): each source turns one body element into one record or one rejection.
+fn refused_records(outcomes: &[Outcome], rejected: &[RejectedRecord]) -> Vec<RejectedRecord> {
+    let parse_refused: std::collections::HashSet<usize> =
+        rejected.iter().map(|r| r.index).collect();
+    let body_indexes = (0..).filter(|i| !parse_refused.contains(i));
+    outcomes
+        .iter()
+        .zip(body_indexes)
+        .filter(|(o, _)| **o == Outcome::Refused)
+        .map(|(_, index)| RejectedRecord {
+            index,
+            code: crate::batch::UNSTORABLE,
+            message: UNSTORABLE_MESSAGE.to_owned(),
+            field: None,
+        })
+        .collect()
 }
 
 pub(super) fn is_json_utf8(content_type: &str) -> bool {

@@ -53,6 +53,11 @@ pub const REFUSALS: &[Refusal] = &[
     r(400, "empty_batch", "an ACS delivery with no event"),
     r(
         400,
+        "unstorable_record",
+        "the database refused every record of the body (a NUL character, a value out of range); each is kept as a dead letter. Within a body with other records, the refused one is listed in `rejected` and the rest committed",
+    ),
+    r(
+        400,
         "unsupported_event_type",
         "an event outside `Microsoft.Communication.*`",
     ),

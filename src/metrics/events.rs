@@ -130,6 +130,19 @@ impl Metrics {
             .inc();
     }
 
+    /// The database refused a record itself (see `batch::isolate`): it is kept as a dead
+    /// letter, its batch-mates are committed.
+    pub fn record_unstorable(&self, source: &str, kind: &str, reason: &str) {
+        let code = crate::batch::UNSTORABLE;
+        self.rejections.with_label_values(&[source, code]).inc();
+        tracing::warn!(
+            source,
+            kind,
+            reason,
+            "the database refused a record; kept as a dead letter"
+        );
+    }
+
     /// A dead letter was committed.
     pub fn dead_letter_kept(&self, source: &str, code: &str) {
         self.dead_letters.with_label_values(&[source, code]).inc();
@@ -143,6 +156,7 @@ impl Metrics {
             let outcome = match outcome {
                 Outcome::Inserted => "accepted",
                 Outcome::Duplicate => "duplicate",
+                Outcome::Refused => "refused",
             };
             self.records
                 .with_label_values(&[source, kind.as_str(), outcome])

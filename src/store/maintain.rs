@@ -380,6 +380,14 @@ async fn drop_partitions(
         let Some(rows) = rows else {
             continue; // another replica dropped it meanwhile
         };
+        if super::tables::KEYED_TABLES.contains(&table) {
+            // The partition's identities go with it (migration 0013).
+            sqlx::query(&format!(
+                "DELETE FROM record_keys WHERE id IN (SELECT id FROM \"{name}\")"
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(&format!("DROP TABLE IF EXISTS \"{name}\""))
             .execute(&mut *tx)
             .await?;

@@ -36,6 +36,9 @@ pub enum StoreError {
     /// The database rejected the statement; retrying will not help.
     #[error("database rejected the batch")]
     Rejected(#[source] sqlx::Error),
+    /// A record the database refused could not be kept as a dead letter either.
+    #[error("{0}")]
+    Unstorable(String),
     #[error("applying migrations failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("creating the database directory {0} failed")]
@@ -55,16 +58,7 @@ impl From<sqlx::Error> for StoreError {
         let transient = match &e {
             E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
             E::Protocol(_) => true,
-            E::Database(db) => match db.code().as_deref() {
-                // PostgreSQL: connection exceptions (08…), insufficient resources (53…),
-                // operator intervention (57…), serialization failure and deadlock.
-                Some(code) if code.starts_with("08") || code.starts_with("53") => true,
-                Some(code) if code.starts_with("57") => true,
-                Some("40001" | "40P01") => true,
-                // SQLite: SQLITE_BUSY, SQLITE_LOCKED and their extended codes.
-                Some(code) => matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6)),
-                None => false,
-            },
+            E::Database(db) => transient_database_error(db.as_ref()),
             _ => false,
         };
         if transient {
@@ -73,6 +67,35 @@ impl From<sqlx::Error> for StoreError {
             Self::Rejected(e)
         }
     }
+}
+
+/// Whether the database's own error is one that retrying can get past, read by the backend
+/// that raised it: a PostgreSQL SQLSTATE such as `22021` is five characters, not a number,
+/// and read as SQLite's code it would look like `SQLITE_BUSY` (`22021 & 0xff == 5`).
+fn transient_database_error(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return postgres_transient(pg.code());
+    }
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // SQLITE_BUSY, SQLITE_LOCKED and their extended codes.
+        return db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    false
+}
+
+/// PostgreSQL's SQLSTATE classes that retrying can get past: connection exceptions (08),
+/// insufficient resources (53), operator intervention (57, a restart or a shutdown),
+/// serialization failure and deadlock. Everything else is permanent, data exceptions (22: a
+/// NUL character, a value out of range) and integrity violations (23) above all: the same
+/// rows would be refused again.
+pub(crate) fn postgres_transient(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08")
+        || sqlstate.starts_with("53")
+        || sqlstate.starts_with("57")
+        || matches!(sqlstate, "40001" | "40P01")
 }
 
 /// Where records are committed.

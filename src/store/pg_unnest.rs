@@ -16,7 +16,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::rows::Split;
-use super::tables::{Columns, OutboxRow, PgQuery, CALL_EVENTS, CDRS, NONCES, OUTBOX};
+use super::tables::{key_claim, Columns, OutboxRow, PgQuery, CALL_EVENTS, CDRS, NONCES, OUTBOX};
 use crate::domain::{CallEvent, Cdr, Nonce, OutboxEntry};
 use crate::message;
 
@@ -31,6 +31,9 @@ fn ids(rows: Vec<sqlx::postgres::PgRow>) -> Result<Vec<Uuid>, sqlx::Error> {
 /// `also` (ids of the batch's other records, inserted earlier in the same transaction). Its
 /// rows are the ids of the new CDRs and call events. One statement text per combination of
 /// tables, so each is prepared once per connection.
+///
+/// A CDR is only inserted when its id is new in `record_keys` (claimed by the CTE `ck` of the
+/// same statement), so a CDR sent again with other times (another partition) is a duplicate.
 ///
 /// Conflicts are decided on `id` alone: an id is the UUIDv5 of (source, kind, dedupe key),
 /// so the `(source, dedupe_key)` unique index can only conflict when `id` does; naming the
@@ -53,7 +56,12 @@ fn statement(cdrs: bool, call_events: bool, nonces: bool) -> &'static str {
             ctes.push(format!("n AS ({})", NONCES.unnest_insert(&mut param)));
         }
         if cdrs {
-            let insert = CDRS.unnest_insert_guarded(&mut param, claimed);
+            // The CDRs' ids are claimed in `record_keys` first (see `tables::KEYED_TABLES`):
+            // from the id array of the insert below (its first column) and its guards.
+            debug_assert_eq!(CDRS.columns[0].name, "id");
+            let guards = claimed.map(|n| (param + CDRS.params() + 1, n));
+            ctes.push(format!("ck AS ({})", key_claim(param + 1, guards)));
+            let insert = CDRS.unnest_insert_keyed(&mut param, claimed, Some("ck"));
             ctes.push(format!("c AS ({insert})"));
             new.push("SELECT id FROM c");
         }

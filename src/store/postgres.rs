@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::dialect::POSTGRES as DIALECT;
 use super::pg_unnest;
 use super::rows;
+use super::tables::key_claim;
 use super::{Backlog, Store, StoreError};
 use crate::config::DatabaseConfig;
 use crate::domain::{OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
@@ -118,7 +119,17 @@ impl PgStore {
             .difference(&claimed)
             .copied()
             .collect();
-        let split = rows::Split::without(records, &refused);
+        let mut split = rows::Split::without(records, &refused);
+        let keyed = split.keyed_ids();
+        if !keyed.is_empty() {
+            let new_keys: HashSet<Uuid> = sqlx::query_scalar(&key_claim(1, None))
+                .bind(&keyed)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+            split.retain_keyed(&new_keys);
+        }
         let mut inserted = split.always_inserted();
         inserted.extend(claimed);
         rows::insert_others!(tx, inserted, &DIALECT, split, Postgres);

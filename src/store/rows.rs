@@ -39,8 +39,15 @@ impl<'a> Split<'a> {
     /// claimed before), nor those nonces.
     pub fn without(records: &'a [Record], refused: &HashSet<Uuid>) -> Self {
         let mut split = Self::default();
+        // A record twice in one batch is one row: its later copies (which may carry other
+        // times, so another partition) are left out, and answered as duplicates by
+        // `store::outcomes`.
+        let mut seen = HashSet::new();
         for (record, guard) in records.iter().zip(guards(records)) {
             if guard.is_some_and(|g| refused.contains(&g)) {
+                continue;
+            }
+            if record.kind().is_some() && !seen.insert(record.id()) {
                 continue;
             }
             match record {
@@ -73,6 +80,29 @@ impl<'a> Split<'a> {
             && self.webhooks.is_empty()
             && self.dead_letters.is_empty()
             && self.handshakes.is_empty()
+    }
+
+    /// The ids of the records of the tables other than `cdrs` whose ids are claimed in
+    /// `record_keys` (see `tables::KEYED_TABLES`; the CDRs' are claimed by their statement).
+    pub fn keyed_ids(&self) -> Vec<Uuid> {
+        self.phone
+            .iter()
+            .map(|e| e.header.meta.id)
+            .chain(self.acs_calls.iter().map(|e| e.header.meta.id))
+            .chain(self.chats.iter().map(|e| e.header.meta.id))
+            .chain(self.webhooks.iter().map(|e| e.header.meta.id))
+            .collect()
+    }
+
+    /// Keeps, of those records, the ones whose key was `claimed` (new): the others are stored
+    /// already, maybe under another time.
+    pub fn retain_keyed(&mut self, claimed: &HashSet<Uuid>) {
+        self.phone.retain(|e| claimed.contains(&e.header.meta.id));
+        self.acs_calls
+            .retain(|e| claimed.contains(&e.header.meta.id));
+        self.chats.retain(|e| claimed.contains(&e.header.meta.id));
+        self.webhooks
+            .retain(|e| claimed.contains(&e.header.meta.id));
     }
 
     /// Dead letters and handshakes are never deduplicated: all of them count as inserted.

@@ -124,15 +124,36 @@ impl Table {
     /// id, or NULL), when `claimed` names the CTE of the nonces this statement claimed: a row
     /// is inserted only when it has no guard or its guard was claimed.
     pub fn unnest_insert_guarded(&self, param: &mut usize, claimed: Option<&str>) -> String {
+        self.unnest_insert_keyed(param, claimed, None)
+    }
+
+    /// [`unnest_insert_guarded`](Self::unnest_insert_guarded) of a table whose rows are only
+    /// inserted when the CTE `keys` claimed their id in `record_keys` (see [`key_claim`]).
+    pub fn unnest_insert_keyed(
+        &self,
+        param: &mut usize,
+        claimed: Option<&str>,
+        keys: Option<&str>,
+    ) -> String {
         let names = self.column_list();
         let (select, mut arrays) = self.unnest(param);
-        let (mut alias, mut filter) = (names.clone(), String::new());
+        let (mut alias, mut conditions) = (names.clone(), Vec::new());
         if let Some(cte) = claimed {
             *param += 1;
             arrays.push_str(&format!(", ${param}::uuid[]"));
             alias.push_str(", guard");
-            filter = format!(" WHERE guard IS NULL OR guard IN (SELECT id FROM {cte})");
+            conditions.push(format!(
+                "(guard IS NULL OR guard IN (SELECT id FROM {cte}))"
+            ));
         }
+        if let Some(keys) = keys {
+            conditions.push(format!("id IN (SELECT id FROM {keys})"));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
         // No conflict target: on PostgreSQL the record tables are partitioned and their key is
         // (id, partition time), which a row's retry shares (see migration 0010).
         let tail = if self.dedupe {
@@ -144,6 +165,33 @@ impl Table {
             "INSERT INTO {} ({names}) SELECT {select} FROM UNNEST({arrays}) AS u({alias}){filter}{tail}",
             self.name
         )
+    }
+}
+
+/// The record tables whose ids are claimed in `record_keys` before a row is inserted
+/// (PostgreSQL; migration 0013): all but `call_events`, whose id includes its partition time.
+pub(crate) const KEYED_TABLES: [&str; 5] = [
+    "cdrs",
+    "phone_number_events",
+    "acs_call_events",
+    "chat_events",
+    "webhook_events",
+];
+
+/// `INSERT INTO record_keys (id) SELECT … ON CONFLICT DO NOTHING RETURNING id` of the ids bound
+/// as array `$ids`, each with its guard in array `$guards` when `claimed` names the CTE of the
+/// nonces the statement claimed (a key of a refused request is not taken).
+pub(crate) fn key_claim(ids: usize, guards: Option<(usize, &str)>) -> String {
+    match guards {
+        None => format!(
+            "INSERT INTO record_keys (id) SELECT id FROM UNNEST(${ids}::uuid[]) AS u(id) \
+             ON CONFLICT DO NOTHING RETURNING id"
+        ),
+        Some((guards, claimed)) => format!(
+            "INSERT INTO record_keys (id) SELECT id FROM UNNEST(${ids}::uuid[], ${guards}::uuid[]) \
+             AS u(id, guard) WHERE guard IS NULL OR guard IN (SELECT id FROM {claimed}) \
+             ON CONFLICT DO NOTHING RETURNING id"
+        ),
     }
 }
 
@@ -541,7 +589,9 @@ mod tests {
         assert_eq!(param, 4 + 50 + 1);
         assert!(sql.contains(", $55::uuid[]) AS u("), "{sql}");
         assert!(
-            sql.contains(", guard) WHERE guard IS NULL OR guard IN (SELECT id FROM n) ON CONFLICT"),
+            sql.contains(
+                ", guard) WHERE (guard IS NULL OR guard IN (SELECT id FROM n)) ON CONFLICT"
+            ),
             "{sql}"
         );
     }

@@ -99,12 +99,12 @@ impl Store for Wrapped {
     }
 }
 
-struct Handles {
-    gate: Arc<Semaphore>,
-    entered: Arc<AtomicUsize>,
+pub(crate) struct Handles {
+    pub gate: Arc<Semaphore>,
+    pub entered: Arc<AtomicUsize>,
 }
 
-async fn spawn_wrapped(
+pub(crate) async fn spawn_wrapped(
     backend: Backend,
     fail: bool,
     permits: usize,
@@ -176,9 +176,9 @@ async fn a_failed_commit_is_503_with_retry_after_and_no_row(backend: Backend) {
     app.stop().await;
 }
 
-/// A real database refusing the transaction: PostgreSQL fails it at COMMIT (a deferred
+/// A real database refusing every record: PostgreSQL fails it at COMMIT (a deferred
 /// constraint trigger), SQLite at the insert (SQLite has no deferred triggers).
-async fn a_transaction_the_database_refuses_is_5xx_and_leaves_no_row(backend: Backend) {
+async fn records_the_database_refuses_are_dead_letters_and_no_row(backend: Backend) {
     let app = spawn_app(backend).await;
     match backend {
         Backend::Postgres => {
@@ -195,20 +195,27 @@ async fn a_transaction_the_database_refuses_is_5xx_and_leaves_no_row(backend: Ba
             app.db
                 .execute(
                     "CREATE TRIGGER refuse BEFORE INSERT ON cdrs \
-                     BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+                     BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END;",
                 )
                 .await
         }
     }
+    // Every CDR is refused, alone as in its batch: each is kept as a dead letter (see
+    // `batch::isolate`), the push is refused as a whole, nothing is stored as a CDR.
     let res = app.post_signed(fixture("huawei/fee.json")).await;
-    assert_eq!(res.status(), 500);
+    assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "internal_error");
+    assert_eq!(body["error"]["code"], "unstorable_record");
     assert!(
-        !body.to_string().contains("refused"),
+        !body.to_string().contains("at commit") && !body.to_string().contains("by trigger"),
         "internals must not leak: {body}"
     );
     assert_eq!(app.db.count("cdrs").await, 0);
+    let letters = app
+        .db
+        .scalar_i64("SELECT COUNT(*) FROM dead_letters WHERE code = 'unstorable_record'")
+        .await;
+    assert_eq!(letters, 1, "the fee push's one CDR is a dead letter");
     app.stop().await;
 }
 
@@ -369,7 +376,7 @@ async fn connections_postgres_dropped_are_replaced_without_losing_a_callback() {
 both_stores!(
     the_answer_waits_for_the_commit,
     a_failed_commit_is_503_with_retry_after_and_no_row,
-    a_transaction_the_database_refuses_is_5xx_and_leaves_no_row,
+    records_the_database_refuses_are_dead_letters_and_no_row,
     a_full_queue_is_503_with_retry_after,
     shutdown_finishes_requests_in_flight,
     a_flood_is_refused_early_and_what_was_accepted_is_committed_once,

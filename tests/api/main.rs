@@ -8,6 +8,7 @@ mod durability;
 mod fleet;
 mod hostile;
 mod huawei;
+mod isolation;
 mod limits;
 mod numbers;
 mod rejects;
