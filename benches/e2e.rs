@@ -34,7 +34,7 @@ use ringback::simulate::Report;
 mod kafka;
 use kafka::free_port;
 
-const SECRET: &str = "bench-secret";
+const SECRET: &str = "bench-secret-0123456";
 const APP_KEY: &str = "bench-app";
 const PARTITIONS: i32 = 3;
 

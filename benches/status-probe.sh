@@ -25,7 +25,7 @@ HTTP_PORT=${PROBE_HTTP_PORT:-18080}
 KAFKA_PORT=${PROBE_KAFKA_PORT:-19092}
 DB=ringback_probe
 dir=$(mktemp -d)
-printf bench-secret > "$dir/secret"
+printf bench-secret-0123456 > "$dir/secret"
 cat > "$dir/probe.toml" <<TOML
 [sources.huawei]
 kind = "huawei-voicecall"

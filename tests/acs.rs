@@ -402,7 +402,7 @@ async fn handshakes_answer_as_specified(backend: Backend) {
 async fn shared_secrets_are_checked(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
-    std::fs::write(&secret, "s3cr3t-value\n").unwrap();
+    std::fs::write(&secret, "s3cr3t-value-0123456\n").unwrap();
     let sources = format!(
         "[sources.acs-secret]\nkind = \"azure-communication\"\nauth = \"shared-secret\"\nsecret_file = \"{}\"\n",
         secret.display()
@@ -422,7 +422,7 @@ async fn shared_secrets_are_checked(backend: Backend) {
         code(
             post(
                 &app,
-                "acs-secret?code=s3cr3t-value",
+                "acs-secret?code=s3cr3t-value-0123456",
                 "application/json",
                 body.clone()
             )
@@ -435,7 +435,7 @@ async fn shared_secrets_are_checked(backend: Backend) {
         .client
         .post(format!("{}/hooks/acs-secret", app.address))
         .header("content-type", "application/json")
-        .header("x-ringback-secret", "s3cr3t-value")
+        .header("x-ringback-secret", "s3cr3t-value-0123456")
         .body(body.clone())
         .send()
         .await

@@ -61,6 +61,8 @@ pub fn encode_secret(secret: &[u8]) -> String {
 }
 
 fn mac(secret: &[u8], id: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
+    #[cfg(test)]
+    MACS.with(|m| m.set(m.get() + 1));
     let mut mac = HmacSha256::new_from_slice(secret).expect("any key length");
     for part in [id.as_bytes(), b".", timestamp.as_bytes(), b".", body] {
         mac.update(part);
@@ -76,15 +78,19 @@ pub fn sign(secret: &[u8], id: &str, timestamp: &str, body: &[u8]) -> String {
     )
 }
 
-/// Checks a message: fresh timestamp, and one `v1` signature made by one of `secrets`
-/// (compared in constant time).
-pub fn verify(
-    secrets: &[Vec<u8>],
+/// Most `v1,` entries of `webhook-signature` read: a sender signs with one secret, two while
+/// it rotates; the rest of a longer header is ignored, so the work a request can cause is
+/// bounded whatever it sends.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// Checks what the headers alone can tell, before a byte of the body is read: the three
+/// headers present, the id, a fresh timestamp, at least one well-formed `v1` signature.
+/// Returns the signatures (at most [`MAX_SIGNATURES`]) for [`verify_body`].
+pub fn verify_headers(
     headers: Option<&WebhookHeaders<'_>>,
-    body: &[u8],
     tolerance: chrono::Duration,
     now: DateTime<Utc>,
-) -> Result<(), SignatureError> {
+) -> Result<Vec<[u8; 32]>, SignatureError> {
     let h = headers.ok_or_else(|| {
         refuse(
             "signature_headers_missing",
@@ -105,17 +111,20 @@ pub fn verify(
     })?;
     let sent = DateTime::from_timestamp(ts, 0)
         .ok_or_else(|| refuse("invalid_timestamp", "webhook-timestamp is out of range"))?;
-    if (now - sent).abs() > tolerance {
+    let off = now.signed_duration_since(sent);
+    if off > tolerance || off < -tolerance {
         return Err(refuse(
             "timestamp_out_of_tolerance",
             "webhook-timestamp is too far from now",
         ));
     }
-    let provided: Vec<Vec<u8>> = h
+    // A SHA-256 MAC is 32 bytes: anything else cannot match and is not kept.
+    let provided: Vec<[u8; 32]> = h
         .signature
         .split_whitespace()
         .filter_map(|s| s.strip_prefix("v1,"))
-        .filter_map(|b64| BASE64.decode(b64).ok())
+        .take(MAX_SIGNATURES)
+        .filter_map(|b64| BASE64.decode(b64).ok()?.try_into().ok())
         .collect();
     if provided.is_empty() {
         return Err(refuse(
@@ -123,13 +132,24 @@ pub fn verify(
             "webhook-signature holds no v1 signature",
         ));
     }
-    // Every secret against every provided signature, each compared in constant time.
+    Ok(provided)
+}
+
+/// Checks the body against the signatures [`verify_headers`] returned: ONE MAC per secret
+/// (the body is hashed once per secret, never once per signature entry), compared with each
+/// signature in constant time.
+pub fn verify_body(
+    secrets: &[Vec<u8>],
+    headers: &WebhookHeaders<'_>,
+    provided: &[[u8; 32]],
+    body: &[u8],
+) -> Result<(), SignatureError> {
+    use hmac::digest::CtOutput;
     let mut ok = false;
     for secret in secrets {
-        for candidate in &provided {
-            ok |= mac(secret, h.id, h.timestamp, body)
-                .verify_slice(candidate)
-                .is_ok();
+        let tag = mac(secret, headers.id, headers.timestamp, body).finalize();
+        for candidate in provided {
+            ok |= tag == CtOutput::new((*candidate).into());
         }
     }
     if ok {
@@ -140,6 +160,26 @@ pub fn verify(
             "webhook-signature does not match",
         ))
     }
+}
+
+/// Checks a message: fresh timestamp, and one `v1` signature made by one of `secrets`
+/// ([`verify_headers`] then [`verify_body`]).
+pub fn verify(
+    secrets: &[Vec<u8>],
+    headers: Option<&WebhookHeaders<'_>>,
+    body: &[u8],
+    tolerance: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<(), SignatureError> {
+    let provided = verify_headers(headers, tolerance, now)?;
+    let headers = headers.expect("checked by verify_headers");
+    verify_body(secrets, headers, &provided, body)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many HMACs this thread computed, for the test that it is one per secret.
+    static MACS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]
@@ -217,5 +257,46 @@ mod tests {
             "signature_malformed"
         );
         assert_eq!(code(check(None, BODY, now)), "signature_headers_missing");
+    }
+
+    #[test]
+    fn one_mac_per_secret_whatever_the_number_of_signatures() {
+        let secrets = [
+            decode_secret(SECRET).unwrap(),
+            decode_secret("whsec_c2VjcmV0LW51bWJlci10d28=").unwrap(),
+        ];
+        let bogus = vec!["v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA="; 300].join(" ");
+        let tol = chrono::Duration::minutes(5);
+        let h = headers(&bogus, TS);
+        let provided = verify_headers(Some(&h), tol, at(1614265330)).unwrap();
+        assert_eq!(
+            provided.len(),
+            MAX_SIGNATURES,
+            "entries beyond the cap are not read"
+        );
+        let before = MACS.with(|m| m.get());
+        let err = verify_body(&secrets, &h, &provided, &vec![b'x'; 1 << 20]).unwrap_err();
+        let macs = MACS.with(|m| m.get()) - before;
+        assert_eq!(err.code, "signature_mismatch");
+        assert_eq!(macs, 2, "one MAC per secret, not one per signature entry");
+    }
+
+    #[test]
+    fn the_timestamp_is_checked_without_overflow() {
+        let tol = chrono::Duration::minutes(5);
+        for ts in [
+            i64::MAX.to_string(),
+            i64::MIN.to_string(),
+            "-8334632851200".into(),
+        ] {
+            let h = headers(SIG, &ts);
+            let code = verify_headers(Some(&h), tol, at(1614265330))
+                .unwrap_err()
+                .code;
+            assert!(
+                code == "invalid_timestamp" || code == "timestamp_out_of_tolerance",
+                "{ts}: {code}"
+            );
+        }
     }
 }

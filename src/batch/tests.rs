@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::*;
-use crate::domain::Record;
+use crate::domain::{DeadLetter, DeadLetterScope, Record};
 use crate::sources::{huawei, ParseContext};
 use crate::store::StoreError;
 
@@ -20,6 +20,10 @@ struct FakeStore {
     delay: Duration,
     /// The call events committed, `session|event`, in commit order.
     call_events: Mutex<Vec<String>>,
+    /// A CDR of this session is refused for good, as PostgreSQL refuses a NUL character.
+    poison: Option<String>,
+    /// The dead letters committed.
+    dead_letters: Mutex<Vec<DeadLetter>>,
 }
 
 #[async_trait]
@@ -47,6 +51,13 @@ impl Store for FakeStore {
         if !self.delay.is_zero() && first_events {
             tokio::time::sleep(self.delay).await;
         }
+        let poisoned = records
+            .iter()
+            .any(|r| matches!(r, Record::Cdr(c) if Some(&c.session_id) == self.poison.as_ref()));
+        if poisoned {
+            let refusal = sqlx::Error::Protocol("invalid byte sequence: 0x00".into());
+            return Err(StoreError::Rejected(refusal));
+        }
         let fail = self.fail_next.lock().unwrap().pop();
         if let Some(transient) = fail {
             let e = if transient {
@@ -57,6 +68,11 @@ impl Store for FakeStore {
             return Err(e.into());
         }
         self.batches.lock().unwrap().push(records.len());
+        for r in records {
+            if let Record::DeadLetter(d) = r {
+                self.dead_letters.lock().unwrap().push((**d).clone());
+            }
+        }
         let mut events = self.call_events.lock().unwrap();
         for r in records {
             if let Record::CallEvent(e) = r {
@@ -227,11 +243,77 @@ async fn transient_failures_are_retried_and_permanent_ones_are_not() {
     let err = batcher.submit(records(2, 2)).await.unwrap_err();
     assert!(matches!(err, SubmitError::Store { transient: true }));
 
+    // Refused for good once, the batch is taken apart (see `isolate`): its one submission,
+    // committed alone, goes through.
     store.fail_next.lock().unwrap().clear();
     store.fail_next.lock().unwrap().push(false);
-    let err = batcher.submit(records(2, 3)).await.unwrap_err();
-    assert!(matches!(err, SubmitError::Store { transient: false }));
-    assert_eq!(*store.batches.lock().unwrap(), vec![2]);
+    let ok = batcher.submit(records(2, 3)).await.unwrap();
+    assert_eq!(ok.outcomes, vec![Outcome::Inserted; 2]);
+    assert_eq!(*store.batches.lock().unwrap(), vec![2, 2]);
+}
+
+/// Requests gathered into one batch while a commit is held; one holds a record the database
+/// refuses for good. Every other request is committed as if it had not been there, the culprit
+/// is answered `Refused` and kept as a dead letter with its JSON.
+#[tokio::test]
+async fn a_record_the_database_refuses_fails_alone() {
+    let mut poisoned = records(3, 77);
+    let Record::Cdr(culprit) = &poisoned[1] else {
+        panic!("a fee body holds CDRs")
+    };
+    let store = Arc::new(FakeStore {
+        gate: Some(tokio::sync::Semaphore::new(0)),
+        poison: Some(culprit.session_id.clone()),
+        ..FakeStore::default()
+    });
+    let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+    let batcher = spawn_plain(store.clone(), config(50, 0), &stop, &tasks);
+    // A first request holds the worker (its commit waits at the gate) while the next three
+    // gather into one batch.
+    let first = tokio::spawn({
+        let b = batcher.clone();
+        async move { b.submit(records(1, 70)).await }
+    });
+    while store.entered.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let mut waiting = Vec::new();
+    for seed in [71, 72] {
+        let b = batcher.clone();
+        waiting.push(tokio::spawn(
+            async move { b.submit(records(2, seed)).await },
+        ));
+    }
+    let b = batcher.clone();
+    let culprit_session = culprit.session_id.clone();
+    let bad = tokio::spawn(async move { b.submit(std::mem::take(&mut poisoned)).await });
+    while batcher.queue_depth() > 0 || store.entered.load(Ordering::SeqCst) < 1 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.gate.as_ref().unwrap().add_permits(1000);
+    assert_eq!(
+        first.await.unwrap().unwrap().outcomes,
+        vec![Outcome::Inserted]
+    );
+    for w in waiting {
+        assert_eq!(
+            w.await.unwrap().unwrap().outcomes,
+            vec![Outcome::Inserted; 2]
+        );
+    }
+    let bad = bad.await.unwrap().unwrap();
+    assert_eq!(
+        bad.outcomes,
+        vec![Outcome::Inserted, Outcome::Refused, Outcome::Inserted]
+    );
+    let letters = store.dead_letters.lock().unwrap().clone();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].code, UNSTORABLE);
+    assert_eq!(letters[0].scope, DeadLetterScope::Record);
+    let body = String::from_utf8(letters[0].body.clone().unwrap()).unwrap();
+    assert!(body.contains(&culprit_session), "the CDR as sent: {body}");
+    stop.cancel();
 }
 
 #[tokio::test]

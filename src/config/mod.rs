@@ -698,6 +698,14 @@ mod tests {
         assert!(e.starts_with("sources.a.jwt_audiences:"), "{e}");
         let e = err("[sources.w]\nkind = \"standard-webhooks\"\nauth = \"standard-webhooks\"\nsecrets = [\"whsec_!\"]");
         assert!(e.starts_with("sources.w.secrets:"), "{e}");
+        // An empty or short secret would let anyone sign.
+        for short in ["whsec_", "whsec_c2hvcnQ="] {
+            let e = err(&format!("[sources.w]\nkind = \"standard-webhooks\"\nauth = \"standard-webhooks\"\nsecrets = [\"{short}\"]"));
+            assert!(
+                e.starts_with("sources.w.secrets:") && e.contains("16 bytes"),
+                "{e}"
+            );
+        }
         let e = err("[sources.w]\nkind = \"standard-webhooks\"\nauth = \"aksk\"");
         assert!(e.starts_with("sources.w.auth:"), "{e}");
         let e = err("[sources.w]\nkind = \"standard-webhooks\"\nauth = \"none\"\nrate_limit = 0");

@@ -318,9 +318,15 @@ fn webhook_secrets<'a>(
 ) -> Result<Vec<Secret>, &'static str> {
     written
         .into_iter()
-        .map(|s| standard_webhooks::decode_secret(s).map(Secret::new))
-        .collect::<Option<_>>()
-        .ok_or("each secret must be whsec_ followed by base64")
+        .map(|s| {
+            let secret = standard_webhooks::decode_secret(s)
+                .ok_or("each secret must be whsec_ followed by base64")?;
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err("each secret must decode to at least 16 bytes");
+            }
+            Ok(Secret::new(secret))
+        })
+        .collect()
 }
 
 /// A source is written as its table (`config-schema`).
@@ -611,8 +617,20 @@ pub fn read_secret(name: &str, field: &str, at: &SecretRef) -> Result<Secret, Co
         SecretRef::Env(_) => "env",
         SecretRef::File(_) => "file",
     };
-    at.read()
-        .map_err(|e| invalid(format!("sources.{name}.{field}_{suffix}"), e.to_string()))
+    let key = || format!("sources.{name}.{field}_{suffix}");
+    let secret = at.read().map_err(|e| invalid(key(), e.to_string()))?;
+    if secret.expose().len() < MIN_SECRET_BYTES {
+        return Err(invalid(key(), too_short()));
+    }
+    Ok(secret)
+}
+
+/// The shortest secret any auth mode takes: a shorter one (an empty `whsec_`, a test value
+/// left in production) can be guessed or brute-forced offline from one signed request.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+fn too_short() -> String {
+    format!("a secret must be at least {MIN_SECRET_BYTES} bytes")
 }
 
 impl StandardWebhooksAuth {
@@ -631,5 +649,25 @@ impl StandardWebhooksAuth {
             all.extend(more);
         }
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_shorter_than_16_bytes_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (short, long) = (dir.path().join("short"), dir.path().join("long"));
+        std::fs::write(&short, "fifteen-bytes!!\n").unwrap();
+        std::fs::write(&long, "sixteen-bytes!!!\n").unwrap();
+        let e = read_secret("hw", "app_secret", &SecretRef::File(short)).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("sources.hw.app_secret_file") && e.contains("16 bytes"),
+            "{e}"
+        );
+        read_secret("hw", "app_secret", &SecretRef::File(long)).unwrap();
     }
 }

@@ -497,6 +497,8 @@ mod tests {
         for source in auth {
             given.extend(codes_in(source).into_iter().map(|c| (401, c)));
         }
+        // Given by the hook when the batcher kept every record of a body as a dead letter.
+        given.insert((400, crate::batch::UNSTORABLE.to_owned()));
         let given: BTreeSet<(u16, &str)> = given.iter().map(|(s, c)| (*s, c.as_str())).collect();
         let undocumented: Vec<_> = given.difference(&documented).collect();
         let stale: Vec<_> = documented.difference(&given).collect();

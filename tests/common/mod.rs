@@ -167,7 +167,7 @@ impl TestDb {
 }
 
 pub const APP_KEY: &str = "ka4kESI5s3YyurL1wpx63s9YnEm2";
-pub const APP_SECRET: &str = "test-app-secret";
+pub const APP_SECRET: &str = "test-app-secret-16";
 pub const PUBLIC_URL: &str = "https://callbacks.example.com/hooks/hw";
 
 /// The running application.
