@@ -195,7 +195,7 @@ async fn json_logs_carry_the_request_id_and_the_refusal_code() {
 #[test]
 fn every_shipped_configuration_is_valid() {
     let secrets = [
-        ("RINGBACK_HUAWEI_APP_SECRET", "s"),
+        ("RINGBACK_HUAWEI_APP_SECRET", "a-huawei-app-secret"),
         ("RINGBACK_KAFKA_USERNAME", "u"),
         ("RINGBACK_KAFKA_PASSWORD", "p"),
     ];

@@ -279,16 +279,25 @@ impl AkskVerifier {
         let readings: Vec<DateTime<Utc>> = self
             .zones
             .iter()
-            .map(|zone| match zone {
-                CreatedZone::Utc => created,
-                CreatedZone::Beijing => created - Duration::hours(8),
+            .filter_map(|zone| match zone {
+                CreatedZone::Utc => Some(created),
+                CreatedZone::Beijing => created.checked_sub_signed(Duration::hours(8)),
             })
             .collect();
-        if !readings.iter().any(|&t| (now - t).abs() <= self.max_skew) {
+        // Checked arithmetic throughout: Created is the sender's, and any instant chrono can
+        // hold must be refused, not panic.
+        let fresh = |t: DateTime<Utc>| {
+            let off = now.signed_duration_since(t);
+            off <= self.max_skew && off >= -self.max_skew
+        };
+        if !readings.iter().copied().any(fresh) {
             return Err(AuthError::Stale);
         }
         // Remember the nonce until no reading of Created could be fresh any more.
-        let forget_after = readings.iter().max().copied().unwrap_or(created) + self.max_skew;
+        let latest = readings.iter().max().copied().unwrap_or(created);
+        let forget_after = latest
+            .checked_add_signed(self.max_skew)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
         if !nonces.insert(token.nonce, forget_after, now) {
             return Err(AuthError::NonceReused);
@@ -476,6 +485,26 @@ mod tests {
             v.verify(Some(&h), "", now()).unwrap_err().code(),
             "nonce_reused"
         );
+    }
+
+    #[test]
+    fn created_at_the_ends_of_time_is_stale_not_a_panic() {
+        let v = all();
+        for created in [
+            "-262143-01-01T00:00:00Z",
+            "+262143-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+        ] {
+            let h = header_value("app", SECRET, URL, created, created, DigestVariant::Newline);
+            let at_the_end = [now(), DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC];
+            for at in at_the_end {
+                let r = v.verify(Some(&h), "", at);
+                assert!(
+                    matches!(r, Err(AuthError::Stale | AuthError::Malformed(_)) | Ok(_)),
+                    "{created} at {at}: {r:?}"
+                );
+            }
+        }
     }
 
     #[test]

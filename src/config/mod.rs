@@ -349,7 +349,7 @@ impl Default for LogConfig {
 /// dead letters' and handshakes' reception). Unset keeps them forever. On PostgreSQL whole
 /// monthly partitions are dropped once their last day is older than this; on SQLite rows are
 /// deleted in batches.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     #[serde(with = "humantime_serde::option")]
@@ -370,12 +370,33 @@ pub struct RetentionConfig {
     #[serde(with = "humantime_serde::option")]
     #[schemars(with = "Option<String>")]
     pub webhook_events: Option<Duration>,
+    /// Refused input, 30 days by default: what anyone who can reach the hooks can make
+    /// ringback write must not be kept for ever.
     #[serde(with = "humantime_serde::option")]
     #[schemars(with = "Option<String>")]
     pub dead_letters: Option<Duration>,
+    /// Answered subscription handshakes, 30 days by default.
     #[serde(with = "humantime_serde::option")]
     #[schemars(with = "Option<String>")]
     pub handshakes: Option<Duration>,
+}
+
+/// The default retention of dead letters and handshakes.
+pub const DEFAULT_REFUSED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            cdrs: None,
+            call_events: None,
+            phone_number_events: None,
+            acs_call_events: None,
+            chat_events: None,
+            webhook_events: None,
+            dead_letters: Some(DEFAULT_REFUSED_RETENTION),
+            handshakes: Some(DEFAULT_REFUSED_RETENTION),
+        }
+    }
 }
 
 impl RetentionConfig {

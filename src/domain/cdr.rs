@@ -119,7 +119,7 @@ impl CdrTimes {
         } else {
             Some(0)
         };
-        let billable_minutes = talk_seconds.map(|s| (s + 59) / 60);
+        let billable_minutes = talk_seconds.map(billable_minutes);
         CdrDerived {
             started_at,
             answered_at: leg_answer,
@@ -196,6 +196,12 @@ impl Cdr {
             .or(self.derived.started_at)
             .unwrap_or(self.meta.received_at)
     }
+}
+
+/// Talk seconds as whole minutes, rounded up, without `s + 59` (which overflows for a talk
+/// time near `i32::MAX` seconds: the sender's times are untrusted).
+fn billable_minutes(talk_seconds: i32) -> i32 {
+    talk_seconds / 60 + i32::from(talk_seconds % 60 > 0)
 }
 
 #[cfg(test)]
@@ -306,5 +312,14 @@ mod tests {
             ..CdrTimes::default()
         };
         assert!(late_by_hours.derive(false, received()).flags.is_empty());
+    }
+
+    #[test]
+    fn billable_minutes_round_up_without_overflow() {
+        assert_eq!(super::billable_minutes(0), 0);
+        assert_eq!(super::billable_minutes(1), 1);
+        assert_eq!(super::billable_minutes(60), 1);
+        assert_eq!(super::billable_minutes(61), 2);
+        assert_eq!(super::billable_minutes(i32::MAX), i32::MAX / 60 + 1);
     }
 }

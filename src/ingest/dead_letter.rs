@@ -63,6 +63,38 @@ impl Request<'_> {
             .map_err(|e| IngestError::from_submit(e, self.state.retry_after_secs))
     }
 
+    /// A failed authentication leaves counters (`ringback_auth_failures_total`), and a dead
+    /// letter (headers only, never the body) and a log line for at most
+    /// `AUTH_FAILURE_LETTERS_PER_MINUTE` of them per source: forged traffic cannot write a
+    /// row per request. The letter is committed directly, never spooled, and its failure is
+    /// only logged: the answer is the 401 either way.
+    async fn keep_auth_failure(&self, rejection: &Rejection) {
+        if !self.source.keep_auth_failure() {
+            return;
+        }
+        tracing::info!(
+            source = %self.source.name,
+            code = rejection.code,
+            request_id = self.request_id.as_deref(),
+            "authentication failed (logged and kept for the first few per minute)"
+        );
+        let letter = self.dead_letter(DeadLetterScope::Request, None, rejection, None);
+        match self
+            .state
+            .store
+            .commit(std::slice::from_ref(&letter), &[])
+            .await
+        {
+            Ok(_) => self
+                .state
+                .metrics
+                .dead_letter_kept(&self.source.name, rejection.code),
+            Err(e) => {
+                tracing::warn!(error = %crate::error::error_chain(&e), "could not keep the dead letter of an auth failure")
+            }
+        }
+    }
+
     /// Keeps a refused request, then returns the refusal. If it cannot be kept, the sender is
     /// told to retry (503) rather than having its input silently lost, except for auth
     /// failures, whose input is not ours to keep.
@@ -79,14 +111,14 @@ impl Request<'_> {
             rejection.field.as_deref(),
             auth,
         );
+        if auth {
+            self.keep_auth_failure(&rejection).await;
+            return error;
+        }
         let letter = self.dead_letter(DeadLetterScope::Request, None, &rejection, body);
         match self.state.batcher.submit(vec![letter]).await {
             Ok(_) => {
                 metrics.dead_letter_kept(&self.source.name, rejection.code);
-                error
-            }
-            Err(e) if matches!(error, IngestError::Auth(_)) => {
-                tracing::warn!(error = %e, "could not keep the dead letter of an auth failure");
                 error
             }
             Err(e) => {
@@ -97,32 +129,60 @@ impl Request<'_> {
     }
 }
 
-/// Header names whose values are secrets.
-const SECRET_HEADERS: [&str; 4] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "x-api-key",
+/// The request headers a dead letter keeps as sent: what one needs to tell who sent it, what,
+/// and which delivery it was, and nothing that can hold a credential. Every other header is
+/// kept by name with the value `[redacted]`: an allow-list, because a deny-list misses the
+/// secret header an operator configured (`x-ringback-secret`) or one a proxy adds.
+const KEPT_HEADERS: [&str; 21] = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "user-agent",
+    "x-request-id",
+    "request-id",
+    "x-correlation-id",
+    "traceparent",
+    "webhook-id",
+    "webhook-timestamp",
+    "svix-id",
+    "svix-timestamp",
+    "aeg-event-type",
+    "aeg-delivery-count",
+    "aeg-subscription-name",
+    "aeg-data-version",
+    "aeg-metadata-version",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
 ];
 
-/// Request headers as a JSON object, with secrets redacted: X-AKSK keeps Username, Nonce and
-/// Created (what one needs to debug a signature) but not PasswordDigest.
+/// Whether a header's value is kept as sent (see [`KEPT_HEADERS`]); CloudEvents' binary-mode
+/// attributes (`ce-*`) are too.
+fn kept(name: &str) -> bool {
+    KEPT_HEADERS.contains(&name) || name.starts_with("ce-") || name == "x-real-ip"
+}
+
+/// Request headers as a JSON object with every value outside [`KEPT_HEADERS`] redacted;
+/// X-AKSK keeps Username, Nonce and Created (what one needs to debug a signature) but not
+/// PasswordDigest.
 pub fn redacted_headers(headers: &HeaderMap) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     for (name, value) in headers {
         let name = name.as_str();
-        let value = String::from_utf8_lossy(value.as_bytes());
-        let value = if SECRET_HEADERS.contains(&name) {
-            "[redacted]".to_owned()
+        let value = if kept(name) {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
         } else if name == "x-aksk" {
-            redact_digest(&value)
+            redact_digest(&String::from_utf8_lossy(value.as_bytes()))
         } else {
-            value.into_owned()
+            REDACTED.to_owned()
         };
         match map.get_mut(name) {
             Some(serde_json::Value::String(prev)) => {
-                prev.push_str(", ");
-                prev.push_str(&value);
+                if value != REDACTED {
+                    prev.push_str(", ");
+                    prev.push_str(&value);
+                }
             }
             _ => {
                 map.insert(name.to_owned(), value.into());
@@ -131,6 +191,8 @@ pub fn redacted_headers(headers: &HeaderMap) -> serde_json::Value {
     }
     serde_json::Value::Object(map)
 }
+
+const REDACTED: &str = "[redacted]";
 
 /// Keeps the parts of an X-AKSK header one needs to debug a signature (Username, Nonce,
 /// Created), never PasswordDigest; a header that does not parse is dropped whole, since what
@@ -141,7 +203,7 @@ fn redact_digest(x_aksk: &str) -> String {
             "UsernameToken Username=\"{}\", PasswordDigest=\"[redacted]\", Nonce=\"{}\", Created=\"{}\"",
             t.username, t.nonce, t.created
         ),
-        Err(_) => "[redacted]".to_owned(),
+        Err(_) => REDACTED.to_owned(),
     }
 }
 
@@ -166,5 +228,37 @@ mod tests {
         let aksk = v["x-aksk"].as_str().unwrap();
         assert!(!aksk.contains("c2VjcmV0"), "{aksk}");
         assert!(aksk.contains("Username=\"k\"") && aksk.contains("Nonce=\"n1\""));
+    }
+
+    #[test]
+    fn only_allowed_headers_keep_their_values() {
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("x-ringback-secret", "s3cr3t-value-0123456"),
+            ("x-custom-token", "tok_live_abc"),
+            ("webhook-signature", "v1,abc"),
+            ("content-type", "application/json"),
+            ("user-agent", "Svix-Webhooks/1.0"),
+            ("webhook-id", "msg_1"),
+            ("ce-id", "e1"),
+            ("aeg-delivery-count", "2"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ] {
+            h.insert(
+                header::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let v = redacted_headers(&h);
+        for secret in ["x-ringback-secret", "x-custom-token", "webhook-signature"] {
+            assert_eq!(v[secret], "[redacted]", "{secret}: {v}");
+        }
+        assert_eq!(v["content-type"], "application/json");
+        assert_eq!(v["user-agent"], "Svix-Webhooks/1.0");
+        assert_eq!(v["webhook-id"], "msg_1");
+        assert_eq!(v["ce-id"], "e1");
+        assert_eq!(v["aeg-delivery-count"], "2");
+        assert_eq!(v["x-forwarded-for"], "203.0.113.9");
+        assert!(!v.to_string().contains("s3cr3t") && !v.to_string().contains("tok_live"));
     }
 }

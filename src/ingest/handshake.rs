@@ -23,6 +23,8 @@ pub(super) async fn webhook_options(
         .sources
         .get(path.as_str())
         .ok_or(IngestError::UnknownSource)?;
+    super::hook::admit_headers(&req, &state, source)?;
+    super::hook::admit_rate(&state, source)?;
     let KindOptions::Acs {
         allowed_origins,
         allowed_rate,
@@ -67,7 +69,11 @@ pub(super) async fn webhook_options(
         "granted_rate": granted_rate,
         "callback": header("webhook-request-callback"),
     });
-    request.handshake("cloudevents-options", detail).await?;
+    // Kept once per origin per interval: a sender repeating its handshake (or a flood of
+    // them) does not write a row each time.
+    if source.first_handshake_of(origin) {
+        request.handshake("cloudevents-options", detail).await?;
+    }
     let mut response = HttpResponse::Ok();
     response
         .insert_header(("WebHook-Allowed-Origin", origin))

@@ -30,7 +30,7 @@ pub(super) async fn hook(
         .sources
         .get(path.as_str())
         .ok_or(IngestError::UnknownSource)?;
-    admit(&req, &state, source)?;
+    admit_headers(&req, &state, source)?;
     let request = Request {
         state: &state,
         source,
@@ -43,6 +43,7 @@ pub(super) async fn hook(
     if let Err(e) = source.verify_body(req.headers(), &body, received_at) {
         return Err(request.refuse(IngestError::Auth(e), None).await);
     }
+    admit_rate(&state, source)?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -58,7 +59,7 @@ pub(super) async fn hook(
             let claim = nonce
                 .filter(|_| state.shared_nonces)
                 .map(|n| (n, Sha256::digest(&body)));
-            commit(&request, parsed, claim).await
+            commit(&request, parsed, &body, claim).await
         }
         Ok(Delivery::Validation { code, url }) => {
             let detail = serde_json::json!({"validation_url": url});
@@ -72,9 +73,12 @@ pub(super) async fn hook(
     }
 }
 
-/// Refuses a flood before any work (no auth, no body read, no dead letter): headers beyond
-/// their bounds, a source beyond its rate.
-fn admit(req: &HttpRequest, state: &AppState, source: &Source) -> Result<(), IngestError> {
+/// Refuses headers beyond their bounds before any work (no auth, no body read, no dead letter).
+pub(super) fn admit_headers(
+    req: &HttpRequest,
+    state: &AppState,
+    source: &Source,
+) -> Result<(), IngestError> {
     let headers = req.headers();
     let header_bytes: usize = headers
         .iter()
@@ -86,6 +90,13 @@ fn admit(req: &HttpRequest, state: &AppState, source: &Source) -> Result<(), Ing
             .rejected(&source.name, "headers_too_large", None, false);
         return Err(IngestError::HeadersTooLarge);
     }
+    Ok(())
+}
+
+/// Refuses a source beyond its rate, once its request authenticated (a Standard Webhooks
+/// signature covers the body, so after the body is read): a forger cannot spend the
+/// platform's budget.
+pub(super) fn admit_rate(state: &AppState, source: &Source) -> Result<(), IngestError> {
     if let Err(retry_after) = source.admit() {
         state
             .metrics
@@ -158,6 +169,7 @@ async fn read(
 async fn commit(
     request: &Request<'_>,
     parsed: Parsed,
+    body: &[u8],
     nonce: Option<(NonceClaim, sha2::digest::Output<Sha256>)>,
 ) -> Result<HttpResponse, IngestError> {
     let (state, source) = (request.state, request.source);
@@ -169,35 +181,65 @@ async fn commit(
     let facts: Vec<Fact> = parsed_records.iter().map(Fact::of).collect();
     let lead = usize::from(nonce.is_some());
     let mut records = Vec::with_capacity(lead + parsed_records.len() + rejected.len());
-    if let Some((claim, digest)) = &nonce {
-        let guards = u32::try_from(parsed_records.len() + rejected.len()).unwrap_or(u32::MAX);
-        records.push(Record::Nonce(Box::new(Nonce::new(
-            source.name.clone(),
-            claim.nonce.clone(),
-            claim.expires_at,
-            guards,
-            digest,
-        ))));
-    }
     records.extend(parsed_records);
     let mut rejected_out = Vec::with_capacity(rejected.len());
+    // One letter per refused record, up to a bound; beyond it one letter of the whole body
+    // instead, so what a request can write is bounded whatever it holds.
+    let whole_body = rejected.len() > MAX_RECORD_LETTERS;
+    let mut letters: Vec<&'static str> = Vec::new();
+    if let (true, Some(first)) = (whole_body, rejected.first()) {
+        let rejection = crate::sources::Rejection::new(
+            first.rejection.code,
+            format!(
+                "{} of {} records refused; the first, at index {}: {}",
+                rejected.len(),
+                accepted_count + rejected.len(),
+                first.index,
+                first.rejection.message
+            ),
+            first.rejection.field.clone(),
+        );
+        records.push(request.dead_letter(
+            DeadLetterScope::Request,
+            None,
+            &rejection,
+            Some(body.to_vec()),
+        ));
+        letters.push(rejection.code);
+    }
     for r in rejected {
         let (code, field) = (r.rejection.code, r.rejection.field.as_deref());
         state
             .metrics
             .record_rejected(&source.name, r.kind, code, field);
-        records.push(request.dead_letter(
-            DeadLetterScope::Record,
-            Some(r.index),
-            &r.rejection,
-            Some(r.raw.into_bytes()),
-        ));
+        if !whole_body {
+            records.push(request.dead_letter(
+                DeadLetterScope::Record,
+                Some(r.index),
+                &r.rejection,
+                Some(r.raw.into_bytes()),
+            ));
+            letters.push(code);
+        }
         rejected_out.push(RejectedRecord {
             index: r.index,
             code: r.rejection.code,
             message: r.rejection.message,
             field: r.rejection.field,
         });
+    }
+    if let Some((claim, digest)) = &nonce {
+        let guards = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        records.insert(
+            0,
+            Record::Nonce(Box::new(Nonce::new(
+                source.name.clone(),
+                claim.nonce.clone(),
+                claim.expires_at,
+                guards,
+                digest,
+            ))),
+        );
     }
     let submitted = state
         .batcher
@@ -224,8 +266,8 @@ async fn commit(
             .metrics
             .records_committed(&source.name, &facts, outcomes);
     }
-    for r in &rejected_out {
-        state.metrics.dead_letter_kept(&source.name, r.code);
+    for code in letters {
+        state.metrics.dead_letter_kept(&source.name, code);
     }
     if !refused.is_empty() && refused.len() == accepted_count && rejected_out.is_empty() {
         // Nothing of the request could be stored: refused as a whole (its records are kept as
@@ -247,6 +289,10 @@ async fn commit(
         spooled: submitted.spooled,
     }))
 }
+
+/// Most record-scope dead letters one request writes; a body with more refused records is kept
+/// as one request-scope letter instead (its bytes once, its headers once).
+pub const MAX_RECORD_LETTERS: usize = 100;
 
 /// What the sender is told of a record the database refused.
 const UNSTORABLE_MESSAGE: &str =

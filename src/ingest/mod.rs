@@ -33,7 +33,7 @@ pub use error::IngestError;
 pub use health::check_store;
 pub use middleware::{observe, RequestId};
 pub use response::{Accepted, RejectedRecord};
-pub use source::{Source, SourceAuth};
+pub use source::{Source, SourceAuth, AUTH_FAILURE_LETTERS_PER_MINUTE};
 
 use crate::batch::Batcher;
 use crate::metrics::Metrics;

@@ -53,6 +53,11 @@ pub const REFUSALS: &[Refusal] = &[
     r(400, "empty_batch", "an ACS delivery with no event"),
     r(
         400,
+        "too_many_events",
+        "an ACS delivery of more than 5 000 events (Event Grid's own bound)",
+    ),
+    r(
+        400,
         "unstorable_record",
         "the database refused every record of the body (a NUL character, a value out of range); each is kept as a dead letter. Within a body with other records, the refused one is listed in `rejected` and the rest committed",
     ),

@@ -43,6 +43,28 @@ pub struct Source {
     pub rate_limiter: Option<governor::DefaultDirectRateLimiter>,
     /// The country of its national numbers (stored in E.164).
     pub default_region: Option<crate::domain::Region>,
+    /// Failed authentications kept as dead letters (and logged), at most
+    /// [`AUTH_FAILURE_LETTERS_PER_MINUTE`]: the rest are only counted, so forged traffic
+    /// leaves counters and a bounded number of rows, never a row per request.
+    pub auth_failure_letters: governor::DefaultDirectRateLimiter,
+    /// When each origin's CloudEvents handshake was last kept (see
+    /// [`Source::first_handshake_of`]).
+    handshakes_kept: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// How long an origin's kept handshake stands for its repeats.
+pub const HANDSHAKE_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Origins remembered per source; past it the memory starts afresh (a flood of made-up origins
+/// costs a row per origin at worst, within the source's rate).
+const HANDSHAKE_ORIGINS: usize = 1024;
+
+/// Failed authentications of one source kept as dead letters per minute (a burst of as many).
+pub const AUTH_FAILURE_LETTERS_PER_MINUTE: u32 = 10;
+
+fn auth_failure_letters() -> governor::DefaultDirectRateLimiter {
+    let per_minute = std::num::NonZeroU32::new(AUTH_FAILURE_LETTERS_PER_MINUTE).expect("non-zero");
+    governor::RateLimiter::direct(governor::Quota::per_minute(per_minute))
 }
 
 impl Source {
@@ -110,6 +132,8 @@ impl Source {
                     governor::Quota::per_second(limit.per_second).allow_burst(limit.burst),
                 )
             }),
+            auth_failure_letters: auth_failure_letters(),
+            handshakes_kept: Default::default(),
         })
     }
 
@@ -123,10 +147,38 @@ impl Source {
             options: config.options.clone(),
             default_region: config.default_region,
             rate_limiter: None,
+            auth_failure_letters: auth_failure_letters(),
+            handshakes_kept: Default::default(),
         }
     }
 
+    /// Whether `origin`'s handshake is to be kept: the first in [`HANDSHAKE_KEPT_FOR`].
+    pub fn first_handshake_of(&self, origin: &str) -> bool {
+        let (now, origin) = (std::time::Instant::now(), origin.to_ascii_lowercase());
+        let mut kept = self
+            .handshakes_kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = kept.get(&origin) {
+            if now.duration_since(*at) < HANDSHAKE_KEPT_FOR {
+                return false;
+            }
+        }
+        if kept.len() >= HANDSHAKE_ORIGINS {
+            kept.clear();
+        }
+        kept.insert(origin, now);
+        true
+    }
+
+    /// Whether a failed authentication may still be kept as a dead letter this minute.
+    pub fn keep_auth_failure(&self) -> bool {
+        self.auth_failure_letters.check().is_ok()
+    }
+
     /// Takes one request from the source's rate limit; `Err(seconds to wait)` when exhausted.
+    /// Taken once the request authenticated: forged requests do not spend the platform's
+    /// budget.
     pub fn admit(&self) -> Result<(), u32> {
         use governor::clock::{Clock, DefaultClock};
         match &self.rate_limiter {

@@ -111,7 +111,11 @@ impl Metrics {
     pub fn rejected(&self, source: &str, code: &'static str, field: Option<&str>, auth: bool) {
         self.rejections.with_label_values(&[source, code]).inc();
         if auth {
+            // Logged by the caller for the first few per minute only (forged traffic must not
+            // fill the logs either).
             self.auth_failures.with_label_values(&[source, code]).inc();
+            tracing::debug!(source, code, "authentication failed");
+            return;
         }
         tracing::info!(source, code, field, "input refused");
     }

@@ -239,11 +239,6 @@ async fn a_redelivery_with_another_time_is_a_duplicate(backend: Backend) {
     app.stop().await;
 }
 
-both_stores!(
-    a_nul_character_fails_alone,
-    a_redelivery_with_another_time_is_a_duplicate
-);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nul_character_in_the_spool_fails_alone_postgres() {
     a_nul_character_in_the_spool_fails_alone().await
@@ -253,3 +248,248 @@ async fn a_nul_character_in_the_spool_fails_alone_postgres() {
 async fn a_nul_character_without_a_spool_fails_alone_postgres() {
     a_nul_character_without_a_spool_fails_alone().await
 }
+
+const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn with_standard_webhooks(c: &mut Config) {
+    let extra = Config::from_toml(&format!(
+        "[sources.sw]\nkind = \"standard-webhooks\"\nauth = \"standard-webhooks\"\n\
+         secrets = [\"{SW_SECRET}\"]\n"
+    ))
+    .unwrap();
+    c.sources.extend(extra.sources);
+}
+
+async fn send_webhook(app: &TestApp, id: &str, ts: i64, body: &str) -> (u16, Value) {
+    use ringback::auth::standard_webhooks::{decode_secret, sign};
+    let secret = decode_secret(SW_SECRET).unwrap();
+    let res = app
+        .client
+        .post(format!("{}/hooks/sw", app.address))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header(
+            "webhook-signature",
+            sign(&secret, id, &ts.to_string(), body.as_bytes()),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Every Standard Webhooks sender signs each attempt with that attempt's timestamp: the retry
+/// of a stored message (same webhook-id, later timestamp) is a duplicate, not a 500.
+async fn a_standard_webhooks_retry_with_a_later_timestamp_is_a_duplicate(backend: Backend) {
+    let app = spawn_app_with(backend, with_standard_webhooks, None).await;
+    let body = r#"{"type": "invoice.paid", "amount": 42}"#;
+    let now = chrono::Utc::now().timestamp();
+    let (status, first) = send_webhook(&app, "msg_retry", now - 240, body).await;
+    assert_eq!(
+        (status, first["accepted"].as_i64()),
+        (200, Some(1)),
+        "{first}"
+    );
+    for later in [now - 100, now] {
+        let (status, again) = send_webhook(&app, "msg_retry", later, body).await;
+        assert_eq!(
+            (status, again["duplicates"].as_i64()),
+            (200, Some(1)),
+            "{again}"
+        );
+    }
+    assert_eq!(app.db.count("webhook_events").await, 1);
+    app.stop().await;
+}
+
+/// 100 000 empty events in 300 KB: refused before any event is read, one dead letter. 5 000
+/// invalid events (the most a delivery may hold): answered one by one, kept as ONE
+/// request-scope letter holding the body, not 5 000 letters each with the headers.
+async fn a_huge_array_is_refused_cheaply(backend: Backend) {
+    let app = spawn_app_with(backend, with_acs, None).await;
+    let huge = format!("[{}{{}}]", "{},".repeat(99_999));
+    let (status, body) = post(&app, "acs", huge).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_events", "{body}");
+    assert_eq!(app.db.count("dead_letters").await, 1);
+    let most = format!("[{}{{}}]", "{},".repeat(4_999));
+    let (status, body) = post(&app, "acs", most).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rejected"].as_array().map(Vec::len), Some(5_000));
+    assert_eq!(
+        app.db.count("dead_letters").await,
+        2,
+        "one letter for the body"
+    );
+    let scope = app
+        .db
+        .rows("SELECT scope, body_bytes FROM dead_letters WHERE code <> 'too_many_events'")
+        .await;
+    let (scope, bytes): (String, i32) =
+        (sqlx::Row::get(&scope[0], 0), sqlx::Row::get(&scope[0], 1));
+    assert_eq!((scope.as_str(), bytes), ("request", 15_001));
+    app.stop().await;
+}
+
+/// 2 000 requests with a wrong X-AKSK: each is 401, counted; at most a minute's few are kept
+/// as rows; and they do not spend the source's rate limit, so the platform's next push goes
+/// through.
+async fn forged_requests_leave_counters_not_rows(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        |c| {
+            let hw = c.sources.get_mut("hw").expect("hw source");
+            hw.rate_limit = Some(ringback::config::RateLimit {
+                per_second: std::num::NonZeroU32::new(5).unwrap(),
+                burst: std::num::NonZeroU32::new(5).unwrap(),
+            });
+        },
+        None,
+    )
+    .await;
+    let forged = || {
+        crate::common::x_aksk_at(
+            crate::common::PUBLIC_URL,
+            &uuid::Uuid::new_v4().simple().to_string(),
+            chrono::Utc::now(),
+            "a-forger-does-not-know-it",
+        )
+    };
+    let padding = "x".repeat(6 * 1024);
+    let mut statuses = Vec::new();
+    for _ in 0..125 {
+        let headers: Vec<[(&str, String); 2]> = (0..16)
+            .map(|_| [("x-aksk", forged()), ("x-padding", padding.clone())])
+            .collect();
+        let sends = headers
+            .iter()
+            .map(|h| app.post_with("hw", crate::common::fixture("huawei/answer.json"), h));
+        for res in futures_util::future::join_all(sends).await {
+            statuses.push(res.status().as_u16());
+        }
+    }
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    let rows = app.db.count("dead_letters").await;
+    let bound = i64::from(ringback::ingest::AUTH_FAILURE_LETTERS_PER_MINUTE) * 2;
+    assert!(rows <= bound, "{rows} rows for 2 000 forged requests");
+    let failures = app
+        .metric("ringback_auth_failures_total{code=\"signature_mismatch\",source=\"hw\"}")
+        .await;
+    assert_eq!(failures, Some(2000.0));
+    let res = app
+        .post_signed(crate::common::fixture("huawei/answer.json"))
+        .await;
+    assert_eq!(res.status(), 200, "the platform's budget is untouched");
+    app.stop().await;
+}
+
+/// A shared secret sent in a header is not kept with a refused body's letter, nor any other
+/// header outside the allow-list; rows kept before are scrubbed by the migration.
+async fn no_secret_is_kept(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    let secret = "s3cr3t-value-0123456789";
+    std::fs::write(&secret_file, secret).unwrap();
+    let app = spawn_app_with(
+        backend,
+        |c| {
+            let extra = Config::from_toml(&format!(
+                "[sources.acs-secret]\nkind = \"azure-communication\"\nauth = \"shared-secret\"\n\
+                 secret_file = \"{}\"\n",
+                secret_file.display()
+            ))
+            .unwrap();
+            c.sources.extend(extra.sources);
+        },
+        None,
+    )
+    .await;
+    for body in ["{\"not\": \"an event\"}", "[{}, {}, {}]", "nonsense"] {
+        let res = app
+            .client
+            .post(format!("{}/hooks/acs-secret", app.address))
+            .header("content-type", "application/json")
+            .header("x-ringback-secret", secret)
+            .header("x-api-token", "tok_live_42")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error() || res.status() == 200);
+    }
+    let headers = app
+        .db
+        .rows("SELECT CAST(headers AS TEXT) FROM dead_letters")
+        .await;
+    assert!(headers.len() >= 3);
+    for row in &headers {
+        let h: String = sqlx::Row::get(row, 0);
+        assert!(!h.contains(secret) && !h.contains("tok_live"), "{h}");
+        assert!(h.contains("[redacted]"), "{h}");
+    }
+    // A letter kept with the secret before the allow-list, scrubbed by the migration.
+    let store = app.db.store().await;
+    let old = ringback::domain::Record::DeadLetter(Box::new(ringback::domain::DeadLetter {
+        id: uuid::Uuid::new_v4(),
+        source: "acs-secret".into(),
+        received_at: chrono::Utc::now(),
+        request_id: None,
+        scope: ringback::domain::DeadLetterScope::Request,
+        record_index: None,
+        code: "invalid_json",
+        detail: "old".into(),
+        field: None,
+        body: None,
+        headers: serde_json::json!({"x-ringback-secret": secret, "content-type": "application/json"}),
+    }));
+    store.commit(&[old], &[]).await.unwrap();
+    let scrub = match backend {
+        Backend::Postgres => {
+            include_str!("../../src/store/migrations/postgres/0014_scrub_dead_letter_headers.sql")
+        }
+        Backend::Sqlite => {
+            include_str!("../../src/store/migrations/sqlite/0011_scrub_dead_letter_headers.sql")
+        }
+    };
+    app.db.execute(scrub).await;
+    let row = app
+        .db
+        .rows("SELECT CAST(headers AS TEXT) FROM dead_letters WHERE detail = 'old'")
+        .await;
+    let h: String = sqlx::Row::get(&row[0], 0);
+    assert!(!h.contains(secret) && h.contains("application/json"), "{h}");
+    app.stop().await;
+}
+
+/// A CloudEvents handshake repeated is kept once per origin.
+async fn a_repeated_handshake_is_kept_once(backend: Backend) {
+    let app = spawn_app_with(backend, with_acs, None).await;
+    for _ in 0..5 {
+        let res = app
+            .client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/hooks/acs", app.address),
+            )
+            .header("webhook-request-origin", "eventgrid.azure.net")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(app.db.count("handshakes").await, 1);
+    app.stop().await;
+}
+
+both_stores!(
+    a_nul_character_fails_alone,
+    a_redelivery_with_another_time_is_a_duplicate,
+    a_standard_webhooks_retry_with_a_later_timestamp_is_a_duplicate,
+    a_huge_array_is_refused_cheaply,
+    forged_requests_leave_counters_not_rows,
+    no_secret_is_kept,
+    a_repeated_handshake_is_kept_once,
+);

@@ -33,12 +33,14 @@ pub fn int(data: &Value, paths: &[&str]) -> Option<i64> {
 }
 
 /// A number (or a string holding one) at the first matching path.
+/// Only finite numbers: a string such as `"NaN"`, `"inf"` or `"1e999"` is no duration.
 pub fn number(data: &Value, paths: &[&str]) -> Option<f64> {
-    match at(data, paths)? {
+    let n = match at(data, paths)? {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
-    }
+    };
+    n.filter(|n| n.is_finite())
 }
 
 /// The raw id of a CommunicationIdentifier, in either shape:

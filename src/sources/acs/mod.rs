@@ -44,6 +44,9 @@ struct Envelope<'a> {
     data: Option<&'a RawValue>,
 }
 
+/// Most events in one delivery: Event Grid's own bound on a batch (5 000 events, 1 MB).
+pub const MAX_EVENTS: usize = 5_000;
+
 /// Reads a delivery: a JSON array of events, or a single event (CloudEvents structured mode).
 pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Delivery, Rejection> {
     let text = super::utf8(body)?;
@@ -64,6 +67,18 @@ pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Delivery, Rejection
         return Err(Rejection::new(
             "empty_batch",
             "the delivery holds no event",
+            None,
+        ));
+    }
+    if events.len() > MAX_EVENTS {
+        // Refused before any event is read: what a delivery costs is bounded by this count,
+        // not by how many empty objects fit in the body.
+        return Err(Rejection::new(
+            "too_many_events",
+            format!(
+                "the delivery holds {} events; Event Grid sends at most {MAX_EVENTS}",
+                events.len()
+            ),
             None,
         ));
     }

@@ -204,3 +204,23 @@ fn a_cloudevent_without_time_keeps_one_time() {
     assert_eq!(time(&first[0]), time(&later[0]));
     assert_eq!(time(&first[0]), chrono::DateTime::UNIX_EPOCH);
 }
+
+#[test]
+fn durations_that_are_not_finite_numbers_are_left_out() {
+    for duration in [
+        json!("NaN"),
+        json!("inf"),
+        json!("-infinity"),
+        json!("1e999"),
+    ] {
+        let p = records(&json!([eg(
+            "Microsoft.Communication.CallEnded",
+            "2024-01-02T03:04:05Z",
+            json!({"callDurationInSeconds": duration, "group": {"id": "g"}})
+        )]));
+        let Record::AcsCall(e) = &p.records[0] else {
+            panic!("{duration}: {:?}", p.rejected)
+        };
+        assert_eq!(e.duration_seconds, None, "{duration}");
+    }
+}

@@ -218,7 +218,7 @@ fn status_time(value: wire::Timestamp, at: Path<'_>) -> Result<DateTime<Utc>, Re
     };
     // Seconds until the year 5138; beyond that the number can only be milliseconds.
     let parsed = epoch.and_then(|n| {
-        if n.abs() < 100_000_000_000 {
+        if n.unsigned_abs() < 100_000_000_000 {
             DateTime::from_timestamp(n, 0)
         } else {
             DateTime::from_timestamp_millis(n)

@@ -276,3 +276,16 @@ fn cdr_without_icid_dedupes_on_session() {
     let [cdr] = cdrs(&parsed)[..] else { panic!() };
     assert!(cdr.meta.dedupe_key.starts_with("session:1201_612_"));
 }
+
+#[test]
+fn extreme_epoch_timestamps_are_refused_not_a_panic() {
+    for ts in [i64::MIN, i64::MAX, -100_000_000_000] {
+        let body =
+            json!({"eventType": "answer", "statusInfo": {"sessionId": "s", "timestamp": ts}})
+                .to_string();
+        match parse(&body) {
+            Err(r) => assert_eq!(r.code, "invalid_time", "{ts}"),
+            Ok(p) => assert_eq!(p.records.len(), 1, "{ts}"),
+        }
+    }
+}
