@@ -49,6 +49,10 @@ pub struct Config {
 pub struct HttpConfig {
     /// Listen address. Loopback by default; set `0.0.0.0:8080` to serve other hosts.
     pub addr: String,
+    /// The admin listener: `/metrics`, `/readyz` with its detail and `/healthz`, apart from the
+    /// hooks (which it does not serve). Unset: `addr` serves everything. With it set, `addr`
+    /// serves the hooks, `/healthz` and `/readyz` as a status word only, and no `/metrics`.
+    pub admin_addr: Option<String>,
     /// Largest request body accepted, in bytes (413 beyond). A 50-CDR fee body is ~60 KiB.
     pub max_body_bytes: usize,
     /// HTTP worker threads; 0 = one per CPU.
@@ -88,6 +92,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:8080".into(),
+            admin_addr: None,
             max_body_bytes: default_max_body_bytes(),
             workers: 0,
             shutdown_timeout: Duration::from_secs(30),

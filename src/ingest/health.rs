@@ -7,6 +7,44 @@ use crate::error::error_chain;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// The database's health as the background check last saw it (every second): `/readyz`
+/// answers from it, so a flood of probes never reaches the database.
+#[derive(Debug)]
+pub struct Health {
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            failure: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Health {
+    /// Records a check's result.
+    pub fn record(&self, result: &Result<(), String>) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = result.clone().err();
+    }
+
+    /// The last check's result.
+    pub fn store(&self) -> Result<(), String> {
+        match &*self.failure.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(e) => Err(e.clone()),
+        }
+    }
+}
+
+/// Whether the request came in on the admin listener (`http.admin_addr`), or there is none
+/// (then the one listener serves everything).
+pub(super) fn on_admin(req: &actix_web::HttpRequest, state: &AppState) -> bool {
+    state
+        .admin_port
+        .is_none_or(|port| req.app_config().local_addr().port() == port)
+}
+
 pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
@@ -35,15 +73,33 @@ pub async fn check_store(store: &dyn Store, metrics: &Metrics) -> Result<(), Str
 ///
 /// Draining (after SIGTERM) is never ready, whatever else holds: new requests should go to
 /// another replica while this one still answers the ones already on their way.
-pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+///
+/// On the public listener, when an admin listener is set, only the status word: the detail
+/// (error texts, backlog, spool) is for operators.
+pub(super) async fn readyz(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (status, body) = readiness(&state);
+    let mut response = HttpResponse::build(status);
+    if on_admin(&req, &state) {
+        response.json(body)
+    } else {
+        response.json(serde_json::json!({"status": body["status"]}))
+    }
+}
+
+fn readiness(state: &AppState) -> (actix_web::http::StatusCode, serde_json::Value) {
+    use actix_web::http::StatusCode;
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
-        return HttpResponse::ServiceUnavailable().json(serde_json::json!({
+        let body = serde_json::json!({
             "status": "draining",
             "publisher": state.publisher.status(),
-        }));
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, body);
     }
     let backend = state.store.backend();
-    let store = match check_store(state.store.as_ref(), &state.metrics).await {
+    let store = match state.health.store() {
         Ok(()) => serde_json::json!({"ok": true, "backend": backend}),
         Err(error) => {
             tracing::warn!(%error, "not ready: the database does not answer");
@@ -68,13 +124,22 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         body["spool"] = serde_json::json!(spool);
     }
     if ready {
-        HttpResponse::Ok().json(body)
+        (StatusCode::OK, body)
     } else {
-        HttpResponse::ServiceUnavailable().json(body)
+        (StatusCode::SERVICE_UNAVAILABLE, body)
     }
 }
 
-pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// `/metrics`, on the admin listener only when one is set.
+pub(super) async fn metrics(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if !on_admin(&req, &state) {
+        return HttpResponse::NotFound().json(serde_json::json!({
+            "error": {"code": "not_found", "message": "metrics are served on the admin listener"}
+        }));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())

@@ -26,6 +26,10 @@ pub(super) async fn hook(
 ) -> Result<HttpResponse, IngestError> {
     // Microseconds: what PostgreSQL keeps, so a record read back (replay) is the one published.
     let received_at = Utc::now().trunc_subsecs(6);
+    if state.admin_port.is_some() && super::health::on_admin(&req, &state) {
+        // The admin listener serves no hook.
+        return Err(IngestError::UnknownSource);
+    }
     let source = state
         .sources
         .get(path.as_str())

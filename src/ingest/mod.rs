@@ -30,7 +30,7 @@ use actix_web::web;
 
 pub use dead_letter::redacted_headers;
 pub use error::IngestError;
-pub use health::check_store;
+pub use health::{check_store, Health};
 pub use middleware::{observe, RequestId};
 pub use response::{Accepted, RejectedRecord};
 pub use source::{Source, SourceAuth, AUTH_FAILURE_LETTERS_PER_MINUTE};
@@ -63,6 +63,10 @@ pub struct AppState {
     /// its single writer a statement per batch (the e2e bench: status 2 891–4 359/s with it,
     /// 4 984–6 594/s without).
     pub shared_nonces: bool,
+    /// The database's health as the background check last saw it (`/readyz`).
+    pub health: Arc<Health>,
+    /// The admin listener's port (`http.admin_addr`), when it is apart from the hooks'.
+    pub admin_port: Option<u16>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -28,7 +28,7 @@ use crate::store::{self, Store};
 /// Partitions of each topic of the embedded broker.
 const EMBEDDED_PARTITIONS: i32 = 3;
 /// How often the database is pinged for `ringback_store_up`.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often expired X-AKSK nonces are deleted.
 const NONCE_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -89,6 +89,7 @@ impl Stage {
 /// background tasks (health checks, JWKS refreshes).
 pub struct Application {
     port: u16,
+    admin_port: Option<u16>,
     server: Server,
     /// Cancelling it stops every stage at once (each stage's token is a child of it).
     stop: CancellationToken,
@@ -242,8 +243,10 @@ impl Application {
 
         // Keeps ringback_store_up current between /readyz calls, for alerting; purges expired
         // X-AKSK nonces now and then (any replica may: the delete is idempotent).
+        let health = Arc::new(ingest::Health::default());
         background.tasks.spawn({
             let (store, metrics, stop) = (store.clone(), metrics.clone(), background.stop.clone());
+            let health = health.clone();
             async move {
                 let mut tick = tokio::time::interval(HEALTH_INTERVAL);
                 let mut purge = tokio::time::interval(NONCE_PURGE_INTERVAL);
@@ -251,7 +254,7 @@ impl Application {
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = tick.tick() => {
-                            let _ = ingest::check_store(store.as_ref(), &metrics).await;
+                            health.record(&ingest::check_store(store.as_ref(), &metrics).await);
                         }
                         _ = purge.tick() => match store.purge_nonces(chrono::Utc::now()).await {
                             Ok(0) => {}
@@ -266,6 +269,17 @@ impl Application {
         let listener = TcpListener::bind(&config.http.addr)
             .with_context(|| format!("binding http.addr {}", config.http.addr))?;
         let addr = listener.local_addr()?;
+        let admin_listener = match &config.http.admin_addr {
+            Some(admin) => Some(
+                TcpListener::bind(admin)
+                    .with_context(|| format!("binding http.admin_addr {admin}"))?,
+            ),
+            None => None,
+        };
+        let admin_port = match &admin_listener {
+            Some(l) => Some(l.local_addr()?.port()),
+            None => None,
+        };
         let mut batch = config.batch.clone();
         if store.backend() == "sqlite" && batch.workers > 1 {
             // One writer at a time: concurrent transactions would only wait on each other.
@@ -298,6 +312,8 @@ impl Application {
             retry_after_secs: config.batch.retry_after_secs,
             draining: draining.clone(),
             shared_nonces: store.backend() == "postgres",
+            health,
+            admin_port,
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -312,9 +328,14 @@ impl Application {
         if config.http.workers > 0 {
             server = server.workers(config.http.workers);
         }
-        let server = server.listen(listener)?.run();
+        server = server.listen(listener)?;
+        if let Some(admin) = admin_listener {
+            server = server.listen(admin)?;
+        }
+        let server = server.run();
         tracing::info!(
             %addr,
+            admin_port = ?admin_port,
             %instance,
             store = store.backend(),
             sources = ?config.sources.keys().collect::<Vec<_>>(),
@@ -322,6 +343,7 @@ impl Application {
         );
         Ok(Self {
             port: addr.port(),
+            admin_port,
             server,
             stop,
             batcher: batcher_stage,
@@ -339,6 +361,11 @@ impl Application {
     }
 
     /// The bound port (useful with `http.addr = "127.0.0.1:0"`).
+    /// The admin listener's port, when `http.admin_addr` is set.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

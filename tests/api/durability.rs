@@ -23,6 +23,7 @@ struct Wrapped {
     inner: Arc<dyn Store>,
     gate: Arc<Semaphore>,
     entered: Arc<AtomicUsize>,
+    pings: Arc<AtomicUsize>,
     fail: bool,
 }
 
@@ -92,6 +93,7 @@ impl Store for Wrapped {
             .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
+        self.pings.fetch_add(1, Ordering::SeqCst);
         self.inner.ping().await
     }
     async fn close(&self) {
@@ -102,6 +104,8 @@ impl Store for Wrapped {
 pub(crate) struct Handles {
     pub gate: Arc<Semaphore>,
     pub entered: Arc<AtomicUsize>,
+    /// Pings of the database (health checks).
+    pub pings: Arc<AtomicUsize>,
 }
 
 pub(crate) async fn spawn_wrapped(
@@ -112,7 +116,8 @@ pub(crate) async fn spawn_wrapped(
 ) -> (TestApp, Handles) {
     let gate = Arc::new(Semaphore::new(permits));
     let entered = Arc::new(AtomicUsize::new(0));
-    let (g, e) = (gate.clone(), entered.clone());
+    let pings = Arc::new(AtomicUsize::new(0));
+    let (g, e, p) = (gate.clone(), entered.clone(), pings.clone());
     let app = spawn_app_with(
         backend,
         tweak,
@@ -121,12 +126,20 @@ pub(crate) async fn spawn_wrapped(
                 inner,
                 gate: g,
                 entered: e,
+                pings: p,
                 fail,
             })
         })),
     )
     .await;
-    (app, Handles { gate, entered })
+    (
+        app,
+        Handles {
+            gate,
+            entered,
+            pings,
+        },
+    )
 }
 
 async fn wait_until(what: &str, cond: impl Fn() -> bool) {

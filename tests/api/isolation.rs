@@ -493,3 +493,63 @@ both_stores!(
     no_secret_is_kept,
     a_repeated_handshake_is_kept_once,
 );
+
+/// `http.admin_addr`: metrics and the readiness detail on the admin listener only, hooks on
+/// the public one only; `/readyz` answers from the background check, not a ping per probe.
+async fn the_admin_listener_keeps_operators_data_apart(backend: Backend) {
+    let (app, handles) = crate::durability::spawn_wrapped(backend, false, 1_000_000, |c| {
+        c.http.admin_addr = Some("127.0.0.1:0".into());
+    })
+    .await;
+    let admin = app.admin_address.clone().expect("admin listener");
+    let get = |url: String| {
+        let client = app.client.clone();
+        async move {
+            let res = client.get(url).send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.text().await.unwrap())
+        }
+    };
+    assert_eq!(get(format!("{}/metrics", app.address)).await.0, 404);
+    let (status, metrics) = get(format!("{admin}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("ringback_records_total"));
+    let (status, public) = get(format!("{}/readyz", app.address)).await;
+    assert_eq!((status, public.as_str()), (200, r#"{"status":"ready"}"#));
+    let (status, detail) = get(format!("{admin}/readyz")).await;
+    assert_eq!(status, 200);
+    assert!(
+        detail.contains("\"store\"") && detail.contains("\"publisher\""),
+        "{detail}"
+    );
+    assert_eq!(get(format!("{admin}/healthz")).await.0, 200);
+    let on_admin = app
+        .client
+        .post(format!("{admin}/hooks/open"))
+        .header("content-type", "application/json")
+        .body(status_push("admin", "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_admin.status(), 404, "no hook on the admin listener");
+    let (status, body) = post(&app, "open", status_push("public", "x")).await;
+    assert_eq!(status, 200, "{body}");
+    let before = handles.pings.load(std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        get(format!("{admin}/readyz")).await;
+        get(format!("{}/readyz", app.address)).await;
+    }
+    let pings = handles.pings.load(std::sync::atomic::Ordering::SeqCst) - before;
+    let seconds = started.elapsed().as_secs() as usize;
+    assert!(
+        pings <= seconds + 2,
+        "{pings} pings for 400 probes in {seconds}s"
+    );
+    app.stop().await;
+}
+
+mod admin {
+    use super::*;
+    crate::both_stores!(the_admin_listener_keeps_operators_data_apart);
+}

@@ -173,6 +173,8 @@ pub const PUBLIC_URL: &str = "https://callbacks.example.com/hooks/hw";
 /// The running application.
 pub struct TestApp {
     pub address: String,
+    /// The admin listener (`http.admin_addr`), when the test set one.
+    pub admin_address: Option<String>,
     pub db: TestDb,
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
@@ -261,11 +263,13 @@ pub async fn start_app(
         }
     };
     let address = format!("http://127.0.0.1:{}", app.port());
+    let admin_address = app.admin_port().map(|p| format!("http://127.0.0.1:{p}"));
     let publisher = app.publisher();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         address,
+        admin_address,
         db,
         client: reqwest::Client::new(),
         shutdown,
