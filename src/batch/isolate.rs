@@ -17,13 +17,9 @@
 use uuid::Uuid;
 
 use super::{outbox_entries, Worker};
-use crate::domain::{DeadLetter, DeadLetterScope, Outcome, Record};
+use crate::domain::{DeadLetter, DeadLetterScope, Outcome, Record, UNSTORABLE};
 use crate::error::error_chain;
 use crate::store::StoreError;
-
-/// The code of a record the database refused (`dead_letters.code`, the answer's
-/// `rejected[].code`).
-pub const UNSTORABLE: &str = "unstorable_record";
 
 impl Worker {
     /// Commits one submission's `records` on their own, after their batch was refused for

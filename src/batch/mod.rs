@@ -681,7 +681,5 @@ const DRAIN_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 mod isolate;
 
-pub use isolate::UNSTORABLE;
-
 #[cfg(test)]
 mod tests;

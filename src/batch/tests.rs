@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::*;
-use crate::domain::{DeadLetter, DeadLetterScope, Record};
+use crate::domain::{DeadLetter, DeadLetterScope, Record, UNSTORABLE};
 use crate::sources::{huawei, ParseContext};
 use crate::store::StoreError;
 

@@ -719,9 +719,15 @@ mod tests {
             "[sources.hw]\nkind = \"huawei-voicecall\"\nauth = \"none\"\ntype_pointer = \"/t\"",
         );
         assert!(e.starts_with("sources.hw.type_pointer:"), "{e}");
-        let e =
-            err("[sources.a]\nkind = \"azure-communication\"\nauth = \"jwt\"\njwks_url = \"u\"");
+        let e = err("[sources.a]\nkind = \"azure-communication\"\nauth = \"jwt\"\njwks_url = \"https://login.example.com/keys\"");
         assert!(e.starts_with("sources.a.jwt_audiences:"), "{e}");
+        for url in ["http://login.example.com/keys", "u", "ftp://127.0.0.1/keys"] {
+            let e = err(&format!("[sources.a]\nkind = \"azure-communication\"\nauth = \"jwt\"\njwks_url = \"{url}\"\njwt_audiences = [\"a\"]"));
+            assert!(
+                e.starts_with("sources.a.jwks_url:") && e.contains("https"),
+                "{url}: {e}"
+            );
+        }
         let e = err("[sources.w]\nkind = \"standard-webhooks\"\nauth = \"standard-webhooks\"\nsecrets = [\"whsec_!\"]");
         assert!(e.starts_with("sources.w.secrets:"), "{e}");
         // An empty or short secret would let anyone sign.

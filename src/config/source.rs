@@ -312,6 +312,20 @@ fn secret_ref(
     }
 }
 
+/// Whether a JWKS URL may be fetched: `https`, or plain `http` to this host (a sidecar, a test).
+fn https_or_loopback(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" => true,
+        Ok(u) if u.scheme() == "http" => match u.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 /// Each `whsec_…` secret decoded.
 fn webhook_secrets<'a>(
     written: impl IntoIterator<Item = &'a str>,
@@ -425,7 +439,13 @@ impl TryFrom<SourceTable> for SourceConfig {
             AuthMode::Jwt => {
                 let keys = match (t.jwks_file.take(), t.jwks_url.take()) {
                     (Some(path), None) => JwksOrigin::File(path),
-                    (None, Some(url)) => JwksOrigin::Url(url),
+                    (None, Some(url)) if https_or_loopback(&url) => JwksOrigin::Url(url),
+                    (None, Some(_)) => {
+                        return Err(key_error(
+                            "jwks_url",
+                            "must be https:// (plain http only to a loopback address): the keys decide who may write",
+                        ))
+                    }
                     _ => {
                         return Err(key_error(
                             "jwks_file",

@@ -20,6 +20,7 @@ pub use outbox::{OutboxEntry, StoredRecord};
 pub use phone::{PhoneNumber, Region};
 pub use record::{
     DeadLetter, DeadLetterScope, Handshake, Nonce, Outcome, Record, RecordKind, RecordMeta,
+    UNSTORABLE,
 };
 pub use time::{parse_platform_time, TimeError};
 

@@ -334,6 +334,10 @@ impl Record {
     }
 }
 
+/// The code of a record the database refused (`dead_letters.code`, the answer's
+/// `rejected[].code`): see [`Outcome::Refused`].
+pub const UNSTORABLE: &str = "unstorable_record";
+
 /// What the store did with one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

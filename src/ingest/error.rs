@@ -38,6 +38,8 @@ pub enum IngestError {
     ShuttingDown { retry_after: u32 },
     #[error("the database is unavailable; retry later")]
     StoreUnavailable { retry_after: u32 },
+    #[error("this endpoint's signing keys cannot be fetched yet; retry later")]
+    KeysUnavailable { retry_after: u32 },
     #[error("the database is unavailable and the local spool cannot take more; retry later")]
     SpoolFull { retry_after: u32 },
     #[error("internal error")]
@@ -63,6 +65,7 @@ impl IngestError {
             Self::HeadersTooLarge => "headers_too_large",
             Self::ShuttingDown { .. } => "shutting_down",
             Self::StoreUnavailable { .. } => "store_unavailable",
+            Self::KeysUnavailable { .. } => crate::auth::jwt::KEYS_UNAVAILABLE,
             Self::SpoolFull { .. } => "spool_full",
             Self::Internal => "internal_error",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
@@ -82,6 +85,7 @@ impl IngestError {
             | Self::RateLimited { retry_after }
             | Self::ShuttingDown { retry_after }
             | Self::StoreUnavailable { retry_after }
+            | Self::KeysUnavailable { retry_after }
             | Self::SpoolFull { retry_after } => Some(*retry_after),
             _ => None,
         }
@@ -127,6 +131,7 @@ impl ResponseError for IngestError {
             Self::Overloaded { .. }
             | Self::ShuttingDown { .. }
             | Self::StoreUnavailable { .. }
+            | Self::KeysUnavailable { .. }
             | Self::SpoolFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,

@@ -133,6 +133,16 @@ async fn authenticate(
         .await
     {
         Ok(nonce) => Ok(nonce),
+        // Nothing is wrong with the request: the source cannot check it yet.
+        Err(e) if e.code == crate::auth::jwt::KEYS_UNAVAILABLE => {
+            request
+                .state
+                .metrics
+                .rejected(&request.source.name, e.code, None, false);
+            Err(IngestError::KeysUnavailable {
+                retry_after: request.state.retry_after_secs,
+            })
+        }
         Err(e) => Err(request.refuse(IngestError::Auth(e), None).await),
     }
 }
@@ -277,7 +287,7 @@ async fn commit(
         // Nothing of the request could be stored: refused as a whole (its records are kept as
         // dead letters by the batcher, see `batch::isolate`).
         return Err(IngestError::Invalid(crate::sources::Rejection::new(
-            crate::batch::UNSTORABLE,
+            crate::domain::UNSTORABLE,
             UNSTORABLE_MESSAGE,
             None,
         )));
@@ -315,7 +325,7 @@ fn refused_records(outcomes: &[Outcome], rejected: &[RejectedRecord]) -> Vec<Rej
         .filter(|(o, _)| **o == Outcome::Refused)
         .map(|(_, index)| RejectedRecord {
             index,
-            code: crate::batch::UNSTORABLE,
+            code: crate::domain::UNSTORABLE,
             message: UNSTORABLE_MESSAGE.to_owned(),
             field: None,
         })

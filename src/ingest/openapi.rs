@@ -168,7 +168,7 @@ pub const REFUSALS: &[Refusal] = &[
     r(
         500,
         "internal_error",
-        "the database refused the batch; nothing was stored",
+        "the database refused the request's records and could not keep them as dead letters either; nothing was stored",
     ),
     r(
         503,
@@ -179,6 +179,11 @@ pub const REFUSALS: &[Refusal] = &[
         503,
         "store_unavailable",
         "the database is unavailable (with `Retry-After`); nothing was stored",
+    ),
+    r(
+        503,
+        "keys_unavailable",
+        "a JWT source whose signing keys (JWKS) cannot be fetched yet (with `Retry-After`); the other sources serve",
     ),
     r(
         503,
@@ -410,6 +415,7 @@ mod tests {
             E::HeadersTooLarge,
             E::ShuttingDown { retry_after: 1 },
             E::StoreUnavailable { retry_after: 1 },
+            E::KeysUnavailable { retry_after: 1 },
             E::SpoolFull { retry_after: 1 },
             E::Internal,
             E::MethodNotAllowed { allow: "GET" },
@@ -427,6 +433,7 @@ mod tests {
                 | E::HeadersTooLarge
                 | E::ShuttingDown { .. }
                 | E::StoreUnavailable { .. }
+                | E::KeysUnavailable { .. }
                 | E::SpoolFull { .. }
                 | E::Internal
                 | E::MethodNotAllowed { .. } => {}
@@ -503,7 +510,7 @@ mod tests {
             given.extend(codes_in(source).into_iter().map(|c| (401, c)));
         }
         // Given by the hook when the batcher kept every record of a body as a dead letter.
-        given.insert((400, crate::batch::UNSTORABLE.to_owned()));
+        given.insert((400, crate::domain::UNSTORABLE.to_owned()));
         let given: BTreeSet<(u16, &str)> = given.iter().map(|(s, c)| (*s, c.as_str())).collect();
         let undocumented: Vec<_> = given.difference(&documented).collect();
         let stale: Vec<_> = documented.difference(&given).collect();

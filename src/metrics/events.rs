@@ -137,7 +137,7 @@ impl Metrics {
     /// The database refused a record itself (see `batch::isolate`): it is kept as a dead
     /// letter, its batch-mates are committed.
     pub fn record_unstorable(&self, source: &str, kind: &str, reason: &str) {
-        let code = crate::batch::UNSTORABLE;
+        let code = crate::domain::UNSTORABLE;
         self.rejections.with_label_values(&[source, code]).inc();
         tracing::warn!(
             source,

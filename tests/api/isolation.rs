@@ -553,3 +553,231 @@ mod admin {
     use super::*;
     crate::both_stores!(the_admin_listener_keeps_operators_data_apart);
 }
+
+/// One request of a generated run.
+#[derive(Debug, Clone)]
+enum Push {
+    /// Event `step` (callout, alerting, answer, disconnect) of call `call`, NUL in its user
+    /// data when `poisoned`.
+    Status { call: u8, step: u8, poisoned: bool },
+    /// An SMS of id `id`, delivered at `minute` (a redelivery when the id was sent before).
+    Sms { id: u8, minute: u8, poisoned: bool },
+}
+
+const STEPS: [&str; 4] = ["callout", "alerting", "answer", "disconnect"];
+
+fn push_body(push: &Push) -> (&'static str, String) {
+    match push {
+        Push::Status {
+            call,
+            step,
+            poisoned,
+        } => {
+            let user_data = if *poisoned { "x\\u0000y" } else { "fine" };
+            let body = format!(
+                r#"{{"eventType":"{}","statusInfo":{{"sessionId":"prop-call-{call}","timestamp":"2026-11-24 03:04:{:02}","userData":"{user_data}"}}}}"#,
+                STEPS[usize::from(*step)],
+                10 + step
+            );
+            ("open", body)
+        }
+        Push::Sms {
+            id,
+            minute,
+            poisoned,
+        } => {
+            let text = if *poisoned { "nul \\u0000" } else { "hello" };
+            let id = if *poisoned {
+                format!("poison-{id}")
+            } else {
+                format!("sms-{id}")
+            };
+            (
+                "acs",
+                sms(
+                    &id,
+                    text,
+                    &format!("2026-{:02}-24T00:{:02}:00Z", 1 + minute % 12, minute % 60),
+                ),
+            )
+        }
+    }
+}
+
+fn pushes() -> impl proptest::strategy::Strategy<Value = Vec<Push>> {
+    use proptest::prelude::*;
+    let status =
+        (0u8..4, 0u8..4, proptest::bool::weighted(0.15)).prop_map(|(call, step, poisoned)| {
+            Push::Status {
+                call,
+                step,
+                poisoned,
+            }
+        });
+    let sms =
+        (0u8..6, 0u8..120, proptest::bool::weighted(0.15)).prop_map(|(id, minute, poisoned)| {
+            Push::Sms {
+                id,
+                minute,
+                poisoned,
+            }
+        });
+    proptest::collection::vec(prop_oneof![3 => status, 2 => sms], 1..30)
+}
+
+/// Generated runs of valid, poisoned and redelivered pushes (redeliveries with altered
+/// times), through a direct commit or through the spool and its drain: every valid record is
+/// stored once, one call's events in the order sent, every poisoned record is a dead letter,
+/// and the pipeline takes the next push.
+async fn a_generated_run_isolates_every_poisoned_record(pushes: Vec<Push>, spooled: bool) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let (app, handles) = crate::durability::spawn_wrapped(
+        Backend::Postgres,
+        false,
+        if spooled { 0 } else { 1_000_000 },
+        |c| {
+            with_acs(c);
+            c.spool.fallback_after = Duration::from_millis(100);
+        },
+    )
+    .await;
+    // One call's pushes in order, calls and SMS side by side.
+    let mut lanes: BTreeMap<String, Vec<Push>> = BTreeMap::new();
+    for p in &pushes {
+        let lane = match p {
+            Push::Status { call, .. } => format!("call-{call}"),
+            Push::Sms { .. } => "sms".to_owned(),
+        };
+        lanes.entry(lane).or_default().push(p.clone());
+    }
+    let app_ref = &app;
+    let runs = lanes.values().map(|lane| async move {
+        for p in lane {
+            let (source, body) = push_body(p);
+            let (status, answer) = post(app_ref, source, body).await;
+            let poisoned = matches!(
+                p,
+                Push::Status { poisoned: true, .. } | Push::Sms { poisoned: true, .. }
+            );
+            assert!(
+                status == 200 || (poisoned && !spooled && status == 400),
+                "{p:?}: {status} {answer}"
+            );
+        }
+    });
+    futures_util::future::join_all(runs).await;
+    handles.gate.add_permits(1_000_000);
+    let mut drained = false;
+    for _ in 0..200 {
+        if app.metric("ringback_spool_entries").await == Some(0.0)
+            && app.metric("ringback_spool_spooling").await == Some(0.0)
+        {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(drained, "the spool drains");
+    // What should be stored: each valid status event once, each valid SMS id once.
+    let statuses: BTreeSet<(u8, u8)> = pushes
+        .iter()
+        .filter_map(|p| match p {
+            Push::Status {
+                call,
+                step,
+                poisoned: false,
+            } => Some((*call, *step)),
+            _ => None,
+        })
+        .collect();
+    let sms_ids: BTreeSet<u8> = pushes
+        .iter()
+        .filter_map(|p| match p {
+            Push::Sms {
+                id,
+                poisoned: false,
+                ..
+            } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    // PostgreSQL refuses a NUL when it reads the row, before any conflict: every poisoned push
+    // is a dead letter, a redelivery of a poisoned SMS and a poisoned copy of a stored status
+    // event included.
+    let poisoned = pushes
+        .iter()
+        .filter(|p| {
+            matches!(
+                p,
+                Push::Status { poisoned: true, .. } | Push::Sms { poisoned: true, .. }
+            )
+        })
+        .count();
+    assert_eq!(
+        app.db.count("call_events").await,
+        statuses.len() as i64,
+        "{pushes:?}"
+    );
+    assert_eq!(
+        app.db.count("phone_number_events").await,
+        sms_ids.len() as i64,
+        "{pushes:?}"
+    );
+    assert_eq!(
+        unstorable_letters(&app).await,
+        poisoned as i64,
+        "{pushes:?}"
+    );
+    // One call's events in the order they were sent: the outbox's commit order.
+    let rows = app
+        .db
+        .rows("SELECT o.key, e.event_type FROM outbox o JOIN call_events e ON e.id = o.id::uuid ORDER BY o.seq")
+        .await;
+    let mut committed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &rows {
+        committed
+            .entry(sqlx::Row::get(r, 0))
+            .or_default()
+            .push(sqlx::Row::get(r, 1));
+    }
+    for (key, events) in &committed {
+        let call: u8 = key.trim_start_matches("prop-call-").parse().unwrap();
+        let mut seen = BTreeSet::new();
+        let sent: Vec<String> = pushes
+            .iter()
+            .filter_map(|p| match p {
+                Push::Status {
+                    call: c,
+                    step,
+                    poisoned: false,
+                } if *c == call && seen.insert(*step) => Some(STEPS[usize::from(*step)].to_owned()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(events, &sent, "call {call}; {pushes:?}");
+    }
+    let (status, body) = post(&app, "open", status_push("after-the-run", "fine")).await;
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    app.stop().await;
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("RINGBACK_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(8),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    #[test]
+    fn generated_runs_isolate_poisoned_records(pushes in pushes(), spooled in proptest::bool::ANY) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(a_generated_run_isolates_every_poisoned_record(pushes, spooled));
+    }
+}
