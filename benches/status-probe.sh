@@ -52,7 +52,7 @@ server=$!
 trap 'kill $server $tansu 2>/dev/null; wait $server $tansu 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" > /dev/null && break; sleep 0.1; done
 simulate() { # connections seed seconds
-  RINGBACK_SIMULATE_SECRET=bench-secret "$BIN" simulate --target "http://127.0.0.1:$HTTP_PORT/hooks/huawei" \
+  RINGBACK_SIMULATE_SECRET=bench-secret-0123456 "$BIN" simulate --target "http://127.0.0.1:$HTTP_PORT/hooks/huawei" \
     --traffic status --app-key bench-app --seed "$2" --connections "$1" --duration "${3}s"
 }
 simulate 8 1 3 > /dev/null # warm-up

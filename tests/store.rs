@@ -46,6 +46,7 @@ fn dead_letter() -> Record {
         field: None,
         body: Some(b"{\"eventType\": \xff".to_vec()),
         headers: serde_json::json!({"content-type": "application/json"}),
+        auth: Some("aksk".into()),
     }))
 }
 

@@ -111,6 +111,8 @@ impl Worker {
             field: None,
             body: record.raw_bytes(),
             headers: serde_json::Value::Object(Default::default()),
+            // The record was parsed from input its request authenticated.
+            auth: None,
         }));
         self.store
             .commit(std::slice::from_ref(&letter), &[])

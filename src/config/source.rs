@@ -93,6 +93,19 @@ pub enum AuthMode {
     None,
 }
 
+impl AuthMode {
+    /// The name, as `auth` spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Aksk => "aksk",
+            Self::SharedSecret => "shared-secret",
+            Self::Jwt => "jwt",
+            Self::StandardWebhooks => "standard-webhooks",
+            Self::None => "none",
+        }
+    }
+}
+
 /// A configured source, checked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "SourceTable", into = "SourceTable")]

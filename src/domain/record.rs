@@ -126,6 +126,12 @@ pub struct DeadLetter {
     pub body: Option<Vec<u8>>,
     /// Request headers as a JSON object, secrets redacted.
     pub headers: serde_json::Value,
+    /// How the source authenticated its sender when the input arrived (`none`, `aksk`,
+    /// `shared-secret`, `jwt`, `standard-webhooks`): reprocessing does not authenticate again,
+    /// so it refuses input that arrived unauthenticated at a source that now authenticates.
+    /// `None` for letters of earlier versions and of the batcher's own refusals.
+    #[serde(default)]
+    pub auth: Option<String>,
 }
 
 /// A subscription handshake that was answered (Event Grid validation, CloudEvents OPTIONS).

@@ -38,6 +38,7 @@ impl Request<'_> {
             field: rejection.field.clone(),
             body,
             headers: redacted_headers(self.headers),
+            auth: Some(self.source.auth_mode.to_owned()),
         }))
     }
 

@@ -46,6 +46,17 @@ pub fn judge(source: &Source, letter: &Letter) -> Judgement {
         records: Vec::new(),
         refusal: Some((r, 1)),
     };
+    if letter.auth.as_deref() == Some("none") && source.auth_mode != "none" {
+        return refused(Rejection::new(
+            "unauthenticated_letter",
+            format!(
+                "kept while the source took unauthenticated input; it now requires {}, which \
+                 reprocessing cannot check",
+                source.auth_mode
+            ),
+            None,
+        ));
+    }
     let Some(body) = &letter.body else {
         return refused(Rejection::new(
             "no_body",
@@ -314,5 +325,48 @@ mod tests {
         assert_eq!(map.get("webhook-id").unwrap(), "msg_1");
         assert_eq!(map.get(CONTENT_TYPE).unwrap(), "application/json");
         assert_eq!(map.len(), 2);
+    }
+
+    #[test]
+    fn input_kept_while_the_source_was_open_is_not_reprocessed_once_it_authenticates() {
+        let config = crate::config::Config::from_toml(
+            "[sources.hw]\nkind = \"huawei-voicecall\"\nauth = \"aksk\"\napp_key = \"k\"\n\
+             app_secret_env = \"UNUSED\"\n[sources.open]\nkind = \"huawei-voicecall\"\nauth = \"none\"\n",
+        )
+        .unwrap();
+        let status = br#"{"eventType":"answer","statusInfo":{"sessionId":"s","timestamp":"2026-11-24 03:04:31"}}"#;
+        let letter = |auth: Option<&str>| Letter {
+            id: uuid::Uuid::new_v4(),
+            source: "hw".into(),
+            received_at: Utc::now(),
+            request_id: None,
+            scope: "request".into(),
+            record_index: None,
+            code: "invalid_json".into(),
+            detail: String::new(),
+            field: None,
+            body: Some(status.to_vec()),
+            body_bytes: None,
+            headers: serde_json::json!({"content-type": "application/json"}),
+            reprocessed_at: None,
+            reprocess_outcome: None,
+            reprocess_code: None,
+            reprocess_detail: None,
+            reprocess_records: None,
+            auth: auth.map(str::to_owned),
+        };
+        let signed = Source::parser_only("hw", &config.sources["hw"]);
+        let open = Source::parser_only("open", &config.sources["open"]);
+        let refused = judge(&signed, &letter(Some("none")));
+        assert_eq!(refused.refusal.unwrap().0.code, "unauthenticated_letter");
+        for (source, auth) in [
+            (&signed, Some("aksk")),
+            (&signed, None),
+            (&open, Some("none")),
+        ] {
+            let j = judge(source, &letter(auth));
+            assert!(j.refusal.is_none(), "{auth:?}: {:?}", j.refusal);
+            assert_eq!(j.records.len(), 1);
+        }
     }
 }

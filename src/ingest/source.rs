@@ -43,6 +43,9 @@ pub struct Source {
     pub rate_limiter: Option<governor::DefaultDirectRateLimiter>,
     /// The country of its national numbers (stored in E.164).
     pub default_region: Option<crate::domain::Region>,
+    /// Its configured auth mode's name (`sources.<name>.auth`), also when `auth` is not built
+    /// (a parser-only source).
+    pub auth_mode: &'static str,
     /// Failed authentications kept as dead letters (and logged), at most
     /// [`AUTH_FAILURE_LETTERS_PER_MINUTE`]: the rest are only counted, so forged traffic
     /// leaves counters and a bounded number of rows, never a row per request.
@@ -134,6 +137,7 @@ impl Source {
             }),
             auth_failure_letters: auth_failure_letters(),
             handshakes_kept: Default::default(),
+            auth_mode: config.auth.mode().as_str(),
         })
     }
 
@@ -149,6 +153,7 @@ impl Source {
             rate_limiter: None,
             auth_failure_letters: auth_failure_letters(),
             handshakes_kept: Default::default(),
+            auth_mode: config.auth.mode().as_str(),
         }
     }
 

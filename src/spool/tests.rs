@@ -61,6 +61,7 @@ fn batch(seed: u64) -> Vec<Record> {
         field: Some("feeLst[2].callerNum".into()),
         body: Some(b"{\"x\":1}".to_vec()),
         headers: serde_json::json!({"x-request-id": "r-1"}),
+        auth: Some("aksk".into()),
     })));
     records.push(Record::Handshake(Box::new(Handshake {
         id: Uuid::new_v4(),
@@ -230,4 +231,65 @@ async fn an_entry_of_a_newer_format_is_set_aside_not_retried() {
     assert_eq!((status.entries, status.failed_entries), (0, 1));
     assert!(spool.oldest().await.unwrap().is_none());
     close(spool, tasks, stop).await;
+}
+
+/// The spool bytes one request can cause: its records as the spool writes them (JSON), for the
+/// largest bodies a sender may send: 1 MiB of ACS events, the fewer the larger, and a
+/// 50-CDR fee push. The README states the bound this checks (at most 4 times the body).
+#[test]
+fn the_spool_bytes_of_a_request_are_bounded_by_its_body() {
+    let ctx = ParseContext {
+        source: "acs".into(),
+        received_at: Utc::now(),
+    };
+    let sms = |i: usize, pad: usize| {
+        serde_json::json!({"specversion": "1.0", "id": format!("sms-{i}"), "source": "/acs",
+            "type": "Microsoft.Communication.SMSReceived", "subject": "/phonenumber/15555555555",
+            "time": "2026-11-24T00:27:47Z", "data": {"MessageId": format!("m-{i}"),
+            "From": "15555555555", "To": "+14255550123", "Message": "\"quoted\" ".repeat(pad),
+            "ReceivedTimestamp": "2026-11-24T00:27:47Z"}})
+        .to_string()
+    };
+    for pad in [0, 10, 1_000, 50_000] {
+        let (mut events, mut size) = (Vec::new(), 2);
+        loop {
+            let e = sms(events.len(), pad);
+            if size + e.len() + 1 > 1 << 20 || events.len() == crate::sources::acs::MAX_EVENTS {
+                break;
+            }
+            size += e.len() + 1;
+            events.push(e);
+        }
+        let body = format!("[{}]", events.join(","));
+        let crate::sources::Delivery::Records(parsed) =
+            crate::sources::acs::parse_body(body.as_bytes(), &ctx).unwrap()
+        else {
+            panic!("records")
+        };
+        let spooled = serde_json::to_vec(&parsed.records).unwrap().len();
+        let ratio = spooled as f64 / body.len() as f64;
+        eprintln!(
+            "{} events of {pad}: {spooled} spool bytes for a body of {} ({ratio:.2}x)",
+            events.len(),
+            body.len()
+        );
+        assert!(
+            ratio <= 4.0,
+            "{} events of {pad}: {spooled} spool bytes for a body of {}",
+            events.len(),
+            body.len()
+        );
+    }
+    let fee = sample::fee_body(1, 50, Utc::now()).to_string();
+    let records = huawei::parse_body(fee.as_bytes(), &ctx).unwrap().records;
+    let spooled = serde_json::to_vec(&records).unwrap().len();
+    eprintln!(
+        "50 CDRs: {spooled} spool bytes for a fee body of {}",
+        fee.len()
+    );
+    assert!(
+        spooled <= 4 * fee.len(),
+        "{spooled} spool bytes for a fee body of {}",
+        fee.len()
+    );
 }

@@ -87,6 +87,8 @@ pub struct Letter {
     pub reprocess_detail: Option<String>,
     /// The ids of the records it became.
     pub reprocess_records: Option<Vec<Uuid>>,
+    /// How the source authenticated when the input arrived (see `domain::DeadLetter::auth`).
+    pub auth: Option<String>,
 }
 
 /// What a reprocessor records for a letter it holds.
@@ -122,7 +124,8 @@ fn columns(d: &Dialect) -> String {
     format!(
         "CAST(id AS TEXT) AS id, source, received_at, request_id, scope, record_index, code, \
          detail, field, body, body_bytes, headers{t} AS headers, reprocessed_at, \
-         reprocess_outcome, reprocess_code, reprocess_detail, reprocess_records{t} AS records"
+         reprocess_outcome, reprocess_code, reprocess_detail, reprocess_records{t} AS records, \
+         auth"
     )
 }
 
@@ -244,6 +247,7 @@ macro_rules! letter_of {
             reprocess_code: row.try_get("reprocess_code")?,
             reprocess_detail: row.try_get("reprocess_detail")?,
             reprocess_records: records.and_then(|r| serde_json::from_str(&r).ok()),
+            auth: row.try_get("auth")?,
         }
     }};
 }

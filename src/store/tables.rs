@@ -499,6 +499,7 @@ table!(DEAD_LETTERS: DeadLetter = "dead_letters", false, [
     "body": Bytes => |l| l.body.as_deref(),
     "body_bytes": Int4 => |l| l.body.as_ref().and_then(|b| i32::try_from(b.len()).ok()),
     "headers": Json => |l| l.headers.to_string(),
+    "auth": Text => |l| l.auth.as_deref(),
 ]);
 
 table!(HANDSHAKES: Handshake = "handshakes", false, [
@@ -562,7 +563,7 @@ mod tests {
         // phone_number_events: its hand-kept count said 24 for its 23 columns; the outbox has
         // its owner since, and nonces are new; CDRs have their partition time and post-dial
         // delay since.
-        let params = [50, 15, 23, 32, 21, 11, 12, 6, 8, 5];
+        let params = [50, 15, 23, 32, 21, 11, 13, 6, 8, 5];
         for (table, params) in tables.iter().zip(params) {
             let mut names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
             assert_eq!(table.params(), params, "{}", table.name);

@@ -444,6 +444,7 @@ async fn no_secret_is_kept(backend: Backend) {
         field: None,
         body: None,
         headers: serde_json::json!({"x-ringback-secret": secret, "content-type": "application/json"}),
+        auth: Some("shared-secret".into()),
     }));
     store.commit(&[old], &[]).await.unwrap();
     let scrub = match backend {
