@@ -12,6 +12,7 @@
 #
 #   cargo build --release && bash benches/hostile.sh
 #   HOSTILE_REQUESTS=200 HOSTILE_CONCURRENCY=16 bash benches/hostile.sh
+#   HOSTILE_ONLY=max-valid,bogus-sw HOSTILE_CONCURRENCY=1 bash benches/hostile.sh
 #
 # It reports numbers; it asserts nothing. Needs PostgreSQL on 127.0.0.1:5432 and python3.
 set -euo pipefail
@@ -105,8 +106,11 @@ kinds = [
     ("bogus-sw", "/hooks/sw", lambda: sw_body, sw_headers, requests),
     ("forged-aksk", "/hooks/huawei", lambda: status, forged, 2000),
 ]
+only = os.environ.get("HOSTILE_ONLY", "").split(",")
 print(f"baseline: RSS {status_kb('VmRSS') / 1024:.0f} MiB")
 for name, path, body, headers, n in kinds:
+    if only != [""] and name not in only:
+        continue
     letters_before = rows("dead_letters")
     cpu_before, started = cpu_seconds(), time.time()
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:

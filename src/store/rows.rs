@@ -316,11 +316,19 @@ macro_rules! insert_rows {
     ($tx:ident, $inserted:ident, $d:expr, $rows:expr, $db:ty) => {
         for chunk in $crate::store::tables::chunks(&$rows, $d) {
             let mut qb = $crate::store::tables::insert_values::<$db, _>(chunk, $d);
+            // A statement of many rows (one request's thousands of ACS events) is not kept in
+            // the connection's statement cache: each such size would stay there, per
+            // connection, with its thousands of parameter types.
+            let cache = chunk.len() <= $crate::store::tables::CACHED_STATEMENT_ROWS;
             if $crate::store::tables::table_of(chunk).dedupe {
-                let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *$tx).await?;
+                let ids: Vec<String> = qb
+                    .build_query_scalar()
+                    .persistent(cache)
+                    .fetch_all(&mut *$tx)
+                    .await?;
                 $inserted.extend(ids.iter().filter_map(|s| ::uuid::Uuid::parse_str(s).ok()));
             } else {
-                qb.build().execute(&mut *$tx).await?;
+                qb.build().persistent(cache).execute(&mut *$tx).await?;
             }
         }
     };

@@ -236,6 +236,10 @@ where
     qb
 }
 
+/// Most rows of a `VALUES` insert whose prepared statement a connection keeps (a batch's
+/// usual size, 50 records, fits).
+pub(crate) const CACHED_STATEMENT_ROWS: usize = 64;
+
 /// `rows` in chunks of at most as many rows as one statement of dialect `d` can bind.
 pub(crate) fn chunks<'r, 'a, R: Columns<'a>>(
     rows: &'r [&'a R],
