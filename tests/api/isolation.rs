@@ -51,6 +51,29 @@ async fn post(app: &TestApp, source: &str, body: String) -> (u16, Value) {
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
+/// Waits until the spool is empty and inactive (drained); false if it is not within 15 s.
+async fn spool_drained(app: &TestApp) -> bool {
+    for _ in 0..150 {
+        if app.metric("ringback_spool_entries").await == Some(0.0)
+            && app.metric("ringback_spool_spooling").await == Some(0.0)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The pipeline takes the next push.
+async fn assert_the_pipeline_goes_on(app: &TestApp, session: &str) {
+    let (status, body) = post(app, "open", status_push(session, "fine")).await;
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(1)),
+        "{body}"
+    );
+}
+
 async fn unstorable_letters(app: &TestApp) -> i64 {
     app.db
         .scalar_i64("SELECT COUNT(*) FROM dead_letters WHERE code = 'unstorable_record'")
@@ -132,13 +155,7 @@ async fn a_nul_character_fails_alone(backend: Backend) {
         assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
     }
     check_poisoned_outcome(&app, backend).await;
-    // The pipeline goes on.
-    let (status, body) = post(&app, "open", status_push("after", "fine")).await;
-    assert_eq!(
-        (status, body["accepted"].as_i64()),
-        (200, Some(1)),
-        "{body}"
-    );
+    assert_the_pipeline_goes_on(&app, "after").await;
     app.stop().await;
 }
 
@@ -156,17 +173,10 @@ async fn a_nul_character_in_the_spool_fails_alone() {
         assert_eq!(body["spooled"], true, "{body}");
     }
     handles.gate.add_permits(1_000_000);
-    let mut drained = false;
-    for _ in 0..300 {
-        let entries = app.metric("ringback_spool_entries").await;
-        let spooling = app.metric("ringback_spool_spooling").await;
-        if entries == Some(0.0) && spooling == Some(0.0) {
-            drained = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(drained, "the spool drains past its poisoned entries");
+    assert!(
+        spool_drained(&app).await,
+        "the spool drains past its poisoned entries"
+    );
     check_poisoned_outcome(&app, Backend::Postgres).await;
     assert_eq!(app.metric("ringback_spool_failed_total").await, Some(0.0));
     let ready: Value = app
@@ -668,17 +678,7 @@ async fn a_generated_run_isolates_every_poisoned_record(pushes: Vec<Push>, spool
     });
     futures_util::future::join_all(runs).await;
     handles.gate.add_permits(1_000_000);
-    let mut drained = false;
-    for _ in 0..200 {
-        if app.metric("ringback_spool_entries").await == Some(0.0)
-            && app.metric("ringback_spool_spooling").await == Some(0.0)
-        {
-            drained = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(drained, "the spool drains");
+    assert!(spool_drained(&app).await, "the spool drains");
     // What should be stored: each valid status event once, each valid SMS id once.
     let statuses: BTreeSet<(u8, u8)> = pushes
         .iter()
@@ -757,12 +757,7 @@ async fn a_generated_run_isolates_every_poisoned_record(pushes: Vec<Push>, spool
             .collect();
         assert_eq!(events, &sent, "call {call}; {pushes:?}");
     }
-    let (status, body) = post(&app, "open", status_push("after-the-run", "fine")).await;
-    assert_eq!(
-        (status, body["accepted"].as_i64()),
-        (200, Some(1)),
-        "{body}"
-    );
+    assert_the_pipeline_goes_on(&app, "after-the-run").await;
     app.stop().await;
 }
 
