@@ -158,7 +158,7 @@ impl Metrics {
             ),
             records: counter(
                 "ringback_records_total",
-                "Records by source, kind and outcome (accepted, duplicate, rejected, spooled).",
+                "Records by source, kind and outcome (accepted, duplicate, rejected, refused, spooled).",
                 &["source", "kind", "outcome"],
             ),
             rejections: counter(
@@ -438,8 +438,11 @@ impl Metrics {
         self.http_requests
             .with_label_values(&["hooks", source, "200"]);
         self.http_duration.with_label_values(&["hooks", source]);
+        // From zero, so that the first refusal is an increase (RingbackRecordsUnstorable).
+        self.rejections
+            .with_label_values(&[source, crate::domain::UNSTORABLE]);
         for kind in kind.record_kinds() {
-            for outcome in ["accepted", "duplicate", "rejected"] {
+            for outcome in ["accepted", "duplicate", "rejected", "refused"] {
                 self.records
                     .with_label_values(&[source, kind.as_str(), outcome]);
             }
