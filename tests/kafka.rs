@@ -817,7 +817,71 @@ async fn a_real_broker_restarted_without_its_state_is_caught_up() {
     app.stop().await;
 }
 
+/// Pushes whose end-user text holds U+0000 (which PostgreSQL refuses), mixed into concurrent
+/// valid traffic: every valid record is committed and published, one call's events in order
+/// on Kafka; on PostgreSQL each poisoned one is a dead letter (SQLite stores it, and publishes
+/// it like any other).
+async fn poisoned_records_do_not_stop_publishing(backend: Backend) {
+    let (tansu, prefix, topics) = tansu_with_topics().await;
+    let app = spawn_app_with(backend, kafka_tweak(&tansu.bootstrap, &prefix), None).await;
+    let poisoned = |n: u64| {
+        let body = sample::status_body("answer", &format!("poison-{n}"), Utc::now()).to_string();
+        let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["statusInfo"]["userData"] = serde_json::json!("nul \u{0} in user data");
+        v.to_string()
+    };
+    let poison = async {
+        for n in 0..3 {
+            let res = app.post_with("open", poisoned(n), &[]).await;
+            let (status, body) = (res.status().as_u16(), res.text().await.unwrap());
+            match backend {
+                Backend::Postgres => assert!(
+                    status == 400 && body.contains("unstorable_record"),
+                    "{status} {body}"
+                ),
+                Backend::Sqlite => assert_eq!(status, 200, "{body}"),
+            }
+        }
+    };
+    let (sessions, ()) = tokio::join!(post_status_flows(&app, 6), poison);
+    let stored = i64::from(backend == Backend::Sqlite) * 3;
+    assert_eq!(app.db.count("call_events").await, 24 + stored);
+    let letters = app
+        .db
+        .scalar_i64("SELECT COUNT(*) FROM dead_letters WHERE code = 'unstorable_record'")
+        .await;
+    assert_eq!(letters, 3 - stored);
+    let want = usize::try_from(24 + stored).unwrap();
+    let events = consume(
+        &tansu.bootstrap,
+        &topics.topic("call-status"),
+        want,
+        Duration::from_secs(60),
+    )
+    .await;
+    let ids: BTreeSet<String> = events.iter().map(|m| m.headers["ce_id"].clone()).collect();
+    assert_eq!(
+        ids,
+        ids_of(&app.db, "call_events").await,
+        "every committed record published"
+    );
+    for session in &sessions {
+        let mut msgs: Vec<&Consumed> = events.iter().filter(|m| &m.key == session).collect();
+        msgs.sort_by_key(|m| m.offset);
+        let mut seen = BTreeSet::new();
+        let order: Vec<&str> = msgs
+            .iter()
+            .filter(|m| seen.insert(m.headers["ce_id"].clone()))
+            .map(|m| m.value["data"]["event_type"].as_str().unwrap())
+            .collect();
+        assert_eq!(order, EVENTS, "{session}: in call order");
+    }
+    wait_until_published(&app.db).await;
+    app.stop().await;
+}
+
 both_stores!(
+    poisoned_records_do_not_stop_publishing,
     every_record_reaches_kafka_with_its_headers_in_call_order,
     a_broker_outage_is_buffered_in_the_outbox_and_drained,
     shutdown_leaves_what_it_cannot_publish_for_the_next_start,
