@@ -274,16 +274,9 @@ async fn readyz_through_an_outage(spool: bool) {
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
     ))
     .await;
-    // /readyz answers from the background health check (every second): it follows within a
-    // few seconds, never by pinging per probe.
-    let (mut status, mut body) = readyz().await;
-    for _ in 0..100 {
-        if body["status"] != "ready" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        (status, body) = readyz().await;
-    }
+    let (status, body) = app
+        .readyz_until(if spool { "spooling" } else { "not_ready" })
+        .await;
     if spool {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["status"], "spooling");
@@ -301,16 +294,12 @@ async fn readyz_through_an_outage(spool: bool) {
     );
 
     run(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
-    let mut back = false;
-    for _ in 0..50 {
-        let (status, body) = readyz().await;
-        if status == 200 && body["status"] == "ready" {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(back, "ready again once the database is back");
+    let (status, body) = app.readyz_until("ready").await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &serde_json::json!("ready")),
+        "ready again once the database is back"
+    );
     assert_eq!(
         value(&scrape(&app).await, "ringback_store_up", &[]),
         Some(1.0)

@@ -149,26 +149,8 @@ async fn a_database_outage_is_spooled_then_drained_once_in_order() {
         spooled.iter().all(|a| a["spooled"] == true),
         "every push during the outage says it was spooled"
     );
-    // /readyz answers from the background health check (every second).
-    let mut ready = serde_json::Value::Null;
-    for _ in 0..100 {
-        let res = app
-            .client
-            .get(format!("{}/readyz", app.address))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            res.status(),
-            200,
-            "a spooling replica stays in the balancer"
-        );
-        ready = res.json().await.unwrap();
-        if ready["status"] == "spooling" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (status, ready) = app.readyz_until("spooling").await;
+    assert_eq!(status, 200, "a spooling replica stays in the balancer");
     assert_eq!(ready["status"], "spooling");
     assert_eq!(ready["spool"]["records"], 20);
     assert_eq!(count(&app.db, "call_events").await, 12);

@@ -9,17 +9,9 @@ use crate::store::Store;
 
 /// The database's health as the background check last saw it (every second): `/readyz`
 /// answers from it, so a flood of probes never reaches the database.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Health {
     failure: std::sync::Mutex<Option<String>>,
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Self {
-            failure: std::sync::Mutex::new(None),
-        }
-    }
 }
 
 impl Health {

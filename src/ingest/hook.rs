@@ -194,12 +194,23 @@ async fn commit(
     let accepted_count = parsed_records.len();
     let facts: Vec<Fact> = parsed_records.iter().map(Fact::of).collect();
     let lead = usize::from(nonce.is_some());
-    let mut records = Vec::with_capacity(lead + parsed_records.len() + rejected.len());
-    records.extend(parsed_records);
-    let mut rejected_out = Vec::with_capacity(rejected.len());
     // One letter per refused record, up to a bound; beyond it one letter of the whole body
     // instead, so what a request can write is bounded whatever it holds.
     let whole_body = rejected.len() > MAX_RECORD_LETTERS;
+    let letter_count = if whole_body { 1 } else { rejected.len() };
+    let mut records = Vec::with_capacity(lead + accepted_count + letter_count);
+    if let Some((claim, digest)) = &nonce {
+        let guards = u32::try_from(accepted_count + letter_count).unwrap_or(u32::MAX);
+        records.push(Record::Nonce(Box::new(Nonce::new(
+            source.name.clone(),
+            claim.nonce.clone(),
+            claim.expires_at,
+            guards,
+            digest,
+        ))));
+    }
+    records.extend(parsed_records);
+    let mut rejected_out = Vec::with_capacity(rejected.len());
     let mut letters: Vec<&'static str> = Vec::new();
     if let (true, Some(first)) = (whole_body, rejected.first()) {
         let rejection = crate::sources::Rejection::new(
@@ -241,19 +252,6 @@ async fn commit(
             message: r.rejection.message,
             field: r.rejection.field,
         });
-    }
-    if let Some((claim, digest)) = &nonce {
-        let guards = u32::try_from(records.len()).unwrap_or(u32::MAX);
-        records.insert(
-            0,
-            Record::Nonce(Box::new(Nonce::new(
-                source.name.clone(),
-                claim.nonce.clone(),
-                claim.expires_at,
-                guards,
-                digest,
-            ))),
-        );
     }
     let submitted = state
         .batcher

@@ -179,16 +179,12 @@ async fn a_nul_character_in_the_spool_fails_alone() {
     );
     check_poisoned_outcome(&app, Backend::Postgres).await;
     assert_eq!(app.metric("ringback_spool_failed_total").await, Some(0.0));
-    let ready: Value = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ready["status"], "ready", "{ready}");
+    let (status, ready) = app.readyz_until("ready").await;
+    assert_eq!(
+        (status, &ready["status"]),
+        (200, &Value::from("ready")),
+        "{ready}"
+    );
     app.stop().await;
 }
 

@@ -351,6 +351,27 @@ impl TestApp {
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
+    /// `GET /readyz` until its status word is `want` (or 10 s pass): it answers from the
+    /// background health check (every second), so it follows the database within seconds.
+    /// Returns the last answer, status code and body.
+    pub async fn readyz_until(&self, want: &str) -> (u16, serde_json::Value) {
+        let mut last = (0, serde_json::Value::Null);
+        for _ in 0..100 {
+            let res = self
+                .client
+                .get(format!("{}/readyz", self.address))
+                .send()
+                .await
+                .expect("readyz");
+            last = (res.status().as_u16(), res.json().await.unwrap_or_default());
+            if last.1["status"] == want {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        last
+    }
+
     /// Stops the app gracefully and removes its database.
     pub async fn stop(self) {
         self.stop_keep_db().await.drop_db().await;
