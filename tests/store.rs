@@ -756,7 +756,69 @@ async fn dead_letter_leases_exclude_each_other(backend: Backend) {
     db.drop_db().await;
 }
 
+/// Two replicas (two stores, two pools on one database) commit the same events at once, each
+/// copy with other time fields (another month: another partition on PostgreSQL): a CDR whose
+/// end time moved, and an ACS event redelivered with another `time`. Each is stored once,
+/// with one outbox entry; whichever commit came second answers it as a duplicate.
+async fn concurrent_copies_with_other_times_are_stored_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (a, b) = (db.store().await, db.store().await);
+    let september = Utc.with_ymd_and_hms(2026, 9, 21, 8, 0, 0).unwrap();
+    let fee = sample::fee_body(7, 20, september).to_string();
+    let copies = |month: u32| {
+        let end = Utc.with_ymd_and_hms(2026, month, 21, 8, 0, 0).unwrap();
+        // The same CDRs (same icid), their times moved to `month`.
+        let fee = fee.replace("2026-09-", &format!("2026-{month:02}-"));
+        let mut records = huawei::parse_body(fee.as_bytes(), &ctx()).unwrap().records;
+        let sms = serde_json::json!([{"specversion": "1.0", "id": "sms-1", "source": "/acs",
+            "type": "Microsoft.Communication.SMSReceived", "subject": "/phonenumber/1",
+            "time": end.to_rfc3339(), "data": {"MessageId": "m", "From": "15555555555",
+            "To": "+14255550123", "Message": "hi"}}])
+        .to_string();
+        let acs = ParseContext {
+            source: "acs".into(),
+            received_at: Utc::now().trunc_subsecs(6),
+        };
+        match ringback::sources::acs::parse_body(sms.as_bytes(), &acs).unwrap() {
+            ringback::sources::Delivery::Records(p) => records.extend(p.records),
+            ringback::sources::Delivery::Validation { .. } => unreachable!(),
+        }
+        records
+    };
+    let (early, late) = (copies(9), copies(11));
+    assert_eq!(early.len(), 21);
+    assert!(early
+        .iter()
+        .zip(&late)
+        .all(|(x, y)| x.id() == y.id() && x != y));
+    let outbox_of = |records: &[Record]| -> Vec<_> {
+        records
+            .iter()
+            .filter_map(ringback::message::encode)
+            .collect()
+    };
+    let (oe, ol) = (outbox_of(&early), outbox_of(&late));
+    let (ra, rb) = tokio::join!(a.commit(&early, &oe), b.commit(&late, &ol));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    for (i, (x, y)) in ra.iter().zip(&rb).enumerate() {
+        let mut both = [*x, *y];
+        both.sort_by_key(|o| *o == Outcome::Duplicate);
+        assert_eq!(
+            both,
+            [Outcome::Inserted, Outcome::Duplicate],
+            "record {i}: {x:?} {y:?}"
+        );
+    }
+    assert_eq!(db.count("cdrs").await, 20);
+    assert_eq!(db.count("phone_number_events").await, 1);
+    assert_eq!(db.count("outbox").await, 21);
+    a.close().await;
+    b.close().await;
+    db.drop_db().await;
+}
+
 both_stores!(
+    concurrent_copies_with_other_times_are_stored_once,
     dead_letter_leases_exclude_each_other,
     a_taken_nonce_keeps_its_records_out,
     outbox_entries_come_with_new_records_only,
