@@ -15,6 +15,7 @@ fn parse(c: &mut Criterion) {
     let ctx = ParseContext {
         source: "hw".into(),
         received_at: end,
+        region: None,
     };
     let mut group = c.benchmark_group("huawei_parse");
     for n in [1usize, 50] {

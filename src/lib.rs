@@ -4,6 +4,11 @@
 //! into `domain` records) → `batch` (one bounded queue, group commit) → `store` (one
 //! transaction per batch) → answer.
 
+// No unsafe code, save the test-only hook that makes librdkafka raise a fatal error on demand
+// (`publish::producer`, behind the `fault-injection` feature the tests turn on).
+#![cfg_attr(not(feature = "fault-injection"), forbid(unsafe_code))]
+#![cfg_attr(feature = "fault-injection", deny(unsafe_code))]
+
 pub mod auth;
 pub mod batch;
 pub mod config;

@@ -1,3 +1,6 @@
+// One unsafe call, allowed where it is made: an allocator option (`tune_allocator`).
+#![deny(unsafe_code)]
+
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -5,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use ringback::config::{spelling, Config, EMBEDDED_BROKER};
+use ringback::config::{spelling, Config};
 use ringback::domain::RecordKind;
 use ringback::ingest::Source;
 use ringback::publish::{kafka, replay, topics};
@@ -28,6 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// at the same CPU per request (`HOSTILE_ONLY=max-valid HOSTILE_CONCURRENCY=1 bash
 /// benches/hostile.sh`; README "What one sender can and cannot do to others"). An operator's
 /// `MIMALLOC_PURGE_DELAY` still wins.
+#[allow(unsafe_code)]
 fn tune_allocator() {
     /// `mi_option_purge_delay` in mimalloc.h (v2 and v3); the sys crate names no constant.
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
@@ -200,10 +204,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay { kind, since, until } => {
             let kind = RecordKind::from_name(&kind)
                 .with_context(|| format!("--kind {kind:?}: expected one of call-status, cdr"))?;
-            let brokers = config.kafka.brokers.trim();
-            if brokers.is_empty() || brokers == EMBEDDED_BROKER {
+            let Some(brokers) = config.kafka.brokers.real() else {
                 bail!("replay needs real brokers: set kafka.brokers (RINGBACK__KAFKA__BROKERS)");
-            }
+            };
             let range = replay::Range {
                 kind,
                 since,
@@ -282,7 +285,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("configuration is valid");
             println!("  http.addr     = {}", config.http.addr);
             println!("  database      = {}", redact_url(&config.database.url));
-            println!("  kafka.brokers = {:?}", config.kafka.brokers);
+            println!(
+                "  kafka.brokers = {:?}",
+                String::from(config.kafka.brokers.clone())
+            );
             for (name, source) in &config.sources {
                 println!(
                     "  source {name:<12} kind={} auth={} -> POST /hooks/{name}",
@@ -313,10 +319,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `ringback topics create|check`.
 async fn topics_command(config: &Config, command: TopicsCommand) -> anyhow::Result<()> {
-    let brokers = config.kafka.brokers.trim();
-    if brokers.is_empty() || brokers == EMBEDDED_BROKER {
+    let Some(brokers) = config.kafka.brokers.real() else {
         bail!("topics needs real brokers: set kafka.brokers (RINGBACK__KAFKA__BROKERS)");
-    }
+    };
     match command {
         TopicsCommand::Create => {
             let new = &config.kafka.new_topics;

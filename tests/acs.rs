@@ -712,7 +712,7 @@ async fn events_reach_their_kafka_topics(backend: Backend) {
         let bootstrap = bootstrap.clone();
         move |c: &mut Config| {
             with_sources(ACS_SOURCES.into())(c);
-            c.kafka.brokers = bootstrap;
+            c.kafka.brokers = bootstrap.into();
             c.kafka.topic_prefix = prefix;
         }
     };

@@ -25,6 +25,7 @@ fn parse(body: &Value, received_at: DateTime<Utc>) -> Vec<Record> {
     let ctx = ParseContext {
         source: "hw".into(),
         received_at: received_at.trunc_subsecs(6),
+        region: None,
     };
     huawei::parse_body(body.to_string().as_bytes(), &ctx)
         .unwrap()

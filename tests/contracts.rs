@@ -140,6 +140,7 @@ fn ctx() -> ParseContext {
     ParseContext {
         source: "src".into(),
         received_at: Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap(),
+        region: None,
     }
 }
 

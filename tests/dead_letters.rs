@@ -164,7 +164,7 @@ async fn dead_letters_are_reprocessed_once_into_rows_and_onto_kafka() {
         move |c: &mut Config| {
             c.sources
                 .extend(Config::from_toml(&sources_toml()).unwrap().sources);
-            c.kafka.brokers = bootstrap;
+            c.kafka.brokers = bootstrap.into();
             c.kafka.topic_prefix = p;
             c.kafka.message_timeout = Duration::from_secs(3);
             c.kafka.sweep_interval = Duration::from_millis(200);

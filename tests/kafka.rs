@@ -24,7 +24,7 @@ fn kafka_tweak(brokers: &str, prefix: &str) -> impl FnOnce(&mut Config) {
     let brokers = brokers.to_owned();
     let prefix = prefix.to_owned();
     move |c: &mut Config| {
-        c.kafka.brokers = brokers;
+        c.kafka.brokers = brokers.into();
         c.kafka.topic_prefix = prefix;
         c.kafka.message_timeout = Duration::from_secs(3);
         c.kafka.sweep_interval = Duration::from_millis(200);
@@ -618,6 +618,7 @@ async fn replay_resends_exactly_a_time_range(backend: Backend) {
         let ctx = ParseContext {
             source: "open".into(),
             received_at: end,
+            region: None,
         };
         let parsed = huawei::parse_body(body.as_bytes(), &ctx).unwrap();
         want.extend(parsed.records.iter().map(|r| r.id().to_string()));

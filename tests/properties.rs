@@ -15,6 +15,7 @@ fn ctx() -> ParseContext {
     ParseContext {
         source: "prop".into(),
         received_at: Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap(),
+        region: None,
     }
 }
 

@@ -30,7 +30,7 @@ async fn app_behind(proxy: &Proxy, db: TestDb, tweak: impl FnOnce(&mut Config)) 
         move |c: &mut Config| {
             c.database.url = url;
             c.database.acquire_timeout = Duration::from_secs(1);
-            c.kafka.brokers = String::new();
+            c.kafka.brokers = ringback::config::Brokers::None;
             c.spool.fallback_after = Duration::from_millis(300);
             tweak(c);
         },

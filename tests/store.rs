@@ -9,6 +9,7 @@ use common::{Backend, TestDb};
 use std::time::Duration;
 
 use ringback::domain::{DeadLetter, DeadLetterScope, Nonce, Outcome, Record, RecordKind};
+use ringback::publish;
 use ringback::simulate::sample;
 use ringback::sources::huawei;
 use ringback::sources::ParseContext;
@@ -18,6 +19,7 @@ fn ctx() -> ParseContext {
     ParseContext {
         source: "hw".into(),
         received_at: Utc::now().trunc_subsecs(6),
+        region: None,
     }
 }
 
@@ -263,15 +265,13 @@ async fn a_partly_stored_batch_inserts_only_its_new_records(backend: Backend) {
     assert_eq!(outcomes, expected);
     assert_eq!(db.count("cdrs").await, 50);
     assert_eq!(db.count("outbox").await, 50);
-    let claimed = store
-        .claim_outbox(
-            100,
-            std::time::Duration::from_secs(60),
-            std::time::Duration::ZERO,
-            false,
-        )
-        .await
-        .unwrap();
+    let claimed = claim(
+        &*store,
+        100,
+        std::time::Duration::from_secs(60),
+        std::time::Duration::ZERO,
+    )
+    .await;
     let ids: Vec<_> = claimed.iter().map(|e| e.id).collect();
     let want: Vec<_> = entries.iter().map(|e| e.id).collect();
     assert_eq!(ids, want, "one entry per record, in commit order");
@@ -332,10 +332,7 @@ async fn mixed_batches_get_one_outbox_entry_per_new_record(backend: Backend) {
         assert_eq!(inserted, 1 + dead_letters, "{outcomes:?}");
     }
     assert_eq!(store.outbox_backlog().await.unwrap().pending, want + 2);
-    let claimed = store
-        .claim_outbox(1000, Duration::from_secs(60), Duration::ZERO, false)
-        .await
-        .unwrap();
+    let claimed = claim(&*store, 1000, Duration::from_secs(60), Duration::ZERO).await;
     let mut ids: Vec<_> = claimed.iter().map(|e| e.id).collect();
     ids.sort();
     ids.dedup();
@@ -404,10 +401,7 @@ async fn claimed_entries_are_the_messages_of_the_commit(backend: Backend) {
         Backend::Sqlite => 0,
     };
     assert_eq!(stored_without, expected);
-    let claimed = store
-        .claim_outbox(1000, Duration::from_secs(60), Duration::ZERO, false)
-        .await
-        .unwrap();
+    let claimed = claim(&*store, 1000, Duration::from_secs(60), Duration::ZERO).await;
     assert_eq!(claimed.len(), want.len());
     for (got, want) in claimed.iter().zip(&want) {
         assert_eq!(got, want, "in commit order, value for value");
@@ -433,10 +427,7 @@ async fn postgres_an_entry_that_cannot_be_rebuilt_is_marked_failed() {
         entries[3].id
     ))
     .await;
-    let claimed = store
-        .claim_outbox(100, Duration::from_secs(60), Duration::ZERO, false)
-        .await
-        .unwrap();
+    let claimed = claim(&*store, 100, Duration::from_secs(60), Duration::ZERO).await;
     let ids: Vec<_> = claimed.iter().map(|e| e.id).collect();
     assert_eq!(ids, [entries[0].id, entries[2].id, entries[4].id]);
     let backlog = store.outbox_backlog().await.unwrap();
@@ -464,10 +455,9 @@ async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
     // Two publishers (two pools, as two replicas would have) claim at the same time.
     let other = db.store().await;
     let (a, b) = tokio::join!(
-        store.claim_outbox(30, lease, Duration::ZERO, false),
-        other.claim_outbox(30, lease, Duration::ZERO, false)
+        claim(&*store, 30, lease, Duration::ZERO),
+        claim(&*other, 30, lease, Duration::ZERO)
     );
-    let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.len() + b.len(), 60);
     let mut ids: Vec<_> = a.iter().chain(&b).map(|e| e.id).collect();
     ids.sort();
@@ -483,27 +473,18 @@ async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
     assert_eq!(a[0].payload, entries[position(a[0].id)].payload);
 
     // Leased entries are not claimed again; released ones are, first.
-    let rest = store
-        .claim_outbox(100, lease, Duration::ZERO, false)
-        .await
-        .unwrap();
+    let rest = claim(&*store, 100, lease, Duration::ZERO).await;
     assert_eq!(rest.len(), 40);
     store
         .release_outbox(&[a[0].id], "broker down")
         .await
         .unwrap();
-    let again = store
-        .claim_outbox(100, lease, Duration::ZERO, false)
-        .await
-        .unwrap();
+    let again = claim(&*store, 100, lease, Duration::ZERO).await;
     assert_eq!(again.iter().map(|e| e.id).collect::<Vec<_>>(), [a[0].id]);
 
     // Young entries wait for the fast path.
     store.release_outbox(&[a[0].id], "x").await.unwrap();
-    let young = store
-        .claim_outbox(100, lease, Duration::from_secs(3600), false)
-        .await
-        .unwrap();
+    let young = claim(&*store, 100, lease, Duration::from_secs(3600)).await;
     assert!(young.is_empty());
 
     let published: Vec<_> = entries[..90].iter().map(|e| e.id).collect();
@@ -551,6 +532,7 @@ async fn replay_pages_walk_a_time_range(backend: Backend) {
         let ctx = ParseContext {
             source: "hw".into(),
             received_at: at,
+            region: None,
         };
         let records = huawei::parse_body(body.as_bytes(), &ctx).unwrap().records;
         store.commit(&records, &[]).await.unwrap();
@@ -778,6 +760,7 @@ async fn concurrent_copies_with_other_times_are_stored_once(backend: Backend) {
         let acs = ParseContext {
             source: "acs".into(),
             received_at: Utc::now().trunc_subsecs(6),
+            region: None,
         };
         match ringback::sources::acs::parse_body(sms.as_bytes(), &acs).unwrap() {
             ringback::sources::Delivery::Records(p) => records.extend(p.records),
@@ -836,3 +819,20 @@ both_stores!(
     a_refused_record_rolls_back_its_whole_batch,
     typed_columns_hold_the_parsed_values,
 );
+
+/// Claims as the publisher does: the entries' messages, rebuilt where the outbox keeps none (an
+/// entry that cannot be rebuilt marked failed).
+async fn claim(
+    store: &dyn ringback::store::Store,
+    limit: u32,
+    lease: Duration,
+    min_age: Duration,
+) -> Vec<ringback::domain::OutboxEntry> {
+    let claimed = store
+        .claim_outbox(limit, lease, min_age, false)
+        .await
+        .unwrap();
+    publish::ready(store, &Default::default(), claimed)
+        .await
+        .unwrap()
+}

@@ -148,7 +148,7 @@ mod kafka {
 
     fn kafka_config(bootstrap: &str, client: &[(&str, String)]) -> KafkaConfig {
         let mut kafka = KafkaConfig {
-            brokers: bootstrap.to_owned(),
+            brokers: bootstrap.into(),
             ..KafkaConfig::default()
         };
         kafka.new_topics.partitions = 2;
@@ -169,9 +169,11 @@ mod kafka {
         timeout: Duration,
     ) -> anyhow::Result<topics::BrokerCheck> {
         let kafka = kafka.clone();
-        tokio::task::spawn_blocking(move || topics::check(&kafka.brokers, &kafka, timeout))
-            .await
-            .unwrap()
+        tokio::task::spawn_blocking(move || {
+            topics::check(kafka.brokers.real().unwrap(), &kafka, timeout)
+        })
+        .await
+        .unwrap()
     }
 
     /// Publishes one signed fee push through an app using `kafka`, and reads it back with a
@@ -187,9 +189,13 @@ mod kafka {
             app.post_signed(fixture("huawei/fee.json")).await.status(),
             200
         );
-        let got = consume_with(&kafka.brokers, settings, "ringback.cdr", TIMEOUT, |ids| {
-            !ids.is_empty()
-        })
+        let got = consume_with(
+            kafka.brokers.real().unwrap(),
+            settings,
+            "ringback.cdr",
+            TIMEOUT,
+            |ids| !ids.is_empty(),
+        )
         .await;
         assert_eq!(got.len(), 1, "the CDR reached Kafka over TLS");
         assert_eq!(got[0].headers["ce_type"], "io.ringback.cdr.v1");
@@ -275,8 +281,11 @@ mod kafka {
                 "sasl.password".into(),
                 "RINGBACK_TEST_KAFKA_PASSWORD".into(),
             );
-            let _producer = ringback::publish::kafka::producer(&kafka.brokers, &kafka)
-                .unwrap_or_else(|e| panic!("{mechanism}: the producer refuses the settings: {e}"));
+            let _producer =
+                ringback::publish::kafka::producer(kafka.brokers.real().unwrap(), &kafka)
+                    .unwrap_or_else(|e| {
+                        panic!("{mechanism}: the producer refuses the settings: {e}")
+                    });
             // A refused login fails only when the request times out: a short one.
             let refused = check_within(&kafka, Duration::from_secs(4)).await;
             let err = format!("{:#}", refused.unwrap_err());

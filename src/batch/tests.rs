@@ -92,7 +92,7 @@ impl Store for FakeStore {
         _: Duration,
         _: Duration,
         _: bool,
-    ) -> Result<Vec<crate::domain::OutboxEntry>, StoreError> {
+    ) -> Result<Vec<crate::domain::Claimed>, StoreError> {
         unreachable!()
     }
     async fn mark_published(&self, _: &[uuid::Uuid], _: bool) -> Result<(), StoreError> {
@@ -136,6 +136,7 @@ fn records(n: usize, seed: u64) -> Vec<Record> {
     let ctx = ParseContext {
         source: "hw".into(),
         received_at: Utc::now(),
+        region: None,
     };
     huawei::parse_body(body.as_bytes(), &ctx).unwrap().records
 }
@@ -349,6 +350,7 @@ fn one_call_always_goes_to_the_same_worker() {
     let ctx = ParseContext {
         source: "hw".into(),
         received_at: Utc::now(),
+        region: None,
     };
     let index = |records: &[Record]| batcher.shard(records);
     let mut used = std::collections::HashSet::new();
@@ -487,6 +489,7 @@ async fn one_calls_records_commit_in_arrival_order_behind_a_slow_store() {
     let ctx = ParseContext {
         source: "hw".into(),
         received_at: Utc::now(),
+        region: None,
     };
     let calls = 8;
     let mut answers = Vec::new();
@@ -592,7 +595,7 @@ mod spool_model {
             _: Duration,
             _: Duration,
             _: bool,
-        ) -> Result<Vec<crate::domain::OutboxEntry>, StoreError> {
+        ) -> Result<Vec<crate::domain::Claimed>, StoreError> {
             unreachable!()
         }
         async fn mark_published(&self, _: &[Uuid], _: bool) -> Result<(), StoreError> {
@@ -724,6 +727,7 @@ mod spool_model {
         let ctx = ParseContext {
             source: "hw".into(),
             received_at: start,
+            region: None,
         };
         huawei::parse_body(body.as_bytes(), &ctx)
             .unwrap()

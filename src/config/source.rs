@@ -17,59 +17,14 @@ use super::{invalid, ConfigError};
 use crate::auth::aksk::{CreatedZone, DigestVariant};
 use crate::auth::jwt::JwksOrigin;
 use crate::auth::{standard_webhooks, Secret, SecretRef};
-use crate::domain::RecordKind;
+use crate::sources::Platform;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum SourceKind {
-    #[serde(rename = "huawei-voicecall")]
-    HuaweiVoiceCall,
-    /// Azure Communication Services: Event Grid (both schemas) and Call Automation callbacks.
-    #[serde(rename = "azure-communication")]
-    AzureCommunication,
-    /// Any sender signing per the Standard Webhooks specification.
-    #[serde(rename = "standard-webhooks")]
-    StandardWebhooks,
-}
-
-impl SourceKind {
-    pub const ALL: [Self; 3] = [
-        Self::HuaweiVoiceCall,
-        Self::AzureCommunication,
-        Self::StandardWebhooks,
-    ];
-
-    /// The kinds of record a source of this kind produces: the one place that says so (metrics
-    /// create their series from it, a rebuild picks its parser by it, replay checks by it).
-    pub const fn record_kinds(self) -> &'static [RecordKind] {
-        match self {
-            Self::HuaweiVoiceCall => &[RecordKind::CallStatus, RecordKind::Cdr],
-            Self::AzureCommunication => &[
-                RecordKind::PhoneEvent,
-                RecordKind::AcsCallEvent,
-                RecordKind::ChatEvent,
-                RecordKind::WebhookEvent,
-            ],
-            Self::StandardWebhooks => &[RecordKind::WebhookEvent],
-        }
-    }
-
-    /// The platform whose parser reads stored records of `kind` back: the first kind of source
-    /// that produces them (webhook events: ACS's, since Standard Webhooks events cannot be
-    /// read back from their body alone; their id and timestamp travel in headers).
-    pub fn producing(kind: RecordKind) -> Self {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.record_kinds().contains(&kind))
-            .expect("every record kind has a source kind")
-    }
-
-    /// The auth modes a source of this kind may use.
-    const fn auth_modes(self) -> &'static [AuthMode] {
-        match self {
-            Self::HuaweiVoiceCall => &[AuthMode::Aksk, AuthMode::None],
-            Self::AzureCommunication => &[AuthMode::SharedSecret, AuthMode::Jwt, AuthMode::None],
-            Self::StandardWebhooks => &[AuthMode::StandardWebhooks, AuthMode::None],
-        }
+/// The auth modes a source of `platform` may use.
+const fn auth_modes(platform: Platform) -> &'static [AuthMode] {
+    match platform {
+        Platform::HuaweiVoiceCall => &[AuthMode::Aksk, AuthMode::None],
+        Platform::AzureCommunication => &[AuthMode::SharedSecret, AuthMode::Jwt, AuthMode::None],
+        Platform::StandardWebhooks => &[AuthMode::StandardWebhooks, AuthMode::None],
     }
 }
 
@@ -111,7 +66,7 @@ impl AuthMode {
 #[serde(try_from = "SourceTable", into = "SourceTable")]
 pub struct SourceConfig {
     /// The platform.
-    pub kind: SourceKind,
+    pub kind: Platform,
     /// How its sender authenticates.
     pub auth: AuthConfig,
     /// Requests per second this source may send (per replica); beyond it: 429.
@@ -228,7 +183,7 @@ pub struct StandardWebhooksAuth {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceTable {
-    kind: Option<SourceKind>,
+    kind: Option<Platform>,
     auth: Option<AuthMode>,
     app_key: Option<String>,
     app_secret_env: Option<String>,
@@ -378,12 +333,12 @@ impl TryFrom<SourceTable> for SourceConfig {
                 "required: aksk, shared-secret, jwt, standard-webhooks, or an explicit none",
             )
         })?;
-        if !kind.auth_modes().contains(&mode) {
+        if !auth_modes(kind).contains(&mode) {
             return Err(key_error(
                 "auth",
                 format!(
                     "this source kind takes auth = one of {:?} (lowercase, kebab-case)",
-                    kind.auth_modes()
+                    auth_modes(kind)
                 ),
             ));
         }
@@ -499,12 +454,12 @@ impl TryFrom<SourceTable> for SourceConfig {
             }
         };
         let options = match kind {
-            SourceKind::HuaweiVoiceCall => KindOptions::Huawei,
-            SourceKind::AzureCommunication => KindOptions::Acs {
+            Platform::HuaweiVoiceCall => KindOptions::Huawei,
+            Platform::AzureCommunication => KindOptions::Acs {
                 allowed_origins: t.allowed_origins.take().unwrap_or_default(),
                 allowed_rate: t.allowed_rate.take(),
             },
-            SourceKind::StandardWebhooks => {
+            Platform::StandardWebhooks => {
                 let type_pointer = t
                     .type_pointer
                     .take()

@@ -16,7 +16,7 @@ mod time;
 pub use acs::{AcsCallEvent, ChatEvent, EventHeader, PhoneEvent, WebhookEvent};
 pub use call_event::{CallEvent, CallEventType};
 pub use cdr::{Cdr, CdrFlag, CdrTimes};
-pub use outbox::{OutboxEntry, StoredRecord};
+pub use outbox::{Claimed, OutboxEntry, StoredRecord};
 pub use phone::{PhoneNumber, Region};
 pub use record::{
     DeadLetter, DeadLetterScope, Handshake, Nonce, Outcome, Record, RecordKind, RecordMeta,

@@ -36,3 +36,25 @@ pub struct StoredRecord {
     /// it. `None` for every other record.
     pub webhook: Option<(String, DateTime<Utc>)>,
 }
+
+/// An outbox entry as a catch-up claims it: its message, or the record's row its message is
+/// rebuilt from (PostgreSQL keeps the hot path's entries without a value; see
+/// `store::pg_unnest::stored_without_payload`). The store reads; the publisher rebuilds.
+#[derive(Debug, Clone)]
+pub enum Claimed {
+    Ready(OutboxEntry),
+    Stored {
+        kind: RecordKind,
+        record: StoredRecord,
+    },
+}
+
+impl Claimed {
+    /// The record's id, which the entry bears.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Self::Ready(entry) => entry.id,
+            Self::Stored { record, .. } => record.id,
+        }
+    }
+}

@@ -206,36 +206,6 @@ pub enum Record {
 }
 
 impl Record {
-    /// Writes the record's national numbers in E.164 for `region` (see
-    /// [`PhoneNumber::parse_in`]); its raw JSON keeps them as sent.
-    pub fn localize_numbers(&mut self, region: super::Region) {
-        let fix = |n: &mut super::PhoneNumber| {
-            if let Some(local) = super::PhoneNumber::parse_in(n.as_str(), Some(region)) {
-                *n = local;
-            }
-        };
-        match self {
-            Self::CallEvent(e) => e.caller.iter_mut().chain(&mut e.called).for_each(fix),
-            Self::Cdr(c) => [&mut c.bind_num, &mut c.caller_num, &mut c.callee_num]
-                .into_iter()
-                .chain(&mut c.fwd_display_num)
-                .chain(&mut c.fwd_dst_num)
-                .for_each(fix),
-            Self::Phone(e) => e
-                .phone_number
-                .iter_mut()
-                .chain(&mut e.from)
-                .chain(&mut e.to)
-                .for_each(fix),
-            Self::AcsCall(e) => e.participant_phone.iter_mut().for_each(fix),
-            Self::Chat(_)
-            | Self::Webhook(_)
-            | Self::DeadLetter(_)
-            | Self::Handshake(_)
-            | Self::Nonce(_) => {}
-        }
-    }
-
     /// The id that identifies the stored row.
     pub fn id(&self) -> Uuid {
         match self {

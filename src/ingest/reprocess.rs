@@ -23,8 +23,8 @@ use chrono::Utc;
 use super::hook::is_json_utf8;
 use super::Source;
 use crate::batch::Batcher;
-use crate::config::SourceKind;
 use crate::domain::{Outcome as Stored, Record};
+use crate::sources::Platform;
 use crate::sources::{Delivery, Rejection};
 use crate::store::dead_letters::{DeadLetters, Filter, Finished, Letter, Outcome};
 
@@ -109,13 +109,13 @@ pub fn judge(source: &Source, letter: &Letter) -> Judgement {
 
 /// A body of one record of `kind`'s multi-record bodies: `{"eventType":"fee","feeLst":[…]}` for
 /// Huawei, `[…]` for Event Grid. `None` when the record is not JSON.
-fn one_record_body(kind: SourceKind, record: &[u8]) -> Option<Vec<u8>> {
+fn one_record_body(kind: Platform, record: &[u8]) -> Option<Vec<u8>> {
     let record: &serde_json::value::RawValue = serde_json::from_slice(record).ok()?;
     let body = match kind {
-        SourceKind::HuaweiVoiceCall => {
+        Platform::HuaweiVoiceCall => {
             format!(r#"{{"eventType":"fee","feeLst":[{}]}}"#, record.get())
         }
-        SourceKind::AzureCommunication | SourceKind::StandardWebhooks => {
+        Platform::AzureCommunication | Platform::StandardWebhooks => {
             format!("[{}]", record.get())
         }
     };
@@ -309,11 +309,11 @@ mod tests {
 
     #[test]
     fn one_record_bodies_are_the_platforms_envelopes() {
-        let fee = one_record_body(SourceKind::HuaweiVoiceCall, br#" {"sessionId":"s"} "#).unwrap();
+        let fee = one_record_body(Platform::HuaweiVoiceCall, br#" {"sessionId":"s"} "#).unwrap();
         assert_eq!(fee, br#"{"eventType":"fee","feeLst":[{"sessionId":"s"}]}"#);
-        let event = one_record_body(SourceKind::AzureCommunication, br#"{"id":"1"}"#).unwrap();
+        let event = one_record_body(Platform::AzureCommunication, br#"{"id":"1"}"#).unwrap();
         assert_eq!(event, br#"[{"id":"1"}]"#);
-        assert!(one_record_body(SourceKind::AzureCommunication, b"{oops").is_none());
+        assert!(one_record_body(Platform::AzureCommunication, b"{oops").is_none());
     }
 
     #[test]

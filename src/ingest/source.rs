@@ -11,8 +11,8 @@ use crate::auth::jwt::JwtVerifier;
 use crate::auth::shared_secret::SharedSecret;
 use crate::auth::standard_webhooks::{self as signatures, WebhookHeaders};
 use crate::auth::{AuthFailure, Secret};
-use crate::config::{read_secret, AuthConfig, KindOptions, SourceConfig, SourceKind};
-use crate::sources::{acs, huawei, standard_webhooks, Delivery, ParseContext, Rejection};
+use crate::config::{read_secret, AuthConfig, KindOptions, SourceConfig};
+use crate::sources::{Delivery, ParseContext, Platform, Rejection};
 
 #[derive(Debug)]
 pub enum SourceAuth {
@@ -34,7 +34,7 @@ pub enum SourceAuth {
 #[derive(Debug)]
 pub struct Source {
     pub name: Arc<str>,
-    pub kind: SourceKind,
+    pub kind: Platform,
     pub auth: SourceAuth,
     /// What its kind alone needs (the CloudEvents handshake's origins, the event type's
     /// pointer).
@@ -253,36 +253,20 @@ impl Source {
         headers: &HeaderMap,
         received_at: DateTime<Utc>,
     ) -> Result<Delivery, Rejection> {
-        let mut delivery = self.parse_as_sent(body, headers, received_at)?;
-        if let (Some(region), Delivery::Records(parsed)) = (self.default_region, &mut delivery) {
-            for record in &mut parsed.records {
-                record.localize_numbers(region);
-            }
-        }
-        Ok(delivery)
-    }
-
-    fn parse_as_sent(
-        &self,
-        body: &[u8],
-        headers: &HeaderMap,
-        received_at: DateTime<Utc>,
-    ) -> Result<Delivery, Rejection> {
         let ctx = ParseContext {
             source: self.name.clone(),
             received_at,
+            region: self.default_region,
         };
-        match &self.options {
-            KindOptions::Huawei => huawei::parse_body(body, &ctx).map(Delivery::Records),
-            KindOptions::Acs { .. } => acs::parse_body(body, &ctx),
-            KindOptions::StandardWebhooks { type_pointer } => standard_webhooks::parse_body(
-                body,
-                webhook_headers(headers).as_ref(),
-                type_pointer,
-                &ctx,
-            )
-            .map(Delivery::Records),
-        }
+        let type_pointer = match &self.options {
+            KindOptions::StandardWebhooks { type_pointer } => type_pointer.as_str(),
+            KindOptions::Huawei | KindOptions::Acs { .. } => "",
+        };
+        self.kind.parse_body(
+            body,
+            (webhook_headers(headers).as_ref(), type_pointer),
+            &ctx,
+        )
     }
 }
 

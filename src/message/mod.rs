@@ -1,8 +1,8 @@
 //! A record's Kafka message, shared by the layers that write it (the batch, into the outbox)
 //! and send it (the publisher, `ringback replay`): its value ([`schema`], `ringback.record.v1`),
-//! its CloudEvents headers ([`headers`]), which kinds the outbox keeps without a value, and
-//! how a stored record's message is rebuilt ([`rebuild`]). It sits below both the store and
-//! the publisher, and above the sources, whose parsers a rebuild runs.
+//! its CloudEvents headers ([`headers`]), and how a stored record's message is rebuilt
+//! ([`rebuild`]). It sits below the batch and the publisher, and above the sources, whose
+//! parsers a rebuild runs, and the store, which keeps what it is rebuilt from.
 
 mod headers;
 mod rebuild;
@@ -12,27 +12,21 @@ pub use headers::{ce_source, ce_type, headers};
 pub use rebuild::rebuild;
 pub use schema::{encode, json_schema, SCHEMA};
 
-use crate::domain::RecordKind;
-
-/// Whether a kind's outbox entries are stored without their value, on PostgreSQL: CDRs and
-/// call events, the hot path's records, whose value is a function of the JSON kept in their
-/// own row (see [`rebuild`]). Writing it a second time cost about 8 % of the fee path's
-/// throughput (README, Performance); the fast path publishes the value it already holds, and
-/// only a catch-up from the outbox rebuilds it.
-pub fn stored_without_payload(kind: RecordKind) -> bool {
-    matches!(kind, RecordKind::Cdr | RecordKind::CallStatus)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Record;
+    use crate::domain::{Record, RecordKind};
     use crate::sources::{huawei, ParseContext};
 
     fn parse(body: &str) -> Vec<Record> {
+        parse_in(body, None)
+    }
+
+    fn parse_in(body: &str, region: Option<crate::domain::Region>) -> Vec<Record> {
         let ctx = ParseContext {
             source: "hw".into(),
             received_at: "2026-11-21T08:00:00Z".parse().unwrap(),
+            region,
         };
         huawei::parse_body(body.as_bytes(), &ctx).unwrap().records
     }
@@ -73,8 +67,7 @@ mod tests {
             .replace("\"+8613800000022\"", "\"138 0000 0022\"")
             .replace("\"+8675512345678\"", "\"(0755) 1234-5678\"");
         let cn: crate::domain::Region = "CN".parse().unwrap();
-        let mut records = parse(&body);
-        records[0].localize_numbers(cn);
+        let records = parse_in(&body, Some(cn));
         let live = encode(&records[0]).unwrap();
         let v: serde_json::Value = serde_json::from_str(&live.payload).unwrap();
         assert_eq!(v["data"]["caller_num"], "+8613800000022");
@@ -108,6 +101,7 @@ mod tests {
         let ctx = crate::sources::ParseContext {
             source: "sw".into(),
             received_at: "2026-11-21T08:00:05Z".parse().unwrap(),
+            region: None,
         };
         let h = WebhookHeaders {
             id: "msg_2Lh",

@@ -1,14 +1,13 @@
 //! A stored record's message, rebuilt from the JSON it was received as.
 
 use super::encode;
-use crate::config::SourceKind;
 use crate::domain::{OutboxEntry, RecordKind, Region, StoredRecord};
-use crate::sources::{acs, huawei, standard_webhooks, ParseContext};
+use crate::sources::{ParseContext, Platform};
 
 /// The message of a stored record, rebuilt from the JSON it was received as: the one first
 /// published (same id, key and value), as catch-up and `ringback replay` send it, read by the
-/// parser of the platform that produces its kind ([`SourceKind::producing`]). Fails, with the reason, when the JSON no
-/// longer parses or no longer gives the record's id.
+/// parser of the platform that produces its kind ([`Platform::parse_stored`]). Fails, with the
+/// reason, when the JSON no longer parses or no longer gives the record's id.
 /// `region` is its source's default region, which the live message's numbers were written in.
 pub fn rebuild(
     kind: RecordKind,
@@ -18,25 +17,10 @@ pub fn rebuild(
     let ctx = ParseContext {
         source: stored.source.as_str().into(),
         received_at: stored.received_at,
+        region,
     };
-    let record = match SourceKind::producing(kind) {
-        _ if stored.webhook.is_some() => {
-            let (id, at) = stored.webhook.as_ref().expect("checked");
-            let event_type = stored.event_type.as_deref().unwrap_or("unknown");
-            standard_webhooks::parse_stored(&stored.raw, id, *at, event_type, &ctx)
-        }
-        SourceKind::HuaweiVoiceCall => {
-            huawei::parse_stored(kind, stored.event_type.as_deref(), &stored.raw, &ctx)
-        }
-        SourceKind::AzureCommunication | SourceKind::StandardWebhooks => {
-            acs::parse_stored(&stored.raw, &ctx)
-        }
-    }
-    .map_err(|r| format!("record {} no longer parses: {}", stored.id, r.message))?;
-    let mut record = record;
-    if let Some(region) = region {
-        record.localize_numbers(region);
-    }
+    let record = Platform::parse_stored(kind, stored, &ctx)
+        .map_err(|r| format!("record {} no longer parses: {}", stored.id, r.message))?;
     let entry = encode(&record).ok_or_else(|| format!("record {} has no message", stored.id))?;
     if entry.id != stored.id {
         return Err(format!(

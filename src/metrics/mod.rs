@@ -433,8 +433,8 @@ impl Metrics {
 
     /// Creates the series of a configured source at zero, so that dashboards and alerts (a
     /// source that never sent anything, `increase(…) == 0`) see them from the start.
-    pub fn init_source(&self, source: &str, kind: crate::config::SourceKind) {
-        use crate::config::SourceKind;
+    pub fn init_source(&self, source: &str, kind: crate::sources::Platform) {
+        use crate::sources::Platform;
         self.http_requests
             .with_label_values(&["hooks", source, "200"]);
         self.http_duration.with_label_values(&["hooks", source]);
@@ -448,7 +448,7 @@ impl Metrics {
             }
         }
         match kind {
-            SourceKind::HuaweiVoiceCall => {
+            Platform::HuaweiVoiceCall => {
                 for event_type in crate::domain::CallEventType::ALL {
                     self.call_events
                         .with_label_values(&[source, event_type.as_str()]);
@@ -459,13 +459,13 @@ impl Metrics {
                 self.talk_seconds.with_label_values(&[source]);
                 self.billable_seconds.with_label_values(&[source]);
             }
-            SourceKind::AzureCommunication => {
+            Platform::AzureCommunication => {
                 for status in ["Delivered", "Failed"] {
                     self.sms_delivery_reports
                         .with_label_values(&[source, status]);
                 }
             }
-            SourceKind::StandardWebhooks => {}
+            Platform::StandardWebhooks => {}
         }
     }
 

@@ -9,9 +9,17 @@
 //! fast path once the outbox holds nothing pending. Delivered entries are marked published
 //! after the delivery report; entries that can never be delivered are marked failed.
 
+mod backlog;
+mod catch_up;
 pub mod kafka;
+mod live;
+mod producer;
 pub mod replay;
 pub mod topics;
+
+pub use catch_up::ready;
+use producer::Restart;
+pub use producer::{Producer, ProducerFactory};
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,17 +29,16 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::Producer as _;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::KafkaConfig;
-use crate::domain::{OutboxEntry, RecordKind};
+use crate::domain::{OutboxEntry, RecordKind, Region};
 use crate::error::error_chain;
-use crate::metrics::{Delivered, Metrics};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Hand-offs waiting for the publisher; beyond this they are dropped (the outbox has them).
@@ -40,6 +47,9 @@ const HANDOFF_CAPACITY: usize = 1024;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// First pause after a failed attempt while catching up; doubled up to `kafka.max_backoff`.
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Each source's default region (`sources.<name>.default_region`), by source name.
+pub type Regions = std::collections::HashMap<String, Region>;
 
 /// What the publisher is doing; shown in `/readyz` and the `publisher_mode` metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,13 +113,14 @@ pub struct PublisherHandle {
     live: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
     /// Fault injection: set to make the producer raise a fatal error.
+    #[cfg(feature = "fault-injection")]
     inject_fatal: Arc<AtomicBool>,
 }
 
 impl PublisherHandle {
     /// Fault injection for tests: makes the producer raise a fatal error at its next tick
     /// (librdkafka's `rd_kafka_test_fatal_error`), as a lost idempotent sequence would.
-    #[doc(hidden)]
+    #[cfg(feature = "fault-injection")]
     pub fn inject_fatal_error(&self) {
         self.inject_fatal.store(true, Ordering::Relaxed);
     }
@@ -129,47 +140,6 @@ impl PublisherHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-}
-
-/// Makes a Kafka producer: at start, and again whenever the one in use cannot make progress.
-pub type ProducerFactory = Box<dyn Fn() -> Result<FutureProducer, KafkaError> + Send + Sync>;
-
-/// The producer in use and how to replace it.
-pub struct Producer {
-    current: FutureProducer,
-    make: ProducerFactory,
-}
-
-impl Producer {
-    /// Makes the first producer.
-    pub fn new(make: ProducerFactory) -> Result<Self, KafkaError> {
-        Ok(Self {
-            current: make()?,
-            make,
-        })
-    }
-}
-
-/// Why a producer is replaced (the `reason` label of `ringback_kafka_producer_restarts_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Restart {
-    /// librdkafka raised a fatal error (an idempotent producer's sequence or epoch lost): the
-    /// instance can never send again.
-    Fatal,
-    /// Deliveries were not reported within their bound (`kafka.message_timeout` and a margin).
-    Unreported,
-    /// Entries waited with no delivery succeeding for `stall_after`.
-    Stalled,
-}
-
-impl Restart {
-    const fn as_str(self) -> &'static str {
-        match self {
-            Self::Fatal => "fatal",
-            Self::Unreported => "unreported",
-            Self::Stalled => "stalled",
-        }
     }
 }
 
@@ -193,6 +163,10 @@ pub struct Publisher {
     progress: std::time::Instant,
     /// Set when the producer must be replaced before the next attempt.
     restart: Option<Restart>,
+    /// Each source's default region, which messages rebuilt from stored records write their
+    /// numbers in, as the live ones did.
+    regions: Regions,
+    #[cfg(feature = "fault-injection")]
     inject_fatal: Arc<AtomicBool>,
 }
 
@@ -210,6 +184,7 @@ impl Publisher {
         producer: Option<Producer>,
         config: KafkaConfig,
         metrics: Arc<Metrics>,
+        regions: Regions,
     ) -> (Self, PublisherHandle) {
         let (tx, rx) = mpsc::channel(HANDOFF_CAPACITY);
         let mode = if producer.is_some() {
@@ -229,12 +204,14 @@ impl Publisher {
         }));
         let missed = Arc::new(AtomicBool::new(false));
         let live = Arc::new(AtomicBool::new(false));
+        #[cfg(feature = "fault-injection")]
         let inject_fatal = Arc::new(AtomicBool::new(false));
         let handle = PublisherHandle {
             tx,
             missed: missed.clone(),
             live: live.clone(),
             status: status.clone(),
+            #[cfg(feature = "fault-injection")]
             inject_fatal: inject_fatal.clone(),
         };
         let publisher = Self {
@@ -253,6 +230,8 @@ impl Publisher {
             backoff: MIN_BACKOFF,
             progress: std::time::Instant::now(),
             restart: None,
+            regions,
+            #[cfg(feature = "fault-injection")]
             inject_fatal,
         };
         (publisher, handle)
@@ -285,7 +264,7 @@ impl Publisher {
     pub async fn run(mut self, stop: CancellationToken) {
         self.set_mode(self.mode);
         let watching = stop.child_token();
-        let watcher = watch_backlog(
+        let watcher = backlog::watch(
             self.store.clone(),
             self.metrics.clone(),
             self.status.clone(),
@@ -319,36 +298,7 @@ impl Publisher {
                 },
                 _ = flush.tick() => {
                     self.flush().await;
-                    if self.inject_fatal.swap(false, Ordering::Relaxed) {
-                        self.raise_fatal_error();
-                    }
-                    // A producer with a fatal error never sends again: replace it now, not
-                    // when a delivery happens to fail or the stall bound passes.
-                    if self.restart.is_none() {
-                        if let Some((code, reason)) = self.fatal_error() {
-                            tracing::error!(?code, reason, "the Kafka producer hit a fatal error; it will be replaced");
-                            self.restart = Some(Restart::Fatal);
-                            if self.mode == Mode::Live {
-                                self.set_mode(Mode::CatchingUp);
-                            }
-                        }
-                    }
-                    if self.mode == Mode::Live {
-                        if self.inflight.is_empty() {
-                            self.progressed();
-                        } else if self.progress.elapsed() > self.stall_after() {
-                            // librdkafka owes a report for each message within the message
-                            // timeout; a catch-up settles them within a bound.
-                            tracing::warn!(in_flight = self.inflight.len(), "no delivery reported for too long; catching up");
-                            self.set_mode(Mode::CatchingUp);
-                        }
-                    }
-                    // Without a producer (outbox-only) there is nothing to catch up with.
-                    let missed = self.missed.swap(false, Ordering::Relaxed);
-                    if self.mode == Mode::CatchingUp || (missed && self.mode == Mode::Live) {
-                        if self.mode == Mode::Live {
-                            self.set_mode(Mode::CatchingUp);
-                        }
+                    if self.check_health() {
                         // Waiting on deliveries can take up to kafka.message_timeout: stay
                         // responsive to shutdown (claimed entries' leases simply expire).
                         tokio::select! {
@@ -370,411 +320,48 @@ impl Publisher {
         }
     }
 
-    /// Sends entries on the fast path, without waiting for their delivery. At the first one
-    /// refused for now, the rest are left to the catch-up that the refusal starts, which sends
-    /// them from the outbox after it, in commit order.
-    fn send_all(&mut self, entries: Vec<OutboxEntry>) {
-        for entry in entries {
-            if !self.send(&entry) {
-                self.missed.store(true, Ordering::Relaxed);
-                break;
-            }
+    /// The tick's check of the fast path: a producer with a fatal error, deliveries unreported
+    /// for too long, or a dropped hand-off each switch to catching up. Returns whether to catch
+    /// up now.
+    fn check_health(&mut self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        if self.inject_fatal.swap(false, Ordering::Relaxed) {
+            self.raise_fatal_error();
         }
-    }
-
-    /// Hands an entry to the producer. A refusal at enqueue time (queue full, message too
-    /// large) becomes an immediate failed delivery, so every outcome is settled in one place.
-    /// Returns `false` when the producer refused the entry at once for a reason that may pass
-    /// (its queue full, the topic's metadata not there yet): the entries after it must not be
-    /// sent before it is, or they would overtake it in its partition.
-    fn send(&mut self, entry: &OutboxEntry) -> bool {
-        let Some(producer) = self.producer.as_ref().map(|p| &p.current) else {
-            // Outbox-only mode sends nothing; the entry waits in the outbox.
-            return false;
-        };
-        let topic = self.config.topic(entry.kind.as_str());
-        let record = FutureRecord::to(&topic)
-            .key(entry.key.as_bytes())
-            .payload(entry.payload.as_bytes())
-            .headers(kafka::headers(entry));
-        let id = entry.id;
-        let sent = std::time::Instant::now();
-        self.unsettled.insert(id);
-        match producer.send_result(record) {
-            Ok(future) => {
-                self.inflight.push(Box::pin(async move {
-                    let result = match future.await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err((e, _))) => Err(e),
-                        Err(_canceled) => Err(rdkafka::error::KafkaError::Canceled),
-                    };
-                    Delivery {
-                        id,
-                        topic,
-                        sent,
-                        result,
-                    }
-                }));
-                true
-            }
-            Err((e, _)) => {
-                let permanent = kafka::is_permanent(&e);
-                self.inflight.push(Box::pin(std::future::ready(Delivery {
-                    id,
-                    topic,
-                    sent,
-                    result: Err(e),
-                })));
-                permanent
-            }
-        }
-    }
-
-    /// Handles one delivery report. Returns whether it was delivered.
-    async fn settle(&mut self, done: Delivery) -> bool {
-        let outcome = match &done.result {
-            Ok(()) => Delivered::Delivered,
-            Err(e) if kafka::is_permanent(e) => Delivered::Failed,
-            Err(_) => Delivered::Retry,
-        };
-        self.metrics
-            .kafka_settled(&done.topic, outcome, done.sent.elapsed());
-        match done.result {
-            Ok(()) => {
-                self.delivered.push(done.id);
-                self.progressed();
-                true
-            }
-            Err(e) if outcome == Delivered::Failed => {
-                self.unsettled.remove(&done.id);
-                tracing::error!(id = %done.id, topic = %done.topic, error = %e, "message can never be delivered; marked failed in the outbox");
-                if let Err(se) = self.store.mark_failed(done.id, &e.to_string()).await {
-                    tracing::warn!(error = %error_chain(&se), "could not mark an outbox entry failed");
-                }
-                false
-            }
-            Err(e) => {
-                self.unsettled.remove(&done.id);
-                // What librdkafka still queues behind the failed message would overtake it
-                // (its re-send comes from the outbox, after them): purge it, so it fails too
-                // and everything is re-sent from the outbox in commit order. A purged
-                // message's own report is no new failure.
-                if !matches!(
-                    e.rdkafka_error_code(),
-                    Some(rdkafka::types::RDKafkaErrorCode::PurgeQueue)
-                ) {
-                    if let Some(p) = &self.producer {
-                        p.current
-                            .purge(rdkafka::producer::PurgeConfig::default().queue());
-                    }
-                }
-                if let Some((code, reason)) = self.fatal_error() {
-                    if self.restart.is_none() {
-                        tracing::error!(
-                            ?code,
-                            reason,
-                            "the Kafka producer hit a fatal error; it will be replaced"
-                        );
-                    }
-                    self.restart = Some(Restart::Fatal);
-                }
-                if self.mode == Mode::Live {
-                    tracing::warn!(error = %e, "delivery failed; catching up from the outbox");
-                    self.set_mode(Mode::CatchingUp);
-                }
-                self.set_error(Some(e.to_string()));
-                false
-            }
-        }
-    }
-
-    /// Marks delivered entries published, in one statement.
-    async fn flush(&mut self) {
-        if self.delivered.is_empty() {
-            return;
-        }
-        let keep = !self.config.retention.is_zero();
-        match self.store.mark_published(&self.delivered, keep).await {
-            Ok(()) => {
-                for id in self.delivered.drain(..) {
-                    self.unsettled.remove(&id);
-                }
-            }
-            // Kept for the next flush; at worst the sweeper re-sends them (consumers dedupe
-            // on ce_id).
-            Err(e) => tracing::warn!(error = %error_chain(&e), "could not mark entries published"),
-        }
-    }
-
-    /// Lease for claimed entries: longer than librdkafka may take to deliver them.
-    fn lease(&self) -> Duration {
-        self.delivery_bound() + Duration::from_secs(30)
-    }
-
-    /// How long a delivery report may take: librdkafka promises one within
-    /// `kafka.message_timeout`; beyond this bound the producer is deemed stuck and replaced.
-    fn delivery_bound(&self) -> Duration {
-        self.config.message_timeout + Duration::from_secs(10)
-    }
-
-    /// How long entries may wait with no delivery succeeding before the producer is replaced
-    /// (and the publisher reported stalled from then on, until a delivery succeeds).
-    fn stall_after(&self) -> Duration {
-        2 * self.delivery_bound()
-    }
-
-    /// A delivery succeeded, or nothing waits: not stalled.
-    fn progressed(&mut self) {
-        self.progress = std::time::Instant::now();
-        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(since) = status.stalled_since.take() {
-            tracing::info!(%since, "the publisher delivers again");
-            self.metrics.publisher_stalled(false);
-        }
-    }
-
-    /// Fault injection (see [`PublisherHandle::inject_fatal_error`]).
-    fn raise_fatal_error(&self) {
-        if let Some(p) = &self.producer {
-            // SAFETY: the handle is the live producer's; librdkafka copies the reason.
-            unsafe {
-                rdkafka::bindings::rd_kafka_test_fatal_error(
-                    p.current.client().native_ptr(),
-                    rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
-                    c"injected by a test".as_ptr(),
-                );
-            }
-        }
-    }
-
-    /// The producer's fatal error, if it has one: it can never send again.
-    fn fatal_error(&self) -> Option<(rdkafka::types::RDKafkaErrorCode, String)> {
-        self.producer.as_ref()?.current.client().fatal_error()
-    }
-
-    /// Marks the publisher stalled when entries have waited `stall_after` with no delivery,
-    /// and asks for a new producer each time that much more passes.
-    fn watch_progress(&mut self) {
-        if self.producer.is_none() || self.progress.elapsed() < self.stall_after() {
-            return;
-        }
-        {
-            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            if status.stalled_since.is_none() {
-                let since = Utc::now()
-                    - chrono::Duration::from_std(self.progress.elapsed()).unwrap_or_default();
-                status.stalled_since = Some(since);
+        // A producer with a fatal error never sends again: replace it now, not when a delivery
+        // happens to fail or the stall bound passes.
+        if self.restart.is_none() {
+            if let Some((code, reason)) = self.fatal_error() {
                 tracing::error!(
-                    %since,
-                    backlog = status.backlog,
-                    last_error = status.last_error.as_deref(),
-                    "the publisher is stalled: entries wait and no delivery succeeds"
+                    ?code,
+                    reason,
+                    "the Kafka producer hit a fatal error; it will be replaced"
                 );
-                self.metrics.publisher_stalled(true);
-            }
-        }
-        self.restart.get_or_insert(Restart::Stalled);
-        // The next request for a new producer comes no sooner than `stall_after` from now.
-        self.progress = std::time::Instant::now();
-    }
-
-    /// Replaces the producer when asked to. What the old one still holds is purged (its
-    /// deliveries report as failed, and the entries wait in the outbox); it is dropped off
-    /// the runtime's threads, since dropping joins librdkafka's.
-    fn restart_producer(&mut self) {
-        // A fatal error is why, whatever was noticed first (reports that never came, a
-        // stall): the producer could never have sent again.
-        let fatal = self.fatal_error().is_some();
-        let (Some(reason), Some(producer)) = (self.restart.take(), self.producer.as_mut()) else {
-            return;
-        };
-        let reason = if fatal { Restart::Fatal } else { reason };
-        match (producer.make)() {
-            Ok(new) => {
-                let old = std::mem::replace(&mut producer.current, new);
-                tokio::task::spawn_blocking(move || drop(old));
-                let restarts = {
-                    let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-                    status.producer_restarts += 1;
-                    status.producer_restarts
-                };
-                self.metrics.producer_restarted(reason.as_str(), restarts);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, reason = reason.as_str(), "could not create a new Kafka producer; keeping the old one");
-                self.restart = Some(reason);
-            }
-        }
-    }
-
-    /// Waits for the reports of `pending` deliveries, at most `delivery_bound`, settling each;
-    /// returns the ids that were not delivered for now (failed for now, or never reported).
-    /// Reports missing at the bound ask for a new producer.
-    async fn settle_all(
-        &mut self,
-        pending: &mut FuturesUnordered<BoxFuture<'static, Delivery>>,
-        ids: impl IntoIterator<Item = Uuid>,
-    ) -> Vec<Uuid> {
-        let mut unreported: HashSet<Uuid> = ids.into_iter().collect();
-        let mut retry = Vec::new();
-        let until = tokio::time::Instant::now() + self.delivery_bound();
-        loop {
-            match tokio::time::timeout_at(until, pending.next()).await {
-                Ok(Some(done)) => {
-                    let id = done.id;
-                    unreported.remove(&id);
-                    let transient = done.result.as_ref().is_err_and(|e| !kafka::is_permanent(e));
-                    self.settle(done).await;
-                    if transient {
-                        retry.push(id);
-                    }
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    tracing::error!(
-                        unreported = unreported.len(),
-                        bound = ?self.delivery_bound(),
-                        "delivery reports did not come within their bound; replacing the producer"
-                    );
-                    for id in &unreported {
-                        self.unsettled.remove(id);
-                    }
-                    pending.clear();
-                    self.set_error(Some(
-                        "delivery reports missing past the message timeout".into(),
-                    ));
-                    self.restart = Some(Restart::Unreported);
-                    retry.extend(unreported.drain());
-                    break;
-                }
-            }
-        }
-        retry
-    }
-
-    /// Publishes pending entries from the outbox in commit order until none is left; returns
-    /// to the fast path then. On failure, waits (backing off) and stays catching up.
-    async fn catch_up(&mut self) {
-        // The fast path's messages still in flight are settled first: their entries are
-        // unpublished in the outbox too, and claiming them now would send them a second time
-        // while librdkafka still holds the first.
-        let mut inflight = std::mem::take(&mut self.inflight);
-        let delivered: HashSet<Uuid> = self.delivered.iter().copied().collect();
-        let ids: Vec<Uuid> = self.unsettled.difference(&delivered).copied().collect();
-        self.settle_all(&mut inflight, ids).await;
-        self.flush().await;
-        self.watch_progress();
-        self.restart_producer();
-        loop {
-            // Hand-offs queued so far were committed before the claim below, so the claim
-            // sees their entries (this replica's own, of any age, its earlier lives' included):
-            // dropping them loses nothing and keeps commit order. Another replica's entries are
-            // claimed only once older than sweep_grace: younger ones are in flight from its
-            // memory.
-            while self.rx.try_recv().is_ok() {}
-            let claimed = match self
-                .store
-                .claim_outbox(
-                    self.config.sweep_batch,
-                    self.lease(),
-                    self.config.sweep_grace,
-                    true,
-                )
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %error_chain(&e), "could not read the outbox");
-                    self.set_error(Some(format!("store: {e}")));
-                    self.pause().await;
-                    return;
-                }
-            };
-            if claimed.is_empty() {
-                self.backoff = MIN_BACKOFF;
-                self.set_error(None);
-                self.progressed();
-                self.set_mode(Mode::Live);
-                return;
-            }
-            if !self.publish_claimed(claimed).await {
-                self.pause().await;
-                return;
-            }
-            self.backoff = MIN_BACKOFF;
-        }
-    }
-
-    /// In live mode: entries older than `sweep_grace` are not the fast path's (a crash, a
-    /// dropped hand-off, another replica that went away); send them in commit order.
-    async fn sweep_leftovers(&mut self) {
-        match self
-            .store
-            .claim_outbox(
-                self.config.sweep_batch,
-                self.lease(),
-                self.config.sweep_grace,
-                false,
-            )
-            .await
-        {
-            Ok(claimed) if !claimed.is_empty() => {
-                // Entries this process is still delivering (a slow broker) are not leftovers:
-                // give them back, so a failed delivery can be caught up at once.
-                let (mine, claimed): (Vec<OutboxEntry>, Vec<OutboxEntry>) = claimed
-                    .into_iter()
-                    .partition(|e| self.unsettled.contains(&e.id));
-                if !mine.is_empty() {
-                    let ids: Vec<Uuid> = mine.iter().map(|e| e.id).collect();
-                    if let Err(e) = self.store.release_outbox(&ids, "in delivery").await {
-                        tracing::debug!(error = %error_chain(&e), "could not release in-flight entries");
-                    }
-                }
-                if claimed.is_empty() {
-                    return;
-                }
-                tracing::info!(entries = claimed.len(), "sweeper found unpublished entries");
-                if !self.publish_claimed(claimed).await {
+                self.restart = Some(Restart::Fatal);
+                if self.mode == Mode::Live {
                     self.set_mode(Mode::CatchingUp);
                 }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %error_chain(&e), "sweep could not read the outbox"),
         }
-    }
-
-    /// Sends claimed entries and waits for every delivery report. Returns whether all of them
-    /// were settled (delivered or permanently failed); the others are released for a retry.
-    async fn publish_claimed(&mut self, claimed: Vec<OutboxEntry>) -> bool {
-        let mut pending: FuturesUnordered<BoxFuture<'static, Delivery>> = FuturesUnordered::new();
-        std::mem::swap(&mut self.inflight, &mut pending);
-        // Stopped at the first entry refused for now: the ones after it wait for the next
-        // attempt, so none overtakes it in its partition.
-        let sent = claimed
-            .iter()
-            .position(|entry| !self.send(entry))
-            .map_or(claimed.len(), |refused| refused + 1);
-        // `self.inflight` now holds only this batch's futures; the live ones wait aside.
-        std::mem::swap(&mut self.inflight, &mut pending);
-        let mut retry = self
-            .settle_all(&mut pending, claimed[..sent].iter().map(|e| e.id))
-            .await;
-        retry.extend(claimed[sent..].iter().map(|e| e.id));
-        self.flush().await;
-        if retry.is_empty() {
-            return true;
+        if self.mode == Mode::Live {
+            if self.inflight.is_empty() {
+                self.progressed();
+            } else if self.progress.elapsed() > self.stall_after() {
+                // librdkafka owes a report for each message within the message timeout; a
+                // catch-up settles them within a bound.
+                tracing::warn!(
+                    in_flight = self.inflight.len(),
+                    "no delivery reported for too long; catching up"
+                );
+                self.set_mode(Mode::CatchingUp);
+            }
         }
-        let error = self
-            .status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .last_error
-            .clone()
-            .unwrap_or_default();
-        if let Err(e) = self.store.release_outbox(&retry, &error).await {
-            tracing::warn!(error = %error_chain(&e), "could not release outbox entries (their lease will expire)");
+        // Without a producer (outbox-only) there is nothing to catch up with.
+        let missed = self.missed.swap(false, Ordering::Relaxed);
+        if missed && self.mode == Mode::Live {
+            self.set_mode(Mode::CatchingUp);
         }
-        false
+        self.mode == Mode::CatchingUp
     }
 
     async fn pause(&mut self) {
@@ -793,7 +380,6 @@ impl Publisher {
         }
     }
 
-    /// Shutdown: send what was handed over, wait for reports until `deadline`, mark them.
     async fn drain(&mut self, deadline: Duration) {
         let until = tokio::time::Instant::now() + deadline;
         if self.mode == Mode::Live {
@@ -820,44 +406,7 @@ impl Publisher {
         if let Some(p) = &self.producer {
             let _ = p.current.flush(Duration::from_millis(100));
         }
-        refresh_backlog(&*self.store, &self.metrics, &self.status).await;
-    }
-}
-
-/// Refreshes the backlog figures every `every` until `stop`.
-async fn watch_backlog(
-    store: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
-    status: Arc<Mutex<Status>>,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => refresh_backlog(&*store, &metrics, &status).await,
-        }
-    }
-}
-
-/// Reads the outbox backlog into the gauges and `/readyz`. Runs on a timer of its own (see
-/// [`Publisher::run`]), so the figures stay current while the publisher waits on a broker
-/// that is down, which is when dashboards need them most.
-async fn refresh_backlog(store: &dyn Store, metrics: &Metrics, status: &Mutex<Status>) {
-    match store.outbox_backlog().await {
-        Ok(b) => {
-            let age = b
-                .oldest
-                .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-                .unwrap_or(0.0);
-            metrics.outbox_backlog(b.pending, age, b.failed);
-            let mut status = status.lock().unwrap_or_else(|p| p.into_inner());
-            status.backlog = b.pending;
-            status.oldest_age_seconds = age;
-            status.failed = b.failed;
-        }
-        Err(e) => tracing::warn!(error = %error_chain(&e), "could not read the outbox backlog"),
+        backlog::refresh(&*self.store, &self.metrics, &self.status).await;
     }
 }
 

@@ -242,6 +242,7 @@ impl Acks {
         let ctx = crate::sources::ParseContext {
             source: self.source.clone(),
             received_at: Utc::now(),
+            region: None,
         };
         let Ok(parsed) = crate::sources::huawei::parse_body(body.as_bytes(), &ctx) else {
             return;

@@ -4,13 +4,16 @@
 pub mod acs;
 pub mod huawei;
 mod lenient;
+mod platform;
 pub mod standard_webhooks;
+
+pub use platform::Platform;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::Record;
+use crate::domain::{Record, Region};
 
 /// Why input was refused: a stable machine-readable `code`, a human message, and the JSON path
 /// of the offending field when there is one. The same value is sent to the platform and kept
@@ -168,4 +171,7 @@ pub enum Delivery {
 pub struct ParseContext {
     pub source: Arc<str>,
     pub received_at: DateTime<Utc>,
+    /// The country of the source's national numbers (`sources.<name>.default_region`): the
+    /// records hold them in E.164, their raw JSON as sent.
+    pub region: Option<Region>,
 }

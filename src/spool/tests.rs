@@ -43,6 +43,7 @@ fn batch(seed: u64) -> Vec<Record> {
     let ctx = ParseContext {
         source: "hw".into(),
         received_at: Utc::now().trunc_subsecs(6),
+        region: None,
     };
     let body = sample::fee_body(seed, 3, Utc::now()).to_string();
     let mut records = huawei::parse_body(body.as_bytes(), &ctx).unwrap().records;
@@ -241,6 +242,7 @@ fn the_spool_bytes_of_a_request_are_bounded_by_its_body() {
     let ctx = ParseContext {
         source: "acs".into(),
         received_at: Utc::now(),
+        region: None,
     };
     let sms = |i: usize, pad: usize| {
         serde_json::json!({"specversion": "1.0", "id": format!("sms-{i}"), "source": "/acs",

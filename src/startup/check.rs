@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
 
-use crate::config::{Config, EMBEDDED_BROKER};
+use crate::config::Config;
 use crate::publish::topics;
 
 /// How long each step may take.
@@ -27,14 +27,14 @@ pub async fn connect(config: &Config) -> Vec<Finding> {
         what: "database",
         result: database(&config.database.url).await,
     }];
-    let brokers = config.kafka.brokers.trim().to_owned();
-    if brokers.is_empty() || brokers == EMBEDDED_BROKER {
+    let Some(brokers) = config.kafka.brokers.real().map(str::to_owned) else {
+        let brokers = String::from(config.kafka.brokers.clone());
         findings.push(Finding {
             what: "kafka",
             result: Ok(format!("not checked (kafka.brokers = {brokers:?})")),
         });
         return findings;
-    }
+    };
     let kafka = config.kafka.clone();
     let result =
         tokio::task::spawn_blocking(move || topics::check(&brokers, &kafka, CONNECT_TIMEOUT)).await;

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 pub mod check;
 
 use crate::batch::{Batcher, Spooling};
-use crate::config::{Config, KafkaConfig, EMBEDDED_BROKER};
+use crate::config::{Brokers, Config, KafkaConfig};
 use crate::ingest::{self, AppState, Source};
 use crate::metrics::Metrics;
 use crate::publish::kafka::{self, EmbeddedBroker};
@@ -132,13 +132,6 @@ impl Application {
         if !store.set_owner(instance) {
             tracing::warn!("the store was named before; outbox entries keep that name");
         }
-        store.set_regions(
-            config
-                .sources
-                .iter()
-                .filter_map(|(name, s)| s.default_region.map(|r| (name.clone(), r)))
-                .collect(),
-        );
         let stop = CancellationToken::new();
         let (batcher_stage, publisher_stage, background) =
             (Stage::new(&stop), Stage::new(&stop), Stage::new(&stop));
@@ -158,25 +151,26 @@ impl Application {
             metrics.init_source(name, source.kind);
         }
 
-        let brokers = config.kafka.brokers.trim();
-        let (embedded, producer) = if brokers.is_empty() {
-            tracing::warn!(
-                "kafka.brokers is empty: OUTBOX-ONLY MODE. Records are committed and kept in \
-                 the outbox but NOT published to Kafka until brokers are configured"
-            );
-            (None, None)
-        } else if brokers == EMBEDDED_BROKER {
-            let broker = EmbeddedBroker::start(&config.kafka, EMBEDDED_PARTITIONS)
-                .context("starting the embedded Kafka broker")?;
-            tracing::info!(
-                bootstrap = broker.bootstrap_servers(),
-                "embedded Kafka broker (in memory, for trying ringback out) listening at {}",
-                broker.bootstrap_servers()
-            );
-            let producer = producer_of(broker.bootstrap_servers(), &config.kafka)?;
-            (Some(broker), Some(producer))
-        } else {
-            (None, Some(producer_of(brokers, &config.kafka)?))
+        let (embedded, producer) = match &config.kafka.brokers {
+            Brokers::None => {
+                tracing::warn!(
+                    "kafka.brokers is empty: OUTBOX-ONLY MODE. Records are committed and kept \
+                     in the outbox but NOT published to Kafka until brokers are configured"
+                );
+                (None, None)
+            }
+            Brokers::Embedded => {
+                let broker = EmbeddedBroker::start(&config.kafka, EMBEDDED_PARTITIONS)
+                    .context("starting the embedded Kafka broker")?;
+                tracing::info!(
+                    bootstrap = broker.bootstrap_servers(),
+                    "embedded Kafka broker (in memory, for trying ringback out) listening at {}",
+                    broker.bootstrap_servers()
+                );
+                let producer = producer_of(broker.bootstrap_servers(), &config.kafka)?;
+                (Some(broker), Some(producer))
+            }
+            Brokers::List(brokers) => (None, Some(producer_of(brokers, &config.kafka)?)),
         };
         for (kind, topic) in publish::topics(&config.kafka) {
             if producer.is_some() {
@@ -223,6 +217,11 @@ impl Application {
             producer,
             config.kafka.clone(),
             metrics.clone(),
+            config
+                .sources
+                .iter()
+                .filter_map(|(name, s)| s.default_region.map(|r| (name.clone(), r)))
+                .collect(),
         );
         publisher_stage
             .tasks

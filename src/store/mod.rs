@@ -4,6 +4,7 @@
 //! dedupe key, and every insert is `ON CONFLICT DO NOTHING`, so a platform retry (or the same
 //! record twice in one batch) becomes a [`Outcome::Duplicate`] and never a second row.
 
+mod config;
 pub mod dead_letters;
 mod dialect;
 pub mod maintain;
@@ -24,8 +25,8 @@ use uuid::Uuid;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::config::DatabaseConfig;
-use crate::domain::{OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
+use crate::domain::{Claimed, OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
+pub use config::DatabaseConfig;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +127,7 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
         min_age: Duration,
         own: bool,
-    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    ) -> Result<Vec<Claimed>, StoreError>;
 
     /// Records that these entries reached Kafka: marks them published when `keep` (they are
     /// pruned after the retention), deletes them otherwise (no retention: one write, not two).
@@ -149,11 +150,6 @@ pub trait Store: Send + Sync + 'static {
     /// restart) included. Set once, before the first commit; without it a random name per
     /// store. Returns false when it was set already.
     fn set_owner(&self, owner: Uuid) -> bool;
-
-    /// The default regions of the sources (`sources.<name>.default_region`), which the
-    /// messages rebuilt from stored records write their numbers in, as the live ones did. Set
-    /// once, at start; the default ignores them (stores that never rebuild a message).
-    fn set_regions(&self, _regions: Regions) {}
 
     /// Partitions, retention and rollups on this store's database (`None`: a store of tests).
     fn maintainer(&self) -> Option<maintain::Maintainer> {
@@ -207,9 +203,6 @@ pub struct Backlog {
 /// Huawei's code tables, upserted after the schema migrations on both databases (one copy of
 /// the data for both dialects; a corrected meaning reaches existing databases).
 pub(crate) const LOOKUPS: &str = include_str!("lookups.sql");
-
-/// Each source's default region (see [`Store::set_regions`]).
-pub type Regions = std::collections::HashMap<String, crate::domain::Region>;
 
 /// Opens the store `config.url` names.
 pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreError> {

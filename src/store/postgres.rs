@@ -13,10 +13,9 @@ use super::dialect::POSTGRES as DIALECT;
 use super::pg_unnest;
 use super::rows;
 use super::tables::key_claim;
+use super::DatabaseConfig;
 use super::{Backlog, Store, StoreError};
-use crate::config::DatabaseConfig;
-use crate::domain::{OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
-use crate::message;
+use crate::domain::{Claimed, OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
 
@@ -26,8 +25,6 @@ pub struct PgStore {
     pool: PgPool,
     /// The replica's mark on the outbox entries it commits (see [`Store::set_owner`]).
     owner: std::sync::OnceLock<Uuid>,
-    /// The sources' default regions, for rebuilt messages (see [`Store::set_regions`]).
-    regions: std::sync::OnceLock<super::Regions>,
 }
 
 impl PgStore {
@@ -53,7 +50,6 @@ impl PgStore {
         Self {
             pool,
             owner: std::sync::OnceLock::new(),
-            regions: std::sync::OnceLock::new(),
         }
     }
 
@@ -198,11 +194,11 @@ impl Store for PgStore {
         lease: Duration,
         min_age: Duration,
         own: bool,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
+    ) -> Result<Vec<Claimed>, StoreError> {
         let now = Utc::now();
         // SKIP LOCKED: a replica claiming at the same moment takes other entries, never these.
-        // An entry stored without its value (see `message::stored_without_payload`) comes
-        // with its record's row, which the value is rebuilt from.
+        // An entry stored without its value (the hot path's kinds) comes with its record's
+        // row, which the publisher rebuilds the value from.
         let sql = format!(
             "WITH claimed AS ({}) \
              SELECT o.seq, o.id, o.kind, o.key, o.payload, o.source, o.occurred_at, \
@@ -227,10 +223,11 @@ impl Store for PgStore {
         for row in &rows {
             let id: &str = row.try_get("id")?;
             let id = Uuid::parse_str(id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            match claimed_entry(id, row, self.regions.get()) {
+            match claimed_entry(id, row) {
                 Ok(entry) => claimed.push(entry),
-                // Never publishable: kept with the reason (`/readyz`, `ringback_outbox_failed`)
-                // instead of being claimed again and again.
+                // Never publishable (its row is gone, its kind unknown): kept with the reason
+                // (`/readyz`, `ringback_outbox_failed`) instead of being claimed again and
+                // again.
                 Err(reason) => {
                     tracing::error!(%id, reason, "an outbox entry cannot be published");
                     self.mark_failed(id, &reason).await?;
@@ -288,10 +285,6 @@ impl Store for PgStore {
         self.owner.set(owner).is_ok()
     }
 
-    fn set_regions(&self, regions: super::Regions) {
-        let _ = self.regions.set(regions);
-    }
-
     fn maintainer(&self) -> Option<super::maintain::Maintainer> {
         Some(super::maintain::Maintainer::Postgres(self.pool.clone()))
     }
@@ -335,13 +328,9 @@ impl Store for PgStore {
     }
 }
 
-/// The entry a claimed outbox row stands for, its value rebuilt from the record's row when it
-/// was stored without one; the reason when it cannot be published.
-fn claimed_entry(
-    id: Uuid,
-    row: &PgRow,
-    regions: Option<&super::Regions>,
-) -> Result<OutboxEntry, String> {
+/// The entry a claimed outbox row stands for: its message, or its record's row when it was
+/// stored without one; the reason when it cannot be published.
+fn claimed_entry(id: Uuid, row: &PgRow) -> Result<Claimed, String> {
     let kind: &str = row.get("kind");
     let kind =
         RecordKind::from_name(kind).ok_or_else(|| format!("unknown record kind {kind:?}"))?;
@@ -350,7 +339,7 @@ fn claimed_entry(
         let raw = row.get::<Option<String>, _>("raw").ok_or_else(|| {
             format!("record {id} is no longer stored, so its message cannot be rebuilt")
         })?;
-        let stored = StoredRecord {
+        let record = StoredRecord {
             id,
             source,
             received_at: row.get("received_at"),
@@ -358,15 +347,14 @@ fn claimed_entry(
             raw,
             webhook: None,
         };
-        let region = regions.and_then(|r| r.get(&stored.source)).copied();
-        return message::rebuild(kind, &stored, region);
+        return Ok(Claimed::Stored { kind, record });
     };
-    Ok(OutboxEntry {
+    Ok(Claimed::Ready(OutboxEntry {
         id,
         kind,
         key: row.get("key"),
         payload,
         source: source.into(),
         occurred_at: row.get("occurred_at"),
-    })
+    }))
 }

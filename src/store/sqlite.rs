@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use super::dialect::SQLITE as DIALECT;
 use super::rows;
+use super::DatabaseConfig;
 use super::{Backlog, Store, StoreError};
-use crate::config::DatabaseConfig;
-use crate::domain::{OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
+use crate::domain::{Claimed, OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
 
 /// A list of uuids as the JSON array `json_each` reads.
 fn id_list(ids: &[Uuid]) -> String {
@@ -119,7 +119,7 @@ impl Store for SqliteStore {
         lease: Duration,
         min_age: Duration,
         own: bool,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
+    ) -> Result<Vec<Claimed>, StoreError> {
         let now = Utc::now();
         let rows = sqlx::query(&DIALECT.claim_outbox())
             .bind(now + lease)
@@ -129,7 +129,11 @@ impl Store for SqliteStore {
             .bind(own.then(|| self.owner().to_string()))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows::claimed_in_commit_order(&rows))
+        // SQLite keeps every entry's value.
+        Ok(rows::claimed_in_commit_order(&rows)
+            .into_iter()
+            .map(Claimed::Ready)
+            .collect())
     }
 
     async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {

@@ -524,7 +524,7 @@ table!(NONCES: Nonce = "nonces", true, [
 ]);
 
 /// An outbox row as a store writes it: the entry, its value as this store keeps it (`None`
-/// where PostgreSQL rebuilds it from the record's row, see `message::stored_without_payload`),
+/// where PostgreSQL rebuilds it from the record's row, see `store::pg_unnest::stored_without_payload`),
 /// and when it was committed.
 pub(crate) struct OutboxRow<'a> {
     pub entry: &'a OutboxEntry,

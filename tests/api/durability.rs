@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use ringback::domain::{OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
+use ringback::domain::{Claimed, OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
 use ringback::store::{Backlog, Store, StoreError};
 
 use crate::both_stores;
@@ -53,7 +53,7 @@ impl Store for Wrapped {
         lease: Duration,
         min_age: Duration,
         own: bool,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
+    ) -> Result<Vec<Claimed>, StoreError> {
         self.inner.claim_outbox(limit, lease, min_age, own).await
     }
     async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {

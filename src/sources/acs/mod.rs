@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::{join_path, Delivery, ParseContext, Parsed, RecordRejection, Rejection};
 use crate::domain::{
     AcsCallEvent, ChatEvent, EventHeader, PhoneEvent, PhoneNumber, Record, RecordKind, RecordMeta,
-    WebhookEvent,
+    Region, WebhookEvent,
 };
 use data::{count, identifier, identifier_phone, int, number, text};
 
@@ -237,10 +237,10 @@ fn parse_event(raw: &RawValue, at: &str, ctx: &ParseContext) -> Result<Parsed1, 
     };
     let data_at = join_path(at, "data");
     let record = match kind {
-        RecordKind::PhoneEvent => {
-            Record::Phone(Box::new(phone(header, &data, &data_at).map_err(fail)?))
-        }
-        RecordKind::AcsCallEvent => Record::AcsCall(Box::new(call(header, &data))),
+        RecordKind::PhoneEvent => Record::Phone(Box::new(
+            phone(header, &data, &data_at, ctx.region).map_err(fail)?,
+        )),
+        RecordKind::AcsCallEvent => Record::AcsCall(Box::new(call(header, &data, ctx.region))),
         RecordKind::ChatEvent => {
             Record::Chat(Box::new(chat(header, &data, &data_at).map_err(fail)?))
         }
@@ -282,11 +282,17 @@ fn parse_time(t: &str) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
-fn phone_number(raw: Option<String>) -> Option<PhoneNumber> {
-    raw.and_then(|s| PhoneNumber::parse_lenient(&s))
+/// A number as sent, in E.164 when it is a national number of the source's region.
+fn phone_number(raw: Option<String>, region: Option<Region>) -> Option<PhoneNumber> {
+    raw.and_then(|s| PhoneNumber::parse_in(&s, region))
 }
 
-fn phone(header: EventHeader, d: &Value, at: &str) -> Result<PhoneEvent, Rejection> {
+fn phone(
+    header: EventHeader,
+    d: &Value,
+    at: &str,
+    region: Option<Region>,
+) -> Result<PhoneEvent, Rejection> {
     let name = header
         .event_type
         .trim_start_matches(COMMUNICATION)
@@ -296,10 +302,10 @@ fn phone(header: EventHeader, d: &Value, at: &str) -> Result<PhoneEvent, Rejecti
         "SMSReceived" => {
             let to = required(&["/To", "/to"], "To")?;
             PhoneEvent {
-                phone_number: phone_number(Some(to.clone())),
+                phone_number: phone_number(Some(to.clone()), region),
                 direction: "inbound",
-                from: phone_number(Some(required(&["/From", "/from"], "From")?)),
-                to: phone_number(Some(to)),
+                from: phone_number(Some(required(&["/From", "/from"], "From")?), region),
+                to: phone_number(Some(to), region),
                 message_id: text(d, &["/MessageId", "/messageId"]),
                 message: text(d, &["/Message", "/message"]),
                 delivery_status: None,
@@ -315,10 +321,10 @@ fn phone(header: EventHeader, d: &Value, at: &str) -> Result<PhoneEvent, Rejecti
         "SMSDeliveryReportReceived" => {
             let from = required(&["/From", "/from"], "From")?;
             PhoneEvent {
-                phone_number: phone_number(Some(from.clone())),
+                phone_number: phone_number(Some(from.clone()), region),
                 direction: "outbound",
-                from: phone_number(Some(from)),
-                to: phone_number(Some(required(&["/To", "/to"], "To")?)),
+                from: phone_number(Some(from), region),
+                to: phone_number(Some(required(&["/To", "/to"], "To")?), region),
                 message_id: text(d, &["/MessageId", "/messageId"]),
                 message: None,
                 delivery_status: text(d, &["/DeliveryStatus", "/deliveryStatus"]),
@@ -340,10 +346,13 @@ fn phone(header: EventHeader, d: &Value, at: &str) -> Result<PhoneEvent, Rejecti
             let to = identifier_phone(d, "/to").or_else(|| identifier(d, "/to"));
             let to = to.ok_or_else(|| missing(at, "to"))?;
             PhoneEvent {
-                phone_number: phone_number(Some(to.clone())),
+                phone_number: phone_number(Some(to.clone()), region),
                 direction: "inbound",
-                from: phone_number(identifier_phone(d, "/from").or_else(|| identifier(d, "/from"))),
-                to: phone_number(Some(to)),
+                from: phone_number(
+                    identifier_phone(d, "/from").or_else(|| identifier(d, "/from")),
+                    region,
+                ),
+                to: phone_number(Some(to), region),
                 message_id: None,
                 message: None,
                 delivery_status: None,
@@ -364,7 +373,7 @@ fn int32(d: &Value, paths: &[&str]) -> Option<i32> {
     int(d, paths).and_then(|v| i32::try_from(v).ok())
 }
 
-fn call(header: EventHeader, d: &Value) -> AcsCallEvent {
+fn call(header: EventHeader, d: &Value, region: Option<Region>) -> AcsCallEvent {
     let participant_path = ["/user", "/participant", "/startedBy", "/endedBy", "/target"]
         .into_iter()
         .find(|p| d.pointer(p).is_some_and(|v| !v.is_null()));
@@ -381,7 +390,7 @@ fn call(header: EventHeader, d: &Value) -> AcsCallEvent {
         participant_id: participant_path.and_then(|p| identifier(d, p)),
         participant_phone: participant_path
             .and_then(|p| identifier_phone(d, p))
-            .and_then(|s| PhoneNumber::parse_lenient(&s)),
+            .and_then(|s| PhoneNumber::parse_in(&s, region)),
         participant_count: count(d, "/participants"),
         duration_seconds: number(d, &["/callDurationInSeconds", "/durationOfCall"]),
         end_reason_code: int32(d, &["/reason/code"]),

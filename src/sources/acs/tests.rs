@@ -7,6 +7,7 @@ fn ctx() -> ParseContext {
     ParseContext {
         source: "acs".into(),
         received_at: Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap(),
+        region: None,
     }
 }
 
@@ -190,6 +191,7 @@ fn a_cloudevent_without_time_keeps_one_time() {
     let at = |h| ParseContext {
         source: "acs".into(),
         received_at: Utc.with_ymd_and_hms(2024, 1, 2, h, 0, 0).unwrap(),
+        region: None,
     };
     let parse = |ctx: &ParseContext| match parse_body(body.to_string().as_bytes(), ctx).unwrap() {
         Delivery::Records(p) => p.records,

@@ -10,7 +10,7 @@ use super::lenient::LenientString;
 use super::{deserialize, join_path, object, ParseContext, Parsed, RecordRejection, Rejection};
 use crate::domain::{
     parse_platform_time, CallEvent, CallEventType, Cdr, CdrTimes, PhoneNumber, Record, RecordKind,
-    RecordMeta,
+    RecordMeta, Region,
 };
 
 /// Most CDRs Huawei merges into one fee push.
@@ -156,16 +156,16 @@ fn required(value: Option<String>, at: Path<'_>, name: &str) -> Result<String, R
 
 fn required_number(
     value: Option<LenientString>,
+    region: Option<Region>,
     at: Path<'_>,
     name: &str,
 ) -> Result<PhoneNumber, Rejection> {
-    value
-        .and_then(|v| PhoneNumber::parse_lenient(&v.0))
-        .ok_or_else(|| missing(at, name))
+    number(value, region).ok_or_else(|| missing(at, name))
 }
 
-fn number(value: Option<LenientString>) -> Option<PhoneNumber> {
-    value.and_then(|v| PhoneNumber::parse_lenient(&v.0))
+/// A number as sent, in E.164 when it is a national number of the source's region.
+fn number(value: Option<LenientString>, region: Option<Region>) -> Option<PhoneNumber> {
+    value.and_then(|v| PhoneNumber::parse_in(&v.0, region))
 }
 
 fn text(value: Option<LenientString>) -> Option<String> {
@@ -257,8 +257,8 @@ fn parse_status(
         event_type,
         session_id,
         occurred_at,
-        caller: number(info.caller),
-        called: number(info.called),
+        caller: number(info.caller, ctx.region),
+        called: number(info.called, ctx.region),
         user_data: info.user_data,
         digit_info: text(info.digit_info),
         party_type: text(info.party_type),
@@ -288,9 +288,9 @@ fn parse_fee(raw: &RawValue, index: usize, ctx: &ParseContext) -> Result<Cdr, Re
     let sp_id = required(fee.sp_id, at, "spId")?;
     let app_key = required(fee.app_key, at, "appKey")?;
     let session_id = required(fee.session_id, at, "sessionId")?;
-    let bind_num = required_number(fee.bind_num, at, "bindNum")?;
-    let caller_num = required_number(fee.caller_num, at, "callerNum")?;
-    let callee_num = required_number(fee.callee_num, at, "calleeNum")?;
+    let bind_num = required_number(fee.bind_num, ctx.region, at, "bindNum")?;
+    let caller_num = required_number(fee.caller_num, ctx.region, at, "callerNum")?;
+    let callee_num = required_number(fee.callee_num, ctx.region, at, "calleeNum")?;
     let times = CdrTimes {
         fwd_start: time(fee.fwd_start_time.as_deref(), at, "fwdStartTime")?,
         fwd_alerting: time(fee.fwd_alerting_time.as_deref(), at, "fwdAlertingTime")?,
@@ -330,8 +330,8 @@ fn parse_fee(raw: &RawValue, index: usize, ctx: &ParseContext) -> Result<Cdr, Re
         session_id,
         caller_num,
         callee_num,
-        fwd_display_num: number(fee.fwd_display_num),
-        fwd_dst_num: number(fee.fwd_dst_num),
+        fwd_display_num: number(fee.fwd_display_num, ctx.region),
+        fwd_dst_num: number(fee.fwd_dst_num, ctx.region),
         times,
         fwd_unasw_rsn: int32(fee.fwd_unasw_rsn, at, "fwdUnaswRsn")?,
         ul_fail_reason: int32(fee.ul_fail_reason, at, "ulFailReason")?,

@@ -11,6 +11,7 @@ fn ctx() -> ParseContext {
     ParseContext {
         source: Arc::from("hw"),
         received_at: Utc.with_ymd_and_hms(2019, 1, 24, 3, 5, 0).unwrap(),
+        region: None,
     }
 }
 

@@ -1,0 +1,179 @@
+//! Catching up: pending entries claimed from the outbox in commit order (after a failure, a
+//! dropped hand-off, a crash or another replica gone) and sent until none is left; in live
+//! mode, a periodic sweep for entries older than `sweep_grace`.
+
+use std::collections::HashSet;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use uuid::Uuid;
+
+use super::{Delivery, Mode, Publisher, Regions, MIN_BACKOFF};
+use crate::domain::{Claimed, OutboxEntry};
+use crate::error::error_chain;
+use crate::message;
+use crate::store::{Store, StoreError};
+
+impl Publisher {
+    /// Publishes pending entries from the outbox in commit order until none is left; returns
+    /// to the fast path then. On failure, waits (backing off) and stays catching up.
+    pub(super) async fn catch_up(&mut self) {
+        // The fast path's messages still in flight are settled first: their entries are
+        // unpublished in the outbox too, and claiming them now would send them a second time
+        // while librdkafka still holds the first.
+        let mut inflight = std::mem::take(&mut self.inflight);
+        let delivered: HashSet<Uuid> = self.delivered.iter().copied().collect();
+        let ids: Vec<Uuid> = self.unsettled.difference(&delivered).copied().collect();
+        self.settle_all(&mut inflight, ids).await;
+        self.flush().await;
+        self.watch_progress();
+        self.restart_producer();
+        loop {
+            // Hand-offs queued so far were committed before the claim below, so the claim
+            // sees their entries (this replica's own, of any age, its earlier lives' included):
+            // dropping them loses nothing and keeps commit order. Another replica's entries are
+            // claimed only once older than sweep_grace: younger ones are in flight from its
+            // memory.
+            while self.rx.try_recv().is_ok() {}
+            let claimed = match self.claim(true).await {
+                Ok(claimed) => self.ready(claimed).await,
+                Err(e) => Err(e),
+            };
+            let claimed = match claimed {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "could not read the outbox");
+                    self.set_error(Some(format!("store: {e}")));
+                    self.pause().await;
+                    return;
+                }
+            };
+            if claimed.is_empty() {
+                self.backoff = MIN_BACKOFF;
+                self.set_error(None);
+                self.progressed();
+                self.set_mode(Mode::Live);
+                return;
+            }
+            if !self.publish_claimed(claimed).await {
+                self.pause().await;
+                return;
+            }
+            self.backoff = MIN_BACKOFF;
+        }
+    }
+
+    /// In live mode: entries older than `sweep_grace` are not the fast path's (a crash, a
+    /// dropped hand-off, another replica that went away); send them in commit order.
+    pub(super) async fn sweep_leftovers(&mut self) {
+        match self.claim(false).await {
+            Ok(claimed) if !claimed.is_empty() => {
+                // Entries this process is still delivering (a slow broker) are not leftovers:
+                // give them back, so a failed delivery can be caught up at once.
+                let (mine, claimed): (Vec<Claimed>, Vec<Claimed>) = claimed
+                    .into_iter()
+                    .partition(|e| self.unsettled.contains(&e.id()));
+                if !mine.is_empty() {
+                    let ids: Vec<Uuid> = mine.iter().map(Claimed::id).collect();
+                    if let Err(e) = self.store.release_outbox(&ids, "in delivery").await {
+                        tracing::debug!(error = %error_chain(&e), "could not release in-flight entries");
+                    }
+                }
+                let claimed = match self.ready(claimed).await {
+                    Ok(claimed) if !claimed.is_empty() => claimed,
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %error_chain(&e), "sweep could not mark an entry failed");
+                        return;
+                    }
+                };
+                tracing::info!(entries = claimed.len(), "sweeper found unpublished entries");
+                if !self.publish_claimed(claimed).await {
+                    self.set_mode(Mode::CatchingUp);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %error_chain(&e), "sweep could not read the outbox"),
+        }
+    }
+
+    /// Sends claimed entries and waits for every delivery report. Returns whether all of them
+    /// were settled (delivered or permanently failed); the others are released for a retry.
+    async fn publish_claimed(&mut self, claimed: Vec<OutboxEntry>) -> bool {
+        let mut pending: FuturesUnordered<BoxFuture<'static, Delivery>> = FuturesUnordered::new();
+        std::mem::swap(&mut self.inflight, &mut pending);
+        // Stopped at the first entry refused for now: the ones after it wait for the next
+        // attempt, so none overtakes it in its partition.
+        let sent = claimed
+            .iter()
+            .position(|entry| !self.send(entry))
+            .map_or(claimed.len(), |refused| refused + 1);
+        // `self.inflight` now holds only this batch's futures; the live ones wait aside.
+        std::mem::swap(&mut self.inflight, &mut pending);
+        let mut retry = self
+            .settle_all(&mut pending, claimed[..sent].iter().map(|e| e.id))
+            .await;
+        retry.extend(claimed[sent..].iter().map(|e| e.id));
+        self.flush().await;
+        if retry.is_empty() {
+            return true;
+        }
+        let error = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_error
+            .clone()
+            .unwrap_or_default();
+        if let Err(e) = self.store.release_outbox(&retry, &error).await {
+            tracing::warn!(error = %error_chain(&e), "could not release outbox entries (their lease will expire)");
+        }
+        false
+    }
+
+    /// Claims pending entries in commit order (see [`crate::store::Store::claim_outbox`]):
+    /// `own`, this replica's of any age; the others once older than `sweep_grace`.
+    async fn claim(&mut self, own: bool) -> Result<Vec<Claimed>, StoreError> {
+        self.store
+            .claim_outbox(
+                self.config.sweep_batch,
+                self.lease(),
+                self.config.sweep_grace,
+                own,
+            )
+            .await
+    }
+
+    /// The claimed entries' messages (see [`ready`]).
+    async fn ready(&mut self, claimed: Vec<Claimed>) -> Result<Vec<OutboxEntry>, StoreError> {
+        ready(&*self.store, &self.regions, claimed).await
+    }
+}
+
+/// The claimed entries' messages, rebuilt from their records' rows where the outbox keeps none
+/// (`regions`: each source's default region, which the live messages' numbers were written in).
+/// An entry that can no longer be rebuilt is marked failed: kept with the reason (`/readyz`,
+/// `ringback_outbox_failed`), never claimed again.
+pub async fn ready(
+    store: &dyn Store,
+    regions: &Regions,
+    claimed: Vec<Claimed>,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let mut ready = Vec::with_capacity(claimed.len());
+    for entry in claimed {
+        match entry {
+            Claimed::Ready(entry) => ready.push(entry),
+            Claimed::Stored { kind, record } => {
+                let region = regions.get(&record.source).copied();
+                match message::rebuild(kind, &record, region) {
+                    Ok(entry) => ready.push(entry),
+                    Err(reason) => {
+                        tracing::error!(id = %record.id, reason, "an outbox entry cannot be published");
+                        store.mark_failed(record.id, &reason).await?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(ready)
+}
