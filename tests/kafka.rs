@@ -233,7 +233,9 @@ async fn a_broker_outage_is_buffered_in_the_outbox_and_drained(backend: Backend)
     let mut peak = 0.0;
     for _ in 0..100 {
         peak = app.metric("ringback_outbox_pending").await.unwrap_or(0.0);
-        if peak >= 150.0 {
+        // A reading may still count the first 50, consumed but not yet marked published (a
+        // busy machine): the backlog settles at what the outage holds back.
+        if peak == 150.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

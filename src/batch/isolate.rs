@@ -16,7 +16,8 @@
 
 use uuid::Uuid;
 
-use super::{outbox_entries, Worker};
+use super::worker::outbox_entries;
+use super::Worker;
 use crate::domain::{DeadLetter, DeadLetterScope, Outcome, Record, UNSTORABLE};
 use crate::error::error_chain;
 use crate::store::StoreError;

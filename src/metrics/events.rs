@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::Metrics;
+use super::{Metrics, ProducerRestart, PublisherMode, SpoolAppend};
 use crate::domain::{Outcome, Record, RecordKind};
 
 /// What the metrics need to know of a record, taken before the record is handed to the
@@ -268,8 +268,9 @@ impl Metrics {
             .inc();
     }
 
-    /// The publisher replaced its Kafka producer (`reason`: `fatal`, `unreported`, `stalled`).
-    pub fn producer_restarted(&self, reason: &str, restarts: u64) {
+    /// The publisher replaced its Kafka producer.
+    pub fn producer_restarted(&self, reason: ProducerRestart, restarts: u64) {
+        let reason = reason.as_str();
         self.producer_restarts.with_label_values(&[reason]).inc();
         tracing::warn!(reason, restarts, "replaced the Kafka producer");
     }
@@ -302,9 +303,11 @@ impl Metrics {
         self.spool_oldest_age.set(oldest_age_seconds);
     }
 
-    /// A batch was offered to the spool: `ok` (on disk), `full` or `error` (refused, 503).
-    pub fn spool_append(&self, outcome: &str) {
-        self.spool_appends.with_label_values(&[outcome]).inc();
+    /// A batch was offered to the spool.
+    pub fn spool_append(&self, outcome: SpoolAppend) {
+        self.spool_appends
+            .with_label_values(&[outcome.as_str()])
+            .inc();
     }
 
     /// `records` spooled records were committed to the database.
@@ -329,12 +332,15 @@ impl Metrics {
         self.outbox_failed.set(failed);
     }
 
-    /// The publisher is now in mode `current`, one of `all`.
-    pub fn publisher_mode_changed(&self, all: &[&str], current: &str) {
-        for mode in all {
+    /// The publisher is now in mode `to` (logged when it changed).
+    pub fn publisher_mode_changed(&self, from: PublisherMode, to: PublisherMode) {
+        if from != to {
+            tracing::info!(from = from.as_str(), to = to.as_str(), "publisher mode");
+        }
+        for mode in PublisherMode::ALL {
             self.publisher_mode
-                .with_label_values(&[mode])
-                .set(i64::from(*mode == current));
+                .with_label_values(&[mode.as_str()])
+                .set(i64::from(mode == to));
         }
     }
 

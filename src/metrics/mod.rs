@@ -7,8 +7,10 @@
 //! which counts and logs together.
 
 mod events;
+mod labels;
 
 pub use events::{Delivered, Fact};
+pub use labels::{ProducerRestart, PublisherMode, SpoolAppend};
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -417,11 +419,11 @@ impl Metrics {
         for kind in ["transient", "permanent"] {
             m.store_errors.with_label_values(&[kind]);
         }
-        for reason in ["fatal", "unreported", "stalled"] {
-            m.producer_restarts.with_label_values(&[reason]);
+        for reason in ProducerRestart::ALL {
+            m.producer_restarts.with_label_values(&[reason.as_str()]);
         }
-        for outcome in ["ok", "full", "error"] {
-            m.spool_appends.with_label_values(&[outcome]);
+        for outcome in SpoolAppend::ALL {
+            m.spool_appends.with_label_values(&[outcome.as_str()]);
         }
         for c in collectors {
             m.registry

@@ -52,35 +52,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 pub type Regions = std::collections::HashMap<String, Region>;
 
 /// What the publisher is doing; shown in `/readyz` and the `publisher_mode` metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Sending freshly committed entries as they come.
-    Live,
-    /// Sending pending entries from the outbox (after a failure, a dropped hand-off, a crash).
-    CatchingUp,
-    /// No brokers configured: entries wait in the outbox.
-    OutboxOnly,
-    Stopped,
-}
-
-impl Mode {
-    const ALL: [Self; 4] = [
-        Self::Live,
-        Self::CatchingUp,
-        Self::OutboxOnly,
-        Self::Stopped,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Live => "live",
-            Self::CatchingUp => "catching_up",
-            Self::OutboxOnly => "outbox_only",
-            Self::Stopped => "stopped",
-        }
-    }
-}
+pub use crate::metrics::PublisherMode as Mode;
 
 /// The publisher's state as `/readyz` reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -238,17 +210,9 @@ impl Publisher {
     }
 
     fn set_mode(&mut self, mode: Mode) {
-        if self.mode != mode {
-            tracing::info!(
-                from = self.mode.as_str(),
-                to = mode.as_str(),
-                "publisher mode"
-            );
-        }
+        self.metrics.publisher_mode_changed(self.mode, mode);
         self.mode = mode;
         self.live.store(mode == Mode::Live, Ordering::Release);
-        self.metrics
-            .publisher_mode_changed(&Mode::ALL.map(Mode::as_str), mode.as_str());
         self.status.lock().unwrap_or_else(|p| p.into_inner()).mode = mode;
     }
 

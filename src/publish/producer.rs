@@ -28,27 +28,8 @@ impl Producer {
     }
 }
 
-/// Why a producer is replaced (the `reason` label of `ringback_kafka_producer_restarts_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Restart {
-    /// librdkafka raised a fatal error (an idempotent producer's sequence or epoch lost): the
-    /// instance can never send again.
-    Fatal,
-    /// Deliveries were not reported within their bound (`kafka.message_timeout` and a margin).
-    Unreported,
-    /// Entries waited with no delivery succeeding for `stall_after`.
-    Stalled,
-}
-
-impl Restart {
-    pub(super) const fn as_str(self) -> &'static str {
-        match self {
-            Self::Fatal => "fatal",
-            Self::Unreported => "unreported",
-            Self::Stalled => "stalled",
-        }
-    }
-}
+/// Why a producer is replaced.
+pub(super) use crate::metrics::ProducerRestart as Restart;
 
 impl Publisher {
     /// Lease for claimed entries: longer than librdkafka may take to deliver them.
@@ -145,7 +126,7 @@ impl Publisher {
                     status.producer_restarts += 1;
                     status.producer_restarts
                 };
-                self.metrics.producer_restarted(reason.as_str(), restarts);
+                self.metrics.producer_restarted(reason, restarts);
             }
             Err(e) => {
                 tracing::error!(error = %e, reason = reason.as_str(), "could not create a new Kafka producer; keeping the old one");

@@ -19,38 +19,32 @@
 //! (`<path>.corrupt-<time>`), what can still be read from it is copied into a new one, and the
 //! event is counted: ringback keeps serving.
 
-use std::path::{Path, PathBuf};
+mod entries;
+mod file;
+mod writer;
+
+pub use entries::Entry;
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqliteLockingMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::Row;
+use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::config::SpoolConfig;
 use crate::domain::Record;
 use crate::error::error_chain;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SpoolAppend};
+use file::free_bytes;
+use writer::Append;
 
 /// The format of an entry's payload: JSON of the batch's `Vec<Record>` in their serde form.
 /// A newer binary keeps reading every version it knows; bump it when the serde form of a
 /// record changes in a way older entries cannot be read with.
 pub const FORMAT_VERSION: i64 = 1;
-
-/// Appends waiting for the writer at most; each is one batch, so memory stays bounded.
-const APPEND_QUEUE: usize = 1024;
-/// Appends one transaction (one fsync) takes at most…
-const GROUP_MAX: usize = 256;
-/// …and bytes (it may exceed it by one append).
-const GROUP_MAX_BYTES: usize = 4 << 20;
 
 /// Why a batch could not be spooled. Nothing of it was stored.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -66,11 +60,21 @@ pub enum SpoolError {
     Closed,
 }
 
+/// Where new batches go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpoolMode {
+    /// Straight to the database.
+    #[default]
+    Direct,
+    /// To the spool, behind what it holds, until the drainer empties it.
+    Spooling,
+}
+
 /// What `/readyz` and the metrics show of the spool.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SpoolStatus {
-    /// `spooling` while batches go to the spool, `direct` otherwise.
-    pub mode: &'static str,
+    pub mode: SpoolMode,
     pub entries: u64,
     pub records: u64,
     pub bytes: u64,
@@ -104,23 +108,6 @@ struct State {
     writes: u64,
 }
 
-struct Append {
-    payload: Vec<u8>,
-    records: u64,
-    created_at: DateTime<Utc>,
-    ack: oneshot::Sender<Result<(), SpoolError>>,
-}
-
-/// One spooled batch, as the drainer reads it.
-pub struct Entry {
-    pub seq: i64,
-    pub created_at: DateTime<Utc>,
-    /// The batch, or why it cannot be read (an unknown format version, damaged bytes).
-    pub records: Result<Vec<Record>, String>,
-    records_count: u64,
-    bytes: u64,
-}
-
 /// The spool. Shared by the batchers (appends) and the drainer.
 pub struct Spool {
     pool: SqlitePool,
@@ -141,205 +128,7 @@ pub struct Spool {
     metrics: Arc<Metrics>,
 }
 
-/// `auto_vacuum = INCREMENTAL` (it takes effect in a new file, before its first table): what a
-/// drain frees can be given back to the disk ([`Spool::finish_if_empty`]).
-const SCHEMA: &str = "\
-    PRAGMA auto_vacuum = INCREMENTAL;\
-    CREATE TABLE IF NOT EXISTS entries (\
-        seq        INTEGER PRIMARY KEY AUTOINCREMENT,\
-        version    INTEGER NOT NULL,\
-        created_at TEXT    NOT NULL,\
-        records    INTEGER NOT NULL,\
-        bytes      INTEGER NOT NULL,\
-        payload    BLOB    NOT NULL);\
-    CREATE TABLE IF NOT EXISTS failed (\
-        seq        INTEGER PRIMARY KEY,\
-        version    INTEGER NOT NULL,\
-        created_at TEXT    NOT NULL,\
-        failed_at  TEXT    NOT NULL,\
-        reason     TEXT    NOT NULL,\
-        payload    BLOB    NOT NULL);";
-
-async fn connect(path: &Path, create: bool) -> Result<SqlitePool, sqlx::Error> {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(create)
-        // Exclusive locking, set before WAL: SQLite then keeps the WAL index in its own memory
-        // instead of a memory-mapped `-shm` file, which, on a full disk, kills the process
-        // with SIGBUS when it grows (seen in tests/spool.rs on a full ext4). The cost: one
-        // connection, and no other process can read the spool while ringback runs.
-        .locking_mode(SqliteLockingMode::Exclusive)
-        .journal_mode(SqliteJournalMode::Wal)
-        // A commit returns once the WAL is fsync'd: what a 2xx promises.
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(5));
-    SqlitePoolOptions::new()
-        // One connection, shared by the writer and the drainer (exclusive locking).
-        .max_connections(1)
-        .connect_with(options)
-        .await
-}
-
-/// Opens the file and checks it; the error says why it cannot be used.
-async fn open_checked(path: &Path) -> Result<SqlitePool, String> {
-    let pool = connect(path, true).await.map_err(|e| error_chain(&e))?;
-    // `fetch_all` throughout: a statement left unfinished (`fetch_one`) would keep its
-    // connection's read snapshot open, and that connection would read a stale spool.
-    let check: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar("PRAGMA quick_check")
-        .fetch_all(&pool)
-        .await;
-    match check {
-        Ok(ok) if ok == ["ok"] => {}
-        Ok(problems) => {
-            pool.close().await;
-            return Err(format!("quick_check: {}", problems.join("; ")));
-        }
-        Err(e) => {
-            pool.close().await;
-            return Err(error_chain(&e));
-        }
-    }
-    sqlx::raw_sql(SCHEMA)
-        .execute(&pool)
-        .await
-        .map_err(|e| error_chain(&e))?;
-    Ok(pool)
-}
-
-/// A row of `entries` rescued from a damaged file: version, created_at, records, payload.
-type Rescued = (i64, String, i64, Vec<u8>);
-
-/// The rows of `entries` that can still be read from a damaged file, in order.
-async fn salvage(path: &Path) -> Vec<Rescued> {
-    let Ok(pool) = connect(path, false).await else {
-        return Vec::new();
-    };
-    let mut rows = Vec::new();
-    let mut after = i64::MIN;
-    // Row by row: a damaged page fails the rows on it, not the ones before or after.
-    loop {
-        let row = sqlx::query(
-            "SELECT seq, version, created_at, records, payload FROM entries \
-             WHERE seq > ?1 ORDER BY seq LIMIT 1",
-        )
-        .bind(after)
-        .fetch_all(&pool)
-        .await
-        .map(|mut rows| rows.pop());
-        match row {
-            Ok(Some(r)) => {
-                after = r.get("seq");
-                rows.push((
-                    r.get("version"),
-                    r.get("created_at"),
-                    r.get("records"),
-                    r.get("payload"),
-                ))
-            }
-            _ => break,
-        }
-    }
-    pool.close().await;
-    rows
-}
-
 impl Spool {
-    /// Opens (or creates) the spool at `config.path`, moving a damaged file aside, and starts
-    /// its writer on `tasks`.
-    pub async fn open(
-        config: &SpoolConfig,
-        metrics: Arc<Metrics>,
-        tasks: &TaskTracker,
-        stop: CancellationToken,
-    ) -> anyhow::Result<Arc<Self>> {
-        let path = config.path.clone();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("creating the spool directory {}: {e}", dir.display())
-            })?;
-        }
-        let mut state = State::default();
-        let pool = match open_checked(&path).await {
-            Ok(pool) => pool,
-            Err(reason) => {
-                let aside = quarantine(&path)?;
-                tracing::error!(
-                    spool = %path.display(),
-                    moved_to = %aside.display(),
-                    reason,
-                    "the spool is damaged: moved aside; what can be read is kept"
-                );
-                metrics.spool_corrupt();
-                state.corruption_events += 1;
-                let rescued = salvage(&aside).await;
-                let pool = open_checked(&path).await.map_err(anyhow::Error::msg)?;
-                for (version, created_at, records, payload) in &rescued {
-                    sqlx::query(
-                        "INSERT INTO entries (version, created_at, records, bytes, payload) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )
-                    .bind(version)
-                    .bind(created_at)
-                    .bind(records)
-                    .bind(payload.len() as i64)
-                    .bind(payload)
-                    .execute(&pool)
-                    .await?;
-                }
-                tracing::warn!(
-                    entries = rescued.len(),
-                    "entries rescued from the damaged spool"
-                );
-                pool
-            }
-        };
-        let rows = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(records), 0), COALESCE(SUM(bytes), 0), \
-                    MIN(created_at) FROM entries",
-        )
-        .fetch_all(&pool)
-        .await?;
-        let row = &rows[0];
-        state.entries = row.get::<i64, _>(0) as u64;
-        state.records = row.get::<i64, _>(1) as u64;
-        state.bytes = row.get::<i64, _>(2) as u64;
-        state.oldest = row.get(3);
-        state.failed_entries = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM failed")
-            .fetch_all(&pool)
-            .await?[0] as u64;
-        if state.entries > 0 {
-            tracing::warn!(
-                entries = state.entries,
-                records = state.records,
-                "the spool holds batches from before; they are committed before any new one"
-            );
-        }
-        let active = state.entries > 0;
-        let state = Arc::new(Mutex::new(state));
-        let (writer, rx) = mpsc::channel(APPEND_QUEUE);
-        let work = Arc::new(Notify::new());
-        tasks.spawn(write(pool.clone(), rx, state.clone(), work.clone(), stop));
-        let spool = Arc::new(Self {
-            pool,
-            writer,
-            state,
-            active: AtomicBool::new(active),
-            gate: tokio::sync::Mutex::new(()),
-            work,
-            max_bytes: config.max_bytes,
-            min_free_bytes: config.min_free_bytes,
-            dir: path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_owned(),
-            metrics,
-        });
-        spool.metrics.spool_opened(config.max_bytes);
-        spool.publish_status();
-        Ok(spool)
-    }
-
     /// Whether new batches go to the spool.
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
@@ -368,7 +157,7 @@ impl Spool {
                 .is_some_and(|f| f < self.min_free_bytes + st.pending_bytes + payload.len() as u64);
             if held + payload.len() as u64 > self.max_bytes || disk_full {
                 drop(st);
-                self.metrics.spool_append("full");
+                self.metrics.spool_append(SpoolAppend::Full);
                 return Some(Err(SpoolError::Full {
                     bytes: held,
                     max: self.max_bytes,
@@ -398,8 +187,11 @@ impl Spool {
         }
         drop(gate);
         let result = done.await.unwrap_or(Err(SpoolError::Closed));
-        self.metrics
-            .spool_append(if result.is_ok() { "ok" } else { "error" });
+        self.metrics.spool_append(if result.is_ok() {
+            SpoolAppend::Ok
+        } else {
+            SpoolAppend::Error
+        });
         self.publish_status();
         Some(result)
     }
@@ -407,151 +199,6 @@ impl Spool {
     /// Waits until an append lands (or `every` passes).
     pub async fn wait_for_work(&self, every: Duration) {
         let _ = tokio::time::timeout(every, self.work.notified()).await;
-    }
-
-    /// The oldest entry, if any.
-    pub async fn oldest(&self) -> Result<Option<Entry>, sqlx::Error> {
-        Ok(self.oldest_up_to(1).await?.pop())
-    }
-
-    /// The oldest entries, in order, as many as hold at most `max_records` records together
-    /// (at least one).
-    pub async fn oldest_up_to(&self, max_records: u64) -> Result<Vec<Entry>, sqlx::Error> {
-        // One read transaction: the sizes and the payloads from the same snapshot. Sizes
-        // first, so no more payloads are read than are taken.
-        let mut tx = self.pool.begin().await?;
-        let sizes: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT seq, records FROM entries ORDER BY seq LIMIT 256")
-                .fetch_all(&mut *tx)
-                .await?;
-        let Some(&(first, _)) = sizes.first() else {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        };
-        let mut last = first;
-        let mut records = 0;
-        for (seq, count) in sizes {
-            if seq != first && records + count as u64 > max_records {
-                break;
-            }
-            records += count as u64;
-            last = seq;
-        }
-        let rows = sqlx::query(
-            "SELECT seq, version, created_at, records, bytes, payload FROM entries \
-             WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
-        )
-        .bind(first)
-        .bind(last)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(rows.iter().map(Self::entry).collect())
-    }
-
-    fn entry(r: &sqlx::sqlite::SqliteRow) -> Entry {
-        let version: i64 = r.get("version");
-        let payload: Vec<u8> = r.get("payload");
-        let records = if version > FORMAT_VERSION {
-            Err(format!(
-                "format version {version} is newer than this binary's ({FORMAT_VERSION})"
-            ))
-        } else {
-            serde_json::from_slice(&payload).map_err(|e| format!("unreadable entry: {e}"))
-        };
-        Entry {
-            seq: r.get("seq"),
-            created_at: r.get("created_at"),
-            records,
-            records_count: r.get::<i64, _>("records") as u64,
-            bytes: r.get::<i64, _>("bytes") as u64,
-        }
-    }
-
-    /// Deletes an entry the database committed.
-    pub async fn remove(&self, entry: &Entry) -> Result<(), sqlx::Error> {
-        self.remove_all(std::slice::from_ref(entry)).await
-    }
-
-    /// Deletes entries the database committed, in one transaction.
-    pub async fn remove_all(&self, entries: &[Entry]) -> Result<(), sqlx::Error> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        // Exactly the entries read, by their numbers: never one that was not.
-        let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
-        let seqs = serde_json::to_string(&seqs).expect("numbers serialise");
-        let mut conn = self.pool.acquire().await?;
-        let deleted =
-            match sqlx::query("DELETE FROM entries WHERE seq IN (SELECT value FROM json_each(?1))")
-                .bind(seqs)
-                .execute(&mut *conn)
-                .await
-            {
-                Ok(done) => done.rows_affected(),
-                Err(e) => {
-                    conn.close_on_drop();
-                    return Err(e);
-                }
-            };
-        if deleted != entries.len() as u64 {
-            tracing::warn!(
-                deleted,
-                read = entries.len(),
-                "the spool lost track of its entries"
-            );
-        }
-        for entry in entries {
-            self.forget(entry, |st| st.drained_records += entry.records_count);
-            self.metrics.spool_drained(entry.records_count);
-        }
-        Ok(())
-    }
-
-    /// Moves an entry that can never be committed (the database refuses it, or it cannot be
-    /// read) to the `failed` table, with the reason: it is kept, and never retried.
-    pub async fn fail(&self, entry: &Entry, reason: &str) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let moved = async {
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-            sqlx::query(
-                "INSERT INTO failed (seq, version, created_at, failed_at, reason, payload) \
-                 SELECT seq, version, created_at, ?2, ?3, payload FROM entries WHERE seq = ?1",
-            )
-            .bind(entry.seq)
-            .bind(Utc::now())
-            .bind(reason)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query("DELETE FROM entries WHERE seq = ?1")
-                .bind(entry.seq)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query("COMMIT").execute(&mut *conn).await?;
-            Ok::<_, sqlx::Error>(())
-        }
-        .await;
-        if let Err(e) = moved {
-            // As in the writer: a connection a failed write left mid-transaction is closed.
-            conn.close_on_drop();
-            return Err(e);
-        }
-        let unreadable = entry.records.is_err();
-        self.forget(entry, |st| {
-            st.failed_entries += 1;
-            st.corruption_events += u64::from(unreadable);
-        });
-        tracing::error!(
-            seq = entry.seq,
-            records = entry.records_count,
-            reason,
-            "a spooled batch can never be committed; kept in the spool's failed table"
-        );
-        self.metrics.spool_failed();
-        if unreadable {
-            self.metrics.spool_corrupt();
-        }
-        Ok(())
     }
 
     fn forget(&self, entry: &Entry, also: impl FnOnce(&mut State)) {
@@ -601,9 +248,9 @@ impl Spool {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         SpoolStatus {
             mode: if self.is_active() {
-                "spooling"
+                SpoolMode::Spooling
             } else {
-                "direct"
+                SpoolMode::Direct
             },
             entries: st.entries,
             records: st.records,
@@ -644,7 +291,7 @@ impl Spool {
     fn publish_status(&self) {
         let s = self.status();
         self.metrics.spool_state(
-            s.mode == "spooling",
+            s.mode == SpoolMode::Spooling,
             s.entries,
             s.records,
             s.bytes,
@@ -656,122 +303,6 @@ impl Spool {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// Bytes free for an unprivileged writer on the file system of `dir`, when it tells.
-fn free_bytes(dir: &Path) -> Option<u64> {
-    let stat = rustix::fs::statvfs(dir).ok()?;
-    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
-}
-
-/// Moves a damaged spool file (and its WAL) aside; returns where it went.
-fn quarantine(path: &Path) -> anyhow::Result<PathBuf> {
-    let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
-    for suffix in ["", "-wal", "-shm"] {
-        let from = PathBuf::from(format!("{}{suffix}", path.display()));
-        if from.exists() {
-            let to = PathBuf::from(format!("{}{suffix}", aside.display()));
-            std::fs::rename(&from, &to).map_err(|e| {
-                anyhow::anyhow!("moving the damaged spool {} aside: {e}", from.display())
-            })?;
-        }
-    }
-    Ok(aside)
-}
-
-/// The writer: every append waiting when it wakes goes into one transaction, one fsync.
-async fn write(
-    pool: SqlitePool,
-    mut rx: mpsc::Receiver<Append>,
-    state: Arc<Mutex<State>>,
-    work: Arc<Notify>,
-    stop: CancellationToken,
-) {
-    loop {
-        let first = tokio::select! {
-            biased;
-            // Stopped after the batchers: what is queued is written, then the file closed.
-            _ = stop.cancelled() => rx.try_recv().ok(),
-            first = rx.recv() => first,
-        };
-        let Some(first) = first else { break };
-        let mut bytes = first.payload.len();
-        let mut group = vec![first];
-        // Bounded in count and bytes: a transaction's WAL frames must fit in the room the
-        // spool leaves on its disk (`spool.min_free_bytes`).
-        while group.len() < GROUP_MAX && bytes < GROUP_MAX_BYTES {
-            match rx.try_recv() {
-                Ok(a) => {
-                    bytes += a.payload.len();
-                    group.push(a);
-                }
-                Err(_) => break,
-            }
-        }
-        let result = insert(&pool, &group).await;
-        {
-            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-            for a in &group {
-                st.pending -= 1;
-                st.pending_bytes -= a.payload.len() as u64;
-            }
-            match &result {
-                Ok(()) => {
-                    st.entries += group.len() as u64;
-                    st.records += group.iter().map(|a| a.records).sum::<u64>();
-                    st.bytes += group.iter().map(|a| a.payload.len() as u64).sum::<u64>();
-                    if st.oldest.is_none() && st.entries == group.len() as u64 {
-                        st.oldest = Some(group[0].created_at);
-                    }
-                    st.last_error = None;
-                    st.writes += 1;
-                }
-                Err(e) => st.last_error = Some(e.to_string()),
-            }
-        }
-        if let Err(e) = &result {
-            tracing::error!(error = %e, batches = group.len(), "could not write the spool; those pushes are refused (503)");
-        }
-        for a in group {
-            let _ = a.ack.send(result.clone());
-        }
-        work.notify_one();
-    }
-    pool.close().await;
-}
-
-async fn insert(pool: &SqlitePool, group: &[Append]) -> Result<(), SpoolError> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(|e| SpoolError::Write(error_chain(&e)))?;
-    let result = async {
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        for a in group {
-            sqlx::query(
-                "INSERT INTO entries (version, created_at, records, bytes, payload) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .bind(FORMAT_VERSION)
-            .bind(a.created_at)
-            .bind(a.records as i64)
-            .bind(a.payload.len() as i64)
-            .bind(&a.payload)
-            .execute(&mut *conn)
-            .await?;
-        }
-        sqlx::query("COMMIT").execute(&mut *conn).await?;
-        Ok::<_, sqlx::Error>(())
-    }
-    .await;
-    if let Err(e) = result {
-        // A failed write (a full disk) may leave the connection inside its transaction,
-        // holding a snapshot from before it: never hand it back. Closing it rolls back.
-        conn.close_on_drop();
-        return Err(SpoolError::Write(error_chain(&e)));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,11 @@ use std::path::Path;
 use chrono::Utc;
 use uuid::Uuid;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use super::*;
+use crate::config::SpoolConfig;
 use crate::domain::{DeadLetter, DeadLetterScope, Handshake};
 use crate::simulate::sample;
 use crate::sources::{huawei, ParseContext};
@@ -97,7 +101,7 @@ async fn batches_survive_a_restart_in_order_and_read_back_equal() {
         "a spool that holds batches starts active"
     );
     let status = spool.status();
-    assert_eq!((status.entries, status.mode), (3, "spooling"));
+    assert_eq!((status.entries, status.mode), (3, SpoolMode::Spooling));
     for want in &batches {
         let entry = spool.oldest().await.unwrap().unwrap();
         assert_eq!(entry.records.as_ref().unwrap(), want);

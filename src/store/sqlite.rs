@@ -1,5 +1,6 @@
 //! SQLite, the embedded default: one file, no server.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::dialect::SQLITE as DIALECT;
-use super::rows;
+use super::rows::{self, Split};
+use super::tables::OutboxRow;
 use super::DatabaseConfig;
 use super::{Backlog, Store, StoreError};
 use crate::domain::{Claimed, OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
@@ -34,13 +36,45 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// The batch's transaction (see [`Store::commit`]).
+    /// The batch's transaction (see [`Store::commit`]; PostgreSQL's is `PgStore::commit`):
+    /// insert each table's rows in chunks, collect the ids the database reports as inserted,
+    /// write the outbox entries of exactly those records, commit once.
     async fn commit_records(
         &self,
         records: &[Record],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
-        rows::commit_batch!(self.pool, Sqlite, &DIALECT, records, outbox, self.owner())
+        let d = &DIALECT;
+        let mut tx = self.pool.begin().await?;
+        // Nonces first: the records of a request whose nonce is taken are left out.
+        let mut claimed = HashSet::new();
+        let nonces = Split::new(records).nonces;
+        rows::insert_rows!(tx, claimed, d, nonces, Sqlite);
+        let refused: HashSet<Uuid> = rows::nonce_ids(records)
+            .difference(&claimed)
+            .copied()
+            .collect();
+        let split = Split::without(records, &refused);
+        let mut inserted = split.always_inserted();
+        inserted.extend(claimed);
+        rows::insert_rows!(tx, inserted, d, split.call_events, Sqlite);
+        rows::insert_rows!(tx, inserted, d, split.cdrs, Sqlite);
+        rows::insert_others!(tx, inserted, d, split, Sqlite);
+        let created_at = Utc::now();
+        let entries: Vec<OutboxRow<'_>> = outbox
+            .iter()
+            .filter(|e| inserted.contains(&e.id))
+            .map(|entry| OutboxRow {
+                entry,
+                payload: Some(entry.payload.as_str()),
+                created_at,
+                owner: self.owner(),
+            })
+            .collect();
+        let entries: Vec<&OutboxRow<'_>> = entries.iter().collect();
+        rows::insert_rows!(tx, inserted, d, entries, Sqlite);
+        tx.commit().await?;
+        Ok(super::outcomes(records, inserted))
     }
 
     /// The name on the outbox entries this store commits (random unless set).
