@@ -1,19 +1,16 @@
 // One unsafe call, allowed where it is made: an allocator option (`tune_allocator`).
 #![deny(unsafe_code)]
 
+//! The `ringback` binary: argument parsing, and each subcommand handed to `cli/`.
+
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
-use ringback::config::{spelling, Config};
-use ringback::domain::RecordKind;
-use ringback::ingest::Source;
-use ringback::publish::{kafka, replay, topics};
-use ringback::startup::{check, Application};
-use ringback::{simulate, store, telemetry};
+use ringback::config::Config;
+use ringback::telemetry;
 
 mod cli;
 
@@ -92,10 +89,10 @@ enum Command {
     DeadLetters(cli::dead_letters::DeadLettersCommand),
     /// Kafka topics of the record kinds.
     #[command(subcommand)]
-    Topics(TopicsCommand),
+    Topics(cli::topics::TopicsCommand),
     /// Play platform traffic against a ringback (or any endpoint) and report throughput and
     /// latency percentiles.
-    Simulate(SimulateArgs),
+    Simulate(cli::simulate::SimulateArgs),
     /// Re-publish stored records received in a time range to their Kafka topic (for a new
     /// consumer or a lost topic). Messages are the ones first published: same id, key, value.
     Replay {
@@ -109,56 +106,6 @@ enum Command {
         #[arg(long)]
         until: Option<DateTime<Utc>>,
     },
-}
-
-#[derive(Subcommand)]
-enum TopicsCommand {
-    /// Create every record kind's topic with `kafka.new_topics` (partitions, replication
-    /// factor, retention); topics that exist are left as they are. Safe to run again.
-    Create,
-    /// List the topics ringback publishes to and whether the brokers have them.
-    Check,
-}
-
-#[derive(clap::Args)]
-struct SimulateArgs {
-    /// The hook URL, e.g. http://127.0.0.1:8080/hooks/huawei.
-    #[arg(long)]
-    target: String,
-    /// calls (status flows + fee pushes), fee, status, or acs (Event Grid batches).
-    #[arg(long, value_enum, default_value = "calls")]
-    traffic: simulate::Traffic,
-    /// Concurrent connections.
-    #[arg(long, default_value_t = 16)]
-    connections: usize,
-    /// Requests per second over all connections (default: as fast as possible).
-    #[arg(long)]
-    rate: Option<f64>,
-    /// How long to run (e.g. 30s).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    duration: Option<std::time::Duration>,
-    /// How many requests to send.
-    #[arg(long)]
-    count: Option<u64>,
-    /// Sign Huawei requests with this app key (X-AKSK)…
-    #[arg(long)]
-    app_key: Option<String>,
-    /// …and the secret in this environment variable…
-    #[arg(long, default_value = "RINGBACK_SIMULATE_SECRET")]
-    secret_env: String,
-    /// …for this URL (the source's public_url; default: --target).
-    #[arg(long)]
-    public_url: Option<String>,
-    /// Seed of the generated ids (vary it between runs against one database).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Print the report as one JSON line.
-    #[arg(long)]
-    json: bool,
-    /// Write the records of every request answered 2xx to this file (id, kind, key, event
-    /// type; tab-separated): what a fault run checks was kept.
-    #[arg(long)]
-    acks: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -189,274 +136,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
     telemetry::init(&config.log);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+        Command::Serve => cli::serve::run(config).await,
         Command::Maintain {
             rebuild_rollups,
             since,
             until,
-        } => maintain(config, rebuild_rollups.then_some(since).flatten(), until).await,
-        Command::Migrate => {
-            let store = store::connect(&config.database).await?;
-            store.migrate().await?;
-            println!("migrations applied ({})", store.backend());
-            Ok(())
-        }
+        } => cli::maintain::run(config, rebuild_rollups.then_some(since).flatten(), until).await,
+        Command::Migrate => cli::maintain::migrate(&config).await,
         Command::Replay { kind, since, until } => {
-            let kind = RecordKind::from_name(&kind)
-                .with_context(|| format!("--kind {kind:?}: expected one of call-status, cdr"))?;
-            let Some(brokers) = config.kafka.brokers.real() else {
-                bail!("replay needs real brokers: set kafka.brokers (RINGBACK__KAFKA__BROKERS)");
-            };
-            let range = replay::Range {
-                kind,
-                since,
-                until: until.unwrap_or_else(Utc::now),
-            };
-            let store = store::connect(&config.database).await?;
-            let producer = kafka::producer(brokers, &config.kafka)?;
-            let topic = config.kafka.topic(kind.as_str());
-            println!(
-                "replaying {} records received in [{}, {}) to {topic}",
-                kind.as_str(),
-                range.since,
-                range.until
-            );
-            let sent = replay::replay(
-                store.as_ref(),
-                &producer,
-                &config.kafka,
-                &config.sources,
-                &range,
-                |sent| println!("  {sent} sent"),
-            )
-            .await?;
-            println!("done: {sent} records re-published to {topic}");
-            store.close().await;
-            Ok(())
+            cli::replay::run(config, kind, since, until).await
         }
-        Command::Simulate(args) => {
-            let signer = match &args.app_key {
-                Some(app_key) => Some(simulate::Signer {
-                    app_key: app_key.clone(),
-                    secret: std::env::var(&args.secret_env)
-                        .with_context(|| {
-                            format!("--app-key needs the secret in {}", args.secret_env)
-                        })?
-                        .into_bytes(),
-                    url: args
-                        .public_url
-                        .clone()
-                        .unwrap_or_else(|| args.target.clone()),
-                }),
-                None => None,
-            };
-            let report = simulate::run(simulate::Plan {
-                target: args.target,
-                traffic: args.traffic,
-                connections: args.connections,
-                rate: args.rate,
-                duration: args.duration,
-                count: args.count,
-                signer,
-                seed: args.seed,
-                acks: args.acks,
-            })
-            .await?;
-            if args.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                println!("{}", report.render());
-            }
-            Ok(())
-        }
-        Command::Topics(command) => topics_command(&config, command).await,
+        Command::Simulate(args) => cli::simulate::run(args).await,
+        Command::Topics(command) => cli::topics::run(&config, command).await,
         Command::DeadLetters(command) => cli::dead_letters::run(config, command).await,
         // Answered before the configuration is read.
         Command::ConfigSchema | Command::Openapi => Ok(()),
-        Command::CheckConfig { connect } => {
-            for (name, source) in &config.sources {
-                Source::from_config(name, source).await?;
-            }
-            for (key, var) in &config.kafka.client_env {
-                if std::env::var_os(var).is_none() {
-                    bail!("kafka.client_env.{key}: environment variable {var} is not set");
-                }
-            }
-            println!("configuration is valid");
-            println!("  http.addr     = {}", config.http.addr);
-            println!("  database      = {}", redact_url(&config.database.url));
-            println!(
-                "  kafka.brokers = {:?}",
-                String::from(config.kafka.brokers.clone())
-            );
-            for (name, source) in &config.sources {
-                println!(
-                    "  source {name:<12} kind={} auth={} -> POST /hooks/{name}",
-                    spelling(&source.kind),
-                    spelling(&source.auth.mode())
-                );
-            }
-            if connect {
-                let findings = check::connect(&config).await;
-                let mut failed = 0;
-                for f in &findings {
-                    match &f.result {
-                        Ok(text) => println!("  {:<13} ok: {text}", f.what),
-                        Err(text) => {
-                            failed += 1;
-                            println!("  {:<13} FAILED: {text}", f.what);
-                        }
-                    }
-                }
-                if failed > 0 {
-                    bail!("{failed} connection check(s) failed");
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
-/// `ringback topics create|check`.
-async fn topics_command(config: &Config, command: TopicsCommand) -> anyhow::Result<()> {
-    let Some(brokers) = config.kafka.brokers.real() else {
-        bail!("topics needs real brokers: set kafka.brokers (RINGBACK__KAFKA__BROKERS)");
-    };
-    match command {
-        TopicsCommand::Create => {
-            let new = &config.kafka.new_topics;
-            let outcomes = topics::create(brokers, &config.kafka, check::CONNECT_TIMEOUT).await?;
-            for o in outcomes {
-                println!(
-                    "{:<8} {} (partitions {}, replication factor {}{})",
-                    o.outcome,
-                    o.topic,
-                    new.partitions,
-                    new.replication_factor,
-                    new.retention
-                        .map(|r| format!(", retention {}", humantime::format_duration(r)))
-                        .unwrap_or_default()
-                );
-            }
-            Ok(())
-        }
-        TopicsCommand::Check => {
-            let (brokers, kafka) = (brokers.to_owned(), config.kafka.clone());
-            let check = tokio::task::spawn_blocking(move || {
-                topics::check(&brokers, &kafka, check::CONNECT_TIMEOUT)
-            })
-            .await??;
-            for (topic, partitions) in &check.present {
-                println!("present  {topic} ({partitions} partitions)");
-            }
-            for topic in &check.missing {
-                println!("missing  {topic}");
-            }
-            if !check.missing.is_empty() {
-                bail!(
-                    "{} topic(s) missing: run `ringback topics create`",
-                    check.missing.len()
-                );
-            }
-            Ok(())
-        }
-    }
-}
-
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = Application::build(config).await?;
-    let shutdown = CancellationToken::new();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        trigger.cancel();
-    });
-    app.run_until_stopped(shutdown).await
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
-}
-
-/// Hides a password in a database URL.
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// `ringback maintain`.
-async fn maintain(
-    config: Config,
-    rebuild_since: Option<chrono::NaiveDate>,
-    until: Option<chrono::NaiveDate>,
-) -> anyhow::Result<()> {
-    let store = store::connect(&config.database).await?;
-    store.migrate().await?;
-    let maintainer = store
-        .maintainer()
-        .context("this store has no maintenance")?;
-    let timezone = config.report.timezone.clone();
-    let retention_cdrs = config.retention.cdrs;
-    let maintenance = ringback::maintenance::Maintenance::new(
-        maintainer.clone(),
-        std::sync::Arc::new(config),
-        std::sync::Arc::new(ringback::metrics::Metrics::new()),
-    );
-    maintenance.check().await?;
-    if let (Some(since), Some(keep)) = (rebuild_since, retention_cdrs) {
-        let oldest = (Utc::now() - chrono::Duration::from_std(keep)?).date_naive();
-        if since < oldest {
-            anyhow::bail!(
-                "--since {since}: retention.cdrs has dropped (or will drop) CDRs before \
-                 {oldest}; a rebuild would recompute those days from the rows that are left, \
-                 and the rollups are all that is kept of them. Rebuild from {oldest} on"
-            );
-        }
-    }
-    let round = maintenance.partitions().await;
-    for (table, n) in &round.made {
-        println!("{table}: {n} partitions made");
-    }
-    for e in &round.expired {
-        match &e.partition {
-            Some(p) => println!("{}: dropped {p} (about {} rows)", e.table, e.rows),
-            None => println!("{}: deleted {} expired rows", e.table, e.rows),
-        }
-    }
-    for (table, rows) in round.default_rows.iter().filter(|(_, n)| *n > 0) {
-        println!("{table}: {rows} rows in {table}_default (no monthly partition holds their time)");
-    }
-    println!("rollups: {} rows folded", round.folded);
-    if let Some(since) = rebuild_since {
-        let until = until.unwrap_or_else(|| (Utc::now() + chrono::Duration::days(2)).date_naive());
-        let rebuilt = maintainer
-            .rebuild_rollups(&timezone, since, until)
-            .await
-            .context("rebuilding the rollups")?;
-        println!(
-            "rollups of {since}..{until} ({timezone}) rebuilt from {} CDRs and {} disconnects",
-            rebuilt.cdrs, rebuilt.disconnects
-        );
-    }
-    store.close().await;
-    if round.failed.is_empty() {
-        Ok(())
-    } else {
-        let failed: Vec<String> = round
-            .failed
-            .iter()
-            .map(|(t, e)| format!("{t}: {e}"))
-            .collect();
-        anyhow::bail!("maintenance failed: {}", failed.join("; "))
+        Command::CheckConfig { connect } => cli::check_config::run(&config, connect).await,
     }
 }

@@ -43,7 +43,7 @@ fn dead_letter() -> Record {
         request_id: Some("req-1".into()),
         scope: DeadLetterScope::Request,
         record_index: None,
-        code: "invalid_json",
+        code: ringback::domain::Code::InvalidJson,
         detail: "EOF while parsing".into(),
         field: None,
         body: Some(b"{\"eventType\": \xff".to_vec()),

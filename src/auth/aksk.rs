@@ -22,6 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{constant_time_eq, Secret};
+use crate::domain::Code;
 
 /// How the three parts of the AKSK digest input are joined. Huawei's current docs put `"\n"`
 /// between url, nonce and created; the 2022-05-07 version concatenates them.
@@ -67,14 +68,14 @@ pub enum AuthError {
 
 impl AuthError {
     /// Stable machine-readable code.
-    pub const fn code(&self) -> &'static str {
+    pub const fn code(&self) -> Code {
         match self {
-            Self::Missing => "auth_missing",
-            Self::Malformed(_) => "auth_malformed",
-            Self::UnknownAppKey => "unknown_app_key",
-            Self::SignatureMismatch => "signature_mismatch",
-            Self::Stale => "stale_created",
-            Self::NonceReused => "nonce_reused",
+            Self::Missing => Code::AuthMissing,
+            Self::Malformed(_) => Code::AuthMalformed,
+            Self::UnknownAppKey => Code::UnknownAppKey,
+            Self::SignatureMismatch => Code::SignatureMismatch,
+            Self::Stale => Code::StaleCreated,
+            Self::NonceReused => Code::NonceReused,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::AuthFailure;
+use crate::domain::Code;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -66,7 +67,7 @@ const RELOAD_BACKOFF_MAX: Duration = Duration::from_secs(600);
 /// The largest JWKS document read (Entra ID's is a few KiB).
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// The code of a request refused because the source's keys could not be fetched (503).
-pub const KEYS_UNAVAILABLE: &str = "keys_unavailable";
+pub const KEYS_UNAVAILABLE: Code = Code::KeysUnavailable;
 
 /// Only asymmetric algorithms: a JWKS holds public keys, and accepting HS* would let a public
 /// key be used as an HMAC secret.
@@ -210,18 +211,23 @@ impl JwtVerifier {
     pub async fn verify(&self, authorization: Option<&str>) -> Result<(), AuthFailure> {
         let fail = |code, message: &str| AuthFailure::new(code, message, Some(BEARER));
         let token = authorization
-            .ok_or_else(|| fail("token_missing", "the Authorization header is missing"))?;
+            .ok_or_else(|| fail(Code::TokenMissing, "the Authorization header is missing"))?;
         let token = token
             .strip_prefix("Bearer ")
             .or_else(|| token.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| fail("token_malformed", "expected Authorization: Bearer <token>"))?;
+            .ok_or_else(|| {
+                fail(
+                    Code::TokenMalformed,
+                    "expected Authorization: Bearer <token>",
+                )
+            })?;
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| fail("token_malformed", "the token is not a JWT"))?;
+            .map_err(|_| fail(Code::TokenMalformed, "the token is not a JWT"))?;
         if !ALLOWED.contains(&header.alg) {
             return Err(fail(
-                "token_bad_algorithm",
+                Code::TokenBadAlgorithm,
                 "the token's algorithm is not an accepted asymmetric one",
             ));
         }
@@ -246,8 +252,12 @@ impl JwtVerifier {
                 None,
             ));
         }
-        let key =
-            key.ok_or_else(|| fail("token_unknown_key", "the token's signing key is not known"))?;
+        let key = key.ok_or_else(|| {
+            fail(
+                Code::TokenUnknownKey,
+                "the token's signing key is not known",
+            )
+        })?;
         let mut validation = Validation::new(header.alg);
         validation.set_audience(&self.audiences);
         if !self.issuers.is_empty() {
@@ -260,29 +270,29 @@ impl JwtVerifier {
             .map(|_| ())
             .map_err(|e| match e.kind() {
                 ErrorKind::InvalidSignature => fail(
-                    "token_bad_signature",
+                    Code::TokenBadSignature,
                     "the token's signature does not verify",
                 ),
-                ErrorKind::ExpiredSignature => fail("token_expired", "the token has expired"),
+                ErrorKind::ExpiredSignature => fail(Code::TokenExpired, "the token has expired"),
                 ErrorKind::ImmatureSignature => {
-                    fail("token_not_yet_valid", "the token is not valid yet (nbf)")
+                    fail(Code::TokenNotYetValid, "the token is not valid yet (nbf)")
                 }
                 ErrorKind::InvalidAudience => fail(
-                    "token_wrong_audience",
+                    Code::TokenWrongAudience,
                     "the token is not meant for this endpoint (aud)",
                 ),
                 ErrorKind::InvalidIssuer => fail(
-                    "token_wrong_issuer",
+                    Code::TokenWrongIssuer,
                     "the token's issuer is not accepted (iss)",
                 ),
                 ErrorKind::MissingRequiredClaim(_) => {
-                    fail("token_malformed", "the token lacks exp or aud")
+                    fail(Code::TokenMalformed, "the token lacks exp or aud")
                 }
                 ErrorKind::InvalidAlgorithm => fail(
-                    "token_bad_algorithm",
+                    Code::TokenBadAlgorithm,
                     "the token's algorithm does not match its key",
                 ),
-                _ => fail("token_malformed", "the token cannot be read"),
+                _ => fail(Code::TokenMalformed, "the token cannot be read"),
             })
     }
 

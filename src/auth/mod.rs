@@ -12,19 +12,21 @@ pub use secret::{constant_time_eq, Secret, SecretError, SecretRef};
 
 use aksk::AuthError;
 
+use crate::domain::Code;
+
 /// A refused credential: a stable code, a message that tells what is wrong without telling what
 /// would have been right, and the `WWW-Authenticate` challenge to send.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct AuthFailure {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub challenge: Option<&'static str>,
 }
 
 impl AuthFailure {
     pub(crate) fn new(
-        code: &'static str,
+        code: Code,
         message: impl Into<String>,
         challenge: Option<&'static str>,
     ) -> Self {

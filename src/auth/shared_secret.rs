@@ -2,6 +2,7 @@
 //! delivery with the secret in the subscription URL).
 
 use super::{AuthFailure, Secret};
+use crate::domain::Code;
 
 /// A secret the sender puts in the URL's query (`?code=…`) or in a header.
 #[derive(Debug)]
@@ -23,7 +24,7 @@ impl SharedSecret {
             .collect();
         if candidates.is_empty() {
             return Err(AuthFailure::new(
-                "secret_missing",
+                Code::SecretMissing,
                 format!(
                     "the secret is missing: send it as the query parameter {:?} or the header {:?}",
                     self.query, self.header
@@ -39,7 +40,7 @@ impl SharedSecret {
             Ok(())
         } else {
             Err(AuthFailure::new(
-                "secret_mismatch",
+                Code::SecretMismatch,
                 "the secret does not match",
                 None,
             ))

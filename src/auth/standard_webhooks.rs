@@ -2,6 +2,7 @@
 //! `id.timestamp.body` with a `whsec_` base64 secret, sent in `webhook-signature` as
 //! space-separated `v1,<base64>` entries; several secrets may be valid at once (rotation).
 
+use crate::domain::Code;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -35,11 +36,11 @@ impl<'a> WebhookHeaders<'a> {
 /// A refused signature, with its code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureError {
-    pub code: &'static str,
+    pub code: Code,
     pub message: &'static str,
 }
 
-fn refuse(code: &'static str, message: &'static str) -> SignatureError {
+fn refuse(code: Code, message: &'static str) -> SignatureError {
     SignatureError { code, message }
 }
 
@@ -93,28 +94,28 @@ pub fn verify_headers(
 ) -> Result<Vec<[u8; 32]>, SignatureError> {
     let h = headers.ok_or_else(|| {
         refuse(
-            "signature_headers_missing",
+            Code::SignatureHeadersMissing,
             "webhook-id, webhook-timestamp and webhook-signature are required",
         )
     })?;
     if h.id.is_empty() || h.id.len() > 256 {
         return Err(refuse(
-            "invalid_webhook_id",
+            Code::InvalidWebhookId,
             "webhook-id must be 1-256 characters",
         ));
     }
     let ts: i64 = h.timestamp.trim().parse().map_err(|_| {
         refuse(
-            "invalid_timestamp",
+            Code::InvalidTimestamp,
             "webhook-timestamp must be integer seconds",
         )
     })?;
     let sent = DateTime::from_timestamp(ts, 0)
-        .ok_or_else(|| refuse("invalid_timestamp", "webhook-timestamp is out of range"))?;
+        .ok_or_else(|| refuse(Code::InvalidTimestamp, "webhook-timestamp is out of range"))?;
     let off = now.signed_duration_since(sent);
     if off > tolerance || off < -tolerance {
         return Err(refuse(
-            "timestamp_out_of_tolerance",
+            Code::TimestampOutOfTolerance,
             "webhook-timestamp is too far from now",
         ));
     }
@@ -128,7 +129,7 @@ pub fn verify_headers(
         .collect();
     if provided.is_empty() {
         return Err(refuse(
-            "signature_malformed",
+            Code::SignatureMalformed,
             "webhook-signature holds no v1 signature",
         ));
     }
@@ -156,7 +157,7 @@ pub fn verify_body(
         Ok(())
     } else {
         Err(refuse(
-            "signature_mismatch",
+            Code::SignatureMismatch,
             "webhook-signature does not match",
         ))
     }

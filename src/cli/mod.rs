@@ -1,3 +1,9 @@
-//! Subcommands of the binary too long for `main.rs`.
+//! The binary's subcommands, one file each; `main.rs` parses the arguments and hands over.
 
+pub mod check_config;
 pub mod dead_letters;
+pub mod maintain;
+pub mod replay;
+pub mod serve;
+pub mod simulate;
+pub mod topics;

@@ -15,9 +15,7 @@ pub struct EventHeader {
     pub event_id: String,
     /// `eventType` (Event Grid) or `type` (CloudEvents), e.g. `Microsoft.Communication.SMSReceived`.
     pub event_type: String,
-    /// `eventgrid` or `cloudevents`.
-    #[serde(deserialize_with = "super::interned")]
-    pub schema: super::Name,
+    pub schema: EventSchema,
     pub subject: Option<String>,
     /// `eventTime` / `time`.
     pub occurred_at: DateTime<Utc>,
@@ -48,9 +46,7 @@ pub struct PhoneEvent {
     pub header: EventHeader,
     /// The resource's own number the event is about (E.164 when it is a number).
     pub phone_number: Option<PhoneNumber>,
-    /// `inbound` (SMS received, incoming call) or `outbound` (delivery report).
-    #[serde(deserialize_with = "super::interned")]
-    pub direction: super::Name,
+    pub direction: Direction,
     pub from: Option<PhoneNumber>,
     pub to: Option<PhoneNumber>,
     pub message_id: Option<String>,
@@ -118,3 +114,38 @@ pub struct WebhookEvent {
     /// The event's `data` as sent (JSON).
     pub data: String,
 }
+
+/// The envelope an event arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventSchema {
+    /// Event Grid's own schema.
+    #[serde(rename = "eventgrid")]
+    Eventgrid,
+    /// CloudEvents 1.0.
+    #[serde(rename = "cloudevents")]
+    Cloudevents,
+    /// A Standard Webhooks message (id and timestamp in headers).
+    #[serde(rename = "standard-webhooks")]
+    StandardWebhooks,
+}
+
+super::named!(EventSchema {
+    Eventgrid => "eventgrid",
+    Cloudevents => "cloudevents",
+    StandardWebhooks => "standard-webhooks",
+});
+
+/// Which way a phone-number event went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// An SMS received, an incoming call.
+    Inbound,
+    /// A delivery report.
+    Outbound,
+}
+
+super::named!(Direction {
+    Inbound => "inbound",
+    Outbound => "outbound",
+});

@@ -1,7 +1,7 @@
 //! Every refusal ringback answers, as one type: its stable machine-readable `code` (in error
 //! answers, dead letters and the `ringback_rejections_total{code}` label), the HTTP status it is
 //! answered with, and when it is given. The OpenAPI document's catalogue is derived from
-//! [`Code::ALL`].
+//! [`Code::ANSWERED`].
 
 use serde::{Deserialize, Serialize};
 
@@ -111,11 +111,21 @@ pub enum Code {
     ShuttingDown,
     /// the database is unavailable and the spool full (with `Retry-After`)
     SpoolFull,
+    /// `ringback dead-letters reprocess`: a letter kept while its source took unauthenticated
+    /// input, which now authenticates (reprocessing cannot check a credential).
+    UnauthenticatedLetter,
+    /// `ringback dead-letters reprocess`: a letter kept without its body (authentication
+    /// failures keep none).
+    NoBody,
+    /// `ringback dead-letters reprocess`: a kept Event Grid validation handshake, answered when
+    /// it arrived, not a record.
+    Handshake,
 }
 
 impl Code {
-    /// Every code, by status.
-    pub const ALL: [Self; 51] = [
+    /// Every code a hook (or its `OPTIONS` handshake) answers, by status: the OpenAPI
+    /// document's catalogue.
+    pub const ANSWERED: [Self; 51] = [
         Self::InvalidJson,
         Self::InvalidUtf8,
         Self::InvalidType,
@@ -168,6 +178,9 @@ impl Code {
         Self::ShuttingDown,
         Self::SpoolFull,
     ];
+
+    /// The codes only `ringback dead-letters reprocess` gives (never an HTTP answer).
+    pub const REPROCESS: [Self; 3] = [Self::UnauthenticatedLetter, Self::NoBody, Self::Handshake];
 
     /// The code as answers and dead letters spell it.
     pub const fn as_str(self) -> &'static str {
@@ -223,14 +236,54 @@ impl Code {
             Self::KeysUnavailable => "keys_unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::SpoolFull => "spool_full",
+            Self::UnauthenticatedLetter => "unauthenticated_letter",
+            Self::NoBody => "no_body",
+            Self::Handshake => "handshake",
         }
     }
 
-    /// The HTTP status it is answered with.
+    /// The HTTP status it is answered with (the reprocess-only codes: 400, the input being
+    /// at fault, though no one is answered).
     pub const fn status(self) -> u16 {
         match self {
-            Self::InvalidJson | Self::InvalidUtf8 | Self::InvalidType | Self::InvalidValue | Self::DuplicateField | Self::MissingField | Self::UnknownEventType | Self::FeeListEmpty | Self::FeeListTooLong | Self::InvalidTime | Self::EmptyBatch | Self::TooManyEvents | Self::UnstorableRecord | Self::UnsupportedEventType | Self::BodyReadFailed => 400,
-            Self::AuthMissing | Self::AuthMalformed | Self::UnknownAppKey | Self::SignatureMismatch | Self::StaleCreated | Self::NonceReused | Self::SecretMissing | Self::SecretMismatch | Self::SignatureHeadersMissing | Self::InvalidWebhookId | Self::InvalidTimestamp | Self::TimestampOutOfTolerance | Self::SignatureMalformed | Self::TokenMissing | Self::TokenMalformed | Self::TokenBadAlgorithm | Self::TokenUnknownKey | Self::TokenBadSignature | Self::TokenExpired | Self::TokenNotYetValid | Self::TokenWrongAudience | Self::TokenWrongIssuer => 401,
+            Self::UnauthenticatedLetter | Self::NoBody | Self::Handshake => 400,
+            Self::InvalidJson
+            | Self::InvalidUtf8
+            | Self::InvalidType
+            | Self::InvalidValue
+            | Self::DuplicateField
+            | Self::MissingField
+            | Self::UnknownEventType
+            | Self::FeeListEmpty
+            | Self::FeeListTooLong
+            | Self::InvalidTime
+            | Self::EmptyBatch
+            | Self::TooManyEvents
+            | Self::UnstorableRecord
+            | Self::UnsupportedEventType
+            | Self::BodyReadFailed => 400,
+            Self::AuthMissing
+            | Self::AuthMalformed
+            | Self::UnknownAppKey
+            | Self::SignatureMismatch
+            | Self::StaleCreated
+            | Self::NonceReused
+            | Self::SecretMissing
+            | Self::SecretMismatch
+            | Self::SignatureHeadersMissing
+            | Self::InvalidWebhookId
+            | Self::InvalidTimestamp
+            | Self::TimestampOutOfTolerance
+            | Self::SignatureMalformed
+            | Self::TokenMissing
+            | Self::TokenMalformed
+            | Self::TokenBadAlgorithm
+            | Self::TokenUnknownKey
+            | Self::TokenBadSignature
+            | Self::TokenExpired
+            | Self::TokenNotYetValid
+            | Self::TokenWrongAudience
+            | Self::TokenWrongIssuer => 401,
             Self::OriginNotAllowed => 403,
             Self::UnknownSource => 404,
             Self::MethodNotAllowed => 405,
@@ -240,7 +293,11 @@ impl Code {
             Self::RateLimited => 429,
             Self::HeadersTooLarge => 431,
             Self::InternalError => 500,
-            Self::QueueFull | Self::StoreUnavailable | Self::KeysUnavailable | Self::ShuttingDown | Self::SpoolFull => 503,
+            Self::QueueFull
+            | Self::StoreUnavailable
+            | Self::KeysUnavailable
+            | Self::ShuttingDown
+            | Self::SpoolFull => 503,
         }
     }
 
@@ -298,6 +355,9 @@ impl Code {
             Self::KeysUnavailable => "a JWT source whose signing keys (JWKS) cannot be fetched yet (with `Retry-After`); the other sources serve",
             Self::ShuttingDown => "ringback is draining (with `Retry-After`); nothing was stored",
             Self::SpoolFull => "the database is unavailable and the spool full (with `Retry-After`)",
+            Self::UnauthenticatedLetter => "reprocess: a letter of unauthenticated input at a source that now authenticates",
+            Self::NoBody => "reprocess: a letter kept without its body",
+            Self::Handshake => "reprocess: a kept validation handshake, not a record",
         }
     }
 }
@@ -333,7 +393,7 @@ mod tests {
     #[test]
     fn each_code_is_spelled_as_serde_writes_it_and_listed_once() {
         let mut seen = std::collections::BTreeSet::new();
-        for code in Code::ALL {
+        for code in Code::ANSWERED.into_iter().chain(Code::REPROCESS) {
             assert_eq!(
                 serde_json::to_value(code).unwrap(),
                 serde_json::json!(code.as_str())

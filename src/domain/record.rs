@@ -116,8 +116,7 @@ pub struct DeadLetter {
     /// Index of the record within its list (`feeLst[i]`), for record-scope letters.
     pub record_index: Option<i32>,
     /// Stable machine-readable reason, the same `code` the sender was answered with.
-    #[serde(deserialize_with = "super::interned")]
-    pub code: super::Name,
+    pub code: super::Code,
     pub detail: String,
     /// JSON path of the offending field, when one is known.
     pub field: Option<String>,
@@ -141,12 +140,26 @@ pub struct Handshake {
     pub source: Arc<str>,
     pub received_at: DateTime<Utc>,
     pub request_id: Option<String>,
-    /// `eventgrid-validation` or `cloudevents-options`.
-    #[serde(deserialize_with = "super::interned")]
-    pub kind: super::Name,
+    pub kind: HandshakeKind,
     /// What was asked (validation url, origin, rate).
     pub detail: serde_json::Value,
 }
+
+/// Which handshake was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandshakeKind {
+    /// Event Grid schema: `Microsoft.EventGrid.SubscriptionValidationEvent`.
+    #[serde(rename = "eventgrid-validation")]
+    EventgridValidation,
+    /// CloudEvents 1.0 webhook abuse protection: `OPTIONS` with `WebHook-Request-Origin`.
+    #[serde(rename = "cloudevents-options")]
+    CloudeventsOptions,
+}
+
+super::named!(HandshakeKind {
+    EventgridValidation => "eventgrid-validation",
+    CloudeventsOptions => "cloudevents-options",
+});
 
 /// A signed request's nonce (X-AKSK), claimed in the same transaction as the records it
 /// guards: the `guards` records that follow it in the batch. Stored in `nonces` so every
@@ -312,7 +325,7 @@ impl Record {
 
 /// The code of a record the database refused (`dead_letters.code`, the answer's
 /// `rejected[].code`): see [`Outcome::Refused`].
-pub const UNSTORABLE: &str = "unstorable_record";
+pub const UNSTORABLE: super::Code = super::Code::UnstorableRecord;
 
 /// What the store did with one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

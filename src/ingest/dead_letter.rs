@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{AppState, IngestError, Source};
-use crate::domain::{DeadLetter, DeadLetterScope, Handshake, Record};
+use crate::domain::{DeadLetter, DeadLetterScope, Handshake, HandshakeKind, Record};
 use crate::sources::Rejection;
 
 /// Everything about a request that its dead letters record.
@@ -45,7 +45,7 @@ impl Request<'_> {
     /// Records an answered handshake (committed before the answer, like every record).
     pub async fn handshake(
         &self,
-        kind: &'static str,
+        kind: HandshakeKind,
         detail: serde_json::Value,
     ) -> Result<(), IngestError> {
         let record = Record::Handshake(Box::new(Handshake {
@@ -75,7 +75,7 @@ impl Request<'_> {
         }
         tracing::info!(
             source = %self.source.name,
-            code = rejection.code,
+            code = %rejection.code,
             request_id = self.request_id.as_deref(),
             "authentication failed (logged and kept for the first few per minute)"
         );
@@ -123,7 +123,7 @@ impl Request<'_> {
                 error
             }
             Err(e) => {
-                tracing::error!(error = %e, code = rejection.code, "could not keep a refused body; asking the sender to retry");
+                tracing::error!(error = %e, code = %rejection.code, "could not keep a refused body; asking the sender to retry");
                 IngestError::from_submit(e, self.state.retry_after_secs)
             }
         }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::auth::AuthFailure;
 use crate::batch::SubmitError;
+use crate::domain::Code;
 use crate::sources::Rejection;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,25 +51,25 @@ pub enum IngestError {
 
 impl IngestError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::UnknownSource => "unknown_source",
-            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::UnknownSource => Code::UnknownSource,
+            Self::OriginNotAllowed => Code::OriginNotAllowed,
             Self::Auth(e) => e.code,
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::PayloadTooLarge { .. } => "body_too_large",
-            Self::BodyRead => "body_read_failed",
+            Self::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
+            Self::PayloadTooLarge { .. } => Code::BodyTooLarge,
+            Self::BodyRead => Code::BodyReadFailed,
             Self::Invalid(r) => r.code,
-            Self::Overloaded { .. } => "queue_full",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::BodyTimeout => "body_timeout",
-            Self::HeadersTooLarge => "headers_too_large",
-            Self::ShuttingDown { .. } => "shutting_down",
-            Self::StoreUnavailable { .. } => "store_unavailable",
+            Self::Overloaded { .. } => Code::QueueFull,
+            Self::RateLimited { .. } => Code::RateLimited,
+            Self::BodyTimeout => Code::BodyTimeout,
+            Self::HeadersTooLarge => Code::HeadersTooLarge,
+            Self::ShuttingDown { .. } => Code::ShuttingDown,
+            Self::StoreUnavailable { .. } => Code::StoreUnavailable,
             Self::KeysUnavailable { .. } => crate::auth::jwt::KEYS_UNAVAILABLE,
-            Self::SpoolFull { .. } => "spool_full",
-            Self::Internal => "internal_error",
-            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::SpoolFull { .. } => Code::SpoolFull,
+            Self::Internal => Code::InternalError,
+            Self::MethodNotAllowed { .. } => Code::MethodNotAllowed,
         }
     }
 
@@ -117,25 +118,9 @@ struct ErrorDetail<'a> {
 }
 
 impl ResponseError for IngestError {
+    /// The code's status ([`Code::status`]): one table says both.
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::UnknownSource => StatusCode::NOT_FOUND,
-            Self::OriginNotAllowed => StatusCode::FORBIDDEN,
-            Self::Auth(_) => StatusCode::UNAUTHORIZED,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyRead | Self::Invalid(_) => StatusCode::BAD_REQUEST,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::Overloaded { .. }
-            | Self::ShuttingDown { .. }
-            | Self::StoreUnavailable { .. }
-            | Self::KeysUnavailable { .. }
-            | Self::SpoolFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-        }
+        StatusCode::from_u16(self.code().status()).expect("every code's status is valid")
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -158,7 +143,7 @@ impl ResponseError for IngestError {
         }
         response.json(ErrorBody {
             error: ErrorDetail {
-                code: self.code(),
+                code: self.code().as_str(),
                 message: self.to_string(),
                 field: self.field(),
             },

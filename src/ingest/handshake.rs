@@ -9,6 +9,7 @@ use super::dead_letter::Request;
 use super::middleware::RequestId;
 use super::{AppState, IngestError};
 use crate::config::KindOptions;
+use crate::domain::{Code, HandshakeKind};
 use crate::sources::Rejection;
 
 /// `OPTIONS /hooks/{source}`: the CloudEvents webhook abuse-protection handshake. The sender
@@ -38,7 +39,7 @@ pub(super) async fn webhook_options(
         .unwrap_or("");
     if origin.is_empty() {
         return Err(IngestError::Invalid(Rejection::new(
-            "missing_field",
+            Code::MissingField,
             "the WebHook-Request-Origin header is required",
             Some("WebHook-Request-Origin".into()),
         )));
@@ -72,7 +73,9 @@ pub(super) async fn webhook_options(
     // Kept once per origin per interval: a sender repeating its handshake (or a flood of
     // them) does not write a row each time.
     if source.first_handshake_of(origin) {
-        request.handshake("cloudevents-options", detail).await?;
+        request
+            .handshake(HandshakeKind::CloudeventsOptions, detail)
+            .await?;
     }
     let mut response = HttpResponse::Ok();
     response

@@ -14,7 +14,7 @@ use super::middleware::RequestId;
 use super::response::{Accepted, RejectedRecord};
 use super::{AppState, IngestError, Source};
 use crate::auth::aksk::{AuthError, NonceClaim};
-use crate::domain::{DeadLetterScope, Nonce, Outcome, Record};
+use crate::domain::{Code, DeadLetterScope, HandshakeKind, Nonce, Outcome, Record};
 use crate::metrics::Fact;
 use crate::sources::{Delivery, Parsed};
 
@@ -67,7 +67,9 @@ pub(super) async fn hook(
         }
         Ok(Delivery::Validation { code, url }) => {
             let detail = serde_json::json!({"validation_url": url});
-            request.handshake("eventgrid-validation", detail).await?;
+            request
+                .handshake(HandshakeKind::EventgridValidation, detail)
+                .await?;
             tracing::info!(source = %source.name, "Event Grid subscription validated");
             Ok(HttpResponse::Ok().json(serde_json::json!({"validationResponse": code})))
         }
@@ -91,7 +93,7 @@ pub(super) fn admit_headers(
     if headers.len() > state.max_headers || header_bytes > state.max_header_bytes {
         state
             .metrics
-            .rejected(&source.name, "headers_too_large", None, false);
+            .rejected(&source.name, Code::HeadersTooLarge, None, false);
         return Err(IngestError::HeadersTooLarge);
     }
     Ok(())
@@ -104,7 +106,7 @@ pub(super) fn admit_rate(state: &AppState, source: &Source) -> Result<(), Ingest
     if let Err(retry_after) = source.admit() {
         state
             .metrics
-            .rejected(&source.name, "rate_limited", None, false);
+            .rejected(&source.name, Code::RateLimited, None, false);
         return Err(IngestError::RateLimited { retry_after });
     }
     Ok(())
@@ -211,7 +213,7 @@ async fn commit(
     }
     records.extend(parsed_records);
     let mut rejected_out = Vec::with_capacity(rejected.len());
-    let mut letters: Vec<&'static str> = Vec::new();
+    let mut letters: Vec<Code> = Vec::new();
     if let (true, Some(first)) = (whole_body, rejected.first()) {
         let rejection = crate::sources::Rejection::new(
             first.rejection.code,

@@ -23,6 +23,7 @@ use chrono::Utc;
 use super::hook::is_json_utf8;
 use super::Source;
 use crate::batch::Batcher;
+use crate::domain::Code;
 use crate::domain::{Outcome as Stored, Record};
 use crate::sources::Platform;
 use crate::sources::{Delivery, Rejection};
@@ -48,7 +49,7 @@ pub fn judge(source: &Source, letter: &Letter) -> Judgement {
     };
     if letter.auth.as_deref() == Some("none") && source.auth_mode != "none" {
         return refused(Rejection::new(
-            "unauthenticated_letter",
+            Code::UnauthenticatedLetter,
             format!(
                 "kept while the source took unauthenticated input; it now requires {}, which \
                  reprocessing cannot check",
@@ -59,7 +60,7 @@ pub fn judge(source: &Source, letter: &Letter) -> Judgement {
     }
     let Some(body) = &letter.body else {
         return refused(Rejection::new(
-            "no_body",
+            Code::NoBody,
             "the body was not kept (an auth failure, or too large or slow to read)",
             None,
         ));
@@ -71,7 +72,7 @@ pub fn judge(source: &Source, letter: &Letter) -> Judgement {
         .unwrap_or("");
     if !is_json_utf8(content_type) {
         return refused(Rejection::new(
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             format!("content type {content_type:?} is not JSON in UTF-8"),
             None,
         ));
@@ -81,7 +82,7 @@ pub fn judge(source: &Source, letter: &Letter) -> Judgement {
             Some(b) => b,
             None => {
                 return refused(Rejection::new(
-                    "invalid_json",
+                    Code::InvalidJson,
                     "the kept record is not JSON",
                     None,
                 ))
@@ -99,7 +100,7 @@ pub fn judge(source: &Source, letter: &Letter) -> Judgement {
             records: parsed.records,
         },
         Ok(Delivery::Validation { .. }) => refused(Rejection::new(
-            "handshake",
+            Code::Handshake,
             "an Event Grid validation handshake: answered when it arrived, not a record",
             None,
         )),
@@ -155,7 +156,7 @@ fn outcome(judgement: &Judgement, new: usize) -> Finished {
                 String::new()
             };
             (
-                Some(r.code.to_owned()),
+                Some(r.code.as_str().to_owned()),
                 Some(format!("{}{at}{more}", r.message)),
             )
         }

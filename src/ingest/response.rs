@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::domain::Code;
+
 /// What a hook answers on success.
 #[derive(Debug, Serialize)]
 pub struct Accepted {
@@ -23,7 +25,7 @@ pub struct Accepted {
 #[derive(Debug, Serialize)]
 pub struct RejectedRecord {
     pub index: usize,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,

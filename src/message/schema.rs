@@ -288,7 +288,7 @@ fn acs<T: Serialize>(kind: RecordKind, h: &EventHeader, key: String, fields: T) 
         data: AcsData {
             event_id: &h.event_id,
             event_type: &h.event_type,
-            schema: h.schema,
+            schema: h.schema.as_str(),
             subject: h.subject.as_deref(),
             fields,
             event: &event,
@@ -311,7 +311,7 @@ fn phone(e: &PhoneEvent, key: String) -> OutboxEntry {
         key,
         PhoneData {
             phone_number: num(&e.phone_number),
-            direction: e.direction,
+            direction: e.direction.as_str(),
             from: num(&e.from),
             to: num(&e.to),
             message_id: e.message_id.as_deref(),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Metrics, ProducerRestart, PublisherMode, SpoolAppend};
-use crate::domain::{Outcome, Record, RecordKind};
+use crate::domain::{Code, Outcome, Record, RecordKind};
 
 /// What the metrics need to know of a record, taken before the record is handed to the
 /// batcher, and counted once its outcome is known ([`Metrics::records_committed`]).
@@ -33,7 +33,7 @@ impl Fact {
                 talk_seconds: c.derived.talk_seconds.unwrap_or(0).max(0) as u64,
                 billable_minutes: c.derived.billable_minutes.unwrap_or(0).max(0) as u64,
             },
-            Record::Phone(e) if e.direction == "outbound" => {
+            Record::Phone(e) if e.direction == crate::domain::Direction::Outbound => {
                 let status = e.delivery_status.as_deref().unwrap_or("");
                 Self::SmsReport(
                     SMS_STATUSES
@@ -108,7 +108,8 @@ impl Metrics {
     // --- Input
 
     /// Counts a refused request or record, and logs it: one line per refusal, with its code.
-    pub fn rejected(&self, source: &str, code: &'static str, field: Option<&str>, auth: bool) {
+    pub fn rejected(&self, source: &str, code: Code, field: Option<&str>, auth: bool) {
+        let code = code.as_str();
         self.rejections.with_label_values(&[source, code]).inc();
         if auth {
             // Logged by the caller for the first few per minute only (forged traffic must not
@@ -121,13 +122,7 @@ impl Metrics {
     }
 
     /// One record of a multi-record body was refused (the others go on).
-    pub fn record_rejected(
-        &self,
-        source: &str,
-        kind: RecordKind,
-        code: &'static str,
-        field: Option<&str>,
-    ) {
+    pub fn record_rejected(&self, source: &str, kind: RecordKind, code: Code, field: Option<&str>) {
         self.rejected(source, code, field, false);
         self.records
             .with_label_values(&[source, kind.as_str(), "rejected"])
@@ -137,7 +132,7 @@ impl Metrics {
     /// The database refused a record itself (see `batch::isolate`): it is kept as a dead
     /// letter, its batch-mates are committed.
     pub fn record_unstorable(&self, source: &str, kind: &str, reason: &str) {
-        let code = crate::domain::UNSTORABLE;
+        let code = crate::domain::UNSTORABLE.as_str();
         self.rejections.with_label_values(&[source, code]).inc();
         tracing::warn!(
             source,
@@ -148,8 +143,10 @@ impl Metrics {
     }
 
     /// A dead letter was committed.
-    pub fn dead_letter_kept(&self, source: &str, code: &str) {
-        self.dead_letters.with_label_values(&[source, code]).inc();
+    pub fn dead_letter_kept(&self, source: &str, code: Code) {
+        self.dead_letters
+            .with_label_values(&[source, code.as_str()])
+            .inc();
     }
 
     /// A request's records were committed: counts them by outcome, and the domain figures of

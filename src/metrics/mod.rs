@@ -442,7 +442,7 @@ impl Metrics {
         self.http_duration.with_label_values(&["hooks", source]);
         // From zero, so that the first refusal is an increase (RingbackRecordsUnstorable).
         self.rejections
-            .with_label_values(&[source, crate::domain::UNSTORABLE]);
+            .with_label_values(&[source, crate::domain::UNSTORABLE.as_str()]);
         for kind in kind.record_kinds() {
             for outcome in ["accepted", "duplicate", "rejected", "refused"] {
                 self.records

@@ -13,20 +13,20 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Record, Region};
+use crate::domain::{Code, Record, Region};
 
 /// Why input was refused: a stable machine-readable `code`, a human message, and the JSON path
 /// of the offending field when there is one. The same value is sent to the platform and kept
 /// in the dead letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub field: Option<String>,
 }
 
 impl Rejection {
-    pub fn new(code: &'static str, message: impl Into<String>, field: Option<String>) -> Self {
+    pub fn new(code: Code, message: impl Into<String>, field: Option<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -43,20 +43,20 @@ impl Rejection {
             serde_json::error::Category::Syntax
                 if inner.to_string().starts_with("number out of range") =>
             {
-                "invalid_value"
+                Code::InvalidValue
             }
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                "invalid_json"
+                Code::InvalidJson
             }
-            serde_json::error::Category::Io => "invalid_json",
+            serde_json::error::Category::Io => Code::InvalidJson,
             serde_json::error::Category::Data => {
                 let msg = inner.to_string();
                 if msg.starts_with("invalid type") {
-                    "invalid_type"
+                    Code::InvalidType
                 } else if msg.starts_with("duplicate field") {
-                    "duplicate_field"
+                    Code::DuplicateField
                 } else {
-                    "invalid_value"
+                    Code::InvalidValue
                 }
             }
         };
@@ -72,7 +72,7 @@ impl Rejection {
         // serde_json appends the position; inside a record it is relative to the record, which
         // would mislead, so it is only kept for syntax errors of the whole body.
         let mut message = inner.to_string();
-        if code != "invalid_json" || !prefix.is_empty() {
+        if code != Code::InvalidJson || !prefix.is_empty() {
             if let Some(at) = message.rfind(" at line ") {
                 message.truncate(at);
             }
@@ -85,7 +85,7 @@ impl Rejection {
 pub(crate) fn utf8(body: &[u8]) -> Result<&str, Rejection> {
     std::str::from_utf8(body).map_err(|e| {
         Rejection::new(
-            "invalid_utf8",
+            Code::InvalidUtf8,
             format!("body is not valid UTF-8: {e}"),
             None,
         )
@@ -102,7 +102,7 @@ pub(crate) fn deserialize<'a, T: serde::Deserialize<'a>>(
         serde_path_to_error::deserialize(&mut de).map_err(|e| Rejection::from_json(e, at))?;
     de.end().map_err(|e| {
         Rejection::new(
-            "invalid_json",
+            Code::InvalidJson,
             format!("trailing data after the JSON value: {e}"),
             None,
         )
@@ -122,7 +122,7 @@ pub(crate) fn object<'a, T: serde::Deserialize<'a>>(
     // Not an object: report a syntax error as such, anything else as the wrong type.
     deserialize::<&serde_json::value::RawValue>(text, at)?;
     Err(Rejection::new(
-        "invalid_type",
+        Code::InvalidType,
         "expected a JSON object",
         Some(at.to_owned()).filter(|a| !a.is_empty()),
     ))

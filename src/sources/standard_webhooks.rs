@@ -10,7 +10,8 @@ use serde_json::value::RawValue;
 
 use super::{deserialize, ParseContext, Parsed, Rejection};
 use crate::auth::standard_webhooks::WebhookHeaders;
-use crate::domain::{EventHeader, Record, RecordKind, RecordMeta, WebhookEvent};
+use crate::domain::Code;
+use crate::domain::{EventHeader, EventSchema, Record, RecordKind, RecordMeta, WebhookEvent};
 
 /// Reads a verified message into a generic event record.
 pub fn parse_body(
@@ -24,7 +25,7 @@ pub fn parse_body(
     let value: serde_json::Value = deserialize(text, "")?;
     let h = headers.ok_or_else(|| {
         Rejection::new(
-            "missing_field",
+            Code::MissingField,
             "webhook-id is required",
             Some("webhook-id".into()),
         )
@@ -83,7 +84,7 @@ fn record(
         ),
         event_id: webhook_id.to_owned(),
         event_type,
-        schema: "standard-webhooks",
+        schema: EventSchema::StandardWebhooks,
         subject: None,
         occurred_at,
         raw: raw.to_owned(),

@@ -8,7 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use super::*;
 use crate::config::SpoolConfig;
-use crate::domain::{DeadLetter, DeadLetterScope, Handshake};
+use crate::domain::{Code, DeadLetter, DeadLetterScope, Handshake};
 use crate::simulate::sample;
 use crate::sources::{huawei, ParseContext};
 
@@ -61,7 +61,7 @@ fn batch(seed: u64) -> Vec<Record> {
         request_id: Some("r-1".into()),
         scope: DeadLetterScope::Record,
         record_index: Some(2),
-        code: "invalid_value",
+        code: Code::InvalidValue,
         detail: "callerNum is not a number".into(),
         field: Some("feeLst[2].callerNum".into()),
         body: Some(b"{\"x\":1}".to_vec()),
@@ -73,7 +73,7 @@ fn batch(seed: u64) -> Vec<Record> {
         source: "acs".into(),
         received_at: ctx.received_at,
         request_id: None,
-        kind: "cloudevents-options",
+        kind: crate::domain::HandshakeKind::CloudeventsOptions,
         detail: serde_json::json!({"origin": "eventgrid.azure.net"}),
     })));
     records

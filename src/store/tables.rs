@@ -400,7 +400,7 @@ macro_rules! event_table {
             "event_id": Text => |e| header(e).event_id.as_str(),
             "dedupe_key": Text => |e| header(e).meta.dedupe_key.as_str(),
             "event_type": Text => |e| header(e).event_type.as_str(),
-            "schema": Text => |e| header(e).schema,
+            "schema": Text => |e| header(e).schema.as_str(),
             "subject": Text => |e| header(e).subject.as_deref(),
             "occurred_at": Time => |e| header(e).occurred_at,
             $( $col: $ty => |$r| $value, )*
@@ -433,7 +433,7 @@ has_header!(PhoneEvent, AcsCallEvent, ChatEvent, WebhookEvent);
 
 event_table!(PHONE_EVENTS: PhoneEvent = "phone_number_events", [
     "phone_number": Text => |e| num(&e.phone_number),
-    "direction": Text => |e| e.direction,
+    "direction": Text => |e| e.direction.as_str(),
     "from_number": Text => |e| num(&e.from),
     "to_number": Text => |e| num(&e.to),
     "message_id": Text => |e| e.message_id.as_deref(),
@@ -497,7 +497,7 @@ table!(DEAD_LETTERS: DeadLetter = "dead_letters", false, [
     "request_id": Text => |l| l.request_id.as_deref(),
     "scope": Text => |l| l.scope.as_str(),
     "record_index": Int4 => |l| l.record_index,
-    "code": Text => |l| l.code,
+    "code": Text => |l| l.code.as_str(),
     "detail": Text => |l| l.detail.as_str(),
     "field": Text => |l| l.field.as_deref(),
     "body": Bytes => |l| l.body.as_deref(),
@@ -511,7 +511,7 @@ table!(HANDSHAKES: Handshake = "handshakes", false, [
     "source": Text => |h| &*h.source,
     "received_at": Time => |h| h.received_at,
     "request_id": Text => |h| h.request_id.as_deref(),
-    "kind": Text => |h| h.kind,
+    "kind": Text => |h| h.kind.as_str(),
     "detail": Json => |h| h.detail.to_string(),
 ]);
 

@@ -445,7 +445,7 @@ async fn no_secret_is_kept(backend: Backend) {
         request_id: None,
         scope: ringback::domain::DeadLetterScope::Request,
         record_index: None,
-        code: "invalid_json",
+        code: ringback::domain::Code::InvalidJson,
         detail: "old".into(),
         field: None,
         body: None,

@@ -13,9 +13,10 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{join_path, Delivery, ParseContext, Parsed, RecordRejection, Rejection};
+use crate::domain::Code;
 use crate::domain::{
-    AcsCallEvent, ChatEvent, EventHeader, PhoneEvent, PhoneNumber, Record, RecordKind, RecordMeta,
-    Region, WebhookEvent,
+    AcsCallEvent, ChatEvent, Direction, EventHeader, EventSchema, PhoneEvent, PhoneNumber, Record,
+    RecordKind, RecordMeta, Region, WebhookEvent,
 };
 use data::{count, identifier, identifier_phone, int, number, text};
 
@@ -58,14 +59,14 @@ pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Delivery, Rejection
     } else {
         super::deserialize::<&RawValue>(text, "")?;
         return Err(Rejection::new(
-            "invalid_type",
+            Code::InvalidType,
             "expected an event object or an array of events",
             None,
         ));
     };
     if events.is_empty() {
         return Err(Rejection::new(
-            "empty_batch",
+            Code::EmptyBatch,
             "the delivery holds no event",
             None,
         ));
@@ -74,7 +75,7 @@ pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Delivery, Rejection
         // Refused before any event is read: what a delivery costs is bounded by this count,
         // not by how many empty objects fit in the body.
         return Err(Rejection::new(
-            "too_many_events",
+            Code::TooManyEvents,
             format!(
                 "the delivery holds {} events; Event Grid sends at most {MAX_EVENTS}",
                 events.len()
@@ -116,7 +117,7 @@ pub fn parse_stored(raw: &str, ctx: &ParseContext) -> Result<Record, Rejection> 
     match parse_event(raw, "", ctx).map_err(|(_, r)| r)? {
         Parsed1::Record(r) => Ok(r),
         Parsed1::Validation { .. } => Err(Rejection::new(
-            "invalid_value",
+            Code::InvalidValue,
             "a validation event is not a record",
             None,
         )),
@@ -186,7 +187,7 @@ fn parse_event(raw: &RawValue, at: &str, ctx: &ParseContext) -> Result<Parsed1, 
     }
     let Some(kind) = kind_of(&event_type) else {
         return Err(generic(Rejection::new(
-            "unsupported_event_type",
+            Code::UnsupportedEventType,
             format!("{event_type:?} is not a Microsoft.Communication event"),
             Some(join_path(at, type_field)),
         )));
@@ -204,7 +205,7 @@ fn parse_event(raw: &RawValue, at: &str, ctx: &ParseContext) -> Result<Parsed1, 
     let occurred_at = match time {
         Some(t) => parse_time(&t).ok_or_else(|| {
             fail(Rejection::new(
-                "invalid_time",
+                Code::InvalidTime,
                 format!("expected an RFC 3339 time, got {t:?}"),
                 Some(join_path(at, time_field)),
             ))
@@ -227,9 +228,9 @@ fn parse_event(raw: &RawValue, at: &str, ctx: &ParseContext) -> Result<Parsed1, 
         event_id,
         event_type,
         schema: if cloudevents {
-            "cloudevents"
+            EventSchema::Cloudevents
         } else {
-            "eventgrid"
+            EventSchema::Eventgrid
         },
         subject: env.subject,
         occurred_at,
@@ -254,7 +255,7 @@ fn parse_event(raw: &RawValue, at: &str, ctx: &ParseContext) -> Result<Parsed1, 
 
 fn missing(at: &str, name: &str) -> Rejection {
     Rejection::new(
-        "missing_field",
+        Code::MissingField,
         format!("{name} is required"),
         Some(join_path(at, name)),
     )
@@ -268,7 +269,7 @@ fn data_value(data: Option<&RawValue>, at: &str) -> Result<Value, Rejection> {
     match value {
         Value::Object(_) | Value::Null => Ok(value),
         _ => Err(Rejection::new(
-            "invalid_type",
+            Code::InvalidType,
             "data must be an object",
             Some(join_path(at, "data")),
         )),
@@ -303,7 +304,7 @@ fn phone(
             let to = required(&["/To", "/to"], "To")?;
             PhoneEvent {
                 phone_number: phone_number(Some(to.clone()), region),
-                direction: "inbound",
+                direction: Direction::Inbound,
                 from: phone_number(Some(required(&["/From", "/from"], "From")?), region),
                 to: phone_number(Some(to), region),
                 message_id: text(d, &["/MessageId", "/messageId"]),
@@ -322,7 +323,7 @@ fn phone(
             let from = required(&["/From", "/from"], "From")?;
             PhoneEvent {
                 phone_number: phone_number(Some(from.clone()), region),
-                direction: "outbound",
+                direction: Direction::Outbound,
                 from: phone_number(Some(from), region),
                 to: phone_number(Some(required(&["/To", "/to"], "To")?), region),
                 message_id: text(d, &["/MessageId", "/messageId"]),
@@ -347,7 +348,7 @@ fn phone(
             let to = to.ok_or_else(|| missing(at, "to"))?;
             PhoneEvent {
                 phone_number: phone_number(Some(to.clone()), region),
-                direction: "inbound",
+                direction: Direction::Inbound,
                 from: phone_number(
                     identifier_phone(d, "/from").or_else(|| identifier(d, "/from")),
                     region,

@@ -85,7 +85,7 @@ fn envelope_errors() {
     );
     let e = err(&single.to_string());
     assert_eq!(
-        (e.code, e.field.as_deref()),
+        (e.code.as_str(), e.field.as_deref()),
         ("missing_field", Some("data.From"))
     );
 }

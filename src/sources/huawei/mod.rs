@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 
 use super::lenient::LenientString;
 use super::{deserialize, join_path, object, ParseContext, Parsed, RecordRejection, Rejection};
+use crate::domain::Code;
 use crate::domain::{
     parse_platform_time, CallEvent, CallEventType, Cdr, CdrTimes, PhoneNumber, Record, RecordKind,
     RecordMeta, Region,
@@ -33,14 +34,14 @@ pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Parsed, Rejection> 
             .ok_or_else(|| missing(Path::root(), "feeLst"))?;
         if list.is_empty() {
             return Err(Rejection::new(
-                "fee_list_empty",
+                Code::FeeListEmpty,
                 "feeLst must hold 1 to 50 records",
                 Some("feeLst".into()),
             ));
         }
         if list.len() > MAX_FEE_RECORDS {
             return Err(Rejection::new(
-                "fee_list_too_long",
+                Code::FeeListTooLong,
                 format!(
                     "feeLst holds {} records; at most {MAX_FEE_RECORDS} are allowed",
                     list.len()
@@ -67,7 +68,7 @@ pub fn parse_body(body: &[u8], ctx: &ParseContext) -> Result<Parsed, Rejection> 
     }
     let Some(kind) = CallEventType::from_wire(&event_type) else {
         return Err(Rejection::new(
-            "unknown_event_type",
+            Code::UnknownEventType,
             format!(
                 "eventType {event_type:?} is not one of callout, alerting, answer, collectInfo, \
                  disconnect, fee (names are case-sensitive)"
@@ -105,7 +106,7 @@ pub fn parse_stored(
             )?)))
         }
         other => Err(Rejection::new(
-            "invalid_value",
+            Code::InvalidValue,
             format!("{} records do not come from Huawei", other.as_str()),
             None,
         )),
@@ -141,7 +142,7 @@ impl<'a> Path<'a> {
 
 fn missing(at: Path<'_>, name: &str) -> Rejection {
     Rejection::new(
-        "missing_field",
+        Code::MissingField,
         format!("{name} is required"),
         Some(at.field(name)),
     )
@@ -176,7 +177,7 @@ fn time(value: Option<&str>, at: Path<'_>, name: &str) -> Result<Option<DateTime
     match value {
         None => Ok(None),
         Some(v) => parse_platform_time(v)
-            .map_err(|e| Rejection::new("invalid_time", e.to_string(), Some(at.field(name)))),
+            .map_err(|e| Rejection::new(Code::InvalidTime, e.to_string(), Some(at.field(name)))),
     }
 }
 
@@ -185,7 +186,7 @@ fn int32(value: Option<i64>, at: Path<'_>, name: &str) -> Result<Option<i32>, Re
         .map(|v| {
             i32::try_from(v).map_err(|_| {
                 Rejection::new(
-                    "invalid_value",
+                    Code::InvalidValue,
                     format!("{v} is out of range for a 32-bit integer"),
                     Some(at.field(name)),
                 )
@@ -199,7 +200,7 @@ fn flag01(value: Option<i64>, at: Path<'_>, name: &str) -> Result<Option<i16>, R
         None => Ok(None),
         Some(v @ (0 | 1)) => Ok(Some(v as i16)),
         Some(v) => Err(Rejection::new(
-            "invalid_value",
+            Code::InvalidValue,
             format!("must be 0 or 1, got {v}"),
             Some(at.field(name)),
         )),
@@ -226,7 +227,7 @@ fn status_time(value: wire::Timestamp, at: Path<'_>) -> Result<DateTime<Utc>, Re
     });
     parsed.ok_or_else(|| {
         Rejection::new(
-            "invalid_time",
+            Code::InvalidTime,
             "not a valid UNIX timestamp",
             Some(at.field("timestamp")),
         )
@@ -279,7 +280,7 @@ fn parse_fee(raw: &RawValue, index: usize, ctx: &ParseContext) -> Result<Cdr, Re
         Some(v @ (0 | 1)) => v as i16,
         Some(v) => {
             return Err(Rejection::new(
-                "invalid_value",
+                Code::InvalidValue,
                 format!("direction must be 0 or 1, got {v}"),
                 Some(at.field("direction")),
             ))

@@ -115,10 +115,10 @@ fn rejection(body: &str) -> Rejection {
 #[test]
 fn envelope_errors_have_codes_and_fields() {
     let r = rejection("{\"eventType\": \"fee\", ");
-    assert_eq!((r.code, r.field), ("invalid_json", None));
+    assert_eq!((r.code.as_str(), r.field), ("invalid_json", None));
 
     let r = rejection(r#"{"eventType":"hangup","statusInfo":{}}"#);
-    assert_eq!(r.code, "unknown_event_type");
+    assert_eq!(r.code.as_str(), "unknown_event_type");
     assert_eq!(r.field.as_deref(), Some("eventType"));
 
     let r = rejection(r#"{"eventType":"Callout","statusInfo":{}}"#);
@@ -129,36 +129,36 @@ fn envelope_errors_have_codes_and_fields() {
 
     let r = rejection(r#"{"statusInfo":{}}"#);
     assert_eq!(
-        (r.code, r.field.as_deref()),
+        (r.code.as_str(), r.field.as_deref()),
         ("missing_field", Some("eventType"))
     );
 
     let r = rejection(r#"{"eventType":"fee"}"#);
     assert_eq!(
-        (r.code, r.field.as_deref()),
+        (r.code.as_str(), r.field.as_deref()),
         ("missing_field", Some("feeLst"))
     );
 
     let r = rejection(r#"{"eventType":"fee","feeLst":[]}"#);
     assert_eq!(
-        (r.code, r.field.as_deref()),
+        (r.code.as_str(), r.field.as_deref()),
         ("fee_list_empty", Some("feeLst"))
     );
 
     let r = rejection(r#"{"eventType":"fee","feeLst":{}}"#);
     assert_eq!(
-        (r.code, r.field.as_deref()),
+        (r.code.as_str(), r.field.as_deref()),
         ("invalid_type", Some("feeLst"))
     );
 
     let r = rejection(r#"[1,2]"#);
-    assert_eq!(r.code, "invalid_type");
+    assert_eq!(r.code.as_str(), "invalid_type");
 
     let r = rejection(r#"{"eventType":"answer"} {}"#);
-    assert_eq!(r.code, "invalid_json");
+    assert_eq!(r.code.as_str(), "invalid_json");
 
     let r = parse_body(b"{\"eventType\":\"\xff\"}", &ctx()).unwrap_err();
-    assert_eq!(r.code, "invalid_utf8");
+    assert_eq!(r.code.as_str(), "invalid_utf8");
 }
 
 #[test]
@@ -166,7 +166,7 @@ fn fifty_one_records_are_refused_whole() {
     let end = Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap();
     let r = rejection(&sample::fee_body(1, 51, end).to_string());
     assert_eq!(
-        (r.code, r.field.as_deref()),
+        (r.code.as_str(), r.field.as_deref()),
         ("fee_list_too_long", Some("feeLst"))
     );
 }
@@ -175,7 +175,7 @@ fn fifty_one_records_are_refused_whole() {
 fn status_errors_point_into_status_info() {
     let r = rejection(r#"{"eventType":"answer","statusInfo":{"timestamp":"2019-01-24 03:04:24"}}"#);
     assert_eq!(
-        (r.code, r.field.as_deref()),
+        (r.code.as_str(), r.field.as_deref()),
         ("missing_field", Some("statusInfo.sessionId"))
     );
 
@@ -183,7 +183,7 @@ fn status_errors_point_into_status_info() {
         r#"{"eventType":"answer","statusInfo":{"sessionId":"s","timestamp":"yesterday"}}"#,
     );
     assert_eq!(
-        (r.code, r.field.as_deref()),
+        (r.code.as_str(), r.field.as_deref()),
         ("invalid_time", Some("statusInfo.timestamp"))
     );
 
@@ -191,20 +191,20 @@ fn status_errors_point_into_status_info() {
         r#"{"eventType":"disconnect","statusInfo":{"sessionId":"s","timestamp":"2019-01-24 03:04:24","stateCode":"8001"}}"#,
     );
     assert_eq!(
-        (r.code, r.field.as_deref()),
+        (r.code.as_str(), r.field.as_deref()),
         ("invalid_type", Some("statusInfo.stateCode"))
     );
 
     let r = rejection(r#"{"eventType":"answer","statusInfo":"s"}"#);
     assert_eq!(
-        (r.code, r.field.as_deref()),
+        (r.code.as_str(), r.field.as_deref()),
         ("invalid_type", Some("statusInfo"))
     );
 
     let r = rejection(
         r#"{"eventType":"answer","statusInfo":{"sessionId":"a","sessionId":"b","timestamp":"2019-01-24 03:04:24"}}"#,
     );
-    assert_eq!(r.code, "duplicate_field");
+    assert_eq!(r.code.as_str(), "duplicate_field");
 }
 
 #[test]
@@ -224,7 +224,7 @@ fn bad_records_are_rejected_alone_with_their_path() {
         .map(|r| {
             (
                 r.index,
-                r.rejection.code,
+                r.rejection.code.as_str(),
                 r.rejection.field.clone().unwrap(),
             )
         })
@@ -285,7 +285,7 @@ fn extreme_epoch_timestamps_are_refused_not_a_panic() {
             json!({"eventType": "answer", "statusInfo": {"sessionId": "s", "timestamp": ts}})
                 .to_string();
         match parse(&body) {
-            Err(r) => assert_eq!(r.code, "invalid_time", "{ts}"),
+            Err(r) => assert_eq!(r.code.as_str(), "invalid_time", "{ts}"),
             Ok(p) => assert_eq!(p.records.len(), 1, "{ts}"),
         }
     }
