@@ -1,7 +1,7 @@
 //! The hook contract: an OpenAPI 3.1 document of `/hooks/{source}`, `/healthz`, `/readyz` and
 //! `/metrics`, generated from [`REFUSALS`] (every error code a hook answers, with its status:
 //! [`Code`]) and the answer types. `ringback openapi` prints it; `schemas/openapi.json` is the
-//! committed copy, which `tests/contracts.rs` keeps equal to it. CI runs schemathesis against
+//! committed copy, which `tests/it/contracts.rs` keeps equal to it. CI runs schemathesis against
 //! a live ringback with it.
 
 use crate::domain::Code;

@@ -24,10 +24,10 @@ use super::hook::is_json_utf8;
 use super::Source;
 use crate::batch::Batcher;
 use crate::domain::Code;
-use crate::domain::{Outcome as Stored, Record};
+use crate::domain::{Outcome, Record};
 use crate::sources::Platform;
 use crate::sources::{Delivery, Rejection};
-use crate::store::dead_letters::{DeadLetters, Filter, Finished, Letter, Outcome};
+use crate::store::dead_letters::{DeadLetters, Filter, Finished, Letter, Reprocessed};
 
 /// Letters read per round trip.
 const PAGE: u32 = 200;
@@ -163,10 +163,10 @@ fn outcome(judgement: &Judgement, new: usize) -> Finished {
         None => (None, None),
     };
     let outcome = match (judgement.records.is_empty(), code.is_some(), new) {
-        (true, _, _) => Outcome::Refused,
-        (false, true, _) => Outcome::Partial,
-        (false, false, 0) => Outcome::Duplicate,
-        (false, false, _) => Outcome::Committed,
+        (true, _, _) => Reprocessed::Refused,
+        (false, true, _) => Reprocessed::Partial,
+        (false, false, 0) => Reprocessed::Duplicate,
+        (false, false, _) => Reprocessed::Committed,
     };
     Finished {
         outcome,
@@ -195,12 +195,12 @@ pub struct Report {
 }
 
 impl Report {
-    fn count(&mut self, outcome: Outcome) {
+    fn count(&mut self, outcome: Reprocessed) {
         match outcome {
-            Outcome::Committed => self.committed += 1,
-            Outcome::Duplicate => self.duplicate += 1,
-            Outcome::Partial => self.partial += 1,
-            Outcome::Refused => self.refused += 1,
+            Reprocessed::Committed => self.committed += 1,
+            Reprocessed::Duplicate => self.duplicate += 1,
+            Reprocessed::Partial => self.partial += 1,
+            Reprocessed::Refused => self.refused += 1,
         }
     }
 }
@@ -287,7 +287,7 @@ impl Reprocess<'_> {
             new = submitted
                 .outcomes
                 .iter()
-                .filter(|o| **o == Stored::Inserted)
+                .filter(|o| **o == Outcome::Inserted)
                 .count();
         }
         let finished = outcome(&judgement, new);

@@ -9,7 +9,7 @@ mod rebuild;
 mod schema;
 
 pub use headers::{ce_source, ce_type, headers};
-pub use rebuild::rebuild;
+pub use rebuild::{rebuild, RebuildError};
 pub use schema::{encode, json_schema, SCHEMA};
 
 #[cfg(test)]

@@ -13,20 +13,33 @@ pub fn rebuild(
     kind: RecordKind,
     stored: &StoredRecord,
     region: Option<Region>,
-) -> Result<OutboxEntry, String> {
+) -> Result<OutboxEntry, RebuildError> {
     let ctx = ParseContext {
         source: stored.source.as_str().into(),
         received_at: stored.received_at,
         region,
     };
+    let id = stored.id;
     let record = Platform::parse_stored(kind, stored, &ctx)
-        .map_err(|r| format!("record {} no longer parses: {}", stored.id, r.message))?;
-    let entry = encode(&record).ok_or_else(|| format!("record {} has no message", stored.id))?;
-    if entry.id != stored.id {
-        return Err(format!(
-            "record {} rebuilds with id {}; refusing to publish it",
-            stored.id, entry.id
-        ));
+        .map_err(|source| RebuildError::NoLongerParses { id, source })?;
+    let entry = encode(&record).ok_or(RebuildError::NoMessage { id })?;
+    if entry.id != id {
+        return Err(RebuildError::OtherId { id, got: entry.id });
     }
     Ok(entry)
+}
+
+/// Why a stored record's message cannot be rebuilt: it is never publishable then.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("record {id} no longer parses")]
+    NoLongerParses {
+        id: uuid::Uuid,
+        #[source]
+        source: crate::sources::Rejection,
+    },
+    #[error("record {id} has no message")]
+    NoMessage { id: uuid::Uuid },
+    #[error("record {id} rebuilds with id {got}; refusing to publish it")]
+    OtherId { id: uuid::Uuid, got: uuid::Uuid },
 }

@@ -408,7 +408,7 @@ fn encode_exact(record: &Record) -> Option<OutboxEntry> {
 }
 
 /// The JSON Schema (draft 2020-12) of the value of `kind`'s messages, from the types above: the
-/// consumer contract, committed under `schemas/` (`tests/contracts.rs` keeps the two equal).
+/// consumer contract, committed under `schemas/` (`tests/it/contracts.rs` keeps the two equal).
 pub fn json_schema(kind: RecordKind) -> serde_json::Value {
     let settings = schemars::generate::SchemaSettings::draft2020_12();
     let generator = settings.into_generator();

@@ -312,9 +312,15 @@ impl Metrics {
         self.spool_drained.inc_by(records);
     }
 
-    /// A spooled batch was refused for good and kept aside.
-    pub fn spool_failed(&self) {
+    /// A spooled batch was refused for good and kept aside (the spool's `failed` table).
+    pub fn spool_failed(&self, seq: i64, records: u64, reason: &str) {
         self.spool_failed.inc();
+        tracing::error!(
+            seq,
+            records,
+            reason,
+            "a spooled batch can never be committed; kept in the spool's failed table"
+        );
     }
 
     /// A damaged spool file was moved aside, or an entry could not be read.

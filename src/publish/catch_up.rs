@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use uuid::Uuid;
 
-use super::{Delivery, Mode, Publisher, Regions, MIN_BACKOFF};
+use super::{Mode, Publisher, Regions, Report, MIN_BACKOFF};
 use crate::domain::{Claimed, OutboxEntry};
 use crate::error::error_chain;
 use crate::message;
@@ -100,7 +100,7 @@ impl Publisher {
     /// Sends claimed entries and waits for every delivery report. Returns whether all of them
     /// were settled (delivered or permanently failed); the others are released for a retry.
     async fn publish_claimed(&mut self, claimed: Vec<OutboxEntry>) -> bool {
-        let mut pending: FuturesUnordered<BoxFuture<'static, Delivery>> = FuturesUnordered::new();
+        let mut pending: FuturesUnordered<BoxFuture<'static, Report>> = FuturesUnordered::new();
         std::mem::swap(&mut self.inflight, &mut pending);
         // Stopped at the first entry refused for now: the ones after it wait for the next
         // attempt, so none overtakes it in its partition.
@@ -167,7 +167,8 @@ pub async fn ready(
                 let region = regions.get(&record.source).copied();
                 match message::rebuild(kind, &record, region) {
                     Ok(entry) => ready.push(entry),
-                    Err(reason) => {
+                    Err(e) => {
+                        let reason = error_chain(&e);
                         tracing::error!(id = %record.id, reason, "an outbox entry cannot be published");
                         store.mark_failed(record.id, &reason).await?;
                     }

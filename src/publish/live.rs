@@ -10,7 +10,7 @@ use rdkafka::producer::{FutureRecord, Producer as _};
 use uuid::Uuid;
 
 use super::producer::Restart;
-use super::{kafka, Delivery, Mode, Publisher};
+use super::{kafka, Mode, Publisher, Report};
 use crate::domain::OutboxEntry;
 use crate::error::error_chain;
 use crate::metrics::Delivered;
@@ -54,7 +54,7 @@ impl Publisher {
                         Ok(Err((e, _))) => Err(e),
                         Err(_canceled) => Err(rdkafka::error::KafkaError::Canceled),
                     };
-                    Delivery {
+                    Report {
                         id,
                         topic,
                         sent,
@@ -65,7 +65,7 @@ impl Publisher {
             }
             Err((e, _)) => {
                 let permanent = kafka::is_permanent(&e);
-                self.inflight.push(Box::pin(std::future::ready(Delivery {
+                self.inflight.push(Box::pin(std::future::ready(Report {
                     id,
                     topic,
                     sent,
@@ -77,7 +77,7 @@ impl Publisher {
     }
 
     /// Handles one delivery report. Returns whether it was delivered.
-    pub(super) async fn settle(&mut self, done: Delivery) -> bool {
+    pub(super) async fn settle(&mut self, done: Report) -> bool {
         let outcome = match &done.result {
             Ok(()) => Delivered::Delivered,
             Err(e) if kafka::is_permanent(e) => Delivered::Failed,
@@ -157,7 +157,7 @@ impl Publisher {
     /// Reports missing at the bound ask for a new producer.
     pub(super) async fn settle_all(
         &mut self,
-        pending: &mut FuturesUnordered<BoxFuture<'static, Delivery>>,
+        pending: &mut FuturesUnordered<BoxFuture<'static, Report>>,
         ids: impl IntoIterator<Item = Uuid>,
     ) -> Vec<Uuid> {
         let mut unreported: HashSet<Uuid> = ids.into_iter().collect();

@@ -126,7 +126,7 @@ pub struct Publisher {
     live: Arc<AtomicBool>,
     rx: mpsc::Receiver<Vec<OutboxEntry>>,
     mode: Mode,
-    inflight: FuturesUnordered<BoxFuture<'static, Delivery>>,
+    inflight: FuturesUnordered<BoxFuture<'static, Report>>,
     /// Entries sent and not yet marked published: the sweeper leaves them alone.
     unsettled: HashSet<Uuid>,
     delivered: Vec<Uuid>,
@@ -142,7 +142,7 @@ pub struct Publisher {
     inject_fatal: Arc<AtomicBool>,
 }
 
-struct Delivery {
+struct Report {
     id: Uuid,
     topic: String,
     sent: std::time::Instant,

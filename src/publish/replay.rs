@@ -62,7 +62,7 @@ pub async fn replay(
                 _ => {}
             }
             let region = sources.get(&stored.source).and_then(|s| s.default_region);
-            entries.push(message::rebuild(range.kind, stored, region).map_err(anyhow::Error::msg)?);
+            entries.push(message::rebuild(range.kind, stored, region)?);
         }
         let deliveries = entries.iter().map(|entry| {
             let record = FutureRecord::to(&topic)

@@ -25,6 +25,18 @@ pub struct Rejection {
     pub field: Option<String>,
 }
 
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)?;
+        if let Some(field) = &self.field {
+            write!(f, " (at {field})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
 impl Rejection {
     pub fn new(code: Code, message: impl Into<String>, field: Option<String>) -> Self {
         Self {

@@ -150,13 +150,8 @@ impl Spool {
             st.failed_entries += 1;
             st.corruption_events += u64::from(unreadable);
         });
-        tracing::error!(
-            seq = entry.seq,
-            records = entry.records_count,
-            reason,
-            "a spooled batch can never be committed; kept in the spool's failed table"
-        );
-        self.metrics.spool_failed();
+        self.metrics
+            .spool_failed(entry.seq, entry.records_count, reason);
         if unreadable {
             self.metrics.spool_corrupt();
         }

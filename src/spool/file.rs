@@ -47,7 +47,7 @@ async fn connect(path: &Path, create: bool) -> Result<SqlitePool, sqlx::Error> {
         .create_if_missing(create)
         // Exclusive locking, set before WAL: SQLite then keeps the WAL index in its own memory
         // instead of a memory-mapped `-shm` file, which, on a full disk, kills the process
-        // with SIGBUS when it grows (seen in tests/spool.rs on a full ext4). The cost: one
+        // with SIGBUS when it grows (seen in tests/it/spool.rs on a full ext4). The cost: one
         // connection, and no other process can read the spool while ringback runs.
         .locking_mode(SqliteLockingMode::Exclusive)
         .journal_mode(SqliteJournalMode::Wal)

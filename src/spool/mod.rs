@@ -10,7 +10,7 @@
 //!
 //! While the spool holds anything (or an append is on its way), it is *active*: every new
 //! batch goes to it too, so nothing overtakes what waits (a call's `disconnect` never lands
-//! before its spooled `answer`). The drainer (`batch::drain_spool`) commits entries in order and
+//! before its spooled `answer`). The drainer (`batch::drain`) commits entries in order and
 //! deletes each once committed; when it finds the spool empty with nothing on its way, it turns
 //! the spool inactive under the same gate the batchers take to decide, so no batch slips in
 //! behind its back.
@@ -52,9 +52,10 @@ pub enum SpoolError {
     /// `spool.max_bytes` reached.
     #[error("the spool is full ({bytes} of {max} bytes)")]
     Full { bytes: u64, max: u64 },
-    /// The write failed (disk full, I/O error).
-    #[error("writing the spool failed: {0}")]
-    Write(String),
+    /// The write failed (disk full, I/O error), with its cause (shared: one write answers
+    /// every append of its group).
+    #[error("writing the spool failed")]
+    Write(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// The spool is shutting down.
     #[error("the spool is closed")]
     Closed,
@@ -146,7 +147,7 @@ impl Spool {
         }
         let payload = match serde_json::to_vec(records) {
             Ok(p) => p,
-            Err(e) => return Some(Err(SpoolError::Write(e.to_string()))),
+            Err(e) => return Some(Err(SpoolError::Write(Arc::new(e)))),
         };
         let free = free_bytes(&self.dir);
         {

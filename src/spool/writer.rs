@@ -73,11 +73,11 @@ pub(super) async fn write(
                     st.last_error = None;
                     st.writes += 1;
                 }
-                Err(e) => st.last_error = Some(e.to_string()),
+                Err(e) => st.last_error = Some(error_chain(e)),
             }
         }
         if let Err(e) = &result {
-            tracing::error!(error = %e, batches = group.len(), "could not write the spool; those pushes are refused (503)");
+            tracing::error!(error = %error_chain(e), batches = group.len(), "could not write the spool; those pushes are refused (503)");
         }
         for a in group {
             let _ = a.ack.send(result.clone());
@@ -91,7 +91,7 @@ async fn insert(pool: &SqlitePool, group: &[Append]) -> Result<(), SpoolError> {
     let mut conn = pool
         .acquire()
         .await
-        .map_err(|e| SpoolError::Write(error_chain(&e)))?;
+        .map_err(|e| SpoolError::Write(Arc::new(e)))?;
     let result = async {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         for a in group {
@@ -107,7 +107,7 @@ async fn insert(pool: &SqlitePool, group: &[Append]) -> Result<(), SpoolError> {
         // A failed write (a full disk) may leave the connection inside its transaction,
         // holding a snapshot from before it: never hand it back. Closing it rolls back.
         conn.close_on_drop();
-        return Err(SpoolError::Write(error_chain(&e)));
+        return Err(SpoolError::Write(Arc::new(e)));
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! `[database]`: the store's settings. They live with the store, which sits below `config` in
-//! the layers (`tests/layers.rs`); `config` holds them as its `database` section.
+//! the layers (`tests/it/layers.rs`); `config` holds them as its `database` section.
 
 use std::time::Duration;
 

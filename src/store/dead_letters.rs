@@ -41,7 +41,7 @@ pub struct Filter {
 /// What became of a reprocessed dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub enum Reprocessed {
     /// It now parses; at least one of its records is new.
     Committed,
     /// It now parses, and every record was stored already.
@@ -52,7 +52,7 @@ pub enum Outcome {
     Refused,
 }
 
-impl Outcome {
+impl Reprocessed {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Committed => "committed",
@@ -94,7 +94,7 @@ pub struct Letter {
 /// What a reprocessor records for a letter it holds.
 #[derive(Debug, Clone)]
 pub struct Finished {
-    pub outcome: Outcome,
+    pub outcome: Reprocessed,
     /// Why it is still (partly) refused.
     pub code: Option<String>,
     pub detail: Option<String>,

@@ -1,13 +1,11 @@
 //! Metrics move with traffic and pass promtool; /readyz follows the database; a real
 //! Prometheus scrapes ringback; the shipped alert rules and dashboard hold.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{fixture, spawn_app, spawn_app_with, x_aksk_at, Backend, TestApp, PUBLIC_URL};
+use crate::common::{fixture, spawn_app, spawn_app_with, x_aksk_at, Backend, TestApp, PUBLIC_URL};
 
 fn repo(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
@@ -262,7 +260,7 @@ async fn readyz_through_an_outage(spool: bool) {
 
     // Make the database unreachable for ringback: refuse new connections, end the open ones.
     let name = app.db.url.rsplit('/').next().unwrap().to_owned();
-    let admin = sqlx::AnyPool::connect(&common::pg_admin_url())
+    let admin = sqlx::AnyPool::connect(&crate::common::pg_admin_url())
         .await
         .unwrap();
     let run = |sql: String| {
@@ -326,7 +324,7 @@ async fn a_real_prometheus_scrapes_ringback() {
         ),
     )
     .unwrap();
-    let port = common::kafka::free_port();
+    let port = crate::common::kafka::free_port();
     let mut prometheus = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
@@ -420,7 +418,7 @@ async fn the_dashboard_and_rules_query_only_exported_metrics() {
         }
     }
     assert!(queried.len() > 10, "{queried:?}");
-    let app = common::spawn_app_with(
+    let app = crate::common::spawn_app_with(
         Backend::Sqlite,
         |c| {
             let acs = ringback::config::Config::from_toml(

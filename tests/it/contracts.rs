@@ -1,6 +1,6 @@
 //! The consumer contract: the JSON Schema (draft 2020-12) of every topic's message value,
 //! generated from the Rust types that serialise it (`message::json_schema`) and committed under
-//! `schemas/`. `RINGBACK_BLESS=1 cargo test --test contracts` rewrites the committed files.
+//! `schemas/`. `RINGBACK_BLESS=1 cargo test --test it contracts::` rewrites the committed files.
 //!
 //! The hook contract: `schemas/openapi.json` (OpenAPI 3.1, `ringback openapi`), kept equal to
 //! the generated one, and schemathesis run against a live ringback with it.
@@ -32,7 +32,7 @@ fn the_committed_schemas_are_those_of_the_types() {
         assert!(
             on_disk == generated,
             "{} is not the schema of the message types: they changed. Run \
-             `RINGBACK_BLESS=1 cargo test --test contracts`, review the diff (a renamed or \
+             `RINGBACK_BLESS=1 cargo test --test it contracts::`, review the diff (a renamed or \
              retyped field needs a new schema version) and commit it",
             path.display()
         );
@@ -51,7 +51,7 @@ fn the_committed_openapi_document_is_the_generated_one() {
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         on_disk == generated,
-        "{} is not the generated document: run `RINGBACK_BLESS=1 cargo test --test contracts` \
+        "{} is not the generated document: run `RINGBACK_BLESS=1 cargo test --test it contracts::` \
          and commit the diff",
         path.display()
     );

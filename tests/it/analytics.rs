@@ -1,15 +1,13 @@
 //! Tables analysts keep for years (README "Analytics"): monthly partitions, retention and
 //! rollups, against the real PostgreSQL (and SQLite where it applies).
 
-mod common;
-
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, SubsecRound, Utc};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use common::{Backend, TestDb};
+use crate::common::{Backend, TestDb};
 use ringback::domain::{Outcome, Record};
 use ringback::simulate::sample;
 use ringback::sources::{huawei, ParseContext};

@@ -3,8 +3,6 @@
 //! planted as an older ringback would have kept them (the "fix" is the current parser);
 //! two reprocessors at once, then a third run that must change nothing.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -14,8 +12,8 @@ use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use common::kafka::{consume_until, create_topics, Tansu};
-use common::{fixture, start_app, Backend, TestDb};
+use crate::common::kafka::{consume_until, create_topics, Tansu};
+use crate::common::{fixture, start_app, Backend, TestDb};
 use ringback::auth::standard_webhooks::{decode_secret, sign};
 use ringback::config::{Config, KafkaConfig};
 

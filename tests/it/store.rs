@@ -1,11 +1,10 @@
 //! Store conformance: the same suite against PostgreSQL and SQLite.
 
-mod common;
-
+use crate::both_stores;
 use chrono::{SubsecRound, TimeZone, Utc};
 use sqlx::Row;
 
-use common::{Backend, TestDb};
+use crate::common::{Backend, TestDb};
 use std::time::Duration;
 
 use ringback::domain::{DeadLetter, DeadLetterScope, Nonce, Outcome, Record, RecordKind};
@@ -154,7 +153,7 @@ async fn typed_columns_hold_the_parsed_values(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let mut body: serde_json::Value =
-        serde_json::from_str(&common::fixture("huawei/fee.json")).unwrap();
+        serde_json::from_str(&crate::common::fixture("huawei/fee.json")).unwrap();
     body["feeLst"][0]["callEndTime"] = "2019-01-24 03:04:30".into(); // before the answer
     let records = huawei::parse_body(body.to_string().as_bytes(), &ctx())
         .unwrap()
@@ -637,7 +636,7 @@ async fn a_taken_nonce_keeps_its_records_out(backend: Backend) {
 /// `ringback dead-letters`: filters, one lease at a time, an outcome only from the holder,
 /// a lapsed lease taken over, a finished letter taken by no later run.
 async fn dead_letter_leases_exclude_each_other(backend: Backend) {
-    use ringback::store::dead_letters::{Filter, Finished, Outcome as Done};
+    use ringback::store::dead_letters::{Filter, Finished, Reprocessed as Done};
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     store

@@ -1,8 +1,7 @@
 //! Records reach Kafka: end to end against a real Kafka-protocol broker (Tansu), broker
 //! outages (librdkafka's mock cluster), a crash between commit and delivery, and replay.
 
-mod common;
-
+use crate::both_stores;
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -10,8 +9,8 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use sqlx::Row;
 
-use common::kafka::{consume, create_topics, free_port, Consumed, Tansu};
-use common::{spawn_app_with, start_app, Backend, TestApp, TestDb};
+use crate::common::kafka::{consume, create_topics, free_port, Consumed, Tansu};
+use crate::common::{spawn_app_with, start_app, Backend, TestApp, TestDb};
 use ringback::config::{Config, KafkaConfig};
 use ringback::publish::kafka::EmbeddedBroker;
 use ringback::simulate::sample;

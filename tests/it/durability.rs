@@ -172,7 +172,7 @@ async fn the_answer_waits_for_the_commit(backend: Backend) {
 }
 
 /// Without a spool (SQLite, or `spool.enabled = false`); with one, such a batch is spooled
-/// (tests/spool.rs).
+/// (tests/it/spool.rs).
 async fn a_failed_commit_is_503_with_retry_after_and_no_row(backend: Backend) {
     let (app, _h) = spawn_wrapped(backend, true, 100, |c| {
         c.spool.enabled = false;

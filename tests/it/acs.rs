@@ -1,16 +1,15 @@
 //! Azure Communication Services: every documented event type in every schema it is published
 //! in lands once as a typed row and a Kafka record; handshakes; secrets and JWTs.
 
-mod common;
-
+use crate::both_stores;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use common::kafka::consume;
-use common::{fixture, spawn_app_with, Backend, TestApp};
+use crate::common::kafka::consume;
+use crate::common::{fixture, spawn_app_with, Backend, TestApp};
 use ringback::config::{Config, KafkaConfig};
 use ringback::domain::RecordKind;
 use ringback::publish::kafka::EmbeddedBroker;

@@ -6,8 +6,8 @@
 //! coverage-guided (cargo-fuzz needs a nightly compiler); its job is to show that no input
 //! makes a parser panic, loop or blow the stack. A run is reproducible from its seed.
 //!
-//! CI: `cargo test --test fuzz` (RINGBACK_FUZZ_ITERS defaults to 20 000 per target).
-//! Longer: `RINGBACK_FUZZ_ITERS=1000000 cargo test --release --test fuzz -- --nocapture`.
+//! CI: `cargo test --test it fuzz::` (RINGBACK_FUZZ_ITERS defaults to 20 000 per target).
+//! Longer: `RINGBACK_FUZZ_ITERS=1000000 cargo test --release --test it fuzz:: -- --nocapture`.
 
 use std::time::Instant;
 

@@ -1,9 +1,7 @@
 //! The local spool against the real PostgreSQL, behind a proxy that takes it away
-//! (`common::proxy`): pushes the platform never resends are answered 2xx only once on disk,
+//! (`crate::common::proxy`): pushes the platform never resends are answered 2xx only once on disk,
 //! reach the database once it is back, once each and in order, and a full spool refuses with
 //! 503 instead of losing anything.
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,9 +9,9 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use sqlx::Row;
 
-use common::disk::LoopDisk;
-use common::proxy::Proxy;
-use common::{start_app, Backend, TestApp, TestDb};
+use crate::common::disk::LoopDisk;
+use crate::common::proxy::Proxy;
+use crate::common::{start_app, Backend, TestApp, TestDb};
 use ringback::config::Config;
 use ringback::simulate::sample;
 
@@ -136,7 +134,7 @@ async fn assert_call_order(db: &TestDb) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_spooled_then_drained_once_in_order() {
     let db = TestDb::new(Backend::Postgres).await;
-    let proxy = Proxy::start(&common::pg_host_port(&db.url)).await;
+    let proxy = Proxy::start(&crate::common::pg_host_port(&db.url)).await;
     let app = app_behind(&proxy, db, |_| {}).await;
 
     // Some calls go straight to the database…
@@ -170,7 +168,7 @@ async fn a_database_outage_is_spooled_then_drained_once_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_database_is_spooled_after_fallback_after_and_stored_once() {
     let db = TestDb::new(Backend::Postgres).await;
-    let proxy = Proxy::start(&common::pg_host_port(&db.url)).await;
+    let proxy = Proxy::start(&crate::common::pg_host_port(&db.url)).await;
     let app = app_behind(&proxy, db, |_| {}).await;
     post_flows(&app, 1, 1).await;
 
@@ -195,7 +193,7 @@ async fn a_hung_database_is_spooled_after_fallback_after_and_stored_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_answers_503_and_stores_nothing_it_refused() {
     let db = TestDb::new(Backend::Postgres).await;
-    let proxy = Proxy::start(&common::pg_host_port(&db.url)).await;
+    let proxy = Proxy::start(&crate::common::pg_host_port(&db.url)).await;
     let app = app_behind(&proxy, db, |c| c.spool.max_bytes = 1 << 20).await;
     proxy.down();
     let stored = post_fees_until_refused(&app, 60, 5).await;
@@ -212,7 +210,7 @@ async fn a_full_spool_answers_503_and_stores_nothing_it_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_spool_holds_at_shutdown_is_drained_at_the_next_start() {
     let db = TestDb::new(Backend::Postgres).await;
-    let proxy = Proxy::start(&common::pg_host_port(&db.url)).await;
+    let proxy = Proxy::start(&crate::common::pg_host_port(&db.url)).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spool.db");
     let app = app_behind(&proxy, db, {
@@ -241,7 +239,7 @@ async fn what_the_spool_holds_at_shutdown_is_drained_at_the_next_start() {
 async fn a_full_disk_under_the_spool_refuses_with_503_then_recovers() {
     let disk = LoopDisk::new(24);
     let db = TestDb::new(Backend::Postgres).await;
-    let proxy = Proxy::start(&common::pg_host_port(&db.url)).await;
+    let proxy = Proxy::start(&crate::common::pg_host_port(&db.url)).await;
     let path = disk.path().join("spool.db");
     let app = app_behind(&proxy, db, move |c| {
         c.spool.path = path;
