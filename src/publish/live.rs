@@ -114,16 +114,7 @@ impl Publisher {
                             .purge(rdkafka::producer::PurgeConfig::default().queue());
                     }
                 }
-                if let Some((code, reason)) = self.fatal_error() {
-                    if self.restart.is_none() {
-                        tracing::error!(
-                            ?code,
-                            reason,
-                            "the Kafka producer hit a fatal error; it will be replaced"
-                        );
-                    }
-                    self.restart = Some(Restart::Fatal);
-                }
+                self.note_fatal_error();
                 if self.mode == Mode::Live {
                     tracing::warn!(error = %e, "delivery failed; catching up from the outbox");
                     self.set_mode(Mode::CatchingUp);

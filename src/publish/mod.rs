@@ -294,18 +294,8 @@ impl Publisher {
         }
         // A producer with a fatal error never sends again: replace it now, not when a delivery
         // happens to fail or the stall bound passes.
-        if self.restart.is_none() {
-            if let Some((code, reason)) = self.fatal_error() {
-                tracing::error!(
-                    ?code,
-                    reason,
-                    "the Kafka producer hit a fatal error; it will be replaced"
-                );
-                self.restart = Some(Restart::Fatal);
-                if self.mode == Mode::Live {
-                    self.set_mode(Mode::CatchingUp);
-                }
-            }
+        if self.restart.is_none() && self.note_fatal_error() && self.mode == Mode::Live {
+            self.set_mode(Mode::CatchingUp);
         }
         if self.mode == Mode::Live {
             if self.inflight.is_empty() {

@@ -75,6 +75,23 @@ impl Publisher {
         }
     }
 
+    /// Asks for a new producer when the one in use has a fatal error (logged once); returns
+    /// whether it has one.
+    pub(super) fn note_fatal_error(&mut self) -> bool {
+        let Some((code, reason)) = self.fatal_error() else {
+            return false;
+        };
+        if self.restart.is_none() {
+            tracing::error!(
+                ?code,
+                reason,
+                "the Kafka producer hit a fatal error; it will be replaced"
+            );
+        }
+        self.restart = Some(Restart::Fatal);
+        true
+    }
+
     /// The producer's fatal error, if it has one: it can never send again.
     pub(super) fn fatal_error(&self) -> Option<(rdkafka::types::RDKafkaErrorCode, String)> {
         self.producer.as_ref()?.current.client().fatal_error()

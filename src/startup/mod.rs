@@ -1,44 +1,26 @@
 //! The one wiring path: `Application::build` → `port()` → `run_until_stopped(shutdown)`.
 //! `main` and the integration tests both go through it, so tests drive the real thing.
 
-use std::collections::HashMap;
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub mod check;
+mod steps;
 
 use crate::batch::{Batcher, Spooling};
-use crate::config::{Brokers, Config, KafkaConfig};
-use crate::ingest::{self, AppState, Source};
+use crate::config::Config;
+use crate::ingest::AppState;
 use crate::metrics::Metrics;
-use crate::publish::kafka::{self, EmbeddedBroker};
-use crate::publish::{self, Producer, Publisher, PublisherHandle};
-use crate::spool::Spool;
+use crate::publish::kafka::EmbeddedBroker;
+use crate::publish::{Publisher, PublisherHandle};
 use crate::store::{self, Store};
-
-/// Partitions of each topic of the embedded broker.
-const EMBEDDED_PARTITIONS: i32 = 3;
-/// How often the database is pinged for `ringback_store_up`.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
-/// How often expired X-AKSK nonces are deleted.
-const NONCE_PURGE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// The publisher's producer for `brokers`, remade the same way whenever it must be replaced.
-fn producer_of(brokers: &str, config: &KafkaConfig) -> anyhow::Result<Producer> {
-    let (brokers, config) = (brokers.to_owned(), config.clone());
-    Ok(Producer::new(Box::new(move || {
-        kafka::producer(&brokers, &config)
-    }))?)
-}
 
 /// The replica's identity, stable across its restarts and distinct between replicas: the host
 /// name (a pod's name in a StatefulSet, a container's in compose) with the spool's absolute path
@@ -135,158 +117,29 @@ impl Application {
         let stop = CancellationToken::new();
         let (batcher_stage, publisher_stage, background) =
             (Stage::new(&stop), Stage::new(&stop), Stage::new(&stop));
-        let mut sources = HashMap::new();
-        for (name, source) in &config.sources {
-            let source = Arc::new(Source::from_config(name, source).await?);
-            if let Some(refresh) = source.jwks_refresh(background.stop.clone()) {
-                background.tasks.spawn(refresh);
-            }
-            sources.insert(name.clone(), source);
-        }
-        if sources.is_empty() {
-            tracing::warn!("no sources configured: every POST /hooks/<name> will answer 404");
-        }
+        let sources = steps::sources(&config, &background).await?;
         let metrics = Arc::new(Metrics::new());
         for (name, source) in &sources {
             metrics.init_source(name, source.kind);
         }
-
-        let (embedded, producer) = match &config.kafka.brokers {
-            Brokers::None => {
-                tracing::warn!(
-                    "kafka.brokers is empty: OUTBOX-ONLY MODE. Records are committed and kept \
-                     in the outbox but NOT published to Kafka until brokers are configured"
-                );
-                (None, None)
-            }
-            Brokers::Embedded => {
-                let broker = EmbeddedBroker::start(&config.kafka, EMBEDDED_PARTITIONS)
-                    .context("starting the embedded Kafka broker")?;
-                tracing::info!(
-                    bootstrap = broker.bootstrap_servers(),
-                    "embedded Kafka broker (in memory, for trying ringback out) listening at {}",
-                    broker.bootstrap_servers()
-                );
-                let producer = producer_of(broker.bootstrap_servers(), &config.kafka)?;
-                (Some(broker), Some(producer))
-            }
-            Brokers::List(brokers) => (None, Some(producer_of(brokers, &config.kafka)?)),
-        };
-        for (kind, topic) in publish::topics(&config.kafka) {
-            if producer.is_some() {
-                tracing::info!(kind = kind.as_str(), topic, "publishing records to topic");
-            }
-            metrics.init_topic(&topic);
-        }
-        let spool = if !config.spool.enabled {
-            None
-        } else if store.backend() != "postgres" {
-            tracing::info!(
-                "spool off: with SQLite as the store it would share its disk and its failures"
-            );
-            None
-        } else {
-            let spool = Spool::open(
-                &config.spool,
-                metrics.clone(),
-                &background.tasks,
-                background.stop.clone(),
-            )
-            .await
-            .with_context(|| format!("opening the spool {}", config.spool.path.display()))?;
-            tracing::info!(path = %config.spool.path.display(), "spool ready: batches the database cannot take in time are kept here");
-            Some(spool)
-        };
-        if spool.is_some() {
-            // The spool's lock makes this process the only one of its name: leases its name
-            // holds were taken by an earlier life (killed while publishing). Waiting them out
-            // would let newer entries of the same calls reach Kafka before older ones.
-            match store.release_own_leases().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    entries = n,
-                    "took back the outbox leases of this replica's earlier life"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %crate::error::error_chain(&e), "could not take back this replica's earlier outbox leases; they are published when they expire")
-                }
-            }
-        }
+        let (embedded, producer) = steps::kafka(&config, &metrics)?;
+        let spool = steps::spool(&config, &store, &metrics, &background).await?;
         let (publisher, publisher_handle) = Publisher::new(
             store.clone(),
             producer,
             config.kafka.clone(),
             metrics.clone(),
-            config
-                .sources
-                .iter()
-                .filter_map(|(name, s)| s.default_region.map(|r| (name.clone(), r)))
-                .collect(),
+            steps::regions(&config),
         );
         publisher_stage
             .tasks
             .spawn(publisher.run(publisher_stage.stop.clone()));
-
-        // Partitions ahead, retention and rollups (README "Analytics").
-        if let Some(maintainer) = store.maintainer() {
-            let maintenance = crate::maintenance::Maintenance::new(
-                maintainer,
-                Arc::new(config.clone()),
-                metrics.clone(),
-            );
-            maintenance.check().await?;
-            background
-                .tasks
-                .spawn(maintenance.run(background.stop.clone()));
-        }
-
-        // Keeps ringback_store_up current between /readyz calls, for alerting; purges expired
-        // X-AKSK nonces now and then (any replica may: the delete is idempotent).
-        let health = Arc::new(ingest::Health::default());
-        background.tasks.spawn({
-            let (store, metrics, stop) = (store.clone(), metrics.clone(), background.stop.clone());
-            let health = health.clone();
-            async move {
-                let mut tick = tokio::time::interval(HEALTH_INTERVAL);
-                let mut purge = tokio::time::interval(NONCE_PURGE_INTERVAL);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tick.tick() => {
-                            health.record(&ingest::check_store(store.as_ref(), &metrics).await);
-                        }
-                        _ = purge.tick() => match store.purge_nonces(chrono::Utc::now()).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::debug!(purged = n, "purged expired nonces"),
-                            Err(e) => tracing::debug!(error = %crate::error::error_chain(&e), "could not purge nonces"),
-                        },
-                    }
-                }
-            }
-        });
-
-        let listener = TcpListener::bind(&config.http.addr)
-            .with_context(|| format!("binding http.addr {}", config.http.addr))?;
-        let addr = listener.local_addr()?;
-        let admin_listener = match &config.http.admin_addr {
-            Some(admin) => Some(
-                TcpListener::bind(admin)
-                    .with_context(|| format!("binding http.admin_addr {admin}"))?,
-            ),
-            None => None,
-        };
-        let admin_port = match &admin_listener {
-            Some(l) => Some(l.local_addr()?.port()),
-            None => None,
-        };
-        let mut batch = config.batch.clone();
-        if store.backend() == "sqlite" && batch.workers > 1 {
-            // One writer at a time: concurrent transactions would only wait on each other.
-            batch.workers = 1;
-        }
+        steps::maintenance(&config, &store, &metrics, &background).await?;
+        let health = steps::health_checks(&store, &metrics, &background);
+        let listeners = steps::Listeners::bind(&config)?;
         let handle = Batcher::spawn(
             store.clone(),
-            batch,
+            steps::batch_config(&config, store.as_ref()),
             batcher_stage.stop.clone(),
             &batcher_stage.tasks,
             Some(publisher_handle.clone()),
@@ -302,7 +155,7 @@ impl Application {
             batcher: handle,
             store: store.clone(),
             publisher: publisher_handle.clone(),
-            spool: spool.clone(),
+            spool,
             metrics: metrics.clone(),
             max_body_bytes: config.http.max_body_bytes,
             body_timeout: config.http.body_timeout,
@@ -312,26 +165,10 @@ impl Application {
             draining: draining.clone(),
             shared_nonces: store.backend() == "postgres",
             health,
-            admin_port,
+            admin_port: listeners.admin_port,
         });
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .wrap(from_fn(ingest::observe))
-                .configure(ingest::routes)
-        })
-        .disable_signals()
-        .client_request_timeout(config.http.client_request_timeout)
-        .max_connections(config.http.max_connections)
-        .shutdown_timeout(config.http.shutdown_timeout.as_secs());
-        if config.http.workers > 0 {
-            server = server.workers(config.http.workers);
-        }
-        server = server.listen(listener)?;
-        if let Some(admin) = admin_listener {
-            server = server.listen(admin)?;
-        }
-        let server = server.run();
+        let (addr, admin_port) = (listeners.addr, listeners.admin_port);
+        let server = steps::http_server(&config, state, listeners)?;
         tracing::info!(
             %addr,
             admin_port = ?admin_port,
