@@ -29,10 +29,8 @@ use sqlx::PgPool;
 
 use ringback::simulate::Report;
 
-/// The tests' Tansu broker and topic helpers.
-#[path = "../tests/common/kafka.rs"]
-mod kafka;
 use kafka::free_port;
+use ringback::testkit::kafka;
 
 const SECRET: &str = "bench-secret-0123456";
 const APP_KEY: &str = "bench-app";

@@ -1,13 +1,13 @@
 //! ringback: durable ingest of telephony platform callbacks.
 //!
-//! Data flow (see ARCHITECTURE.md): `ingest` (HTTP, auth) → `sources` (platform wire formats
+//! Data flow (README, Architecture): `ingest` (HTTP, auth) → `sources` (platform wire formats
 //! into `domain` records) → `batch` (one bounded queue, group commit) → `store` (one
 //! transaction per batch) → answer.
 
 // No unsafe code, save the test-only hook that makes librdkafka raise a fatal error on demand
-// (`publish::producer`, behind the `fault-injection` feature the tests turn on).
-#![cfg_attr(not(feature = "fault-injection"), forbid(unsafe_code))]
-#![cfg_attr(feature = "fault-injection", deny(unsafe_code))]
+// (`publish::producer`, behind the `testkit` feature the tests and benches turn on).
+#![cfg_attr(not(feature = "testkit"), forbid(unsafe_code))]
+#![cfg_attr(feature = "testkit", deny(unsafe_code))]
 
 pub mod auth;
 pub mod batch;
@@ -25,3 +25,5 @@ pub mod spool;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;

@@ -85,14 +85,14 @@ pub struct PublisherHandle {
     live: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
     /// Fault injection: set to make the producer raise a fatal error.
-    #[cfg(feature = "fault-injection")]
+    #[cfg(feature = "testkit")]
     inject_fatal: Arc<AtomicBool>,
 }
 
 impl PublisherHandle {
     /// Fault injection for tests: makes the producer raise a fatal error at its next tick
     /// (librdkafka's `rd_kafka_test_fatal_error`), as a lost idempotent sequence would.
-    #[cfg(feature = "fault-injection")]
+    #[cfg(feature = "testkit")]
     pub fn inject_fatal_error(&self) {
         self.inject_fatal.store(true, Ordering::Relaxed);
     }
@@ -138,7 +138,7 @@ pub struct Publisher {
     /// Each source's default region, which messages rebuilt from stored records write their
     /// numbers in, as the live ones did.
     regions: Regions,
-    #[cfg(feature = "fault-injection")]
+    #[cfg(feature = "testkit")]
     inject_fatal: Arc<AtomicBool>,
 }
 
@@ -176,14 +176,14 @@ impl Publisher {
         }));
         let missed = Arc::new(AtomicBool::new(false));
         let live = Arc::new(AtomicBool::new(false));
-        #[cfg(feature = "fault-injection")]
+        #[cfg(feature = "testkit")]
         let inject_fatal = Arc::new(AtomicBool::new(false));
         let handle = PublisherHandle {
             tx,
             missed: missed.clone(),
             live: live.clone(),
             status: status.clone(),
-            #[cfg(feature = "fault-injection")]
+            #[cfg(feature = "testkit")]
             inject_fatal: inject_fatal.clone(),
         };
         let publisher = Self {
@@ -203,7 +203,7 @@ impl Publisher {
             progress: std::time::Instant::now(),
             restart: None,
             regions,
-            #[cfg(feature = "fault-injection")]
+            #[cfg(feature = "testkit")]
             inject_fatal,
         };
         (publisher, handle)
@@ -288,7 +288,7 @@ impl Publisher {
     /// for too long, or a dropped hand-off each switch to catching up. Returns whether to catch
     /// up now.
     fn check_health(&mut self) -> bool {
-        #[cfg(feature = "fault-injection")]
+        #[cfg(feature = "testkit")]
         if self.inject_fatal.swap(false, Ordering::Relaxed) {
             self.raise_fatal_error();
         }

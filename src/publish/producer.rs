@@ -60,7 +60,7 @@ impl Publisher {
     }
 
     /// Fault injection (see [`super::PublisherHandle::inject_fatal_error`]).
-    #[cfg(feature = "fault-injection")]
+    #[cfg(feature = "testkit")]
     #[allow(unsafe_code)]
     pub(super) fn raise_fatal_error(&self) {
         if let Some(p) = &self.producer {

@@ -9,6 +9,7 @@ use std::path::Path;
 /// Top to bottom. A module may use any module after it, none before it.
 const LAYERS: &[&str] = &[
     "cli",
+    "testkit",
     "startup",
     "simulate",
     "ingest",
