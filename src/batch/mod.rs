@@ -3,6 +3,10 @@
 //! the worker has no commit in flight, else as soon as that commit ends, with whatever arrived
 //! meanwhile (group commit). Every request waits on a oneshot for its own records' outcome, so
 //! a 2xx is only ever sent after the commit.
+//!
+//! Here: the handle and its queues. `worker`: a worker's loop and commit (retries, spooling,
+//! the hand-off to the publisher); `isolate`: a refused batch taken apart; `drain`: the spool's
+//! drainer.
 
 mod drain;
 mod isolate;

@@ -8,6 +8,10 @@
 //! SKIP LOCKED` on PostgreSQL, so replicas never claim the same entry) — and returns to the
 //! fast path once the outbox holds nothing pending. Delivered entries are marked published
 //! after the delivery report; entries that can never be delivered are marked failed.
+//!
+//! Here: the modes and the loop. `live`: the fast path and every delivery report; `catch_up`:
+//! claims, sweeps and the messages rebuilt from stored records; `producer`: the producer's
+//! lifecycle; `backlog`: the outbox gauges.
 
 mod backlog;
 mod catch_up;

@@ -18,6 +18,9 @@
 //! A spool that cannot be opened or fails SQLite's `quick_check` at start is moved aside
 //! (`<path>.corrupt-<time>`), what can still be read from it is copied into a new one, and the
 //! event is counted: ringback keeps serving.
+//!
+//! Here: the protocol (append, the gate, status). `file`: opening, checking, quarantine and
+//! salvage; `writer`: the group-commit writer; `entries`: what the drainer takes and removes.
 
 mod entries;
 mod file;
