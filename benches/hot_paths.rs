@@ -6,7 +6,7 @@ use std::hint::black_box;
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use ringback::domain::Record;
+use ringback::domain::{Record, Row};
 use ringback::message;
 use ringback::simulate::sample;
 use ringback::sources::huawei;
@@ -47,9 +47,10 @@ fn hot_paths(c: &mut Criterion) {
     let records = fee_records();
     let mut group = c.benchmark_group("store");
     group.throughput(Throughput::Elements(records.len() as u64));
-    let outbox: Vec<_> = records.iter().filter_map(message::encode).collect();
+    let outbox: Vec<_> = records.iter().map(message::encode).collect();
+    let rows: Vec<_> = records.iter().cloned().map(Row::Record).collect();
     group.bench_function("build_postgres_commit_50_cdrs", |b| {
-        b.iter(|| ringback::store::bench::build_postgres_commit(black_box(&records), &outbox))
+        b.iter(|| ringback::store::bench::build_postgres_commit(black_box(&rows), &outbox))
     });
     group.finish();
 
@@ -59,7 +60,7 @@ fn hot_paths(c: &mut Criterion) {
         b.iter(|| {
             black_box(&records)
                 .iter()
-                .filter_map(message::encode)
+                .map(message::encode)
                 .map(|e| (ringback::publish::kafka::headers(&e), e))
                 .collect::<Vec<_>>()
         })

@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod message;
 pub mod metrics;
 pub mod publish;
+pub mod retry;
 pub mod simulate;
 pub mod sources;
 pub mod spool;

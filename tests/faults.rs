@@ -525,3 +525,56 @@ async fn ringback_killed_while_spooling_and_mid_drain_loses_nothing() {
     );
     let _ = report;
 }
+
+/// A replica started while PostgreSQL is down (a pod rescheduled during the outage), on a
+/// database it has never migrated: it serves from its spool (ready, `spooling`; the spool
+/// `holding`), and once PostgreSQL is back it applies the migrations, then drains the spool in
+/// order. On 89699be and before, the start itself failed ("connecting to the database") and
+/// every push of the outage was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_while_the_database_is_down_serves_from_its_spool() {
+    let _one = SERIAL.lock().await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let (tansu, prefix) = broker().await;
+    let outage = pick(6, 60);
+    let down = PgOutage::begin();
+    let app = Ringback::start(&db.url, &tansu.bootstrap, &prefix).await;
+    let s = Setup {
+        db,
+        tansu,
+        prefix,
+        app,
+        work: tempfile::tempdir().unwrap(),
+    };
+    let load = s.load(outage + 6, 7);
+    tokio::time::sleep(Duration::from_secs(outage)).await;
+    let readyz = reqwest::get(format!("{}/readyz", s.app.base()))
+        .await
+        .unwrap();
+    let ready = readyz.status();
+    let body: serde_json::Value = readyz.json().await.unwrap();
+    let spooled = s.app.metric("ringback_spool_records").await.unwrap_or(0.0);
+    let back = Instant::now();
+    down.end();
+    let report = s
+        .finish(
+            &format!("replica started while PostgreSQL was down, {outage} s"),
+            load,
+            back,
+            format!(
+                "; {spooled} records spooled at the end of the outage, /readyz {ready} {} \
+                 (spool {}) during it",
+                body["status"], body["spool"]["mode"]
+            ),
+        )
+        .await;
+    assert_eq!(ready, 200, "ready while spooling: {body}");
+    assert_eq!(body["status"], "spooling", "{body}");
+    assert_eq!(body["spool"]["mode"], "holding", "{body}");
+    assert!(spooled > 0.0, "the outage was spooled");
+    assert_eq!(
+        non_2xx(&report),
+        0,
+        "no push refused while the spool has room"
+    );
+}

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::worker::outbox_entries;
 use super::Worker;
-use crate::domain::Record;
+use crate::domain::Row;
 use crate::error::error_chain;
 use crate::spool::{Entry, Spool};
 
@@ -29,7 +29,7 @@ pub(super) async fn drain_spool(worker: Worker, stop: CancellationToken) {
             _ = spool.wait_for_work(DRAIN_TICK) => {}
         }
         spool.refresh().await;
-        if !spool.is_active() {
+        if !spool.is_active() || spool.is_held() {
             continue;
         }
         loop {
@@ -52,10 +52,10 @@ pub(super) async fn drain_spool(worker: Worker, stop: CancellationToken) {
                 continue;
             }
             // An entry that cannot be read is set aside on its own; the ones before it go first.
-            match entries.iter().position(|e| e.records.is_err()) {
+            match entries.iter().position(|e| e.rows.is_err()) {
                 Some(0) => {
                     let entry = &entries[0];
-                    let reason = entry.records.as_ref().err().cloned().unwrap_or_default();
+                    let reason = entry.rows.as_ref().err().cloned().unwrap_or_default();
                     if let Err(e) = spool.fail(entry, &reason).await {
                         tracing::error!(error = %error_chain(&e), "could not set a spooled batch aside");
                         break;
@@ -96,16 +96,16 @@ enum Drained {
 /// new outbox entries to the publisher, deletes the entries. When the database refuses them
 /// for good, each is tried alone, and within the one at fault each record (see [`isolate`]).
 async fn drain_entries(worker: &Worker, spool: &Spool, entries: &[Entry]) -> Drained {
-    let records: Vec<Record> = entries
+    let rows: Vec<Row> = entries
         .iter()
-        .filter_map(|e| e.records.as_ref().ok())
+        .filter_map(|e| e.rows.as_ref().ok())
         .flatten()
         .cloned()
         .collect();
-    let outbox = outbox_entries(&records);
-    match worker.store.commit(&records, &outbox).await {
+    let outbox = outbox_entries(&rows);
+    match worker.store.commit(&rows, &outbox).await {
         Ok(outcomes) => {
-            worker.hand_off(&records, &outcomes, outbox);
+            worker.hand_off(&rows, &outcomes, outbox);
             remove_drained(spool, entries).await
         }
         Err(e) if e.is_transient() => {
@@ -125,7 +125,7 @@ async fn drain_entries(worker: &Worker, spool: &Spool, entries: &[Entry]) -> Dra
         Err(_) => {
             // The entry alone is refused: its records one by one, the culprits kept as dead
             // letters (see `isolate`), so the drain goes on.
-            let failure = match worker.commit_alone(&records).await {
+            let failure = match worker.commit_alone(&rows).await {
                 Ok(_) => return remove_drained(spool, entries).await,
                 Err(e) if e.is_transient() => return Drained::Unavailable,
                 Err(e) => e,

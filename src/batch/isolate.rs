@@ -18,48 +18,45 @@ use uuid::Uuid;
 
 use super::worker::outbox_entries;
 use super::Worker;
-use crate::domain::{DeadLetter, DeadLetterScope, Outcome, Record, UNSTORABLE};
+use crate::domain::{DeadLetter, DeadLetterScope, Nonce, Outcome, Row, UNSTORABLE};
 use crate::error::error_chain;
 use crate::store::StoreError;
 
 impl Worker {
-    /// Commits one submission's `records` on their own, after their batch was refused for
-    /// good: whole if the database takes them, else record by record with the refused ones
-    /// kept as dead letters. Errors are transient ones (the database went away meanwhile), or
+    /// Commits one submission's `rows` on their own, after their batch was refused for good:
+    /// whole if the database takes them, else row by row with the refused records kept as
+    /// dead letters. Errors are transient ones (the database went away meanwhile), or
     /// a permanent one when not even a refused record's dead letter could be stored (the
     /// schema itself is broken): then nothing is answered as kept that is not.
-    pub(super) async fn commit_alone(
-        &self,
-        records: &[Record],
-    ) -> Result<Vec<Outcome>, StoreError> {
-        let entries = outbox_entries(records);
-        match self.store.commit(records, &entries).await {
+    pub(super) async fn commit_alone(&self, rows: &[Row]) -> Result<Vec<Outcome>, StoreError> {
+        let entries = outbox_entries(rows);
+        match self.store.commit(rows, &entries).await {
             Ok(outcomes) => {
-                self.hand_off(records, &outcomes, entries);
+                self.hand_off(rows, &outcomes, entries);
                 Ok(outcomes)
             }
             Err(e) if e.is_transient() => Err(e),
             Err(e) => {
-                tracing::warn!(error = %error_chain(&e), records = records.len(), "the database refused a submission; committing its records one by one");
-                self.commit_each(records).await
+                tracing::warn!(error = %error_chain(&e), rows = rows.len(), "the database refused a submission; committing its rows one by one");
+                self.commit_each(rows).await
             }
         }
     }
 
-    /// Commits each record alone (a nonce first, so the records it guards are only stored
-    /// when its claim holds), keeping each one the database refuses as a dead letter.
-    async fn commit_each(&self, records: &[Record]) -> Result<Vec<Outcome>, StoreError> {
-        let mut outcomes = Vec::with_capacity(records.len());
+    /// Commits each row alone (a nonce first, so the rows it guards are only stored when its
+    /// claim holds), keeping each record the database refuses as a dead letter.
+    async fn commit_each(&self, rows: &[Row]) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(rows.len());
         let mut guarded_by_taken_nonce = 0u32;
-        for record in records {
+        for row in rows {
             if guarded_by_taken_nonce > 0 {
                 guarded_by_taken_nonce -= 1;
                 outcomes.push(Outcome::Duplicate);
                 continue;
             }
-            if let Record::Nonce(n) = record {
+            if let Row::Nonce(n) = row {
                 // Claimed on its own: it guards nothing in this commit.
-                let alone = Record::Nonce(Box::new(crate::domain::Nonce {
+                let alone = Row::Nonce(Box::new(Nonce {
                     guards: 0,
                     ..(**n).clone()
                 }));
@@ -70,7 +67,7 @@ impl Worker {
                 outcomes.push(outcome);
                 continue;
             }
-            let one = std::slice::from_ref(record);
+            let one = std::slice::from_ref(row);
             let entries = outbox_entries(one);
             match self.store.commit(one, &entries).await {
                 Ok(outcome) => {
@@ -79,7 +76,7 @@ impl Worker {
                 }
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
-                    self.keep_refused(record, &e).await?;
+                    self.keep_refused(row, &e).await?;
                     outcomes.push(Outcome::Refused);
                 }
             }
@@ -89,28 +86,28 @@ impl Worker {
 
     /// Keeps a record the database refused as a record-scope dead letter with its JSON as
     /// sent, and counts it.
-    async fn keep_refused(&self, record: &Record, refusal: &StoreError) -> Result<(), StoreError> {
+    async fn keep_refused(&self, row: &Row, refusal: &StoreError) -> Result<(), StoreError> {
         let reason = error_chain(refusal);
-        let source = record.source().clone();
-        let kind = record.kind().map_or("other", |k| k.as_str());
+        let source = row.source().clone();
+        let kind = row.kind().map_or("other", |k| k.as_str());
         self.metrics.record_unstorable(&source, kind, &reason);
-        if matches!(record, Record::DeadLetter(_) | Record::Handshake(_)) {
+        let Row::Record(record) = row else {
             // A dead letter the database refuses cannot be kept as another one.
             return Err(StoreError::Unstorable(format!(
                 "a dead letter or handshake of source {source} was refused: {reason}"
             )));
-        }
-        let letter = Record::DeadLetter(Box::new(DeadLetter {
+        };
+        let letter = Row::DeadLetter(Box::new(DeadLetter {
             id: Uuid::new_v4(),
             source,
-            received_at: record.received_at().unwrap_or_else(chrono::Utc::now),
+            received_at: record.received_at(),
             request_id: None,
             scope: DeadLetterScope::Record,
             record_index: None,
             code: UNSTORABLE,
             detail: format!("the database refused the record: {reason}"),
             field: None,
-            body: record.raw_bytes(),
+            body: Some(record.raw().as_bytes().to_vec()),
             headers: serde_json::Value::Object(Default::default()),
             // The record was parsed from input its request authenticated.
             auth: None,

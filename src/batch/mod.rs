@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::BatchConfig;
-use crate::domain::{Outcome, Record};
+use crate::domain::{Outcome, Record, Row};
 use crate::metrics::Metrics;
 use crate::publish::PublisherHandle;
 use crate::spool::{Spool, SpoolError};
@@ -48,10 +48,10 @@ pub enum SubmitError {
     SpoolFull(#[source] SpoolError),
 }
 
-/// What became of a submission's records.
+/// What became of a submission's rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
-    /// One per record, in order. For a spooled submission every record counts as inserted:
+    /// One per row, in order. For a spooled submission every row counts as inserted:
     /// duplicates are recognised when the spool is drained.
     pub outcomes: Vec<Outcome>,
     /// Kept in the local spool (fsync'd), not yet in the database.
@@ -59,7 +59,7 @@ pub struct Submitted {
 }
 
 struct Submission {
-    records: Vec<Record>,
+    rows: Vec<Row>,
     ack: oneshot::Sender<Result<Submitted, SubmitError>>,
 }
 
@@ -150,17 +150,20 @@ impl Batcher {
 
     /// The worker for a submission: the least busy one for CDRs only, else the one its first
     /// record's call/conversation key hashes to.
-    fn shard(&self, records: &[Record]) -> usize {
+    fn shard(&self, rows: &[Row]) -> usize {
         use std::hash::{Hash, Hasher};
         if self.shards.len() == 1 {
             return 0;
         }
-        if records.iter().all(|r| matches!(r, Record::Cdr(_))) {
+        if rows
+            .iter()
+            .all(|r| matches!(r, Row::Record(Record::Cdr(_))))
+        {
             return (0..self.shards.len())
                 .min_by_key(|&i| self.in_flight[i].load(Ordering::Relaxed))
                 .unwrap_or(0);
         }
-        match records.iter().find_map(Record::ordering_key) {
+        match rows.iter().find_map(Row::ordering_key) {
             Some(key) => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 key.hash(&mut h);
@@ -170,21 +173,21 @@ impl Batcher {
         }
     }
 
-    /// Queues `records` and waits until they are committed. Never waits for queue space: a
-    /// full queue is refused at once so the caller can answer 503.
-    pub async fn submit(&self, records: Vec<Record>) -> Result<Submitted, SubmitError> {
-        if records.is_empty() {
+    /// Queues `rows` and waits until they are committed. Never waits for queue space: a full
+    /// queue is refused at once so the caller can answer 503.
+    pub async fn submit(&self, rows: Vec<Row>) -> Result<Submitted, SubmitError> {
+        if rows.is_empty() {
             return Ok(Submitted {
                 outcomes: Vec::new(),
                 spooled: false,
             });
         }
         let (ack, done) = oneshot::channel();
-        let shard = self.shard(&records);
+        let shard = self.shard(&rows);
         self.in_flight[shard].fetch_add(1, Ordering::Relaxed);
         let _counted = InFlight(&self.in_flight[shard]);
         self.shards[shard]
-            .try_send(Submission { records, ack })
+            .try_send(Submission { rows, ack })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
                 mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::*;
-use crate::domain::{DeadLetter, DeadLetterScope, Record, UNSTORABLE};
+use crate::domain::{DeadLetter, DeadLetterScope, Record, Row, UNSTORABLE};
 use crate::sources::{huawei, ParseContext};
 use crate::store::StoreError;
 
@@ -36,7 +36,7 @@ impl Store for FakeStore {
     }
     async fn commit(
         &self,
-        records: &[Record],
+        records: &[Row],
         _outbox: &[crate::domain::OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
         if let Some(gate) = &self.gate {
@@ -47,13 +47,13 @@ impl Store for FakeStore {
         // overlapped it would overtake it.
         let first_events = records
             .iter()
-            .any(|r| matches!(r, Record::CallEvent(e) if e.event_type.as_str() == "callout"));
+            .any(|r| matches!(r, Row::Record(Record::CallEvent(e)) if e.event_type.as_str() == "callout"));
         if !self.delay.is_zero() && first_events {
             tokio::time::sleep(self.delay).await;
         }
         let poisoned = records
             .iter()
-            .any(|r| matches!(r, Record::Cdr(c) if Some(&c.session_id) == self.poison.as_ref()));
+            .any(|r| matches!(r, Row::Record(Record::Cdr(c)) if Some(&c.session_id) == self.poison.as_ref()));
         if poisoned {
             let refusal = sqlx::Error::Protocol("invalid byte sequence: 0x00".into());
             return Err(StoreError::Rejected(refusal));
@@ -69,13 +69,13 @@ impl Store for FakeStore {
         }
         self.batches.lock().unwrap().push(records.len());
         for r in records {
-            if let Record::DeadLetter(d) = r {
+            if let Row::DeadLetter(d) = r {
                 self.dead_letters.lock().unwrap().push((**d).clone());
             }
         }
         let mut events = self.call_events.lock().unwrap();
         for r in records {
-            if let Record::CallEvent(e) = r {
+            if let Row::Record(Record::CallEvent(e)) = r {
                 events.push(format!("{}|{}", e.session_id, e.event_type.as_str()));
             }
         }
@@ -131,14 +131,14 @@ impl Store for FakeStore {
     }
 }
 
-fn records(n: usize, seed: u64) -> Vec<Record> {
+fn records(n: usize, seed: u64) -> Vec<Row> {
     let body = crate::simulate::sample::fee_body(seed, n, Utc::now()).to_string();
     let ctx = ParseContext {
         source: "hw".into(),
         received_at: Utc::now(),
         region: None,
     };
-    huawei::parse_body(body.as_bytes(), &ctx).unwrap().records
+    Row::records(huawei::parse_body(body.as_bytes(), &ctx).unwrap().records)
 }
 
 fn config(max_records: usize, linger_ms: u64) -> BatchConfig {
@@ -259,7 +259,7 @@ async fn transient_failures_are_retried_and_permanent_ones_are_not() {
 #[tokio::test]
 async fn a_record_the_database_refuses_fails_alone() {
     let mut poisoned = records(3, 77);
-    let Record::Cdr(culprit) = &poisoned[1] else {
+    let Row::Record(Record::Cdr(culprit)) = &poisoned[1] else {
         panic!("a fee body holds CDRs")
     };
     let store = Arc::new(FakeStore {
@@ -352,7 +352,7 @@ fn one_call_always_goes_to_the_same_worker() {
         received_at: Utc::now(),
         region: None,
     };
-    let index = |records: &[Record]| batcher.shard(records);
+    let index = |records: &[Record]| batcher.shard(&Row::records(records.iter().cloned()));
     let mut used = std::collections::HashSet::new();
     for call in 0..32 {
         let session = crate::simulate::sample::session_id(1, call, Utc::now());
@@ -500,7 +500,7 @@ async fn one_calls_records_commit_in_arrival_order_behind_a_slow_store() {
             let session = format!("call-{call}");
             let body =
                 crate::simulate::sample::status_body(event, &session, Utc::now()).to_string();
-            let records = huawei::parse_body(body.as_bytes(), &ctx).unwrap().records;
+            let records = Row::records(huawei::parse_body(body.as_bytes(), &ctx).unwrap().records);
             let b = batcher.clone();
             let (queued_tx, queued) = oneshot::channel::<()>();
             answers.push(tokio::spawn(async move {
@@ -566,7 +566,7 @@ mod spool_model {
         }
         async fn commit(
             &self,
-            records: &[Record],
+            records: &[Row],
             _outbox: &[crate::domain::OutboxEntry],
         ) -> Result<Vec<Outcome>, StoreError> {
             if self.down.load(Ordering::SeqCst) {
@@ -760,7 +760,7 @@ mod spool_model {
                             let record = event(*call, next[*call as usize]);
                             next[*call as usize] += 1;
                             let id = record.id();
-                            if running.batcher.submit(vec![record]).await.is_ok() {
+                            if running.batcher.submit(vec![record.into()]).await.is_ok() {
                                 acked[*call as usize].push(id);
                             }
                         }

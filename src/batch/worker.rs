@@ -9,34 +9,34 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Spooling, Submission, SubmitError, Submitted, Worker};
-use crate::domain::{OutboxEntry, Outcome, Record};
+use crate::domain::{OutboxEntry, Outcome, Row};
 use crate::error::error_chain;
 use crate::message;
 use crate::spool::SpoolError;
 
-/// A batch being gathered: its records, their outbox entries (encoded as each submission
-/// arrives, while the previous commit is in flight), and where each submission's answer goes.
+/// A batch being gathered: its rows, their outbox entries (encoded as each submission arrives,
+/// while the previous commit is in flight), and where each submission's answer goes.
 #[derive(Default)]
 struct Prepared {
-    records: Vec<Record>,
+    rows: Vec<Row>,
     entries: OutboxEntries,
     acks: Acks,
 }
 
 impl Prepared {
     fn push(&mut self, s: Submission) {
-        s.records.iter().for_each(|r| self.entries.add(r));
-        self.acks.push((s.records.len(), s.ack));
-        self.records.extend(s.records);
+        s.rows.iter().for_each(|r| self.entries.add(r));
+        self.acks.push((s.rows.len(), s.ack));
+        self.rows.extend(s.rows);
     }
 
     fn len(&self) -> usize {
-        self.records.len()
+        self.rows.len()
     }
 }
 
 /// The outbox entries of a batch: one per record id (the same record twice in a batch is
-/// one row, so one message), none for dead letters.
+/// one row, so one message), none for the rows that are not records.
 #[derive(Default)]
 struct OutboxEntries {
     entries: Vec<OutboxEntry>,
@@ -44,9 +44,11 @@ struct OutboxEntries {
 }
 
 impl OutboxEntries {
-    fn add(&mut self, record: &Record) {
-        if self.seen.insert(record.id()) {
-            self.entries.extend(message::encode(record));
+    fn add(&mut self, row: &Row) {
+        if let Some(record) = row.record() {
+            if self.seen.insert(record.id()) {
+                self.entries.push(message::encode(record));
+            }
         }
     }
 }
@@ -132,7 +134,7 @@ pub(super) async fn run(
                 }
             };
             // A submission is never split: one request, one transaction.
-            if batch.len() + next.records.len() > max {
+            if batch.len() + next.rows.len() > max {
                 carried = Some(next);
                 break;
             }
@@ -151,9 +153,9 @@ pub(super) async fn run(
     tracing::debug!("batcher drained and stopped");
 }
 
-pub(super) fn outbox_entries(records: &[Record]) -> Vec<OutboxEntry> {
+pub(super) fn outbox_entries(rows: &[Row]) -> Vec<OutboxEntry> {
     let mut entries = OutboxEntries::default();
-    records.iter().for_each(|r| entries.add(r));
+    rows.iter().for_each(|r| entries.add(r));
     entries.entries
 }
 
@@ -163,25 +165,25 @@ impl Worker {
     /// than `spool.fallback_after` (with spooling on).
     async fn commit_prepared(&self, batch: Prepared) {
         let Prepared {
-            records,
+            rows,
             entries: OutboxEntries { entries, .. },
             acks,
         } = batch;
         if let Some(spooling) = &self.spooling {
-            if let Some(result) = spooling.spool.append(&records, false).await {
+            if let Some(result) = spooling.spool.append(&rows, false).await {
                 return answer_spooled(acks, result);
             }
         }
         let started = std::time::Instant::now();
         let result = match &self.spooling {
-            None => self.commit_with_retries(&records, &entries).await,
+            None => self.commit_with_retries(&rows, &entries).await,
             Some(spooling) => {
-                let attempt = self.store.commit(&records, &entries);
+                let attempt = self.store.commit(&rows, &entries);
                 match tokio::time::timeout(spooling.fallback_after, attempt).await {
                     Ok(Err(e)) if e.is_transient() => {
                         let reason = format!("the commit failed: {}", error_chain(&e));
                         self.metrics.commit_finished(started.elapsed());
-                        return self.spool_instead(spooling, records, acks, &reason).await;
+                        return self.spool_instead(spooling, rows, acks, &reason).await;
                     }
                     // Abandoned, not undone: if it commits after all, the drain finds its
                     // records already stored (the same ids) and stores nothing twice.
@@ -191,14 +193,14 @@ impl Worker {
                             spooling.fallback_after
                         );
                         self.metrics.commit_finished(started.elapsed());
-                        return self.spool_instead(spooling, records, acks, &reason).await;
+                        return self.spool_instead(spooling, rows, acks, &reason).await;
                     }
                     Ok(Err(e)) => {
                         self.metrics.commit_attempt_failed(
                             &error_chain(&e),
                             false,
                             1,
-                            records.len(),
+                            rows.len(),
                             false,
                         );
                         Err(e)
@@ -209,9 +211,9 @@ impl Worker {
         };
         self.metrics.commit_finished(started.elapsed());
         match result {
-            Err(e) if !e.is_transient() => self.isolate(records, acks).await,
+            Err(e) if !e.is_transient() => self.isolate(rows, acks).await,
             Ok(outcomes) => {
-                self.hand_off(&records, &outcomes, entries);
+                self.hand_off(&rows, &outcomes, entries);
                 let mut outcomes = outcomes.into_iter();
                 for (n, ack) in acks {
                     // A requester that went away (client hung up) no longer needs its
@@ -235,8 +237,8 @@ impl Worker {
 
     /// Answers the submissions of a batch the database refused for good, each committed on
     /// its own (see [`isolate`]): a poisoned record fails alone, never its batch-mates.
-    pub(super) async fn isolate(&self, records: Vec<Record>, acks: Acks) {
-        let mut rest = records.as_slice();
+    pub(super) async fn isolate(&self, rows: Vec<Row>, acks: Acks) {
+        let mut rest = rows.as_slice();
         for (n, ack) in acks {
             let (mine, others) = rest.split_at(n.min(rest.len()));
             rest = others;
@@ -268,13 +270,13 @@ impl Worker {
     /// spool, a push can only wait or fail).
     pub(super) async fn commit_with_retries(
         &self,
-        records: &[Record],
+        rows: &[Row],
         entries: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, crate::store::StoreError> {
         let mut backoff = self.config.retry_backoff;
         let mut attempt = 0;
         loop {
-            match self.store.commit(records, entries).await {
+            match self.store.commit(rows, entries).await {
                 Ok(outcomes) => return Ok(outcomes),
                 Err(e) => {
                     let retrying = e.is_transient() && attempt < self.config.commit_retries;
@@ -282,7 +284,7 @@ impl Worker {
                         &error_chain(&e),
                         e.is_transient(),
                         attempt + 1,
-                        records.len(),
+                        rows.len(),
                         retrying,
                     );
                     if !retrying {
@@ -300,30 +302,25 @@ impl Worker {
     pub(super) async fn spool_instead(
         &self,
         spooling: &Spooling,
-        records: Vec<Record>,
+        rows: Vec<Row>,
         acks: Acks,
         reason: &str,
     ) {
-        self.metrics.batch_spooled(records.len(), reason);
+        self.metrics.batch_spooled(rows.len(), reason);
         let result = spooling
             .spool
-            .append(&records, true)
+            .append(&rows, true)
             .await
             .unwrap_or(Err(SpoolError::Closed));
         answer_spooled(acks, result);
     }
 
     /// Hands the entries of the records that were new to the publisher.
-    pub(super) fn hand_off(
-        &self,
-        records: &[Record],
-        outcomes: &[Outcome],
-        entries: Vec<OutboxEntry>,
-    ) {
+    pub(super) fn hand_off(&self, rows: &[Row], outcomes: &[Outcome], entries: Vec<OutboxEntry>) {
         let Some(publisher) = &self.publisher else {
             return;
         };
-        let inserted: std::collections::HashSet<_> = records
+        let inserted: std::collections::HashSet<_> = rows
             .iter()
             .zip(outcomes)
             .filter(|(_, o)| **o == Outcome::Inserted)

@@ -1,9 +1,10 @@
 //! Validated domain values. Nothing in here does I/O: once you hold a [`Cdr`] or a
 //! [`CallEvent`], it has passed every structural rule, and its derived figures are computed.
 //!
-//! Records serialise with serde: that form is what the local spool keeps (`spool`, format
-//! version 1), so a binary must read what an older one wrote. A new field needs
-//! `#[serde(default)]`; renaming or retyping one needs a new spool format version.
+//! Rows ([`Row`]: records and their companions) serialise with serde: that form is what the
+//! local spool keeps (`spool`, format version 1), so a binary must read what an older one
+//! wrote. A new field needs `#[serde(default)]`; renaming or retyping one needs a new spool
+//! format version.
 
 mod acs;
 mod call_event;
@@ -12,6 +13,7 @@ mod code;
 mod outbox;
 mod phone;
 mod record;
+mod row;
 mod time;
 
 pub use acs::{
@@ -26,6 +28,7 @@ pub use record::{
     DeadLetter, DeadLetterScope, Handshake, HandshakeKind, Nonce, Outcome, Record, RecordKind,
     RecordMeta, UNSTORABLE,
 };
+pub use row::Row;
 pub use time::{parse_platform_time, TimeError};
 
 /// Implements `as_str` from the serde names of a unit-only enum's variants.

@@ -204,7 +204,9 @@ impl Nonce {
     }
 }
 
-/// One unit of work for the store.
+/// A record of one of the six kinds: a row of its kind's table and a message on its topic.
+/// What else a submission writes (dead letters, handshakes, nonce claims) is a [`super::Row`]
+/// beside the records, not a record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Record {
     CallEvent(Box<CallEvent>),
@@ -213,92 +215,66 @@ pub enum Record {
     AcsCall(Box<AcsCallEvent>),
     Chat(Box<ChatEvent>),
     Webhook(Box<WebhookEvent>),
-    DeadLetter(Box<DeadLetter>),
-    Handshake(Box<Handshake>),
-    Nonce(Box<Nonce>),
 }
 
 impl Record {
+    /// What every record carries besides its payload.
+    pub fn meta(&self) -> &RecordMeta {
+        match self {
+            Self::CallEvent(e) => &e.meta,
+            Self::Cdr(c) => &c.meta,
+            Self::Phone(e) => &e.header.meta,
+            Self::AcsCall(e) => &e.header.meta,
+            Self::Chat(e) => &e.header.meta,
+            Self::Webhook(e) => &e.header.meta,
+        }
+    }
+
     /// The id that identifies the stored row.
     pub fn id(&self) -> Uuid {
+        self.meta().id
+    }
+
+    /// The record's kind.
+    pub const fn kind(&self) -> RecordKind {
         match self {
-            Self::CallEvent(e) => e.meta.id,
-            Self::Cdr(c) => c.meta.id,
-            Self::Phone(e) => e.header.meta.id,
-            Self::AcsCall(e) => e.header.meta.id,
-            Self::Chat(e) => e.header.meta.id,
-            Self::Webhook(e) => e.header.meta.id,
-            Self::DeadLetter(d) => d.id,
-            Self::Handshake(h) => h.id,
-            Self::Nonce(n) => n.id,
+            Self::CallEvent(_) => RecordKind::CallStatus,
+            Self::Cdr(_) => RecordKind::Cdr,
+            Self::Phone(_) => RecordKind::PhoneEvent,
+            Self::AcsCall(_) => RecordKind::AcsCallEvent,
+            Self::Chat(_) => RecordKind::ChatEvent,
+            Self::Webhook(_) => RecordKind::WebhookEvent,
         }
     }
 
-    /// The record's kind; `None` for dead letters.
-    pub fn kind(&self) -> Option<RecordKind> {
+    /// The record's JSON as it was received.
+    pub fn raw(&self) -> &str {
         match self {
-            Self::CallEvent(_) => Some(RecordKind::CallStatus),
-            Self::Cdr(_) => Some(RecordKind::Cdr),
-            Self::Phone(_) => Some(RecordKind::PhoneEvent),
-            Self::AcsCall(_) => Some(RecordKind::AcsCallEvent),
-            Self::Chat(_) => Some(RecordKind::ChatEvent),
-            Self::Webhook(_) => Some(RecordKind::WebhookEvent),
-            Self::DeadLetter(_) | Self::Handshake(_) | Self::Nonce(_) => None,
+            Self::CallEvent(e) => &e.raw,
+            Self::Cdr(c) => &c.raw,
+            Self::Phone(e) => &e.header.raw,
+            Self::AcsCall(e) => &e.header.raw,
+            Self::Chat(e) => &e.header.raw,
+            Self::Webhook(e) => &e.header.raw,
         }
-    }
-
-    /// The record's JSON as it was received (a dead letter's body), for a dead letter made of
-    /// it; `None` for nonces.
-    pub fn raw_bytes(&self) -> Option<Vec<u8>> {
-        Some(match self {
-            Self::CallEvent(e) => e.raw.clone().into_bytes(),
-            Self::Cdr(c) => c.raw.clone().into_bytes(),
-            Self::Phone(e) => e.header.raw.clone().into_bytes(),
-            Self::AcsCall(e) => e.header.raw.clone().into_bytes(),
-            Self::Chat(e) => e.header.raw.clone().into_bytes(),
-            Self::Webhook(e) => e.header.raw.clone().into_bytes(),
-            Self::DeadLetter(d) => return d.body.clone(),
-            Self::Handshake(h) => h.detail.to_string().into_bytes(),
-            Self::Nonce(_) => return None,
-        })
     }
 
     /// The source the record came from.
-    pub fn source(&self) -> &std::sync::Arc<str> {
-        match self {
-            Self::CallEvent(e) => &e.meta.source,
-            Self::Cdr(c) => &c.meta.source,
-            Self::Phone(e) => &e.header.meta.source,
-            Self::AcsCall(e) => &e.header.meta.source,
-            Self::Chat(e) => &e.header.meta.source,
-            Self::Webhook(e) => &e.header.meta.source,
-            Self::DeadLetter(d) => &d.source,
-            Self::Handshake(h) => &h.source,
-            Self::Nonce(n) => &n.source,
-        }
+    pub fn source(&self) -> &Arc<str> {
+        &self.meta().source
     }
 
     /// When the request that carried it was received.
-    pub fn received_at(&self) -> Option<DateTime<Utc>> {
-        Some(match self {
-            Self::CallEvent(e) => e.meta.received_at,
-            Self::Cdr(c) => c.meta.received_at,
-            Self::Phone(e) => e.header.meta.received_at,
-            Self::AcsCall(e) => e.header.meta.received_at,
-            Self::Chat(e) => e.header.meta.received_at,
-            Self::Webhook(e) => e.header.meta.received_at,
-            Self::DeadLetter(d) => d.received_at,
-            Self::Handshake(h) => h.received_at,
-            Self::Nonce(_) => return None,
-        })
+    pub fn received_at(&self) -> DateTime<Utc> {
+        self.meta().received_at
     }
 
     /// What orders the record among the others of its call or conversation: the Kafka key,
     /// and what picks the batch worker, so one call's records stay in arrival order. Huawei
     /// records go by session id; an ACS event by its number, call connection, thread or
-    /// subject, else its own event id. `None` for dead letters and handshakes (not published).
-    pub fn ordering_key(&self) -> Option<String> {
-        Some(match self {
+    /// subject, else its own event id.
+    pub fn ordering_key(&self) -> String {
+        match self {
             Self::CallEvent(e) => e.session_id.clone(),
             Self::Cdr(c) => c.session_id.clone(),
             Self::Phone(e) => e
@@ -318,8 +294,7 @@ impl Record {
                 .subject
                 .clone()
                 .unwrap_or_else(|| e.header.event_id.clone()),
-            Self::DeadLetter(_) | Self::Handshake(_) | Self::Nonce(_) => return None,
-        })
+        }
     }
 }
 

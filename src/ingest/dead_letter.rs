@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{AppState, IngestError, Source};
-use crate::domain::{DeadLetter, DeadLetterScope, Handshake, HandshakeKind, Record};
+use crate::domain::{DeadLetter, DeadLetterScope, Handshake, HandshakeKind, Row};
 use crate::sources::Rejection;
 
 /// Everything about a request that its dead letters record.
@@ -25,8 +25,8 @@ impl Request<'_> {
         index: Option<usize>,
         rejection: &Rejection,
         body: Option<Vec<u8>>,
-    ) -> Record {
-        Record::DeadLetter(Box::new(DeadLetter {
+    ) -> Row {
+        Row::DeadLetter(Box::new(DeadLetter {
             id: Uuid::new_v4(),
             source: self.source.name.clone(),
             received_at: self.received_at,
@@ -48,7 +48,7 @@ impl Request<'_> {
         kind: HandshakeKind,
         detail: serde_json::Value,
     ) -> Result<(), IngestError> {
-        let record = Record::Handshake(Box::new(Handshake {
+        let row = Row::Handshake(Box::new(Handshake {
             id: Uuid::new_v4(),
             source: self.source.name.clone(),
             received_at: self.received_at,
@@ -58,7 +58,7 @@ impl Request<'_> {
         }));
         self.state
             .batcher
-            .submit(vec![record])
+            .submit(vec![row])
             .await
             .map(|_| ())
             .map_err(|e| IngestError::from_submit(e, self.state.retry_after_secs))

@@ -14,7 +14,7 @@ use super::middleware::RequestId;
 use super::response::{Accepted, RejectedRecord};
 use super::{AppState, IngestError, Source};
 use crate::auth::aksk::{AuthError, NonceClaim};
-use crate::domain::{Code, DeadLetterScope, HandshakeKind, Nonce, Outcome, Record};
+use crate::domain::{Code, DeadLetterScope, HandshakeKind, Nonce, Outcome, Row};
 use crate::metrics::Fact;
 use crate::sources::{Delivery, Parsed};
 
@@ -200,10 +200,10 @@ async fn commit(
     // instead, so what a request can write is bounded whatever it holds.
     let whole_body = rejected.len() > MAX_RECORD_LETTERS;
     let letter_count = if whole_body { 1 } else { rejected.len() };
-    let mut records = Vec::with_capacity(lead + accepted_count + letter_count);
+    let mut rows = Vec::with_capacity(lead + accepted_count + letter_count);
     if let Some((claim, digest)) = &nonce {
         let guards = u32::try_from(accepted_count + letter_count).unwrap_or(u32::MAX);
-        records.push(Record::Nonce(Box::new(Nonce::new(
+        rows.push(Row::Nonce(Box::new(Nonce::new(
             source.name.clone(),
             claim.nonce.clone(),
             claim.expires_at,
@@ -211,7 +211,7 @@ async fn commit(
             digest,
         ))));
     }
-    records.extend(parsed_records);
+    rows.extend(parsed_records.into_iter().map(Row::Record));
     let mut rejected_out = Vec::with_capacity(rejected.len());
     let mut letters: Vec<Code> = Vec::new();
     if let (true, Some(first)) = (whole_body, rejected.first()) {
@@ -226,7 +226,7 @@ async fn commit(
             ),
             first.rejection.field.clone(),
         );
-        records.push(request.dead_letter(
+        rows.push(request.dead_letter(
             DeadLetterScope::Request,
             None,
             &rejection,
@@ -240,7 +240,7 @@ async fn commit(
             .metrics
             .record_rejected(&source.name, r.kind, code, field);
         if !whole_body {
-            records.push(request.dead_letter(
+            rows.push(request.dead_letter(
                 DeadLetterScope::Record,
                 Some(r.index),
                 &r.rejection,
@@ -257,7 +257,7 @@ async fn commit(
     }
     let submitted = state
         .batcher
-        .submit(records)
+        .submit(rows)
         .await
         .map_err(|e| IngestError::from_submit(e, state.retry_after_secs))?;
     let outcomes = &submitted.outcomes[lead..];

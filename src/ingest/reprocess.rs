@@ -24,7 +24,7 @@ use super::hook::is_json_utf8;
 use super::Source;
 use crate::batch::Batcher;
 use crate::domain::Code;
-use crate::domain::{Outcome, Record};
+use crate::domain::{Outcome, Record, Row};
 use crate::sources::Platform;
 use crate::sources::{Delivery, Rejection};
 use crate::store::dead_letters::{DeadLetters, Filter, Finished, Letter, Reprocessed};
@@ -279,7 +279,7 @@ impl Reprocess<'_> {
         let mut new = 0;
         if !judgement.records.is_empty() {
             let submitted = batcher
-                .submit(judgement.records.clone())
+                .submit(judgement.records.iter().cloned().map(Row::Record).collect())
                 .await
                 .map_err(|e| {
                     anyhow::anyhow!("committing the records of dead letter {}: {e}", letter.id)

@@ -42,7 +42,7 @@ mod tests {
     #[test]
     fn a_cdr_message_carries_the_normalised_fields() {
         let records = parse(&fixture("fee"));
-        let entry = encode(&records[0]).unwrap();
+        let entry = encode(&records[0]);
         assert_eq!(entry.id, records[0].id());
         assert_eq!(entry.kind, RecordKind::Cdr);
         assert!(entry.key.starts_with("1201_612_"));
@@ -68,7 +68,7 @@ mod tests {
             .replace("\"+8675512345678\"", "\"(0755) 1234-5678\"");
         let cn: crate::domain::Region = "CN".parse().unwrap();
         let records = parse_in(&body, Some(cn));
-        let live = encode(&records[0]).unwrap();
+        let live = encode(&records[0]);
         let v: serde_json::Value = serde_json::from_str(&live.payload).unwrap();
         assert_eq!(v["data"]["caller_num"], "+8613800000022");
         assert_eq!(v["data"]["bind_num"], "+8675512345678");
@@ -110,7 +110,7 @@ mod tests {
         };
         let body = br#"{"event": {"type": "invoice.paid"}, "amount": 42}"#;
         let parsed = standard_webhooks::parse_body(body, Some(&h), "/event/type", &ctx).unwrap();
-        let live = encode(&parsed.records[0]).unwrap();
+        let live = encode(&parsed.records[0]);
         let Record::Webhook(event) = &parsed.records[0] else {
             panic!("a webhook event")
         };
@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn headers_follow_the_cloudevents_kafka_binding() {
         let records = parse(&fixture("disconnect"));
-        let entry = encode(&records[0]).unwrap();
+        let entry = encode(&records[0]);
         let h: std::collections::HashMap<_, _> = headers(&entry).into_iter().collect();
         assert_eq!(h["ce_specversion"], "1.0");
         assert_eq!(h["ce_id"], records[0].id().to_string());

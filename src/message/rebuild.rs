@@ -22,7 +22,7 @@ pub fn rebuild(
     let id = stored.id;
     let record = Platform::parse_stored(kind, stored, &ctx)
         .map_err(|source| RebuildError::NoLongerParses { id, source })?;
-    let entry = encode(&record).ok_or(RebuildError::NoMessage { id })?;
+    let entry = encode(&record);
     if entry.id != id {
         return Err(RebuildError::OtherId { id, got: entry.id });
     }
@@ -38,8 +38,6 @@ pub enum RebuildError {
         #[source]
         source: crate::sources::Rejection,
     },
-    #[error("record {id} has no message")]
-    NoMessage { id: uuid::Uuid },
     #[error("record {id} rebuilds with id {got}; refusing to publish it")]
     OtherId { id: uuid::Uuid, got: uuid::Uuid },
 }

@@ -384,26 +384,24 @@ fn webhook(e: &WebhookEvent, key: String) -> OutboxEntry {
     acs(RecordKind::WebhookEvent, &e.header, key, NoFields {})
 }
 
-/// The message of a record; `None` for dead letters and handshakes, which are not published.
-/// Its `ce_time` is the event time to the microsecond, as PostgreSQL keeps it in the outbox, so
-/// that a message sent from the outbox carries the same headers as one sent on the fast path
-/// (ACS times have 100 ns digits; the value keeps them).
-pub fn encode(record: &Record) -> Option<OutboxEntry> {
-    let mut entry = encode_exact(record)?;
+/// The message of a record. Its `ce_time` is the event time to the microsecond, as PostgreSQL
+/// keeps it in the outbox, so that a message sent from the outbox carries the same headers as
+/// one sent on the fast path (ACS times have 100 ns digits; the value keeps them).
+pub fn encode(record: &Record) -> OutboxEntry {
+    let mut entry = encode_exact(record);
     entry.occurred_at = entry.occurred_at.trunc_subsecs(6);
-    Some(entry)
+    entry
 }
 
-fn encode_exact(record: &Record) -> Option<OutboxEntry> {
-    let key = || record.ordering_key().unwrap_or_default();
+fn encode_exact(record: &Record) -> OutboxEntry {
+    let key = || record.ordering_key();
     match record {
-        Record::CallEvent(e) => Some(call_status(e)),
-        Record::Cdr(c) => Some(cdr(c)),
-        Record::Phone(e) => Some(phone(e, key())),
-        Record::AcsCall(e) => Some(acs_call(e, key())),
-        Record::Chat(e) => Some(chat(e, key())),
-        Record::Webhook(e) => Some(webhook(e, key())),
-        Record::DeadLetter(_) | Record::Handshake(_) | Record::Nonce(_) => None,
+        Record::CallEvent(e) => call_status(e),
+        Record::Cdr(c) => cdr(c),
+        Record::Phone(e) => phone(e, key()),
+        Record::AcsCall(e) => acs_call(e, key()),
+        Record::Chat(e) => chat(e, key()),
+        Record::Webhook(e) => webhook(e, key()),
     }
 }
 

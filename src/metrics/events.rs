@@ -17,7 +17,6 @@ pub enum Fact {
     },
     SmsReport(&'static str),
     Other(RecordKind),
-    NotARecord,
 }
 
 /// SMS delivery statuses as ACS documents them; anything else is counted as `other`, so a
@@ -42,17 +41,16 @@ impl Fact {
                         .unwrap_or("other"),
                 )
             }
-            other => other.kind().map_or(Self::NotARecord, Self::Other),
+            other => Self::Other(other.kind()),
         }
     }
 
-    fn kind(&self) -> Option<RecordKind> {
+    const fn kind(&self) -> RecordKind {
         match self {
-            Self::Call(_) => Some(RecordKind::CallStatus),
-            Self::Cdr { .. } => Some(RecordKind::Cdr),
-            Self::SmsReport(_) => Some(RecordKind::PhoneEvent),
-            Self::Other(kind) => Some(*kind),
-            Self::NotARecord => None,
+            Self::Call(_) => RecordKind::CallStatus,
+            Self::Cdr { .. } => RecordKind::Cdr,
+            Self::SmsReport(_) => RecordKind::PhoneEvent,
+            Self::Other(kind) => *kind,
         }
     }
 }
@@ -153,7 +151,7 @@ impl Metrics {
     /// the new ones (`facts` and `outcomes` in the same order).
     pub fn records_committed(&self, source: &str, facts: &[Fact], outcomes: &[Outcome]) {
         for (fact, outcome) in facts.iter().zip(outcomes) {
-            let Some(kind) = fact.kind() else { continue };
+            let kind = fact.kind();
             let outcome = match outcome {
                 Outcome::Inserted => "accepted",
                 Outcome::Duplicate => "duplicate",
@@ -190,7 +188,7 @@ impl Metrics {
                         .with_label_values(&[source, status])
                         .inc();
                 }
-                Fact::Other(_) | Fact::NotARecord => {}
+                Fact::Other(_) => {}
             }
         }
     }
@@ -198,7 +196,7 @@ impl Metrics {
     /// A request's records were spooled (on disk locally, not yet in the database): counted
     /// by kind with outcome `spooled`; their figures are counted nowhere else.
     pub fn records_spooled(&self, source: &str, facts: &[Fact]) {
-        for kind in facts.iter().filter_map(Fact::kind) {
+        for kind in facts.iter().map(Fact::kind) {
             self.records
                 .with_label_values(&[source, kind.as_str(), "spooled"])
                 .inc();

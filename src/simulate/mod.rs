@@ -251,9 +251,9 @@ impl Acks {
         for record in &parsed.records {
             let (kind, event) = match record {
                 crate::domain::Record::CallEvent(e) => ("call-status", e.event_type.as_str()),
-                _ => (record.kind().map_or("", |k| k.as_str()), ""),
+                _ => (record.kind().as_str(), ""),
             };
-            let key = record.ordering_key().unwrap_or_default();
+            let key = record.ordering_key();
             let _ = writeln!(out, "{}\t{kind}\t{key}\t{event}", record.id());
         }
     }

@@ -2,17 +2,17 @@
 //! moved to the `failed` table when they can never be.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::Row as _;
 
 use super::{Spool, FORMAT_VERSION};
-use crate::domain::Record;
+use crate::domain::Row;
 
 /// One spooled batch, as the drainer reads it.
 pub struct Entry {
     pub seq: i64,
     pub created_at: DateTime<Utc>,
     /// The batch, or why it cannot be read (an unknown format version, damaged bytes).
-    pub records: Result<Vec<Record>, String>,
+    pub rows: Result<Vec<Row>, String>,
     pub(super) records_count: u64,
     pub(super) bytes: u64,
 }
@@ -61,7 +61,7 @@ impl Spool {
     fn entry(r: &sqlx::sqlite::SqliteRow) -> Entry {
         let version: i64 = r.get("version");
         let payload: Vec<u8> = r.get("payload");
-        let records = if version > FORMAT_VERSION {
+        let rows = if version > FORMAT_VERSION {
             Err(format!(
                 "format version {version} is newer than this binary's ({FORMAT_VERSION})"
             ))
@@ -71,7 +71,7 @@ impl Spool {
         Entry {
             seq: r.get("seq"),
             created_at: r.get("created_at"),
-            records,
+            rows,
             records_count: r.get::<i64, _>("records") as u64,
             bytes: r.get::<i64, _>("bytes") as u64,
         }
@@ -145,7 +145,7 @@ impl Spool {
             conn.close_on_drop();
             return Err(e);
         }
-        let unreadable = entry.records.is_err();
+        let unreadable = entry.rows.is_err();
         self.forget(entry, |st| {
             st.failed_entries += 1;
             st.corruption_events += u64::from(unreadable);

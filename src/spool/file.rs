@@ -197,6 +197,7 @@ impl Spool {
             writer,
             state,
             active: AtomicBool::new(active),
+            held: AtomicBool::new(false),
             gate: tokio::sync::Mutex::new(()),
             work,
             max_bytes: config.max_bytes,

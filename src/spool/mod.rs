@@ -38,13 +38,13 @@ use serde::Serialize;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::domain::Record;
+use crate::domain::Row;
 use crate::error::error_chain;
 use crate::metrics::{Metrics, SpoolAppend};
 use file::free_bytes;
 use writer::Append;
 
-/// The format of an entry's payload: JSON of the batch's `Vec<Record>` in their serde form.
+/// The format of an entry's payload: JSON of the batch's `Vec<Row>` in their serde form.
 /// A newer binary keeps reading every version it knows; bump it when the serde form of a
 /// record changes in a way older entries cannot be read with.
 pub const FORMAT_VERSION: i64 = 1;
@@ -73,6 +73,9 @@ pub enum SpoolMode {
     Direct,
     /// To the spool, behind what it holds, until the drainer empties it.
     Spooling,
+    /// To the spool, and not drained yet: the process started while its database was away,
+    /// and has not reached it and applied its migrations since (see [`Spool::hold`]).
+    Holding,
 }
 
 /// What `/readyz` and the metrics show of the spool.
@@ -120,6 +123,9 @@ pub struct Spool {
     /// Whether new batches go to the spool. Read without the gate on the hot path; only
     /// changed under it.
     active: AtomicBool,
+    /// Whether the drainer waits: set at start when the database cannot be reached (its
+    /// schema may be older than this binary's until the migrations run).
+    held: AtomicBool,
     /// Taken to decide that a batch goes to the spool and to queue it, and by the drainer to
     /// decide that the spool is empty: a batch is never queued behind the drainer's back.
     gate: tokio::sync::Mutex<()>,
@@ -138,9 +144,9 @@ impl Spool {
         self.active.load(Ordering::Acquire)
     }
 
-    /// Spools `records` if the spool is active (`force`: in any case, making it active), and
+    /// Spools `rows` if the spool is active (`force`: in any case, making it active), and
     /// waits for the fsync. `None`: not active, the caller commits directly.
-    pub async fn append(&self, records: &[Record], force: bool) -> Option<Result<(), SpoolError>> {
+    pub async fn append(&self, rows: &[Row], force: bool) -> Option<Result<(), SpoolError>> {
         if !force && !self.is_active() {
             return None;
         }
@@ -148,7 +154,7 @@ impl Spool {
         if !force && !self.is_active() {
             return None;
         }
-        let payload = match serde_json::to_vec(records) {
+        let payload = match serde_json::to_vec(rows) {
             Ok(p) => p,
             Err(e) => return Some(Err(SpoolError::Write(Arc::new(e)))),
         };
@@ -179,7 +185,7 @@ impl Spool {
         let (ack, done) = oneshot::channel();
         let append = Append {
             payload,
-            records: records.len() as u64,
+            records: rows.len() as u64,
             created_at: Utc::now().trunc_subsecs(6),
             ack,
         };
@@ -218,10 +224,38 @@ impl Spool {
         self.publish_status();
     }
 
+    /// Sends every batch to the spool and keeps the drainer from committing them until
+    /// [`release`](Self::release): for a process that starts while its database is away. What
+    /// is acknowledged meanwhile is on disk, and reaches the database only once its schema is
+    /// this binary's.
+    pub async fn hold(&self) {
+        let _gate = self.gate.lock().await;
+        self.held.store(true, Ordering::Release);
+        self.active.store(true, Ordering::Release);
+        self.publish_status();
+    }
+
+    /// Lets the drainer commit what the spool holds (the database is reached and migrated).
+    pub fn release(&self) {
+        if self.held.swap(false, Ordering::AcqRel) {
+            self.publish_status();
+            self.work.notify_one();
+        }
+    }
+
+    /// Whether the drainer waits for [`release`](Self::release).
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
     /// Turns the spool inactive if it holds nothing and nothing is on its way; returns whether
-    /// it is now inactive. Under the gate, so no batch is queued meanwhile.
+    /// it is now inactive. Under the gate, so no batch is queued meanwhile. A held spool stays
+    /// active.
     pub async fn finish_if_empty(&self) -> bool {
         let _gate = self.gate.lock().await;
+        if self.is_held() {
+            return false;
+        }
         let empty = {
             let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             st.entries == 0 && st.pending == 0
@@ -251,10 +285,10 @@ impl Spool {
     pub fn status(&self) -> SpoolStatus {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         SpoolStatus {
-            mode: if self.is_active() {
-                SpoolMode::Spooling
-            } else {
-                SpoolMode::Direct
+            mode: match (self.is_active(), self.is_held()) {
+                (_, true) => SpoolMode::Holding,
+                (true, false) => SpoolMode::Spooling,
+                (false, false) => SpoolMode::Direct,
             },
             entries: st.entries,
             records: st.records,
@@ -295,7 +329,7 @@ impl Spool {
     fn publish_status(&self) {
         let s = self.status();
         self.metrics.spool_state(
-            s.mode == SpoolMode::Spooling,
+            s.mode != SpoolMode::Direct,
             s.entries,
             s.records,
             s.bytes,

@@ -8,7 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use super::*;
 use crate::config::SpoolConfig;
-use crate::domain::{Code, DeadLetter, DeadLetterScope, Handshake};
+use crate::domain::{Code, DeadLetter, DeadLetterScope, Handshake, Row};
 use crate::simulate::sample;
 use crate::sources::{huawei, ParseContext};
 
@@ -43,18 +43,19 @@ async fn close(spool: Arc<Spool>, tasks: TaskTracker, stop: CancellationToken) {
 }
 
 /// A batch of every shape a batch can hold: CDRs, a call event, a dead letter, a handshake.
-fn batch(seed: u64) -> Vec<Record> {
+fn batch(seed: u64) -> Vec<Row> {
     let ctx = ParseContext {
         source: "hw".into(),
         received_at: Utc::now().trunc_subsecs(6),
         region: None,
     };
     let body = sample::fee_body(seed, 3, Utc::now()).to_string();
-    let mut records = huawei::parse_body(body.as_bytes(), &ctx).unwrap().records;
+    let mut records = Row::records(huawei::parse_body(body.as_bytes(), &ctx).unwrap().records);
     let session = sample::session_id(seed, 1, Utc::now());
     let status = sample::status_body("answer", &session, Utc::now()).to_string();
-    records.extend(huawei::parse_body(status.as_bytes(), &ctx).unwrap().records);
-    records.push(Record::DeadLetter(Box::new(DeadLetter {
+    let parsed = huawei::parse_body(status.as_bytes(), &ctx).unwrap();
+    records.extend(Row::records(parsed.records));
+    records.push(Row::DeadLetter(Box::new(DeadLetter {
         id: Uuid::new_v4(),
         source: "hw".into(),
         received_at: ctx.received_at,
@@ -68,7 +69,7 @@ fn batch(seed: u64) -> Vec<Record> {
         headers: serde_json::json!({"x-request-id": "r-1"}),
         auth: Some("aksk".into()),
     })));
-    records.push(Record::Handshake(Box::new(Handshake {
+    records.push(Row::Handshake(Box::new(Handshake {
         id: Uuid::new_v4(),
         source: "acs".into(),
         received_at: ctx.received_at,
@@ -82,7 +83,7 @@ fn batch(seed: u64) -> Vec<Record> {
 #[tokio::test]
 async fn batches_survive_a_restart_in_order_and_read_back_equal() {
     let dir = tempfile::tempdir().unwrap();
-    let batches: Vec<Vec<Record>> = (0..3).map(batch).collect();
+    let batches: Vec<Vec<Row>> = (0..3).map(batch).collect();
     let (spool, tasks, stop) = open(dir.path(), 1 << 30).await;
     assert!(!spool.is_active());
     assert!(
@@ -104,7 +105,7 @@ async fn batches_survive_a_restart_in_order_and_read_back_equal() {
     assert_eq!((status.entries, status.mode), (3, SpoolMode::Spooling));
     for want in &batches {
         let entry = spool.oldest().await.unwrap().unwrap();
-        assert_eq!(entry.records.as_ref().unwrap(), want);
+        assert_eq!(entry.rows.as_ref().unwrap(), want);
         assert!(!spool.finish_if_empty().await, "not empty yet");
         spool.remove(&entry).await.unwrap();
     }
@@ -182,7 +183,7 @@ async fn a_damaged_file_is_moved_aside_and_serving_goes_on() {
 #[tokio::test]
 async fn what_a_damaged_file_still_holds_is_kept_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
-    let batches: Vec<Vec<Record>> = (0..40).map(batch).collect();
+    let batches: Vec<Vec<Row>> = (0..40).map(batch).collect();
     let (spool, tasks, stop) = open(dir.path(), 1 << 30).await;
     for b in &batches {
         spool.append(b, true).await.unwrap().unwrap();
@@ -203,7 +204,7 @@ async fn what_a_damaged_file_still_holds_is_kept_and_nothing_else() {
     assert_eq!(spool.status().corruption_events, 1, "counted");
     let mut kept = Vec::new();
     while let Some(entry) = spool.oldest().await.unwrap() {
-        kept.push(entry.records.clone().unwrap());
+        kept.push(entry.rows.clone().unwrap());
         spool.remove(&entry).await.unwrap();
     }
     assert!(
@@ -229,7 +230,7 @@ async fn an_entry_of_a_newer_format_is_set_aside_not_retried() {
         .await
         .unwrap();
     let entry = spool.oldest().await.unwrap().unwrap();
-    let reason = entry.records.as_ref().unwrap_err().clone();
+    let reason = entry.rows.as_ref().unwrap_err().clone();
     assert!(reason.contains("newer"), "{reason}");
     spool.fail(&entry, &reason).await.unwrap();
     let status = spool.status();

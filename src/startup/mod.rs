@@ -41,6 +41,16 @@ pub fn instance_id(spool: &std::path::Path) -> uuid::Uuid {
 const INSTANCE_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x3c1d_92f4_7a0b_4e55_8f61_0d2e_b4a7_19c3);
 
+/// Whether the store's schema is this binary's when the application is assembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    /// Connected, and migrated if configured.
+    Ready,
+    /// The database was away at start: the spool holds every batch until it is reached and
+    /// migrated.
+    Pending,
+}
+
 /// Tasks stopped together: a token that tells them to stop (a child of the application's),
 /// and a tracker that owns them until they have.
 struct Stage {
@@ -91,25 +101,61 @@ pub struct Application {
 
 impl Application {
     /// Connects the configured store, applies migrations if configured, binds the listener.
+    ///
+    /// A PostgreSQL store that cannot be reached (a transient failure: refused, timed out, in
+    /// recovery) does not stop the start when the spool is on: the replica serves, every
+    /// acknowledged push is on the spool's disk, and a background task keeps trying to reach the
+    /// database and apply the migrations; then the spool drains ([`steps::reach_database`]).
+    /// Kubernetes rescheduling pods during a database outage so keeps replicas that can take
+    /// Huawei's status pushes, which are never retried. Any other failure stops the start.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = store::connect(&config.database)
-            .await
-            .map_err(|e| match &e {
-                // The step that failed (DNS, TCP, TLS, authentication), as `check-config --connect`
-                // names it.
-                store::StoreError::Unavailable(sql) | store::StoreError::Rejected(sql) => {
-                    anyhow::anyhow!("connecting to the database: {}", check::explain(sql))
-                }
-                _ => anyhow::Error::new(e).context("connecting to the database"),
-            })?;
-        if config.database.migrate_on_start {
-            store.migrate().await.context("applying migrations")?;
+        match Self::connect(&config).await {
+            Ok(store) => Self::assemble(config, store, Schema::Ready).await,
+            Err(e) if e.is_transient() && config.spool.enabled => {
+                let Some(store) = store::connect_lazy(&config.database) else {
+                    return Err(Self::explain(e));
+                };
+                tracing::warn!(
+                    error = %Self::explain(e),
+                    "the database cannot be reached: starting anyway, every push is kept on the \
+                     spool, and committed once the database is reached and migrated"
+                );
+                Self::assemble(config, store?, Schema::Pending).await
+            }
+            Err(e) => Err(Self::explain(e)),
         }
-        Self::build_with_store(config, store).await
+    }
+
+    async fn connect(config: &Config) -> Result<Arc<dyn Store>, store::StoreError> {
+        let store = store::connect(&config.database).await?;
+        if config.database.migrate_on_start {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Why the start failed: for a connection, the step that failed (DNS, TCP, TLS,
+    /// authentication), as `check-config --connect` names it.
+    fn explain(e: store::StoreError) -> anyhow::Error {
+        match &e {
+            store::StoreError::Unavailable(sql) | store::StoreError::Rejected(sql) => {
+                anyhow::anyhow!("connecting to the database: {}", check::explain(sql))
+            }
+            store::StoreError::Migrate(_) => anyhow::Error::new(e).context("applying migrations"),
+            _ => anyhow::Error::new(e).context("connecting to the database"),
+        }
     }
 
     /// Like [`build`](Self::build) with a store of the caller's (tests use failing stores).
     pub async fn build_with_store(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        Self::assemble(config, store, Schema::Ready).await
+    }
+
+    async fn assemble(
+        config: Config,
+        store: Arc<dyn Store>,
+        schema: Schema,
+    ) -> anyhow::Result<Self> {
         let instance = instance_id(&config.spool.path);
         if !store.set_owner(instance) {
             tracing::warn!("the store was named before; outbox entries keep that name");
@@ -123,7 +169,7 @@ impl Application {
             metrics.init_source(name, source.kind);
         }
         let (embedded, producer) = steps::kafka(&config, &metrics)?;
-        let spool = steps::spool(&config, &store, &metrics, &background).await?;
+        let spool = steps::spool(&config, &store, &metrics, &background, schema).await?;
         let (publisher, publisher_handle) = Publisher::new(
             store.clone(),
             producer,
@@ -134,7 +180,12 @@ impl Application {
         publisher_stage
             .tasks
             .spawn(publisher.run(publisher_stage.stop.clone()));
-        steps::maintenance(&config, &store, &metrics, &background).await?;
+        match (schema, &spool) {
+            (Schema::Pending, Some(spool)) => {
+                steps::reach_database(&config, &store, spool, &metrics, &background);
+            }
+            _ => steps::maintenance(&config, &store, &metrics, &background).await?,
+        }
         let health = steps::health_checks(&store, &metrics, &background);
         let listeners = steps::Listeners::bind(&config)?;
         let handle = Batcher::spawn(

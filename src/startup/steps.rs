@@ -10,7 +10,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
-use super::Stage;
+use super::{Schema, Stage};
 use crate::config::{BatchConfig, Brokers, Config, KafkaConfig};
 use crate::error::error_chain;
 use crate::ingest::{self, AppState, Health, Source};
@@ -92,12 +92,13 @@ fn producer_of(brokers: &str, config: &KafkaConfig) -> anyhow::Result<Producer> 
 }
 
 /// The spool, on PostgreSQL when enabled; with it, the outbox leases of this replica's earlier
-/// life taken back.
+/// life taken back. With the schema pending (the database away), the spool holds every batch.
 pub(super) async fn spool(
     config: &Config,
     store: &Arc<dyn Store>,
     metrics: &Arc<Metrics>,
     background: &Stage,
+    schema: Schema,
 ) -> anyhow::Result<Option<Arc<Spool>>> {
     if !config.spool.enabled {
         return Ok(None);
@@ -117,9 +118,18 @@ pub(super) async fn spool(
     .await
     .with_context(|| format!("opening the spool {}", config.spool.path.display()))?;
     tracing::info!(path = %config.spool.path.display(), "spool ready: batches the database cannot take in time are kept here");
-    // The spool's lock makes this process the only one of its name: leases its name holds were
-    // taken by an earlier life (killed while publishing). Waiting them out would let newer
-    // entries of the same calls reach Kafka before older ones.
+    if schema == Schema::Pending {
+        spool.hold().await;
+        return Ok(Some(spool));
+    }
+    release_own_leases(store.as_ref()).await;
+    Ok(Some(spool))
+}
+
+/// The spool's lock makes this process the only one of its name: leases its name holds were
+/// taken by an earlier life (killed while publishing). Waiting them out would let newer entries
+/// of the same calls reach Kafka before older ones.
+async fn release_own_leases(store: &dyn Store) {
     match store.release_own_leases().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -130,7 +140,76 @@ pub(super) async fn spool(
             tracing::warn!(error = %error_chain(&e), "could not take back this replica's earlier outbox leases; they are published when they expire")
         }
     }
-    Ok(Some(spool))
+}
+
+/// Bounds of the waits between attempts to reach a database that was away at start.
+const REACH_MIN_BACKOFF: Duration = Duration::from_millis(500);
+const REACH_MAX_BACKOFF: Duration = Duration::from_secs(15);
+
+/// For a process that started while its database was away: tries to reach it and apply the
+/// migrations (with `database.migrate_on_start`) until it can, then does what the start could
+/// not (outbox leases, maintenance) and lets the spool drain. A schema newer than this binary's
+/// (another version migrated it) or a migration that fails is logged at every attempt and the
+/// spool keeps holding: what was acknowledged stays on disk, nothing is written into a schema
+/// this binary does not know.
+pub(super) fn reach_database(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    spool: &Arc<Spool>,
+    metrics: &Arc<Metrics>,
+    background: &Stage,
+) {
+    let (config, store, spool, metrics) = (
+        config.clone(),
+        store.clone(),
+        spool.clone(),
+        metrics.clone(),
+    );
+    let (stop, tasks) = (background.stop.clone(), background.tasks.clone());
+    background.tasks.spawn(async move {
+        let mut backoff = crate::retry::Backoff::new(REACH_MIN_BACKOFF, REACH_MAX_BACKOFF);
+        let started = std::time::Instant::now();
+        loop {
+            let attempt = async {
+                store.ping().await?;
+                if config.database.migrate_on_start {
+                    store.migrate().await?;
+                }
+                Ok::<_, crate::store::StoreError>(())
+            };
+            match attempt.await {
+                Ok(()) => break,
+                Err(e) if e.is_transient() => {
+                    tracing::info!(error = %error_chain(&e), "the database is still away; pushes are kept on the spool");
+                }
+                Err(e) => {
+                    tracing::error!(error = %error_chain(&e), "the database is reached but its schema cannot be made this binary's (newer, or a migration failed); the spool keeps every push until it can");
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff.next_wait()) => {}
+            }
+        }
+        tracing::warn!(
+            after = ?started.elapsed(),
+            "the database is reached and migrated: draining the spool"
+        );
+        release_own_leases(store.as_ref()).await;
+        if let Some(maintainer) = store.maintainer() {
+            let maintenance =
+                crate::maintenance::Maintenance::new(maintainer, Arc::new(config), metrics);
+            match maintenance.check().await {
+                Ok(()) => {
+                    tasks.spawn(maintenance.run(stop.clone()));
+                }
+                Err(e) => {
+                    tracing::error!(error = %error_chain(e.as_ref()), "maintenance cannot run; partitions ahead are not created");
+                }
+            }
+        }
+        spool.release();
+    });
 }
 
 /// Each source's default region, by name: what rebuilt messages write their numbers in.

@@ -25,7 +25,7 @@ use uuid::Uuid;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::domain::{Claimed, OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
+use crate::domain::{Claimed, OutboxEntry, Outcome, RecordKind, Row, StoredRecord};
 pub use config::DatabaseConfig;
 
 /// A storage failure.
@@ -40,8 +40,11 @@ pub enum StoreError {
     /// A record the database refused could not be kept as a dead letter either.
     #[error("{0}")]
     Unstorable(String),
+    /// The migrations could not be applied: the database's schema is newer than this binary's
+    /// (`VersionMissing`: a migration it does not know was applied), or a migration changed or
+    /// failed. (Losing the connection meanwhile is [`Self::Unavailable`].)
     #[error("applying migrations failed")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("creating the database directory {0} failed")]
     Directory(String, #[source] std::io::Error),
 }
@@ -50,6 +53,19 @@ impl StoreError {
     /// Whether the same work could succeed if tried again shortly.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(e) => match Self::from(e) {
+                Self::Unavailable(e) => Self::Unavailable(e),
+                Self::Rejected(e) => Self::Migrate(sqlx::migrate::MigrateError::Execute(e)),
+                other => other,
+            },
+            e => Self::Migrate(e),
+        }
     }
 }
 
@@ -108,12 +124,12 @@ pub trait Store: Send + Sync + 'static {
     /// Applies pending schema migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 
-    /// Commits `records` in one transaction, with the `outbox` entries of those records that
-    /// are new (a duplicate's entry is dropped: it was published before). Returns what
-    /// happened to each record, in order. On error nothing was committed.
+    /// Commits `rows` in one transaction, with the `outbox` entries of those records that are
+    /// new (a duplicate's entry is dropped: it was published before). Returns what happened to
+    /// each row, in order. On error nothing was committed.
     async fn commit(
         &self,
-        records: &[Record],
+        rows: &[Row],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError>;
 
@@ -213,17 +229,26 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreErr
     }
 }
 
+/// Opens the PostgreSQL store `config.url` names without connecting: connections are opened on
+/// first use. `None` for SQLite (an embedded file is never away).
+pub fn connect_lazy(config: &DatabaseConfig) -> Option<Result<Arc<dyn Store>, StoreError>> {
+    if config.url.starts_with("sqlite:") {
+        return None;
+    }
+    Some(PgStore::connect_lazy(config).map(|s| Arc::new(s) as Arc<dyn Store>))
+}
+
 /// Entry points for the hot-path benchmarks (`benches/hot_paths.rs`); not an API.
 #[doc(hidden)]
 pub mod bench {
     use super::pg_unnest;
     use super::rows::Split;
-    use crate::domain::{OutboxEntry, Record};
+    use crate::domain::{OutboxEntry, Row};
 
     /// Builds the PostgreSQL statement of a batch of CDRs and call events with its outbox
     /// entries (statement and bound arrays), as a commit does before sending it.
-    pub fn build_postgres_commit(records: &[Record], outbox: &[OutboxEntry]) {
-        let split = Split::new(records);
+    pub fn build_postgres_commit(rows: &[Row], outbox: &[OutboxEntry]) {
+        let split = Split::new(rows);
         let batch = pg_unnest::Batch::of(
             &split,
             pg_unnest::outbox_rows(outbox, chrono::Utc::now(), uuid::Uuid::nil()),
@@ -232,14 +257,13 @@ pub mod bench {
     }
 }
 
-/// The nonces of `records` a commit found taken (outcome `Duplicate`): their ids, to look up
+/// The nonces of `rows` a commit found taken (outcome `Duplicate`): their ids, to look up
 /// whose claim holds them.
-pub(crate) fn taken_nonces(records: &[Record], outcomes: &[Outcome]) -> Vec<Uuid> {
-    records
-        .iter()
+pub(crate) fn taken_nonces(rows: &[Row], outcomes: &[Outcome]) -> Vec<Uuid> {
+    rows.iter()
         .zip(outcomes)
         .filter_map(|(r, o)| match (r, o) {
-            (Record::Nonce(n), Outcome::Duplicate) => Some(n.id),
+            (Row::Nonce(n), Outcome::Duplicate) => Some(n.id),
             _ => None,
         })
         .collect()
@@ -248,13 +272,13 @@ pub(crate) fn taken_nonces(records: &[Record], outcomes: &[Outcome]) -> Vec<Uuid
 /// A taken nonce held by this very request's claim (same source, nonce and body) was taken by
 /// an earlier attempt of the same commit whose answer was lost (a dropped connection, a retry):
 /// no replay, so it counts as inserted, and its records as the duplicates they now are.
-pub(crate) fn reclaim(records: &[Record], outcomes: &mut [Outcome], held: &[(String, String)]) {
+pub(crate) fn reclaim(rows: &[Row], outcomes: &mut [Outcome], held: &[(String, String)]) {
     let held: std::collections::HashMap<Uuid, Uuid> = held
         .iter()
         .filter_map(|(id, claim)| Some((Uuid::parse_str(id).ok()?, Uuid::parse_str(claim).ok()?)))
         .collect();
-    for (record, outcome) in records.iter().zip(outcomes.iter_mut()) {
-        if let Record::Nonce(n) = record {
+    for (row, outcome) in rows.iter().zip(outcomes.iter_mut()) {
+        if let Row::Nonce(n) = row {
             if *outcome == Outcome::Duplicate && held.get(&n.id) == Some(&n.claim) {
                 *outcome = Outcome::Inserted;
             }
@@ -262,12 +286,11 @@ pub(crate) fn reclaim(records: &[Record], outcomes: &mut [Outcome], held: &[(Str
     }
 }
 
-/// Turns the ids the database reports as inserted into one outcome per record. When the same
-/// id occurs twice in a batch, the first occurrence is the insert and later ones duplicates.
-pub(crate) fn outcomes(records: &[Record], inserted: HashSet<Uuid>) -> Vec<Outcome> {
+/// Turns the ids the database reports as inserted into one outcome per row. When the same id
+/// occurs twice in a batch, the first occurrence is the insert and later ones duplicates.
+pub(crate) fn outcomes(rows: &[Row], inserted: HashSet<Uuid>) -> Vec<Outcome> {
     let mut unclaimed = inserted;
-    records
-        .iter()
+    rows.iter()
         .map(|r| {
             if unclaimed.remove(&r.id()) {
                 Outcome::Inserted

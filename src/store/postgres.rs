@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
-use sqlx::Row;
+use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::dialect::POSTGRES as DIALECT;
@@ -15,7 +15,7 @@ use super::rows;
 use super::tables::key_claim;
 use super::DatabaseConfig;
 use super::{Backlog, Store, StoreError};
-use crate::domain::{Claimed, OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
+use crate::domain::{Claimed, OutboxEntry, Outcome, RecordKind, Row, StoredRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
 
@@ -34,16 +34,25 @@ impl PgStore {
     }
 
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
+        let pool = Self::pool_options(config).connect(&config.url).await?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// A store whose connections are opened on first use: for a process that starts while
+    /// its database is away (see `startup`). Fails only on a URL that does not parse.
+    pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let pool = Self::pool_options(config).connect_lazy(&config.url)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
+        PgPoolOptions::new()
             .max_connections(config.max_connections)
             // No ping round trip before every acquire (one per batch): a connection that died
             // fails its first statement instead, which the batcher retries as a transient
             // error on a fresh connection, so nothing is lost and the hot path is cheaper.
             .test_before_acquire(false)
             .acquire_timeout(config.acquire_timeout)
-            .connect(&config.url)
-            .await?;
-        Ok(Self::from_pool(pool))
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
@@ -95,27 +104,27 @@ impl PgStore {
     /// The batch's transaction (see [`Store::commit`]).
     async fn commit_records(
         &self,
-        records: &[Record],
+        rows: &[Row],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let split = rows::Split::new(records);
+        let split = rows::Split::new(rows);
         let outbox = pg_unnest::outbox_rows(outbox, Utc::now(), self.owner());
         if split.only_hot() {
             // One statement, its own transaction: one round trip for the whole batch, nonces
             // included.
             let batch = pg_unnest::Batch::of(&split, outbox);
             let inserted = self.commit_statement(&batch).await?;
-            return Ok(super::outcomes(records, inserted.into_iter().collect()));
+            return Ok(super::outcomes(rows, inserted.into_iter().collect()));
         }
         let mut tx = self.begin().await?;
         // Nonces first: the records of a request whose nonce is taken are left out.
         let mut claimed = HashSet::new();
         rows::insert_rows!(tx, claimed, &DIALECT, split.nonces, Postgres);
-        let refused: HashSet<Uuid> = rows::nonce_ids(records)
+        let refused: HashSet<Uuid> = rows::nonce_ids(rows)
             .difference(&claimed)
             .copied()
             .collect();
-        let mut split = rows::Split::without(records, &refused);
+        let mut split = rows::Split::without(rows, &refused);
         let keyed = split.keyed_ids();
         if !keyed.is_empty() {
             let new_keys: HashSet<Uuid> = sqlx::query_scalar(&key_claim(1, None))
@@ -137,7 +146,7 @@ impl PgStore {
         };
         inserted.extend(pg_unnest::commit(&mut *tx, &batch).await?);
         tx.commit().await?;
-        Ok(super::outcomes(records, inserted))
+        Ok(super::outcomes(rows, inserted))
     }
 
     /// The connection pool, for queries outside the ingest path (tests, tools).
@@ -173,17 +182,17 @@ impl Store for PgStore {
 
     async fn commit(
         &self,
-        records: &[Record],
+        rows: &[Row],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut outcomes = self.commit_records(records, outbox).await?;
-        let taken = super::taken_nonces(records, &outcomes);
+        let mut outcomes = self.commit_records(rows, outbox).await?;
+        let taken = super::taken_nonces(rows, &outcomes);
         if !taken.is_empty() {
             let held: Vec<(String, String)> = sqlx::query_as(&DIALECT.nonce_claims())
                 .bind(&taken)
                 .fetch_all(&self.pool)
                 .await?;
-            super::reclaim(records, &mut outcomes, &held);
+            super::reclaim(rows, &mut outcomes, &held);
         }
         Ok(outcomes)
     }

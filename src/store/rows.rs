@@ -4,15 +4,15 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::{ColumnIndex, Decode, Row as SqlRow, Type};
 use uuid::Uuid;
 
 use crate::domain::{
     AcsCallEvent, CallEvent, Cdr, ChatEvent, DeadLetter, Handshake, Nonce, OutboxEntry, PhoneEvent,
-    Record, WebhookEvent,
+    Record, Row, WebhookEvent,
 };
 
-/// Records of one batch split by table, in batch order.
+/// The rows of one batch split by table, in batch order.
 #[derive(Default)]
 pub(crate) struct Split<'a> {
     /// X-AKSK nonces, each guarding the records that follow it (see `domain::Nonce`).
@@ -31,28 +31,42 @@ pub(crate) struct Split<'a> {
 }
 
 impl<'a> Split<'a> {
-    pub fn new(records: &'a [Record]) -> Self {
-        Self::without(records, &HashSet::new())
+    pub fn new(rows: &'a [Row]) -> Self {
+        Self::without(rows, &HashSet::new())
     }
 
     /// The batch without the records guarded by a `refused` nonce (one another request
     /// claimed before), nor those nonces.
-    pub fn without(records: &'a [Record], refused: &HashSet<Uuid>) -> Self {
+    pub fn without(rows: &'a [Row], refused: &HashSet<Uuid>) -> Self {
         let mut split = Self::default();
         // A record twice in one batch is one row: its later copies (which may carry other
         // times, so another partition) are left out, and answered as duplicates by
         // `store::outcomes`.
         let mut seen = HashSet::new();
-        for (record, guard) in records.iter().zip(guards(records)) {
+        for (row, guard) in rows.iter().zip(guards(rows)) {
             if guard.is_some_and(|g| refused.contains(&g)) {
                 continue;
             }
-            if record.kind().is_some() && !seen.insert(record.id()) {
+            let record = match row {
+                Row::Nonce(n) if !refused.contains(&n.id) => {
+                    split.nonces.push(n);
+                    continue;
+                }
+                Row::Nonce(_) => continue,
+                Row::DeadLetter(d) => {
+                    split.dead_letters.push(d);
+                    continue;
+                }
+                Row::Handshake(h) => {
+                    split.handshakes.push(h);
+                    continue;
+                }
+                Row::Record(record) => record,
+            };
+            if !seen.insert(record.id()) {
                 continue;
             }
             match record {
-                Record::Nonce(n) if !refused.contains(&n.id) => split.nonces.push(n),
-                Record::Nonce(_) => {}
                 Record::CallEvent(e) => {
                     split.call_events.push(e);
                     split.call_event_guards.push(guard);
@@ -65,8 +79,6 @@ impl<'a> Split<'a> {
                 Record::AcsCall(e) => split.acs_calls.push(e),
                 Record::Chat(e) => split.chats.push(e),
                 Record::Webhook(e) => split.webhooks.push(e),
-                Record::DeadLetter(d) => split.dead_letters.push(d),
-                Record::Handshake(h) => split.handshakes.push(h),
             }
         }
         split
@@ -115,13 +127,12 @@ impl<'a> Split<'a> {
     }
 }
 
-/// For each record, the nonce guarding it: a `Nonce` guards the `guards` records after it.
-pub(crate) fn guards(records: &[Record]) -> Vec<Option<Uuid>> {
+/// For each row, the nonce guarding it: a `Nonce` guards the `guards` rows after it.
+pub(crate) fn guards(rows: &[Row]) -> Vec<Option<Uuid>> {
     let mut current: Option<(Uuid, u32)> = None;
-    records
-        .iter()
-        .map(|record| {
-            if let Record::Nonce(n) = record {
+    rows.iter()
+        .map(|row| {
+            if let Row::Nonce(n) = row {
                 current = Some((n.id, n.guards));
                 return None;
             }
@@ -137,11 +148,10 @@ pub(crate) fn guards(records: &[Record]) -> Vec<Option<Uuid>> {
 }
 
 /// The ids of the batch's nonces.
-pub(crate) fn nonce_ids(records: &[Record]) -> HashSet<Uuid> {
-    records
-        .iter()
+pub(crate) fn nonce_ids(rows: &[Row]) -> HashSet<Uuid> {
+    rows.iter()
         .filter_map(|r| match r {
-            Record::Nonce(n) => Some(n.id),
+            Row::Nonce(n) => Some(n.id),
             _ => None,
         })
         .collect()
@@ -151,7 +161,7 @@ pub(crate) fn nonce_ids(records: &[Record]) -> HashSet<Uuid> {
 /// source, occurred_at` claimed, in commit order (RETURNING promises no order).
 pub(crate) fn claimed_in_commit_order<R>(rows: &[R]) -> Vec<OutboxEntry>
 where
-    R: Row,
+    R: SqlRow,
     for<'c> &'c str: ColumnIndex<R>,
     for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
@@ -179,7 +189,7 @@ where
 /// The records a `SELECT CAST(id AS TEXT) AS id, source, received_at, event_type, raw` read.
 pub(crate) fn stored_records<R>(rows: &[R]) -> Vec<crate::domain::StoredRecord>
 where
-    R: Row,
+    R: SqlRow,
     for<'c> &'c str: ColumnIndex<R>,
     for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,

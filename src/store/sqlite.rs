@@ -17,7 +17,7 @@ use super::rows::{self, Split};
 use super::tables::OutboxRow;
 use super::DatabaseConfig;
 use super::{Backlog, Store, StoreError};
-use crate::domain::{Claimed, OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
+use crate::domain::{Claimed, OutboxEntry, Outcome, RecordKind, Row, StoredRecord};
 
 /// A list of uuids as the JSON array `json_each` reads.
 fn id_list(ids: &[Uuid]) -> String {
@@ -41,20 +41,20 @@ impl SqliteStore {
     /// write the outbox entries of exactly those records, commit once.
     async fn commit_records(
         &self,
-        records: &[Record],
+        rows: &[Row],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
         let d = &DIALECT;
         let mut tx = self.pool.begin().await?;
         // Nonces first: the records of a request whose nonce is taken are left out.
         let mut claimed = HashSet::new();
-        let nonces = Split::new(records).nonces;
+        let nonces = Split::new(rows).nonces;
         rows::insert_rows!(tx, claimed, d, nonces, Sqlite);
-        let refused: HashSet<Uuid> = rows::nonce_ids(records)
+        let refused: HashSet<Uuid> = rows::nonce_ids(rows)
             .difference(&claimed)
             .copied()
             .collect();
-        let split = Split::without(records, &refused);
+        let split = Split::without(rows, &refused);
         let mut inserted = split.always_inserted();
         inserted.extend(claimed);
         rows::insert_rows!(tx, inserted, d, split.call_events, Sqlite);
@@ -74,7 +74,7 @@ impl SqliteStore {
         let entries: Vec<&OutboxRow<'_>> = entries.iter().collect();
         rows::insert_rows!(tx, inserted, d, entries, Sqlite);
         tx.commit().await?;
-        Ok(super::outcomes(records, inserted))
+        Ok(super::outcomes(rows, inserted))
     }
 
     /// The name on the outbox entries this store commits (random unless set).
@@ -132,17 +132,17 @@ impl Store for SqliteStore {
 
     async fn commit(
         &self,
-        records: &[Record],
+        rows: &[Row],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut outcomes = self.commit_records(records, outbox).await?;
-        let taken = super::taken_nonces(records, &outcomes);
+        let mut outcomes = self.commit_records(rows, outbox).await?;
+        let taken = super::taken_nonces(rows, &outcomes);
         if !taken.is_empty() {
             let held: Vec<(String, String)> = sqlx::query_as(&DIALECT.nonce_claims())
                 .bind(id_list(&taken))
                 .fetch_all(&self.pool)
                 .await?;
-            super::reclaim(records, &mut outcomes, &held);
+            super::reclaim(rows, &mut outcomes, &held);
         }
         Ok(outcomes)
     }

@@ -428,3 +428,8 @@ macro_rules! both_stores {
         }
     };
 }
+
+/// Parsed records as the rows of a submission (what `Store::commit` and the batcher take).
+pub fn rows(records: &[ringback::domain::Record]) -> Vec<ringback::domain::Row> {
+    ringback::domain::Row::records(records.iter().cloned())
+}

@@ -59,7 +59,10 @@ async fn a_retry_of_a_cdr_in_an_older_partition_is_still_a_duplicate() {
 
     let body = fee(1, 50, at("2026-09-10T08:00:00Z"));
     let first = parse(&body, at("2026-09-10T08:00:05Z"));
-    let outcomes = store.commit(&first, &[]).await.unwrap();
+    let outcomes = store
+        .commit(&crate::common::rows(&first), &[])
+        .await
+        .unwrap();
     assert!(outcomes.iter().all(|o| *o == Outcome::Inserted));
     assert_eq!(
         db.count("cdrs_p2026_09").await,
@@ -68,11 +71,17 @@ async fn a_retry_of_a_cdr_in_an_older_partition_is_still_a_duplicate() {
     );
     // A month of newer CDRs in between, in their own partition.
     let november = parse(&fee(2, 50, at("2026-11-21T08:00:00Z")), Utc::now());
-    store.commit(&november, &[]).await.unwrap();
+    store
+        .commit(&crate::common::rows(&november), &[])
+        .await
+        .unwrap();
     // The platform's retry, received weeks later (another received_at): every CDR is a
     // duplicate of the row in September's partition.
     let retry = parse(&body, at("2026-10-20T09:00:00Z"));
-    let outcomes = store.commit(&retry, &[]).await.unwrap();
+    let outcomes = store
+        .commit(&crate::common::rows(&retry), &[])
+        .await
+        .unwrap();
     assert!(
         outcomes.iter().all(|o| *o == Outcome::Duplicate),
         "{outcomes:?}"
@@ -86,8 +95,14 @@ async fn a_retry_of_a_cdr_in_an_older_partition_is_still_a_duplicate() {
         &sample::status_body("disconnect", "s-1", at("2026-09-10T08:00:00Z")),
         Utc::now(),
     );
-    store.commit(&disconnect, &[]).await.unwrap();
-    let outcomes = store.commit(&disconnect, &[]).await.unwrap();
+    store
+        .commit(&crate::common::rows(&disconnect), &[])
+        .await
+        .unwrap();
+    let outcomes = store
+        .commit(&crate::common::rows(&disconnect), &[])
+        .await
+        .unwrap();
     assert_eq!(outcomes, vec![Outcome::Duplicate]);
     assert_eq!(db.count("call_events_p2026_09").await, 1);
     store.close().await;
@@ -112,7 +127,10 @@ async fn a_cdr_without_a_time_goes_to_the_default_partition_flagged() {
         info.remove(key);
     }
     let records = parse(&body, Utc::now());
-    store.commit(&records, &[]).await.unwrap();
+    store
+        .commit(&crate::common::rows(&records), &[])
+        .await
+        .unwrap();
     let row = db
         .rows("SELECT flags::text, occurred_at::text FROM cdrs_default")
         .await;
@@ -121,7 +139,10 @@ async fn a_cdr_without_a_time_goes_to_the_default_partition_flagged() {
     assert_eq!(row[0].get::<String, _>(1), "1970-01-01 00:00:00+00");
     // A retry of it is still a duplicate (its time, 1970, is its body's, not its receipt's).
     let outcomes = store
-        .commit(&parse(&body, Utc::now() + chrono::Duration::hours(1)), &[])
+        .commit(
+            &crate::common::rows(&parse(&body, Utc::now() + chrono::Duration::hours(1))),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(outcomes, vec![Outcome::Duplicate]);
@@ -143,9 +164,15 @@ async fn dropping_expired_partitions_leaves_the_rest_intact(backend: Backend) {
     ];
     for (seed, end) in months.iter().enumerate() {
         let records = parse(&fee(seed as u64 + 10, 50, at(end)), Utc::now());
-        store.commit(&records, &[]).await.unwrap();
+        store
+            .commit(&crate::common::rows(&records), &[])
+            .await
+            .unwrap();
         let events = parse(&sample::status_body("answer", "s", at(end)), Utc::now());
-        store.commit(&events, &[]).await.unwrap();
+        store
+            .commit(&crate::common::rows(&events), &[])
+            .await
+            .unwrap();
     }
     // 60 days before 2026-12-02: the cut-off is 2026-10-03, so August and September (ended
     // 09-01 and 10-01) are expired; October ends 11-01, after it, and is kept whole.
@@ -183,7 +210,10 @@ async fn dropping_expired_partitions_leaves_the_rest_intact(backend: Backend) {
     assert_eq!(m.expire(now, &retention).await.unwrap(), vec![]);
     // The table still takes rows, old and new.
     let records = parse(&fee(99, 50, at("2026-11-22T08:00:00Z")), Utc::now());
-    store.commit(&records, &[]).await.unwrap();
+    store
+        .commit(&crate::common::rows(&records), &[])
+        .await
+        .unwrap();
     assert_eq!(db.count("cdrs").await, 150);
     store.close().await;
     db.drop_db().await;
@@ -341,7 +371,11 @@ async fn rollups_equal_a_group_by_over_the_raw_rows() {
     let traffic = random_traffic(&mut rng, 120);
     let (mut inserted, mut duplicates, mut folded) = (0, 0, 0);
     for (i, records) in traffic.iter().enumerate() {
-        for o in store.commit(records, &[]).await.unwrap() {
+        for o in store
+            .commit(&crate::common::rows(records), &[])
+            .await
+            .unwrap()
+        {
             match o {
                 Outcome::Inserted => inserted += 1,
                 _ => duplicates += 1,
@@ -389,7 +423,10 @@ async fn rollups_equal_a_group_by_over_the_raw_rows() {
 
     // More traffic after the rebuild is folded on top of it.
     for records in random_traffic(&mut Rng(77), 30) {
-        store.commit(&records, &[]).await.unwrap();
+        store
+            .commit(&crate::common::rows(&records), &[])
+            .await
+            .unwrap();
     }
     m.fold_rollups(TZ).await.unwrap();
     assert_rollups_match_raw_rows(&db, TZ).await;
@@ -421,7 +458,10 @@ async fn folds_from_two_replicas_at_once_count_each_row_once() {
         let store = store.clone();
         tokio::spawn(async move {
             for records in traffic {
-                store.commit(&records, &[]).await.unwrap();
+                store
+                    .commit(&crate::common::rows(&records), &[])
+                    .await
+                    .unwrap();
             }
         })
     };
@@ -517,7 +557,10 @@ async fn the_maintain_command_reports_what_it_did() {
     let (store, m) = store_of(&db).await;
     partitions_from_august(&m).await;
     let august = parse(&fee(7, 20, at("2026-08-10T08:00:00Z")), Utc::now());
-    store.commit(&august, &[]).await.unwrap();
+    store
+        .commit(&crate::common::rows(&august), &[])
+        .await
+        .unwrap();
     let run = |timezone: &str, args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_ringback"))
             .arg("maintain")

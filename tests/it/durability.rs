@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use ringback::domain::{Claimed, OutboxEntry, Outcome, Record, RecordKind, StoredRecord};
+use ringback::domain::{Claimed, OutboxEntry, Outcome, RecordKind, Row, StoredRecord};
 use ringback::store::{Backlog, Store, StoreError};
 
 use crate::both_stores;
@@ -37,7 +37,7 @@ impl Store for Wrapped {
     }
     async fn commit(
         &self,
-        records: &[Record],
+        rows: &[Row],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
         self.entered.fetch_add(1, Ordering::SeqCst);
@@ -45,7 +45,7 @@ impl Store for Wrapped {
         if self.fail {
             return Err(StoreError::from(sqlx::Error::PoolTimedOut));
         }
-        self.inner.commit(records, outbox).await
+        self.inner.commit(rows, outbox).await
     }
     async fn claim_outbox(
         &self,

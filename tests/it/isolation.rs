@@ -438,7 +438,7 @@ async fn no_secret_is_kept(backend: Backend) {
     }
     // A letter kept with the secret before the allow-list, scrubbed by the migration.
     let store = app.db.store().await;
-    let old = ringback::domain::Record::DeadLetter(Box::new(ringback::domain::DeadLetter {
+    let old = ringback::domain::Row::DeadLetter(Box::new(ringback::domain::DeadLetter {
         id: uuid::Uuid::new_v4(),
         source: "acs-secret".into(),
         received_at: chrono::Utc::now(),

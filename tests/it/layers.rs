@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "store",
     "auth",
     "error",
+    "retry",
     "domain",
 ];
 

@@ -64,7 +64,7 @@ proptest! {
         let parsed = huawei::parse_body(body.as_bytes(), &ctx()).unwrap();
         prop_assert!(parsed.rejected.is_empty());
         let Record::Cdr(cdr) = &parsed.records[0] else { panic!("not a CDR") };
-        let entry = message::encode(&parsed.records[0]).unwrap();
+        let entry = message::encode(&parsed.records[0]);
         let decoded: Value = serde_json::from_str(&entry.payload).unwrap();
         let data = &decoded["data"];
         prop_assert_eq!(decoded["id"].as_str().unwrap(), cdr.meta.id.to_string());

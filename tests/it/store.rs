@@ -7,7 +7,7 @@ use sqlx::Row;
 use crate::common::{Backend, TestDb};
 use std::time::Duration;
 
-use ringback::domain::{DeadLetter, DeadLetterScope, Nonce, Outcome, Record, RecordKind};
+use ringback::domain::{self, DeadLetter, DeadLetterScope, Nonce, Outcome, Record, RecordKind};
 use ringback::publish;
 use ringback::simulate::sample;
 use ringback::sources::huawei;
@@ -34,8 +34,8 @@ fn fee_records(seed: u64, n: usize) -> Vec<Record> {
     records
 }
 
-fn dead_letter() -> Record {
-    Record::DeadLetter(Box::new(DeadLetter {
+fn dead_letter() -> domain::Row {
+    domain::Row::DeadLetter(Box::new(DeadLetter {
         id: uuid::Uuid::new_v4(),
         source: "hw".into(),
         received_at: Utc::now(),
@@ -65,9 +65,15 @@ async fn a_second_commit_of_the_same_records_is_all_duplicates(backend: Backend)
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let records = fee_records(1, 50);
-    let first = store.commit(&records, &[]).await.unwrap();
+    let first = store
+        .commit(&crate::common::rows(&records), &[])
+        .await
+        .unwrap();
     assert_eq!(first, vec![Outcome::Inserted; 50]);
-    let again = store.commit(&records, &[]).await.unwrap();
+    let again = store
+        .commit(&crate::common::rows(&records), &[])
+        .await
+        .unwrap();
     assert_eq!(again, vec![Outcome::Duplicate; 50]);
     assert_eq!(db.count("cdrs").await, 50);
     store.close().await;
@@ -86,7 +92,10 @@ async fn the_same_record_twice_in_one_batch_is_one_row(backend: Backend) {
         .remove(0);
     records.push(event.clone());
     records.push(event);
-    let outcomes = store.commit(&records, &[]).await.unwrap();
+    let outcomes = store
+        .commit(&crate::common::rows(&records), &[])
+        .await
+        .unwrap();
     use Outcome::{Duplicate, Inserted};
     assert_eq!(
         outcomes,
@@ -126,7 +135,10 @@ async fn batches_larger_than_one_statement_are_chunked(backend: Backend) {
     let store = db.store().await;
     // More rows than one statement takes on either backend (SQLite 666, PostgreSQL 1250).
     let records = fee_records(3, 1500);
-    let outcomes = store.commit(&records, &[]).await.unwrap();
+    let outcomes = store
+        .commit(&crate::common::rows(&records), &[])
+        .await
+        .unwrap();
     assert!(outcomes.iter().all(|o| *o == Outcome::Inserted));
     assert_eq!(db.count("cdrs").await, 1500);
     store.close().await;
@@ -140,8 +152,9 @@ async fn a_refused_record_rolls_back_its_whole_batch(backend: Backend) {
     if let Record::Cdr(c) = &mut records[2] {
         c.direction = 7; // the CHECK constraint refuses it
     }
-    records.push(dead_letter());
-    let err = store.commit(&records, &[]).await.unwrap_err();
+    let mut rows = crate::common::rows(&records);
+    rows.push(dead_letter());
+    let err = store.commit(&rows, &[]).await.unwrap_err();
     assert!(!err.is_transient(), "{err:?}");
     assert_eq!(db.count("cdrs").await, 0);
     assert_eq!(db.count("dead_letters").await, 0);
@@ -158,7 +171,10 @@ async fn typed_columns_hold_the_parsed_values(backend: Backend) {
     let records = huawei::parse_body(body.to_string().as_bytes(), &ctx())
         .unwrap()
         .records;
-    store.commit(&records, &[]).await.unwrap();
+    store
+        .commit(&crate::common::rows(&records), &[])
+        .await
+        .unwrap();
     let sql = match backend {
         Backend::Postgres => {
             "SELECT CAST(EXTRACT(EPOCH FROM call_end_time) AS BIGINT), \
@@ -196,7 +212,10 @@ async fn typed_columns_hold_the_parsed_values(backend: Backend) {
 async fn report_views_explain_codes_and_sum_days(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    store.commit(&fee_records(5, 50), &[]).await.unwrap();
+    store
+        .commit(&crate::common::rows(&fee_records(5, 50)), &[])
+        .await
+        .unwrap();
     // Unanswered sample notification calls carry release point 514, which lies inside the SIP
     // range 400-699 too: the narrower, specific meaning wins.
     let meaning = db
@@ -228,9 +247,14 @@ async fn report_views_explain_codes_and_sum_days(backend: Backend) {
 }
 
 fn with_outbox(records: &[Record]) -> Vec<ringback::domain::OutboxEntry> {
-    records
-        .iter()
-        .filter_map(ringback::message::encode)
+    records.iter().map(ringback::message::encode).collect()
+}
+
+/// The outbox entries of a submission's records (none for its other rows).
+fn rows_outbox(rows: &[domain::Row]) -> Vec<ringback::domain::OutboxEntry> {
+    rows.iter()
+        .filter_map(domain::Row::record)
+        .map(ringback::message::encode)
         .collect()
 }
 
@@ -239,10 +263,16 @@ async fn outbox_entries_come_with_new_records_only(backend: Backend) {
     let store = db.store().await;
     let records = fee_records(6, 50);
     let entries = with_outbox(&records);
-    store.commit(&records, &entries).await.unwrap();
+    store
+        .commit(&crate::common::rows(&records), &entries)
+        .await
+        .unwrap();
     assert_eq!(store.outbox_backlog().await.unwrap().pending, 50);
     // A platform retry: duplicates, so no new entry.
-    store.commit(&records, &entries).await.unwrap();
+    store
+        .commit(&crate::common::rows(&records), &entries)
+        .await
+        .unwrap();
     let backlog = store.outbox_backlog().await.unwrap();
     assert_eq!((backlog.pending, backlog.failed), (50, 0));
     assert!(backlog.oldest.is_some());
@@ -257,8 +287,14 @@ async fn a_partly_stored_batch_inserts_only_its_new_records(backend: Backend) {
     let store = db.store().await;
     let records = fee_records(8, 50);
     let entries = with_outbox(&records);
-    store.commit(&records[..25], &entries[..25]).await.unwrap();
-    let outcomes = store.commit(&records, &entries).await.unwrap();
+    store
+        .commit(&crate::common::rows(&records[..25]), &entries[..25])
+        .await
+        .unwrap();
+    let outcomes = store
+        .commit(&crate::common::rows(&records), &entries)
+        .await
+        .unwrap();
     let mut expected = vec![Outcome::Duplicate; 25];
     expected.extend([Outcome::Inserted; 25]);
     assert_eq!(outcomes, expected);
@@ -287,27 +323,29 @@ async fn mixed_batches_get_one_outbox_entry_per_new_record(backend: Backend) {
     let store = db.store().await;
     let acs = acs_records("eventgrid/CallStarted.json");
     assert!(!acs.is_empty());
-    let hot: Vec<Record> = [
+    let hot: Vec<domain::Row> = [
         fee_records(20, 5),
         status("callout", "s-1"),
         status("answer", "s-1"),
     ]
-    .concat();
-    let mixed: Vec<Record> = [
-        fee_records(21, 3),
-        status("callout", "s-2"),
-        acs.clone(),
-        vec![dead_letter()],
-    ]
-    .concat();
+    .concat()
+    .into_iter()
+    .map(domain::Row::Record)
+    .collect();
+    let mut mixed: Vec<domain::Row> = [fee_records(21, 3), status("callout", "s-2"), acs.clone()]
+        .concat()
+        .into_iter()
+        .map(domain::Row::Record)
+        .collect();
+    mixed.push(dead_letter());
     for batch in [&hot, &mixed] {
-        let outcomes = store.commit(batch, &with_outbox(batch)).await.unwrap();
+        let outcomes = store.commit(batch, &rows_outbox(batch)).await.unwrap();
         assert!(
             outcomes.iter().all(|o| *o == Outcome::Inserted),
             "{outcomes:?}"
         );
     }
-    let published = |records: &[Record]| with_outbox(records).len() as i64;
+    let published = |rows: &[domain::Row]| rows_outbox(rows).len() as i64;
     let want = published(&hot) + published(&mixed);
     assert_eq!(
         want,
@@ -316,17 +354,21 @@ async fn mixed_batches_get_one_outbox_entry_per_new_record(backend: Backend) {
     );
     assert_eq!(store.outbox_backlog().await.unwrap().pending, want);
     // Retries, each with one record that is new.
-    let retry_hot: Vec<Record> = [hot.clone(), status("disconnect", "s-1")].concat();
+    let retry_hot = [
+        hot.clone(),
+        crate::common::rows(&status("disconnect", "s-1")),
+    ]
+    .concat();
     // A retried request's dead letter is a new one (dead letters are never deduplicated).
-    let mut retry_mixed: Vec<Record> = [mixed.clone(), fee_records(22, 1)].concat();
-    retry_mixed.retain(|r| !matches!(r, Record::DeadLetter(_)));
+    let mut retry_mixed = [mixed.clone(), crate::common::rows(&fee_records(22, 1))].concat();
+    retry_mixed.retain(|r| !matches!(r, domain::Row::DeadLetter(_)));
     retry_mixed.push(dead_letter());
     for batch in [&retry_hot, &retry_mixed] {
-        let outcomes = store.commit(batch, &with_outbox(batch)).await.unwrap();
+        let outcomes = store.commit(batch, &rows_outbox(batch)).await.unwrap();
         let inserted = outcomes.iter().filter(|o| **o == Outcome::Inserted).count();
         let dead_letters = batch
             .iter()
-            .filter(|r| matches!(r, Record::DeadLetter(_)))
+            .filter(|r| matches!(r, domain::Row::DeadLetter(_)))
             .count();
         assert_eq!(inserted, 1 + dead_letters, "{outcomes:?}");
     }
@@ -383,7 +425,10 @@ async fn claimed_entries_are_the_messages_of_the_commit(backend: Backend) {
     let mut want = Vec::new();
     for batch in every_kind() {
         let entries = with_outbox(&batch);
-        store.commit(&batch, &entries).await.unwrap();
+        store
+            .commit(&crate::common::rows(&batch), &entries)
+            .await
+            .unwrap();
         want.extend(entries);
     }
     let rebuilt = want
@@ -418,7 +463,10 @@ async fn postgres_an_entry_that_cannot_be_rebuilt_is_marked_failed() {
     let store = db.store().await;
     let records = fee_records(32, 5);
     let entries = with_outbox(&records);
-    store.commit(&records, &entries).await.unwrap();
+    store
+        .commit(&crate::common::rows(&records), &entries)
+        .await
+        .unwrap();
     db.execute(&format!("DELETE FROM cdrs WHERE id = '{}'", entries[1].id))
         .await;
     db.execute(&format!(
@@ -447,8 +495,14 @@ async fn claims_follow_commit_order_and_never_overlap(backend: Backend) {
     let store = db.store().await;
     let records = fee_records(7, 100);
     let entries = with_outbox(&records);
-    store.commit(&records[..50], &entries[..50]).await.unwrap();
-    store.commit(&records[50..], &entries[50..]).await.unwrap();
+    store
+        .commit(&crate::common::rows(&records[..50]), &entries[..50])
+        .await
+        .unwrap();
+    store
+        .commit(&crate::common::rows(&records[50..]), &entries[50..])
+        .await
+        .unwrap();
     let lease = Duration::from_secs(60);
 
     // Two publishers (two pools, as two replicas would have) claim at the same time.
@@ -534,7 +588,10 @@ async fn replay_pages_walk_a_time_range(backend: Backend) {
             region: None,
         };
         let records = huawei::parse_body(body.as_bytes(), &ctx).unwrap().records;
-        store.commit(&records, &[]).await.unwrap();
+        store
+            .commit(&crate::common::rows(&records), &[])
+            .await
+            .unwrap();
         all.push(records);
     }
     let since = Utc.with_ymd_and_hms(2026, 11, 21, 8, 5, 0).unwrap();
@@ -561,10 +618,10 @@ async fn replay_pages_walk_a_time_range(backend: Backend) {
 }
 
 /// A request's records behind its nonce, as the ingest submits them.
-fn guarded(nonce: &str, body: &[u8], records: Vec<Record>) -> Vec<Record> {
+fn guarded(nonce: &str, body: &[u8], records: Vec<domain::Row>) -> Vec<domain::Row> {
     let expires = Utc::now() + chrono::Duration::minutes(10);
     let n = records.len() as u32;
-    let mut batch = vec![Record::Nonce(Box::new(Nonce::new(
+    let mut batch = vec![domain::Row::Nonce(Box::new(Nonce::new(
         "hw".into(),
         nonce.into(),
         expires,
@@ -582,7 +639,7 @@ fn guarded(nonce: &str, body: &[u8], records: Vec<Record>) -> Vec<Record> {
 async fn a_taken_nonce_keeps_its_records_out(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let first = guarded("n1", b"body-1", fee_records(1, 3));
+    let first = guarded("n1", b"body-1", crate::common::rows(&fee_records(1, 3)));
     assert_eq!(
         store.commit(&first, &[]).await.unwrap(),
         vec![Outcome::Inserted; 4]
@@ -593,13 +650,17 @@ async fn a_taken_nonce_keeps_its_records_out(backend: Backend) {
         [vec![Outcome::Inserted], vec![Outcome::Duplicate; 3]].concat()
     );
     for with_dead_letter in [false, true] {
-        let mut replay = fee_records(2, 2);
+        let mut replay = crate::common::rows(&fee_records(2, 2));
         if with_dead_letter {
             replay.push(dead_letter());
         }
         let mut batch = guarded("n1", b"forged", replay);
         // Another request in the same batch, with a nonce of its own.
-        batch.extend(guarded("n2", b"other", fee_records(3, 1)));
+        batch.extend(guarded(
+            "n2",
+            b"other",
+            crate::common::rows(&fee_records(3, 1)),
+        ));
         let outcomes = store.commit(&batch, &[]).await.unwrap();
         assert_eq!(
             outcomes[0],
@@ -773,14 +834,11 @@ async fn concurrent_copies_with_other_times_are_stored_once(backend: Backend) {
         .iter()
         .zip(&late)
         .all(|(x, y)| x.id() == y.id() && x != y));
-    let outbox_of = |records: &[Record]| -> Vec<_> {
-        records
-            .iter()
-            .filter_map(ringback::message::encode)
-            .collect()
-    };
+    let outbox_of =
+        |records: &[Record]| -> Vec<_> { records.iter().map(ringback::message::encode).collect() };
     let (oe, ol) = (outbox_of(&early), outbox_of(&late));
-    let (ra, rb) = tokio::join!(a.commit(&early, &oe), b.commit(&late, &ol));
+    let (early_rows, late_rows) = (crate::common::rows(&early), crate::common::rows(&late));
+    let (ra, rb) = tokio::join!(a.commit(&early_rows, &oe), b.commit(&late_rows, &ol));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     for (i, (x, y)) in ra.iter().zip(&rb).enumerate() {
         let mut both = [*x, *y];
