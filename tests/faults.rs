@@ -578,3 +578,48 @@ async fn a_replica_started_while_the_database_is_down_serves_from_its_spool() {
         "no push refused while the spool has room"
     );
 }
+
+/// PostgreSQL behind a network path that goes silent (no RST, no answer: a black hole) under
+/// load, then comes back with the old connections still silent for good (a firewall or NAT that
+/// forgot them). Pushes are spooled within `spool.fallback_after`; the hung connections are
+/// noticed by ringback's own deadlines, not the kernel's TCP timeout (about 15 minutes), and
+/// replaced, so the spool drains within seconds of the path's return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_database_is_noticed_in_seconds_and_its_connections_replaced() {
+    let _one = SERIAL.lock().await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let proxy = common::proxy::Proxy::start(&common::pg_host_port(&db.url)).await;
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_port(Some(proxy.port)).unwrap();
+    let (tansu, prefix) = broker().await;
+    let app = Ringback::start(url.as_str(), &tansu.bootstrap, &prefix).await;
+    let s = Setup {
+        db,
+        tansu,
+        prefix,
+        app,
+        work: tempfile::tempdir().unwrap(),
+    };
+    let outage = pick(8, 30);
+    let load = s.load(outage + 8, 8);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.blackhole();
+    tokio::time::sleep(Duration::from_secs(outage)).await;
+    let spooled = s.app.metric("ringback_spool_records").await.unwrap_or(0.0);
+    let back = Instant::now();
+    proxy.up();
+    let report = s
+        .finish(
+            &format!("PostgreSQL black-holed {outage} s"),
+            load,
+            back,
+            format!("; {spooled} records spooled at the end of the outage"),
+        )
+        .await;
+    assert!(spooled > 0.0, "the outage was spooled");
+    assert_eq!(
+        non_2xx(&report),
+        0,
+        "no push refused while the spool has room"
+    );
+}

@@ -19,6 +19,13 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     /// Apply pending migrations when `serve` starts (they are also run by `ringback migrate`).
     pub migrate_on_start: bool,
+    /// How long a commit, claim or ping may wait for PostgreSQL before it is abandoned and
+    /// counted as an outage (its connection closed): what notices a database that hangs or a
+    /// network that went silent, long before the kernel's TCP timeout. Commits of the live path
+    /// are spooled sooner, after `spool.fallback_after`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub operation_timeout: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -28,6 +35,7 @@ impl Default for DatabaseConfig {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             migrate_on_start: true,
+            operation_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -44,6 +52,9 @@ impl DatabaseConfig {
         }
         if self.max_connections == 0 {
             return Err(("max_connections", "must be at least 1"));
+        }
+        if self.operation_timeout < Duration::from_secs(1) {
+            return Err(("operation_timeout", "must be at least 1s"));
         }
         Ok(())
     }

@@ -25,6 +25,54 @@ pub struct PgStore {
     pool: PgPool,
     /// The replica's mark on the outbox entries it commits (see [`Store::set_owner`]).
     owner: std::sync::OnceLock<Uuid>,
+    /// How long an operation may wait for the database (`database.operation_timeout`).
+    deadline: Duration,
+    suspect: Suspect,
+}
+
+/// When an operation last ran out of its deadline: for a while after, connections are pinged,
+/// within [`PING_BOUND`], before they are used and when they are given back, and closed when
+/// they do not answer. A path that went silent (no RST: a black hole, a firewall that forgot
+/// the connection, a failover to another address) leaves connections that would otherwise
+/// hang until the kernel's TCP timeout (about 15 minutes) each time they are used.
+#[derive(Debug, Clone, Default)]
+struct Suspect(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+/// How long connections stay suspect after a deadline ran out.
+const SUSPECT_FOR: Duration = Duration::from_secs(120);
+/// How long a suspect connection's ping may take.
+const PING_BOUND: Duration = Duration::from_secs(2);
+
+impl Suspect {
+    fn now_ms() -> u64 {
+        u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
+    }
+
+    fn mark(&self) {
+        self.0
+            .store(Self::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_recent(&self) -> bool {
+        let at = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        at != 0 && Self::now_ms().saturating_sub(at) < SUSPECT_FOR.as_millis() as u64
+    }
+
+    /// Whether a connection answers (always, when nothing is suspect).
+    async fn answers(&self, conn: &mut sqlx::PgConnection) -> bool {
+        use sqlx::Connection as _;
+        if !self.is_recent() {
+            return true;
+        }
+        let alive = matches!(
+            tokio::time::timeout(PING_BOUND, conn.ping()).await,
+            Ok(Ok(()))
+        );
+        if !alive {
+            tracing::info!("closed a database connection that no longer answers");
+        }
+        alive
+    }
 }
 
 impl PgStore {
@@ -34,32 +82,80 @@ impl PgStore {
     }
 
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
-        let pool = Self::pool_options(config).connect(&config.url).await?;
-        Ok(Self::from_pool(pool))
+        let suspect = Suspect::default();
+        let pool = Self::pool_options(config, &suspect)
+            .connect(&config.url)
+            .await?;
+        Ok(Self::with(pool, config.operation_timeout, suspect))
     }
 
     /// A store whose connections are opened on first use: for a process that starts while
     /// its database is away (see `startup`). Fails only on a URL that does not parse.
     pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, StoreError> {
-        let pool = Self::pool_options(config).connect_lazy(&config.url)?;
-        Ok(Self::from_pool(pool))
+        let suspect = Suspect::default();
+        let pool = Self::pool_options(config, &suspect).connect_lazy(&config.url)?;
+        Ok(Self::with(pool, config.operation_timeout, suspect))
     }
 
-    fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
+    fn pool_options(config: &DatabaseConfig, suspect: &Suspect) -> PgPoolOptions {
+        let (on_acquire, on_release) = (suspect.clone(), suspect.clone());
         PgPoolOptions::new()
             .max_connections(config.max_connections)
             // No ping round trip before every acquire (one per batch): a connection that died
             // fails its first statement instead, which the batcher retries as a transient
             // error on a fresh connection, so nothing is lost and the hot path is cheaper.
+            // Only while connections are suspect (a deadline ran out) are they pinged, within
+            // a bound: sqlx's own ping when a connection is given back has none.
             .test_before_acquire(false)
+            .before_acquire(move |conn, _| {
+                let suspect = on_acquire.clone();
+                Box::pin(async move { Ok(suspect.answers(conn).await) })
+            })
+            .after_release(move |conn, _| {
+                let suspect = on_release.clone();
+                Box::pin(async move { Ok(suspect.answers(conn).await) })
+            })
             .acquire_timeout(config.acquire_timeout)
     }
 
-    pub fn from_pool(pool: PgPool) -> Self {
+    fn with(pool: PgPool, deadline: Duration, suspect: Suspect) -> Self {
         Self {
             pool,
             owner: std::sync::OnceLock::new(),
+            deadline,
+            suspect,
         }
+    }
+
+    /// Runs `op` within `database.operation_timeout`: past it, the operation is abandoned (its
+    /// connection closed, see [`Suspect`]) and fails as the database being unavailable, which
+    /// the batcher spools, the drainer and the publisher retry.
+    async fn bounded<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.deadline, op).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.suspect.mark();
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer from the database within database.operation_timeout ({:?})",
+                        self.deadline
+                    ),
+                );
+                Err(StoreError::Unavailable(sqlx::Error::Io(e)))
+            }
+        }
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self::with(
+            pool,
+            DatabaseConfig::default().operation_timeout,
+            Suspect::default(),
+        )
     }
 
     /// Starts a transaction. Connections are not pinged before use, so one the server dropped
@@ -185,16 +281,19 @@ impl Store for PgStore {
         rows: &[Row],
         outbox: &[OutboxEntry],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut outcomes = self.commit_records(rows, outbox).await?;
-        let taken = super::taken_nonces(rows, &outcomes);
-        if !taken.is_empty() {
-            let held: Vec<(String, String)> = sqlx::query_as(&DIALECT.nonce_claims())
-                .bind(&taken)
-                .fetch_all(&self.pool)
-                .await?;
-            super::reclaim(rows, &mut outcomes, &held);
-        }
-        Ok(outcomes)
+        self.bounded(async {
+            let mut outcomes = self.commit_records(rows, outbox).await?;
+            let taken = super::taken_nonces(rows, &outcomes);
+            if !taken.is_empty() {
+                let held: Vec<(String, String)> = sqlx::query_as(&DIALECT.nonce_claims())
+                    .bind(&taken)
+                    .fetch_all(&self.pool)
+                    .await?;
+                super::reclaim(rows, &mut outcomes, &held);
+            }
+            Ok(outcomes)
+        })
+        .await
     }
 
     async fn claim_outbox(
@@ -204,90 +303,105 @@ impl Store for PgStore {
         min_age: Duration,
         own: bool,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let now = Utc::now();
-        // SKIP LOCKED: a replica claiming at the same moment takes other entries, never these.
-        // An entry stored without its value (the hot path's kinds) comes with its record's
-        // row, which the publisher rebuilds the value from.
-        let sql = format!(
-            "WITH claimed AS ({}) \
-             SELECT o.seq, o.id, o.kind, o.key, o.payload, o.source, o.occurred_at, \
-                    COALESCE(c.received_at, e.received_at) AS received_at, \
-                    e.event_type, COALESCE(c.raw, e.raw)::text AS raw \
-             FROM claimed o \
-             LEFT JOIN cdrs c ON o.payload IS NULL AND o.kind = 'cdr' AND c.id = o.id::uuid \
-             LEFT JOIN call_events e \
-                 ON o.payload IS NULL AND o.kind = 'call-status' AND e.id = o.id::uuid \
-             ORDER BY o.seq",
-            DIALECT.claim_outbox()
-        );
-        let rows = sqlx::query(&sql)
-            .bind(now + lease)
-            .bind(now)
-            .bind(now - min_age)
-            .bind(i64::from(limit))
-            .bind(own.then_some(self.owner().to_string()))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: &str = row.try_get("id")?;
-            let id = Uuid::parse_str(id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            match claimed_entry(id, row) {
-                Ok(entry) => claimed.push(entry),
-                // Never publishable (its row is gone, its kind unknown): kept with the reason
-                // (`/readyz`, `ringback_outbox_failed`) instead of being claimed again and
-                // again.
-                Err(reason) => {
-                    tracing::error!(%id, reason, "an outbox entry cannot be published");
-                    self.mark_failed(id, &reason).await?;
+        self.bounded(async {
+            let now = Utc::now();
+            // SKIP LOCKED: a replica claiming at the same moment takes other entries, never these.
+            // An entry stored without its value (the hot path's kinds) comes with its record's
+            // row, which the publisher rebuilds the value from.
+            let sql = format!(
+                "WITH claimed AS ({}) \
+                 SELECT o.seq, o.id, o.kind, o.key, o.payload, o.source, o.occurred_at, \
+                        COALESCE(c.received_at, e.received_at) AS received_at, \
+                        e.event_type, COALESCE(c.raw, e.raw)::text AS raw \
+                 FROM claimed o \
+                 LEFT JOIN cdrs c ON o.payload IS NULL AND o.kind = 'cdr' AND c.id = o.id::uuid \
+                 LEFT JOIN call_events e \
+                     ON o.payload IS NULL AND o.kind = 'call-status' AND e.id = o.id::uuid \
+                 ORDER BY o.seq",
+                DIALECT.claim_outbox()
+            );
+            let rows = sqlx::query(&sql)
+                .bind(now + lease)
+                .bind(now)
+                .bind(now - min_age)
+                .bind(i64::from(limit))
+                .bind(own.then_some(self.owner().to_string()))
+                .fetch_all(&self.pool)
+                .await?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: &str = row.try_get("id")?;
+                let id = Uuid::parse_str(id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                match claimed_entry(id, row) {
+                    Ok(entry) => claimed.push(entry),
+                    // Never publishable (its row is gone, its kind unknown): kept with the reason
+                    // (`/readyz`, `ringback_outbox_failed`) instead of being claimed again and
+                    // again.
+                    Err(reason) => {
+                        tracing::error!(%id, reason, "an outbox entry cannot be published");
+                        self.mark_failed(id, &reason).await?;
+                    }
                 }
             }
-        }
-        Ok(claimed)
+            Ok(claimed)
+        })
+        .await
     }
 
     async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError> {
-        if !keep {
-            sqlx::query(&DIALECT.delete_published())
+        self.bounded(async {
+            if !keep {
+                sqlx::query(&DIALECT.delete_published())
+                    .bind(ids)
+                    .execute(&self.pool)
+                    .await?;
+                return Ok(());
+            }
+            sqlx::query(&DIALECT.mark_published())
+                .bind(Utc::now())
                 .bind(ids)
                 .execute(&self.pool)
                 .await?;
-            return Ok(());
-        }
-        sqlx::query(&DIALECT.mark_published())
-            .bind(Utc::now())
-            .bind(ids)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn release_outbox(&self, ids: &[Uuid], error: &str) -> Result<(), StoreError> {
-        sqlx::query(&DIALECT.release_outbox())
-            .bind(error)
-            .bind(ids)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.bounded(async {
+            sqlx::query(&DIALECT.release_outbox())
+                .bind(error)
+                .bind(ids)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn release_own_leases(&self) -> Result<u64, StoreError> {
-        rows::shared::execute_with(
-            &self.pool,
-            &DIALECT.release_owned(),
-            self.owner().to_string(),
-        )
+        self.bounded(async {
+            rows::shared::execute_with(
+                &self.pool,
+                &DIALECT.release_owned(),
+                self.owner().to_string(),
+            )
+            .await
+        })
         .await
     }
 
     async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
-        sqlx::query(&DIALECT.mark_failed())
-            .bind(Utc::now())
-            .bind(reason)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.bounded(async {
+            sqlx::query(&DIALECT.mark_failed())
+                .bind(Utc::now())
+                .bind(reason)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     fn set_owner(&self, owner: Uuid) -> bool {
@@ -305,7 +419,8 @@ impl Store for PgStore {
     }
 
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
-        rows::shared::outbox_backlog(&self.pool, &DIALECT).await
+        self.bounded(async { rows::shared::outbox_backlog(&self.pool, &DIALECT).await })
+            .await
     }
 
     async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -313,7 +428,10 @@ impl Store for PgStore {
     }
 
     async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        rows::shared::execute_with(&self.pool, &DIALECT.purge_nonces(), before).await
+        self.bounded(async {
+            rows::shared::execute_with(&self.pool, &DIALECT.purge_nonces(), before).await
+        })
+        .await
     }
 
     async fn replay_page(
@@ -328,8 +446,11 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.bounded(async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn close(&self) {

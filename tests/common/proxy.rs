@@ -2,9 +2,13 @@
 //! without stopping the server the other tests share: `down` drops every connection and
 //! refuses new ones (a crash, a failover); `stall` keeps connections open and forwards nothing
 //! (a hung server, a full disk). Both directions are forwarded again once `up`.
+//! `blackhole` is a network path that stops carrying packets, with no RST: every connection
+//! hangs and new ones are never answered; after `up`, new connections work but the old ones
+//! stay silent for good (a firewall or NAT that forgot them, a failover to another address):
+//! a client must notice by its own timeouts and replace them.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -13,10 +17,15 @@ use tokio::sync::watch;
 const UP: u8 = 0;
 const DOWN: u8 = 1;
 const STALL: u8 = 2;
+const BLACKHOLE: u8 = 3;
+
+/// Each forwarded connection's "dead" flag: set, it never carries a byte again.
+type Connections = Arc<Mutex<Vec<Arc<AtomicBool>>>>;
 
 pub struct Proxy {
     pub port: u16,
     state: Arc<AtomicU8>,
+    connections: Connections,
     /// Bumped on `down`: every connection of an earlier epoch closes.
     epoch: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -29,31 +38,53 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(AtomicU8::new(UP));
         let (epoch, _) = watch::channel(0u64);
+        let connections: Connections = Arc::default();
         let upstream = upstream.to_owned();
         let task = tokio::spawn({
-            let (state, epoch) = (state.clone(), epoch.clone());
+            let (state, epoch, connections) = (state.clone(), epoch.clone(), connections.clone());
             async move {
+                // Connections accepted into a black hole: held open, never answered.
+                let mut swallowed = Vec::new();
                 loop {
                     let Ok((client, _)) = listener.accept().await else {
                         break;
                     };
-                    if state.load(Ordering::SeqCst) == DOWN {
-                        drop(client);
-                        continue;
+                    match state.load(Ordering::SeqCst) {
+                        DOWN => {
+                            drop(client);
+                            continue;
+                        }
+                        BLACKHOLE => {
+                            swallowed.push(client);
+                            continue;
+                        }
+                        _ => {}
                     }
                     let Ok(server) = TcpStream::connect(&upstream).await else {
                         continue;
                     };
+                    let dead = Arc::new(AtomicBool::new(false));
+                    connections.lock().unwrap().push(dead.clone());
                     let (state, closed) = (state.clone(), epoch.subscribe());
-                    tokio::spawn(forward(client, server, state, closed));
+                    tokio::spawn(forward(client, server, state, dead, closed));
                 }
             }
         });
         Self {
             port,
             state,
+            connections,
             epoch,
             task,
+        }
+    }
+
+    /// Carries nothing, answers nothing, resets nothing: see the module's notes. The
+    /// connections open now stay silent even after `up`.
+    pub fn blackhole(&self) {
+        self.state.store(BLACKHOLE, Ordering::SeqCst);
+        for dead in self.connections.lock().unwrap().drain(..) {
+            dead.store(true, Ordering::SeqCst);
         }
     }
 
@@ -84,16 +115,23 @@ async fn forward(
     client: TcpStream,
     server: TcpStream,
     state: Arc<AtomicU8>,
+    dead: Arc<AtomicBool>,
     mut closed: watch::Receiver<u64>,
 ) {
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let pump = |mut from: tokio::net::tcp::OwnedReadHalf,
                 mut to: tokio::net::tcp::OwnedWriteHalf,
-                state: Arc<AtomicU8>| async move {
+                state: Arc<AtomicU8>,
+                dead: Arc<AtomicBool>| async move {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = match from.read(&mut buf).await {
+            let read = from.read(&mut buf).await;
+            if dead.load(Ordering::SeqCst) {
+                // Swallowed, both ways, for good, an end of stream too: the sockets stay open.
+                std::future::pending::<()>().await;
+            }
+            let n = match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
@@ -106,8 +144,8 @@ async fn forward(
             }
         }
     };
-    let up = pump(cr, sw, state.clone());
-    let down = pump(sr, cw, state);
+    let up = pump(cr, sw, state.clone(), dead.clone());
+    let down = pump(sr, cw, state, dead);
     tokio::select! {
         _ = async { tokio::join!(up, down) } => {}
         _ = closed.changed() => {}
