@@ -490,8 +490,8 @@ async fn the_database_and_the_broker_down_together() {
 
 /// SIGKILL while the spool holds batches (the database away), and again while the next
 /// process drains them: the spool is on disk, so nothing acknowledged is lost, and each record
-/// is stored once. (ringback needs its database to start, so the first restart waits for it:
-/// pushes in that window are refused, not acknowledged.)
+/// is stored once. (Pushes while a process is dead are refused by the transport, not
+/// acknowledged.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ringback_killed_while_spooling_and_mid_drain_loses_nothing() {
     let _one = SERIAL.lock().await;

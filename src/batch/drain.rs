@@ -70,7 +70,7 @@ pub(super) async fn drain_spool(worker: Worker, stop: CancellationToken) {
                 Drained::Unavailable => {
                     tokio::select! {
                         _ = stop.cancelled() => {}
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(crate::retry::jittered(backoff)) => {}
                     }
                     backoff = (backoff * 2).min(DRAIN_MAX_BACKOFF);
                     break;

@@ -291,7 +291,7 @@ impl Worker {
                         return Err(e);
                     }
                     attempt += 1;
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(crate::retry::jittered(backoff)).await;
                     backoff = backoff.saturating_mul(2).min(Duration::from_secs(5));
                 }
             }

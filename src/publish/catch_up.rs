@@ -28,6 +28,10 @@ impl Publisher {
         self.flush().await;
         self.watch_progress();
         self.restart_producer();
+        // A producer that failed for good (fenced after a long broker pause, a lost
+        // idempotent sequence) is replaced at once, once per catch-up, not after a pause that
+        // may have grown to kafka.max_backoff while the broker was away.
+        let mut replaced_fatal = false;
         loop {
             // Hand-offs queued so far were committed before the claim below, so the claim
             // sees their entries (this replica's own, of any age, its earlier lives' included):
@@ -56,6 +60,16 @@ impl Publisher {
                 return;
             }
             if !self.publish_claimed(claimed).await {
+                if !replaced_fatal && self.note_fatal_error() {
+                    replaced_fatal = true;
+                    self.restart_producer();
+                    if self.restart.is_none() {
+                        tracing::warn!(
+                            "replaced the failed Kafka producer; catching up again at once"
+                        );
+                        continue;
+                    }
+                }
                 self.pause().await;
                 return;
             }

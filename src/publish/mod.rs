@@ -323,8 +323,10 @@ impl Publisher {
     }
 
     async fn pause(&mut self) {
-        tracing::debug!(backoff = ?self.backoff, "publisher backing off");
-        tokio::time::sleep(self.backoff).await;
+        // Jittered: replicas that lost the broker together do not retry in lockstep.
+        let wait = crate::retry::jittered(self.backoff);
+        tracing::debug!(?wait, "publisher backing off");
+        tokio::time::sleep(wait).await;
         self.backoff = (self.backoff * 2).min(self.config.max_backoff.max(MIN_BACKOFF));
     }
 

@@ -105,14 +105,15 @@ fn transient_database_error(db: &dyn sqlx::error::DatabaseError) -> bool {
 
 /// PostgreSQL's SQLSTATE classes that retrying can get past: connection exceptions (08),
 /// insufficient resources (53), operator intervention (57, a restart or a shutdown),
-/// serialization failure and deadlock. Everything else is permanent, data exceptions (22: a
-/// NUL character, a value out of range) and integrity violations (23) above all: the same
-/// rows would be refused again.
+/// serialization failure and deadlock, and a read-only transaction (25006: after a failover the
+/// address leads to a demoted primary or a standby until it is moved; the store replaces its
+/// connections). Everything else is permanent, data exceptions (22: a NUL character, a value
+/// out of range) and integrity violations (23) above all: the same rows would be refused again.
 pub(crate) fn postgres_transient(sqlstate: &str) -> bool {
     sqlstate.starts_with("08")
         || sqlstate.starts_with("53")
         || sqlstate.starts_with("57")
-        || matches!(sqlstate, "40001" | "40P01")
+        || matches!(sqlstate, "40001" | "40P01" | "25006")
 }
 
 /// Where records are committed.

@@ -35,8 +35,18 @@ pub struct PgStore {
 /// they do not answer. A path that went silent (no RST: a black hole, a firewall that forgot
 /// the connection, a failover to another address) leaves connections that would otherwise
 /// hang until the kernel's TCP timeout (about 15 minutes) each time they are used.
+///
+/// A read-only answer (SQLSTATE 25006: the address now leads to a demoted primary or a
+/// standby) marks a failover: every connection opened before it is closed when next used or
+/// given back, so new ones reach the server the address leads to now.
 #[derive(Debug, Clone, Default)]
-struct Suspect(std::sync::Arc<std::sync::atomic::AtomicU64>);
+struct Suspect {
+    since: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failover: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// SQLSTATE `read_only_sql_transaction`.
+const READ_ONLY: &str = "25006";
 
 /// How long connections stay suspect after a deadline ran out.
 const SUSPECT_FOR: Duration = Duration::from_secs(120);
@@ -49,18 +59,34 @@ impl Suspect {
     }
 
     fn mark(&self) {
-        self.0
+        self.since
+            .store(Self::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn mark_failover(&self) {
+        self.failover
             .store(Self::now_ms(), std::sync::atomic::Ordering::Relaxed);
     }
 
     fn is_recent(&self) -> bool {
-        let at = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        let at = self.since.load(std::sync::atomic::Ordering::Relaxed);
         at != 0 && Self::now_ms().saturating_sub(at) < SUSPECT_FOR.as_millis() as u64
     }
 
-    /// Whether a connection answers (always, when nothing is suspect).
-    async fn answers(&self, conn: &mut sqlx::PgConnection) -> bool {
+    /// Whether a connection may be used: opened after the last failover, and answering (when
+    /// connections are suspect).
+    async fn answers(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        meta: sqlx::pool::PoolConnectionMetadata,
+    ) -> bool {
         use sqlx::Connection as _;
+        let failover = self.failover.load(std::sync::atomic::Ordering::Relaxed);
+        let opened = Self::now_ms().saturating_sub(meta.age.as_millis() as u64);
+        if failover != 0 && opened <= failover {
+            tracing::info!("closed a database connection opened before the failover");
+            return false;
+        }
         if !self.is_recent() {
             return true;
         }
@@ -107,13 +133,30 @@ impl PgStore {
             // Only while connections are suspect (a deadline ran out) are they pinged, within
             // a bound: sqlx's own ping when a connection is given back has none.
             .test_before_acquire(false)
-            .before_acquire(move |conn, _| {
+            .before_acquire(move |conn, meta| {
                 let suspect = on_acquire.clone();
-                Box::pin(async move { Ok(suspect.answers(conn).await) })
+                Box::pin(async move { Ok(suspect.answers(conn, meta).await) })
             })
-            .after_release(move |conn, _| {
+            .after_release(move |conn, meta| {
                 let suspect = on_release.clone();
-                Box::pin(async move { Ok(suspect.answers(conn).await) })
+                Box::pin(async move { Ok(suspect.answers(conn, meta).await) })
+            })
+            // A new connection that reaches a server in recovery (the address still leads to
+            // a standby, or to a primary being demoted) is refused: a transient failure, so
+            // pushes are spooled until the address leads to a primary again.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if in_recovery {
+                        tracing::warn!("the database address leads to a server in recovery (a standby); waiting for a primary");
+                        return Err(sqlx::Error::Protocol(
+                            "the server is in recovery (a standby), not a primary".into(),
+                        ));
+                    }
+                    Ok(())
+                })
             })
             .acquire_timeout(config.acquire_timeout)
     }
@@ -135,6 +178,17 @@ impl PgStore {
         op: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.deadline, op).await {
+            Ok(Err(StoreError::Unavailable(sqlx::Error::Database(db))))
+                if db.code().as_deref() == Some(READ_ONLY) =>
+            {
+                tracing::warn!(
+                    error = %db,
+                    "the database answered read-only: a failover (the address leads to a demoted \
+                     primary or a standby); replacing every connection opened before it"
+                );
+                self.suspect.mark_failover();
+                Err(StoreError::Unavailable(sqlx::Error::Database(db)))
+            }
             Ok(result) => result,
             Err(_) => {
                 self.suspect.mark();

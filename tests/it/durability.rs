@@ -394,3 +394,77 @@ both_stores!(
     shutdown_finishes_requests_in_flight,
     a_flood_is_refused_early_and_what_was_accepted_is_committed_once,
 );
+
+/// After a failover the database's address can lead, for a while, to a server that only reads
+/// (a demoted primary, a standby): its answer, SQLSTATE 25006, is an outage, not a refusal of
+/// the records (which would make them dead letters), and every connection opened before it is
+/// replaced, so once the address leads to a primary again the next commit succeeds. Stood in
+/// for here by `default_transaction_read_only` on the test database: sessions opened while it
+/// is on stay read-only for good, as connections to a demoted primary do.
+#[tokio::test]
+async fn a_read_only_database_after_a_failover_is_an_outage_and_its_connections_are_replaced() {
+    use ringback::simulate::sample;
+    let db = crate::common::TestDb::new(Backend::Postgres).await;
+    let store = db.store().await;
+    let name = url::Url::parse(&db.url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let fee = |seed| {
+        let body = sample::fee_body_string(seed, 2, Utc::now());
+        let ctx = ringback::sources::ParseContext {
+            source: "hw".into(),
+            received_at: Utc::now(),
+            region: None,
+        };
+        let parsed = ringback::sources::huawei::parse_body(body.as_bytes(), &ctx).unwrap();
+        Row::records(parsed.records)
+    };
+    store.commit(&fee(1), &[]).await.unwrap();
+    let admin = sqlx::PgPool::connect(&crate::common::pg_admin_url())
+        .await
+        .unwrap();
+    let read_only = |on: bool| {
+        let sql = format!("ALTER DATABASE {name} SET default_transaction_read_only = {on}");
+        let admin = admin.clone();
+        async move { sqlx::query(&sql).execute(&admin).await.unwrap() }
+    };
+    read_only(true).await;
+    // The failover: every session ends; the ones opened from now on are read-only.
+    sqlx::query(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let mut read_only_answers = 0;
+    for _ in 0..5 {
+        match store.commit(&fee(2), &[]).await {
+            Err(e) => {
+                assert!(e.is_transient(), "a read-only server is an outage: {e:?}");
+                if format!("{:?}", e).contains("25006") {
+                    read_only_answers += 1;
+                }
+            }
+            Ok(_) => panic!("committed into a read-only database"),
+        }
+    }
+    assert!(read_only_answers > 0, "the database answered read-only");
+    read_only(false).await;
+    // The address leads to a primary again: connections opened before are replaced, not
+    // reused read-only.
+    let mut committed = None;
+    for _ in 0..20 {
+        if let Ok(outcomes) = store.commit(&fee(2), &[]).await {
+            committed = Some(outcomes);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(committed, Some(vec![Outcome::Inserted; 2]));
+    assert_eq!(db.count("cdrs").await, 4);
+    store.close().await;
+    admin.close().await;
+    db.drop_db().await;
+}
