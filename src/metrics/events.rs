@@ -248,6 +248,14 @@ impl Metrics {
         self.store_up.set(i64::from(up));
     }
 
+    /// The store's count of failovers seen since start (see `Store::failovers`).
+    pub fn store_failovers(&self, total: u64) {
+        let seen = self.store_failovers.get();
+        if total > seen {
+            self.store_failovers.inc_by(total - seen);
+        }
+    }
+
     // --- Publishing
 
     /// A delivery report came back for a message to `topic`. Only a transient failure says

@@ -60,6 +60,7 @@ pub struct Metrics {
     store_errors: IntCounterVec,
     /// 1 while the database answers (checked every few seconds and by `/readyz`).
     store_up: IntGauge,
+    store_failovers: prometheus::IntCounter,
     // Publishing
     /// Kafka messages by topic and outcome (`delivered`, `retry`, `failed`).
     kafka_messages: IntCounterVec,
@@ -204,6 +205,12 @@ impl Metrics {
             store_up: IntGauge::new(
                 "ringback_store_up",
                 "1 while the database answers (checked every few seconds and by /readyz).",
+            )
+            .expect("valid metric"),
+            store_failovers: prometheus::IntCounter::new(
+                "ringback_store_failovers_total",
+                "Database failovers seen: a new connection found the primary on another WAL \
+                 timeline.",
             )
             .expect("valid metric"),
             kafka_messages: counter(
@@ -382,6 +389,7 @@ impl Metrics {
             Box::new(m.commit_duration.clone()),
             Box::new(m.store_errors.clone()),
             Box::new(m.store_up.clone()),
+            Box::new(m.store_failovers.clone()),
             Box::new(m.kafka_messages.clone()),
             Box::new(m.kafka_delivery.clone()),
             Box::new(m.kafka_broker_up.clone()),

@@ -261,6 +261,7 @@ pub(super) fn health_checks(
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {
                     checked.record(&ingest::check_store(store.as_ref(), &metrics).await);
+                    metrics.store_failovers(store.failovers());
                 }
                 _ = purge.tick() => match store.purge_nonces(chrono::Utc::now()).await {
                     Ok(0) => {}

@@ -125,6 +125,12 @@ pub trait Store: Send + Sync + 'static {
     /// Applies pending schema migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 
+    /// Failovers seen since start: new connections that found the primary on another WAL
+    /// timeline than before (PostgreSQL; always 0 for SQLite).
+    fn failovers(&self) -> u64 {
+        0
+    }
+
     /// Commits `rows` in one transaction, with the `outbox` entries of those records that are
     /// new (a duplicate's entry is dropped: it was published before). Returns what happened to
     /// each row, in order. On error nothing was committed.

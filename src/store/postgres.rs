@@ -39,10 +39,17 @@ pub struct PgStore {
 /// A read-only answer (SQLSTATE 25006: the address now leads to a demoted primary or a
 /// standby) marks a failover: every connection opened before it is closed when next used or
 /// given back, so new ones reach the server the address leads to now.
+///
+/// Each new connection also reads the server's WAL timeline: a promoted standby writes on a
+/// new one, so a connection that finds another timeline than the last one seen has reached
+/// the new primary of a failover. That is logged and counted ([`Store::failovers`]) and marks
+/// a failover as above.
 #[derive(Debug, Clone, Default)]
 struct Suspect {
     since: std::sync::Arc<std::sync::atomic::AtomicU64>,
     failover: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    timeline: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failovers: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// SQLSTATE `read_only_sql_transaction`.
@@ -66,6 +73,23 @@ impl Suspect {
     fn mark_failover(&self) {
         self.failover
             .store(Self::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A new connection found the primary on `timeline`.
+    fn saw_timeline(&self, timeline: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let before = self.timeline.swap(timeline, Relaxed);
+        if before != 0 && before != timeline {
+            let n = self.failovers.fetch_add(1, Relaxed) + 1;
+            tracing::warn!(
+                from = before,
+                to = timeline,
+                failovers = n,
+                "the database failed over: a new primary on another timeline; replacing every \
+                 connection opened before"
+            );
+            self.mark_failover();
+        }
     }
 
     fn is_recent(&self) -> bool {
@@ -124,7 +148,8 @@ impl PgStore {
     }
 
     fn pool_options(config: &DatabaseConfig, suspect: &Suspect) -> PgPoolOptions {
-        let (on_acquire, on_release) = (suspect.clone(), suspect.clone());
+        let (on_acquire, on_release, on_connect) =
+            (suspect.clone(), suspect.clone(), suspect.clone());
         PgPoolOptions::new()
             .max_connections(config.max_connections)
             // No ping round trip before every acquire (one per batch): a connection that died
@@ -144,11 +169,18 @@ impl PgStore {
             // A new connection that reaches a server in recovery (the address still leads to
             // a standby, or to a primary being demoted) is refused: a transient failure, so
             // pushes are spooled until the address leads to a primary again.
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
+                let suspect = on_connect.clone();
                 Box::pin(async move {
-                    let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-                        .fetch_one(&mut *conn)
-                        .await?;
+                    let (in_recovery, timeline): (bool, Option<String>) = sqlx::query_as(
+                        "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN NULL \
+                         ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END",
+                    )
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    if let Some(t) = timeline.and_then(|t| u64::from_str_radix(&t, 16).ok()) {
+                        suspect.saw_timeline(t);
+                    }
                     if in_recovery {
                         tracing::warn!("the database address leads to a server in recovery (a standby); waiting for a primary");
                         return Err(sqlx::Error::Protocol(
@@ -456,6 +488,12 @@ impl Store for PgStore {
             Ok(())
         })
         .await
+    }
+
+    fn failovers(&self) -> u64 {
+        self.suspect
+            .failovers
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn set_owner(&self, owner: Uuid) -> bool {

@@ -26,6 +26,8 @@ pub struct Proxy {
     pub port: u16,
     state: Arc<AtomicU8>,
     connections: Connections,
+    /// Where new connections go (`repoint` moves it, as a DNS name or a virtual IP is moved).
+    upstream: Arc<Mutex<String>>,
     /// Bumped on `down`: every connection of an earlier epoch closes.
     epoch: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
@@ -39,9 +41,10 @@ impl Proxy {
         let state = Arc::new(AtomicU8::new(UP));
         let (epoch, _) = watch::channel(0u64);
         let connections: Connections = Arc::default();
-        let upstream = upstream.to_owned();
+        let upstream = Arc::new(Mutex::new(upstream.to_owned()));
         let task = tokio::spawn({
             let (state, epoch, connections) = (state.clone(), epoch.clone(), connections.clone());
+            let upstream = upstream.clone();
             async move {
                 // Connections accepted into a black hole: held open, never answered.
                 let mut swallowed = Vec::new();
@@ -60,9 +63,15 @@ impl Proxy {
                         }
                         _ => {}
                     }
-                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                    let to = upstream.lock().unwrap().clone();
+                    let Ok(server) = TcpStream::connect(&to).await else {
                         continue;
                     };
+                    // As the endpoints do (PostgreSQL's walsender and libpq clients): without
+                    // it Nagle's algorithm holds each small write about 40 ms, which a
+                    // synchronous standby's acknowledgements pay on every commit.
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
                     let dead = Arc::new(AtomicBool::new(false));
                     connections.lock().unwrap().push(dead.clone());
                     let (state, closed) = (state.clone(), epoch.subscribe());
@@ -74,9 +83,15 @@ impl Proxy {
             port,
             state,
             connections,
+            upstream,
             epoch,
             task,
         }
+    }
+
+    /// Sends new connections to `upstream` (`host:port`) from now on.
+    pub fn repoint(&self, upstream: &str) {
+        *self.upstream.lock().unwrap() = upstream.to_owned();
     }
 
     /// Carries nothing, answers nothing, resets nothing: see the module's notes. The
