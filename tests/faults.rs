@@ -750,3 +750,95 @@ async fn a_failover_with_asynchronous_replication_loses_at_most_the_replication_
         "the standby was behind: asynchronous commits were lost with the primary"
     );
 }
+
+/// The broker behind a path that goes silent (no bytes, no RST) under load, then comes back
+/// with the old connections silent for good. The publisher notices by the missing delivery
+/// reports (`kafka.message_timeout`), keeps the entries in the outbox, replaces its producer,
+/// and catches up once the path is back; pushes are never refused meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_broker_is_noticed_and_caught_up() {
+    let _one = SERIAL.lock().await;
+    let listen = common::kafka::free_port();
+    let proxy = common::proxy::Proxy::start(&format!("127.0.0.1:{listen}")).await;
+    let tansu = Tansu::start_advertising(listen, proxy.port);
+    let prefix = format!("f{}", uuid::Uuid::new_v4().simple());
+    create_topics(
+        &tansu.bootstrap,
+        &[format!("{prefix}.call-status"), format!("{prefix}.cdr")],
+        3,
+    )
+    .await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let app = Ringback::start(&db.url, &tansu.bootstrap, &prefix).await;
+    let s = Setup {
+        db,
+        tansu,
+        prefix,
+        app,
+        work: tempfile::tempdir().unwrap(),
+    };
+    let outage = pick(8, 30);
+    let load = s.load(outage + 8, 11);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.blackhole();
+    tokio::time::sleep(Duration::from_secs(outage)).await;
+    let pending = s.app.metric("ringback_outbox_pending").await.unwrap_or(0.0);
+    let back = Instant::now();
+    proxy.up();
+    let report = s
+        .finish(
+            &format!("broker black-holed {outage} s"),
+            load,
+            back,
+            format!("; {pending} entries waiting in the outbox at the end of the outage"),
+        )
+        .await;
+    assert!(
+        pending > 0.0,
+        "the publisher noticed: entries waited in the outbox"
+    );
+    assert_eq!(non_2xx(&report), 0, "pushes never depend on the broker");
+}
+
+/// Latency spikes on the database's path: every answer held 500 ms, for a few seconds at a
+/// time. Commits slower than `spool.fallback_after` are spooled, the rest wait; no push is
+/// refused, and the p99 is the spike's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_latency_spikes_cost_latency_not_errors() {
+    let _one = SERIAL.lock().await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let proxy = common::proxy::Proxy::start(&common::pg_host_port(&db.url)).await;
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_port(Some(proxy.port)).unwrap();
+    let (tansu, prefix) = broker().await;
+    let app = Ringback::start(url.as_str(), &tansu.bootstrap, &prefix).await;
+    let s = Setup {
+        db,
+        tansu,
+        prefix,
+        app,
+        work: tempfile::tempdir().unwrap(),
+    };
+    let (spikes, spike) = (pick(2, 6), Duration::from_secs(pick(3, 5)));
+    let load = s.load(2 + spikes * 2 * spike.as_secs() + 4, 12);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for _ in 0..spikes {
+        proxy.latency(Duration::from_millis(500));
+        tokio::time::sleep(spike).await;
+        proxy.latency(Duration::ZERO);
+        tokio::time::sleep(spike).await;
+    }
+    let report = s
+        .finish(
+            &format!("PostgreSQL answers delayed 500 ms, {spikes} spikes of {spike:?}"),
+            load,
+            Instant::now(),
+            String::new(),
+        )
+        .await;
+    assert_eq!(
+        non_2xx(&report),
+        0,
+        "a slow database costs latency, not errors"
+    );
+}

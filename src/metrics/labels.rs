@@ -37,8 +37,9 @@ impl PublisherMode {
 /// Why a Kafka producer is replaced; `ringback_kafka_producer_restarts_total{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProducerRestart {
-    /// librdkafka raised a fatal error (an idempotent producer's sequence or epoch lost): the
-    /// instance can never send again.
+    /// librdkafka raised a fatal error (an idempotent producer's sequence or epoch lost), or
+    /// the broker fenced the producer (`ProducerFenced`, `InvalidProducerEpoch`): the instance
+    /// can never send again.
     Fatal,
     /// Deliveries were not reported within their bound (`kafka.message_timeout` and a margin).
     Unreported,

@@ -8,6 +8,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use uuid::Uuid;
 
+use super::producer::Restart;
 use super::{Mode, Publisher, Regions, Report, MIN_BACKOFF};
 use crate::domain::{Claimed, OutboxEntry};
 use crate::error::error_chain;
@@ -60,7 +61,8 @@ impl Publisher {
                 return;
             }
             if !self.publish_claimed(claimed).await {
-                if !replaced_fatal && self.note_fatal_error() {
+                let fatal = self.note_fatal_error() || self.restart == Some(Restart::Fatal);
+                if !replaced_fatal && fatal {
                     replaced_fatal = true;
                     self.restart_producer();
                     if self.restart.is_none() {

@@ -99,6 +99,17 @@ pub fn is_permanent(error: &KafkaError) -> bool {
     )
 }
 
+/// Whether a delivery error says the broker no longer accepts this producer's identity (its
+/// id or epoch fenced, after a long pause or a broker restart): the instance can never
+/// deliver again, though librdkafka may not raise it as fatal. A new producer (a new id) can.
+pub fn is_fenced(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(C::ProducerFenced | C::InvalidProducerEpoch | C::InvalidProducerIdMapping)
+    )
+}
+
 enum Command {
     SetUp(bool),
 }

@@ -114,7 +114,10 @@ impl Publisher {
                             .purge(rdkafka::producer::PurgeConfig::default().queue());
                     }
                 }
-                self.note_fatal_error();
+                if !self.note_fatal_error() && kafka::is_fenced(&e) && self.restart.is_none() {
+                    tracing::error!(error = %e, "the broker fenced the Kafka producer; it will be replaced");
+                    self.restart = Some(Restart::Fatal);
+                }
                 if self.mode == Mode::Live {
                     tracing::warn!(error = %e, "delivery failed; catching up from the outbox");
                     self.set_mode(Mode::CatchingUp);

@@ -43,28 +43,35 @@ impl Tansu {
     }
 
     pub fn start_on(port: u16) -> Self {
+        Self::start_advertising(port, port)
+    }
+
+    /// Listening on `port`, advertising `advertised` to clients (a proxy in front of it).
+    pub fn start_advertising(port: u16, advertised: u16) -> Self {
         let path = tansu_path();
         assert!(
             std::path::Path::new(&path).exists(),
             "Tansu is not installed at {path}: run .ci/run (or set RINGBACK_TANSU)"
         );
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised_url = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(&path)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised_url,
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting tansu");
-        let bootstrap = format!("127.0.0.1:{port}");
+        let listener = format!("127.0.0.1:{port}");
+        let bootstrap = format!("127.0.0.1:{advertised}");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&bootstrap).is_err() {
+        while std::net::TcpStream::connect(&listener).is_err() {
             assert!(Instant::now() < deadline, "tansu did not start");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -7,7 +7,7 @@
 //! stay silent for good (a firewall or NAT that forgot them, a failover to another address):
 //! a client must notice by its own timeouts and replace them.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,6 +26,8 @@ pub struct Proxy {
     pub port: u16,
     state: Arc<AtomicU8>,
     connections: Connections,
+    /// Added to every answer (server to client), in milliseconds: `latency`.
+    delay_ms: Arc<AtomicU64>,
     /// Where new connections go (`repoint` moves it, as a DNS name or a virtual IP is moved).
     upstream: Arc<Mutex<String>>,
     /// Bumped on `down`: every connection of an earlier epoch closes.
@@ -41,10 +43,11 @@ impl Proxy {
         let state = Arc::new(AtomicU8::new(UP));
         let (epoch, _) = watch::channel(0u64);
         let connections: Connections = Arc::default();
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let upstream = Arc::new(Mutex::new(upstream.to_owned()));
         let task = tokio::spawn({
             let (state, epoch, connections) = (state.clone(), epoch.clone(), connections.clone());
-            let upstream = upstream.clone();
+            let (upstream, delay_ms) = (upstream.clone(), delay_ms.clone());
             async move {
                 // Connections accepted into a black hole: held open, never answered.
                 let mut swallowed = Vec::new();
@@ -75,7 +78,8 @@ impl Proxy {
                     let dead = Arc::new(AtomicBool::new(false));
                     connections.lock().unwrap().push(dead.clone());
                     let (state, closed) = (state.clone(), epoch.subscribe());
-                    tokio::spawn(forward(client, server, state, dead, closed));
+                    let delay = delay_ms.clone();
+                    tokio::spawn(forward(client, server, state, dead, delay, closed));
                 }
             }
         });
@@ -83,10 +87,18 @@ impl Proxy {
             port,
             state,
             connections,
+            delay_ms,
             upstream,
             epoch,
             task,
         }
+    }
+
+    /// Holds every answer `delay` before passing it on (`Duration::ZERO`: none), a latency
+    /// spike on the path.
+    pub fn latency(&self, delay: std::time::Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Sends new connections to `upstream` (`host:port`) from now on.
@@ -131,6 +143,7 @@ async fn forward(
     server: TcpStream,
     state: Arc<AtomicU8>,
     dead: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
     mut closed: watch::Receiver<u64>,
 ) {
     let (cr, cw) = client.into_split();
@@ -138,7 +151,8 @@ async fn forward(
     let pump = |mut from: tokio::net::tcp::OwnedReadHalf,
                 mut to: tokio::net::tcp::OwnedWriteHalf,
                 state: Arc<AtomicU8>,
-                dead: Arc<AtomicBool>| async move {
+                dead: Arc<AtomicBool>,
+                delay_ms: Option<Arc<AtomicU64>>| async move {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let read = from.read(&mut buf).await;
@@ -150,6 +164,11 @@ async fn forward(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if let Some(ms) = delay_ms.as_ref().map(|d| d.load(Ordering::SeqCst)) {
+                if ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+            }
             // Stalled: hold what was read until the proxy is up again (or dropped).
             while state.load(Ordering::SeqCst) == STALL {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -159,8 +178,8 @@ async fn forward(
             }
         }
     };
-    let up = pump(cr, sw, state.clone(), dead.clone());
-    let down = pump(sr, cw, state, dead);
+    let up = pump(cr, sw, state.clone(), dead.clone(), None);
+    let down = pump(sr, cw, state, dead, Some(delay_ms));
     tokio::select! {
         _ = async { tokio::join!(up, down) } => {}
         _ = closed.changed() => {}
