@@ -41,6 +41,22 @@ pub fn instance_id(spool: &std::path::Path) -> uuid::Uuid {
 const INSTANCE_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x3c1d_92f4_7a0b_4e55_8f61_0d2e_b4a7_19c3);
 
+/// Whether a failure to reach the database at start says it is away (connection refused or
+/// timed out, the server not accepting connections now: SQLSTATE classes 08, 53, 57), rather
+/// than misconfigured (a DNS name that does not resolve, TLS, credentials, a database that does
+/// not exist): only an away database lets `serve` start on its spool. A misconfiguration
+/// stops the start, named, as before: spooling behind it would only hide it.
+fn database_away(e: &store::StoreError) -> bool {
+    let store::StoreError::Unavailable(sql) = e else {
+        return false;
+    };
+    match sql {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Database(_) => true,
+        sqlx::Error::Io(_) => check::explain(sql).starts_with("TCP: "),
+        _ => false,
+    }
+}
+
 /// Whether the store's schema is this binary's when the application is assembled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Schema {
@@ -102,8 +118,8 @@ pub struct Application {
 impl Application {
     /// Connects the configured store, applies migrations if configured, binds the listener.
     ///
-    /// A PostgreSQL store that cannot be reached (a transient failure: refused, timed out, in
-    /// recovery) does not stop the start when the spool is on: the replica serves, every
+    /// A PostgreSQL store that is away (refused, timed out, not accepting connections yet:
+    /// [`database_away`]) does not stop the start when the spool is on: the replica serves, every
     /// acknowledged push is on the spool's disk, and a background task keeps trying to reach the
     /// database and apply the migrations; then the spool drains ([`steps::reach_database`]).
     /// Kubernetes rescheduling pods during a database outage so keeps replicas that can take
@@ -111,7 +127,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         match Self::connect(&config).await {
             Ok(store) => Self::assemble(config, store, Schema::Ready).await,
-            Err(e) if e.is_transient() && config.spool.enabled => {
+            Err(e) if database_away(&e) && config.spool.enabled => {
                 let Some(store) = store::connect_lazy(&config.database) else {
                     return Err(Self::explain(e));
                 };

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 pub mod disk;
 pub mod kafka;
+pub mod lazyfs;
 pub mod pg_cluster;
 pub mod proxy;
 pub mod server;
