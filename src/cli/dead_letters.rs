@@ -64,6 +64,9 @@ pub struct FilterArgs {
     /// With this error code (e.g. invalid_value).
     #[arg(long)]
     code: Option<String>,
+    /// Of the request answered with this X-Request-Id (every answer carries one).
+    #[arg(long)]
+    request_id: Option<String>,
     /// Received at or after this instant (RFC 3339).
     #[arg(long)]
     since: Option<DateTime<Utc>>,
@@ -80,6 +83,7 @@ impl From<FilterArgs> for Filter {
         Self {
             source: a.source,
             code: a.code,
+            request_id: a.request_id,
             since: a.since,
             until: a.until,
             ids: a.ids,

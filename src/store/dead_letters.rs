@@ -26,6 +26,8 @@ pub enum DeadLetters {
 pub struct Filter {
     pub source: Option<String>,
     pub code: Option<String>,
+    /// Of the request answered with this `X-Request-Id`.
+    pub request_id: Option<String>,
     /// Received at or after.
     pub since: Option<DateTime<Utc>>,
     /// Received before.
@@ -153,6 +155,9 @@ fn conditions(
     }
     if let Some(code) = &filter.code {
         add(&|p| format!("code = {p}"), Param::Text(code.clone()));
+    }
+    if let Some(request_id) = &filter.request_id {
+        add(&|p| format!("request_id = {p}"), Param::Text(request_id.clone()));
     }
     if let Some(since) = filter.since {
         add(&|p| format!("received_at >= {p}"), Param::Time(since));

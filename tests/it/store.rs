@@ -857,7 +857,40 @@ async fn concurrent_copies_with_other_times_are_stored_once(backend: Backend) {
     db.drop_db().await;
 }
 
+/// `dead-letters list --request-id`: the letters of one request, by the X-Request-Id its
+/// answer carried.
+async fn dead_letters_are_found_by_request_id(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut other = dead_letter();
+    if let domain::Row::DeadLetter(d) = &mut other {
+        d.request_id = Some("req-2".into());
+    }
+    store
+        .commit(&[dead_letter(), other, dead_letter()], &[])
+        .await
+        .unwrap();
+    let letters = store.dead_letters().expect("both stores keep dead letters");
+    let filter = |id: &str| ringback::store::dead_letters::Filter {
+        request_id: Some(id.into()),
+        ..Default::default()
+    };
+    let found = letters.page(&filter("req-1"), None, 10).await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert!(found.iter().all(|l| l.request_id.as_deref() == Some("req-1")));
+    let found = letters.page(&filter("req-2"), None, 10).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert!(letters
+        .page(&filter("req-3"), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store.close().await;
+    db.drop_db().await;
+}
+
 both_stores!(
+    dead_letters_are_found_by_request_id,
     concurrent_copies_with_other_times_are_stored_once,
     dead_letter_leases_exclude_each_other,
     a_taken_nonce_keeps_its_records_out,
