@@ -83,6 +83,9 @@ enum Command {
         #[arg(long)]
         until: Option<chrono::NaiveDate>,
     },
+    /// One call's timeline without SQL: events, CDR, dead letters, Kafka state.
+    #[command(subcommand)]
+    Calls(cli::calls::CallsCommand),
     /// Refused input kept for inspection: list it, show it, run it again through the current
     /// parsers (README "Dead letters").
     #[command(subcommand)]
@@ -149,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => cli::simulate::run(args).await,
         Command::Topics(command) => cli::topics::run(&config, command).await,
         Command::DeadLetters(command) => cli::dead_letters::run(config, command).await,
+        Command::Calls(command) => cli::calls::run(config, command).await,
         // Answered before the configuration is read.
         Command::ConfigSchema | Command::Openapi => Ok(()),
         Command::CheckConfig { connect } => cli::check_config::run(&config, connect).await,

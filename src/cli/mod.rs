@@ -1,5 +1,6 @@
 //! The binary's subcommands, one file each; `main.rs` parses the arguments and hands over.
 
+pub mod calls;
 pub mod check_config;
 pub mod dead_letters;
 pub mod maintain;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row, SqlitePool};
 use uuid::Uuid;
 
-use super::dialect::{Dialect, POSTGRES, SQLITE};
+use super::dialect::{on_pool, Dialect};
 use super::StoreError;
 
 /// The database the dead letters are in.
@@ -103,23 +103,6 @@ pub struct Finished {
     pub records: Vec<Uuid>,
 }
 
-/// The same code for both pools (`$pool` is a `PgPool` in one arm, a `SqlitePool` in the
-/// other), with the database's [`Dialect`] as `$d`.
-macro_rules! on_pool {
-    ($self:expr, |$pool:ident, $d:ident| $body:expr) => {
-        match $self {
-            DeadLetters::Postgres($pool) => {
-                let $d: &Dialect = &POSTGRES;
-                $body
-            }
-            DeadLetters::Sqlite($pool) => {
-                let $d: &Dialect = &SQLITE;
-                $body
-            }
-        }
-    };
-}
-
 /// The columns a [`Letter`] is read from.
 fn columns(d: &Dialect) -> String {
     let t = d.text_cast;
@@ -157,7 +140,10 @@ fn conditions(
         add(&|p| format!("code = {p}"), Param::Text(code.clone()));
     }
     if let Some(request_id) = &filter.request_id {
-        add(&|p| format!("request_id = {p}"), Param::Text(request_id.clone()));
+        add(
+            &|p| format!("request_id = {p}"),
+            Param::Text(request_id.clone()),
+        );
     }
     if let Some(since) = filter.since {
         add(&|p| format!("received_at >= {p}"), Param::Time(since));
@@ -269,7 +255,7 @@ impl DeadLetters {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u32,
     ) -> Result<Vec<Letter>, StoreError> {
-        on_pool!(self, |pool, d| {
+        on_pool!(DeadLetters, self, |pool, d| {
             let (clause, mut params) = conditions(d, filter, after);
             params.push(Param::Int(i64::from(limit)));
             let sql = format!(
@@ -304,7 +290,7 @@ impl DeadLetters {
         } else {
             "reprocess_outcome IS NULL"
         };
-        on_pool!(self, |pool, d| {
+        on_pool!(DeadLetters, self, |pool, d| {
             let p = d.placeholder;
             let sql = format!(
                 "UPDATE dead_letters SET reprocess_claimed_by = {p}1, reprocess_claimed_until = {p}2 \
@@ -336,7 +322,7 @@ impl DeadLetters {
     ) -> Result<bool, StoreError> {
         let ids: Vec<String> = finished.records.iter().map(Uuid::to_string).collect();
         let records = serde_json::to_string(&ids).expect("strings serialise");
-        on_pool!(self, |pool, d| {
+        on_pool!(DeadLetters, self, |pool, d| {
             let p = d.placeholder;
             let sql = format!(
                 "UPDATE dead_letters SET reprocessed_at = {p}1, reprocess_outcome = {p}2, \

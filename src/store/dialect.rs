@@ -201,3 +201,22 @@ impl Dialect {
         )
     }
 }
+
+/// The same code for both pools of a `$kind` enum with `Postgres(PgPool)` and
+/// `Sqlite(SqlitePool)` variants (`$pool` is a `PgPool` in one arm, a `SqlitePool` in the
+/// other), with the database's [`Dialect`] as `$d`.
+macro_rules! on_pool {
+    ($kind:ident, $self:expr, |$pool:ident, $d:ident| $body:expr) => {
+        match $self {
+            $kind::Postgres($pool) => {
+                let $d: &$crate::store::dialect::Dialect = &$crate::store::dialect::POSTGRES;
+                $body
+            }
+            $kind::Sqlite($pool) => {
+                let $d: &$crate::store::dialect::Dialect = &$crate::store::dialect::SQLITE;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_pool;

@@ -4,6 +4,7 @@
 //! dedupe key, and every insert is `ON CONFLICT DO NOTHING`, so a platform retry (or the same
 //! record twice in one batch) becomes a [`Outcome::Duplicate`] and never a second row.
 
+pub mod calls;
 mod config;
 pub mod dead_letters;
 mod dialect;
@@ -182,6 +183,11 @@ pub trait Store: Send + Sync + 'static {
     /// The dead letters on this store's database, for `ringback dead-letters` (`None`: a
     /// store of tests).
     fn dead_letters(&self) -> Option<dead_letters::DeadLetters> {
+        None
+    }
+
+    /// The calls on this store's database, for `ringback calls` (`None`: a store of tests).
+    fn calls(&self) -> Option<calls::Calls> {
         None
     }
 

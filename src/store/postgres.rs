@@ -510,6 +510,10 @@ impl Store for PgStore {
         ))
     }
 
+    fn calls(&self) -> Option<super::calls::Calls> {
+        Some(super::calls::Calls::Postgres(self.pool.clone()))
+    }
+
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
         self.bounded(async { rows::shared::outbox_backlog(&self.pool, &DIALECT).await })
             .await

@@ -226,6 +226,10 @@ impl Store for SqliteStore {
         Some(super::dead_letters::DeadLetters::Sqlite(self.pool.clone()))
     }
 
+    fn calls(&self) -> Option<super::calls::Calls> {
+        Some(super::calls::Calls::Sqlite(self.pool.clone()))
+    }
+
     async fn outbox_backlog(&self) -> Result<Backlog, StoreError> {
         rows::shared::outbox_backlog(&self.pool, &DIALECT).await
     }

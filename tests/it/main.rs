@@ -8,6 +8,7 @@ mod common;
 mod acs;
 mod analytics;
 mod auth;
+mod calls;
 mod contracts;
 mod dead_letters;
 mod durability;

@@ -877,7 +877,9 @@ async fn dead_letters_are_found_by_request_id(backend: Backend) {
     };
     let found = letters.page(&filter("req-1"), None, 10).await.unwrap();
     assert_eq!(found.len(), 2);
-    assert!(found.iter().all(|l| l.request_id.as_deref() == Some("req-1")));
+    assert!(found
+        .iter()
+        .all(|l| l.request_id.as_deref() == Some("req-1")));
     let found = letters.page(&filter("req-2"), None, 10).await.unwrap();
     assert_eq!(found.len(), 1);
     assert!(letters
