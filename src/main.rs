@@ -86,6 +86,9 @@ enum Command {
     /// One call's timeline without SQL: events, CDR, dead letters, Kafka state.
     #[command(subcommand)]
     Calls(cli::calls::CallsCommand),
+    /// Records by id, dedupe key or phone number, without SQL.
+    #[command(subcommand)]
+    Events(cli::events::EventsCommand),
     /// Refused input kept for inspection: list it, show it, run it again through the current
     /// parsers (README "Dead letters").
     #[command(subcommand)]
@@ -153,6 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics(command) => cli::topics::run(&config, command).await,
         Command::DeadLetters(command) => cli::dead_letters::run(config, command).await,
         Command::Calls(command) => cli::calls::run(config, command).await,
+        Command::Events(command) => cli::events::run(config, command).await,
         // Answered before the configuration is read.
         Command::ConfigSchema | Command::Openapi => Ok(()),
         Command::CheckConfig { connect } => cli::check_config::run(&config, connect).await,

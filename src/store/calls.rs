@@ -1,4 +1,5 @@
-//! One call's timeline, for `ringback calls show`: its status events (Huawei) or Call
+//! One call's timeline, for `ringback calls show`, and records found by id, dedupe key or
+//! number, for `ringback events find`. The timeline: its status events (Huawei) or Call
 //! Automation events (ACS) in order, its CDRs with their codes explained from the lookup tables,
 //! the dead letters whose body names it, and whether each record has reached Kafka. Every query
 //! goes by an indexed column (`session_id`, `icid`, `call_connection_id`, `server_call_id`,
@@ -10,6 +11,7 @@ use sqlx::{PgPool, Row, SqlitePool};
 
 use super::dialect::{on_pool, Dialect};
 use super::StoreError;
+use crate::domain::RecordKind;
 
 /// Rows of each kind a timeline shows at most.
 const CAP: i64 = 500;
@@ -408,4 +410,186 @@ impl Calls {
             Ok(states)
         })
     }
+}
+
+/// What `ringback events find` looks for.
+#[derive(Debug, Clone)]
+pub enum Find {
+    /// A record id (the `ce_id` on Kafka).
+    Id(uuid::Uuid),
+    /// A dedupe key at any of `sources` (the configured ones: the lookup goes by the unique
+    /// `(source, dedupe_key)` index), or the id an ACS or Standard Webhooks sender gave the
+    /// event (Event Grid or CloudEvents `id`, `webhook-id`; by the `event_id` index).
+    Key { key: String, sources: Vec<String> },
+    /// A phone number (E.164, as stored) in calls, CDRs and SMS/phone events in `[since, until)`.
+    Number {
+        number: String,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    },
+}
+
+/// A record found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    /// The record kind (`call-status`, `cdr`, `phone-events`, …): its topic.
+    pub kind: &'static str,
+    pub id: String,
+    pub source: String,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub dedupe_key: String,
+    /// The call or conversation it belongs to: a session id, call connection, thread, number
+    /// or subject (`ringback calls show` takes the call ones).
+    pub belongs_to: Option<String>,
+    /// The record's JSON as it was received.
+    pub raw: serde_json::Value,
+    pub kafka: OnKafka,
+}
+
+/// What a record of `kind` belongs to, as an SQL expression.
+const fn belongs_to(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::CallStatus | RecordKind::Cdr => "session_id",
+        RecordKind::PhoneEvent => "phone_number",
+        RecordKind::AcsCallEvent => "COALESCE(call_connection_id, server_call_id, correlation_id)",
+        RecordKind::ChatEvent => "thread_id",
+        RecordKind::WebhookEvent => "subject",
+    }
+}
+
+/// The condition on a record table for a number (first parameter) in a time range (second and
+/// third), by the table's number indexes; `None` for tables without numbers.
+const fn number_condition(kind: RecordKind, d: &Dialect) -> Option<&'static str> {
+    let pg = d.placeholder.as_bytes()[0] == b'$';
+    Some(match (kind, pg) {
+        (RecordKind::CallStatus, true) => {
+            "(caller = $1 OR called = $1) AND occurred_at >= $2 AND occurred_at < $3"
+        }
+        (RecordKind::CallStatus, false) => {
+            "(caller = ?1 OR called = ?1) AND occurred_at >= ?2 AND occurred_at < ?3"
+        }
+        (RecordKind::Cdr, true) => {
+            "(caller_num = $1 OR callee_num = $1) AND ended_at >= $2 AND ended_at < $3"
+        }
+        (RecordKind::Cdr, false) => {
+            "(caller_num = ?1 OR callee_num = ?1) AND ended_at >= ?2 AND ended_at < ?3"
+        }
+        (RecordKind::PhoneEvent, true) => {
+            "phone_number = $1 AND occurred_at >= $2 AND occurred_at < $3"
+        }
+        (RecordKind::PhoneEvent, false) => {
+            "phone_number = ?1 AND occurred_at >= ?2 AND occurred_at < ?3"
+        }
+        _ => return None,
+    })
+}
+
+impl Calls {
+    /// The records `what` names, oldest first, at most 500 of each kind.
+    pub async fn find(&self, what: &Find) -> Result<Vec<Found>, StoreError> {
+        let mut found = Vec::new();
+        for kind in RecordKind::ALL {
+            match what {
+                Find::Id(id) => {
+                    let id = id.to_string();
+                    found.extend(self.find_in(kind, FindBy::Id, &[&id], None).await?);
+                }
+                Find::Key { key, sources } => {
+                    for source in sources {
+                        let params = [source.as_str(), key.as_str()];
+                        found.extend(self.find_in(kind, FindBy::Key, &params, None).await?);
+                    }
+                    if kind != RecordKind::CallStatus && kind != RecordKind::Cdr {
+                        let by_event = self.find_in(kind, FindBy::EventId, &[key], None).await?;
+                        // A full dedupe key pasted is found both ways: once is enough.
+                        for f in by_event {
+                            if !found.iter().any(|g| g.id == f.id) {
+                                found.push(f);
+                            }
+                        }
+                    }
+                }
+                Find::Number {
+                    number,
+                    since,
+                    until,
+                } => {
+                    found.extend(
+                        self.find_in(kind, FindBy::Number, &[number], Some((*since, *until)))
+                            .await?,
+                    );
+                }
+            }
+        }
+        found.sort_by_key(|f| (f.occurred_at, f.received_at));
+        let ids: Vec<String> = found.iter().map(|f| f.id.clone()).collect();
+        let states = self.kafka_states(&ids).await?;
+        for f in &mut found {
+            f.kafka = states.get(&f.id).copied().unwrap_or(OnKafka::Published);
+        }
+        Ok(found)
+    }
+
+    async fn find_in(
+        &self,
+        kind: RecordKind,
+        by: FindBy,
+        texts: &[&str],
+        range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<Vec<Found>, StoreError> {
+        on_pool!(Calls, self, |pool, d| {
+            let condition = match by {
+                FindBy::Id => format!("id = {}{}", p(d, 1), d.uuid_cast),
+                FindBy::Key => format!("source = {} AND dedupe_key = {}", p(d, 1), p(d, 2)),
+                FindBy::EventId => format!("event_id = {}", p(d, 1)),
+                FindBy::Number => match number_condition(kind, d) {
+                    Some(c) => c.to_owned(),
+                    None => return Ok(Vec::new()),
+                },
+            };
+            let sql = format!(
+                "SELECT CAST(id AS TEXT) AS id, source, occurred_at, received_at, dedupe_key, \
+                        {} AS belongs_to, raw{} AS raw \
+                   FROM {} WHERE {condition} ORDER BY occurred_at LIMIT {CAP}",
+                belongs_to(kind),
+                d.text_cast,
+                kind.table()
+            );
+            let mut query = sqlx::query(&sql);
+            for t in texts {
+                query = query.bind(*t);
+            }
+            if let Some((since, until)) = range {
+                query = query.bind(since).bind(until);
+            }
+            let rows = query.fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let raw: String = r.try_get("raw")?;
+                out.push(Found {
+                    kind: kind.as_str(),
+                    id: r.try_get("id")?,
+                    source: r.try_get("source")?,
+                    occurred_at: r.try_get("occurred_at")?,
+                    received_at: r.try_get("received_at")?,
+                    dedupe_key: r.try_get("dedupe_key")?,
+                    belongs_to: r.try_get("belongs_to")?,
+                    raw: serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw)),
+                    kafka: OnKafka::Published,
+                });
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FindBy {
+    Id,
+    /// `(source, dedupe_key)`, the unique index of every record table.
+    Key,
+    /// `event_id` of the ACS and Standard Webhooks tables (migration 0017 / SQLite 0014).
+    EventId,
+    Number,
 }

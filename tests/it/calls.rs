@@ -8,7 +8,7 @@ use crate::both_stores;
 use crate::common::{fixture, spawn_app_with, Backend, TestApp};
 use ringback::config::Config;
 use ringback::simulate::sample;
-use ringback::store::calls::OnKafka;
+use ringback::store::calls::{Find, OnKafka};
 
 const SESSION: &str = "1201_612_42_0_20261205080000@callenabler245.huaweicaas.com";
 
@@ -118,6 +118,70 @@ async fn a_call_of_each_platform_is_found_by_any_of_its_ids(backend: Backend) {
 
     // Nothing of a call that never was.
     assert!(calls.timeline("no-such-call").await.unwrap().is_empty());
+
+    // `events find`: by record id, by event id (at any configured source), by number.
+    let cdr_id: uuid::Uuid = t.cdrs[0].id.parse().unwrap();
+    let by_id = calls.find(&Find::Id(cdr_id)).await.unwrap();
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(
+        (by_id[0].kind, by_id[0].belongs_to.as_deref()),
+        ("cdr", Some(SESSION))
+    );
+    assert_eq!(by_id[0].raw["icid"], icid.as_str());
+    let event_id = events[0]["id"].as_str().unwrap().to_owned();
+    let sources = vec!["hw".to_owned(), "open".to_owned(), "acs".to_owned()];
+    let by_key = calls
+        .find(&Find::Key {
+            key: event_id.clone(),
+            sources: sources.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_key.len(), 1, "{by_key:?}");
+    assert_eq!(by_key[0].kind, "call-events");
+    assert_eq!(by_key[0].raw["id"], event_id.as_str());
+    let caller = t.events[0].detail["caller"].as_str().unwrap().to_owned();
+    let by_number = calls
+        .find(&Find::Number {
+            number: caller.clone(),
+            since: start - Duration::hours(1),
+            until: start + Duration::hours(1),
+        })
+        .await
+        .unwrap();
+    let of_call: Vec<&str> = by_number
+        .iter()
+        .filter(|f| f.belongs_to.as_deref() == Some(SESSION))
+        .map(|f| f.kind)
+        .collect();
+    assert_eq!(
+        of_call,
+        [
+            "call-status",
+            "call-status",
+            "call-status",
+            "call-status",
+            "cdr"
+        ],
+        "the call's status events and its CDR carry the number"
+    );
+    assert!(calls
+        .find(&Find::Number {
+            number: caller,
+            since: start + Duration::hours(1),
+            until: start + Duration::hours(2),
+        })
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(calls
+        .find(&Find::Key {
+            key: "no-such-event".into(),
+            sources,
+        })
+        .await
+        .unwrap()
+        .is_empty());
     store.close().await;
     app.stop().await;
 }
