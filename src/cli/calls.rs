@@ -14,9 +14,16 @@ pub enum CallsCommand {
     /// names it, and whether each record is on Kafka yet.
     Show {
         /// A Huawei session id or icid, or an ACS call connection id, server call id or
-        /// correlation id.
+        /// correlation id; or a phone number (E.164, `+…`): every call of that number in
+        /// [--since, --until).
         id: String,
-        /// The timeline as one JSON object.
+        /// For a number: from (RFC 3339; default a day ago).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// For a number: until (RFC 3339; default now).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// The timeline as one JSON object (for a number: one per line).
         #[arg(long)]
         json: bool,
     },
@@ -27,7 +34,17 @@ pub async fn run(config: Config, command: CallsCommand) -> anyhow::Result<()> {
     store.migrate().await?;
     let calls = store.calls().context("this store keeps no calls")?;
     let result = match command {
-        CallsCommand::Show { id, json } => {
+        CallsCommand::Show {
+            id,
+            since,
+            until,
+            json,
+        } if is_number(&id) => {
+            let until = until.unwrap_or_else(chrono::Utc::now);
+            let since = since.unwrap_or(until - chrono::Duration::days(1));
+            of_number(&calls, &id, since, until, json).await
+        }
+        CallsCommand::Show { id, json, .. } => {
             let timeline = calls.timeline(&id).await;
             match timeline {
                 Ok(t) if t.is_empty() => Err(anyhow::anyhow!(
@@ -48,6 +65,60 @@ pub async fn run(config: Config, command: CallsCommand) -> anyhow::Result<()> {
     };
     store.close().await;
     result
+}
+
+/// Calls of one number shown at most.
+const MOST_CALLS: usize = 20;
+
+fn is_number(id: &str) -> bool {
+    id.strip_prefix('+')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Every call of `number` in `[since, until)`: the calls its status events, CDRs and ACS
+/// events belong to, each as its timeline.
+async fn of_number(
+    calls: &ringback::store::calls::Calls,
+    number: &str,
+    since: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let found = calls
+        .find(&ringback::store::calls::Find::Number {
+            number: number.to_owned(),
+            since,
+            until,
+        })
+        .await?;
+    let mut ids: Vec<String> = Vec::new();
+    for f in found {
+        let call = matches!(f.kind, "call-status" | "cdr" | "call-events");
+        if let Some(id) = f.belongs_to.filter(|_| call) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    if ids.is_empty() {
+        anyhow::bail!("no call of {number} between {since} and {until}");
+    }
+    if ids.len() > MOST_CALLS {
+        eprintln!(
+            "{} calls of {number}; the first {MOST_CALLS} (narrow --since/--until for the rest)",
+            ids.len()
+        );
+        ids.truncate(MOST_CALLS);
+    }
+    for id in ids {
+        let t = calls.timeline(&id).await?;
+        if json {
+            println!("{}", serde_json::to_string(&t)?);
+        } else {
+            println!("{}", render(&t));
+        }
+    }
+    Ok(())
 }
 
 fn kafka(state: OnKafka) -> &'static str {
@@ -162,4 +233,20 @@ fn render(t: &Timeline) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_number;
+
+    #[test]
+    fn numbers_are_told_from_call_ids() {
+        assert!(is_number("+8613800000022"));
+        assert!(!is_number(
+            "1201_612_1_0_20261205045817@callenabler245.huaweicaas.com"
+        ));
+        assert!(!is_number("421f3500-f5de-4c12-bf61-9e2641433687"));
+        assert!(!is_number("+"));
+        assert!(!is_number("+86-138"));
+    }
 }
