@@ -9,6 +9,7 @@
 #![cfg_attr(not(feature = "testkit"), forbid(unsafe_code))]
 #![cfg_attr(feature = "testkit", deny(unsafe_code))]
 
+pub mod admin;
 pub mod auth;
 pub mod batch;
 pub mod config;

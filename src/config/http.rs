@@ -16,6 +16,12 @@ pub struct HttpConfig {
     /// hooks (which it does not serve). Unset: `addr` serves everything. With it set, `addr`
     /// serves the hooks, `/healthz` and `/readyz` as a status word only, and no `/metrics`.
     pub admin_addr: Option<String>,
+    /// The token the admin API (`/admin/api/…`, on `admin_addr` only) requires as
+    /// `Authorization: Bearer …`: the environment variable holding it. Without a token (here or
+    /// in `admin_token_file`) the admin API is not served.
+    pub admin_token_env: Option<String>,
+    /// …or the file holding it (a mounted secret).
+    pub admin_token_file: Option<std::path::PathBuf>,
     /// Largest request body accepted, in bytes (413 beyond). A 50-CDR fee body is ~60 KiB.
     pub max_body_bytes: usize,
     /// HTTP worker threads; 0 = one per CPU.
@@ -56,6 +62,8 @@ impl Default for HttpConfig {
         Self {
             addr: "127.0.0.1:8080".into(),
             admin_addr: None,
+            admin_token_env: None,
+            admin_token_file: None,
             max_body_bytes: default_max_body_bytes(),
             workers: 0,
             shutdown_timeout: Duration::from_secs(30),
@@ -80,6 +88,27 @@ impl HttpConfig {
         if self.max_body_bytes < 1024 {
             return Err(invalid("http.max_body_bytes", "must be at least 1024"));
         }
+        if self.admin_token_env.is_some() && self.admin_token_file.is_some() {
+            return Err(invalid(
+                "http.admin_token_env",
+                "set admin_token_env or admin_token_file, not both",
+            ));
+        }
+        if self.admin_token().is_some() && self.admin_addr.is_none() {
+            return Err(invalid(
+                "http.admin_token_env",
+                "the admin API is served on http.admin_addr only: set it too",
+            ));
+        }
         Ok(())
+    }
+
+    /// Where the admin API's token is, if set.
+    pub fn admin_token(&self) -> Option<crate::auth::SecretRef> {
+        match (&self.admin_token_env, &self.admin_token_file) {
+            (Some(var), _) => Some(crate::auth::SecretRef::Env(var.clone())),
+            (None, Some(path)) => Some(crate::auth::SecretRef::File(path.clone())),
+            (None, None) => None,
+        }
     }
 }

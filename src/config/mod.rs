@@ -23,7 +23,7 @@ pub use maintenance::{MaintenanceConfig, ReportConfig};
 pub use retention::{RetentionConfig, DEFAULT_REFUSED_RETENTION};
 pub use source::{
     read_secret, AkskAuth, AuthConfig, AuthMode, JwtAuth, KindOptions, RateLimit, SharedSecretAuth,
-    SourceConfig, SourceTable, StandardWebhooksAuth,
+    SourceConfig, SourceTable, StandardWebhooksAuth, MIN_SECRET_BYTES,
 };
 pub use spool::SpoolConfig;
 

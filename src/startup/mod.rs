@@ -235,7 +235,8 @@ impl Application {
             admin_port: listeners.admin_port,
         });
         let (addr, admin_port) = (listeners.addr, listeners.admin_port);
-        let server = steps::http_server(&config, state, listeners)?;
+        let admin = steps::admin(&config, listeners.admin_port)?;
+        let server = steps::http_server(&config, state, admin, listeners)?;
         tracing::info!(
             %addr,
             admin_port = ?admin_port,

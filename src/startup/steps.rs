@@ -317,17 +317,50 @@ impl Listeners {
     }
 }
 
+/// The admin API (`crate::admin`), when the admin listener and its token are configured.
+pub(super) fn admin(
+    config: &Config,
+    admin_port: Option<u16>,
+) -> anyhow::Result<crate::admin::AdminData> {
+    let (Some(port), Some(at)) = (admin_port, config.http.admin_token()) else {
+        if admin_port.is_some() {
+            tracing::info!("admin API off: set http.admin_token_env or http.admin_token_file");
+        }
+        return Ok(web::Data::new(None));
+    };
+    let token = at
+        .read()
+        .map_err(|e| anyhow::anyhow!("http.admin_token: {e}"))?;
+    anyhow::ensure!(
+        token.expose().len() >= crate::config::MIN_SECRET_BYTES,
+        "http.admin_token: at least {} bytes",
+        crate::config::MIN_SECRET_BYTES
+    );
+    let (calls, letters) = crate::store::connect_admin(&config.database)?;
+    tracing::info!(port, "admin API at /admin/api on the admin listener");
+    Ok(web::Data::new(Some(crate::admin::Admin {
+        calls,
+        letters,
+        token,
+        port,
+        sources: config.sources.keys().cloned().collect(),
+    })))
+}
+
 /// The HTTP server on the listeners, started (it serves once polled).
 pub(super) fn http_server(
     config: &Config,
     state: web::Data<AppState>,
+    admin: crate::admin::AdminData,
     listeners: Listeners,
 ) -> anyhow::Result<Server> {
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(admin.clone())
             .wrap(from_fn(ingest::observe))
             .configure(ingest::routes)
+            .configure(crate::admin::routes)
     })
     .disable_signals()
     .client_request_timeout(config.http.client_request_timeout)

@@ -242,6 +242,29 @@ pub async fn connect(config: &DatabaseConfig) -> Result<Arc<dyn Store>, StoreErr
     }
 }
 
+/// How long a statement of the admin API may run (its own pool's `statement_timeout`).
+pub const ADMIN_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The admin API's own view of the database: a pool of two connections, opened on first use,
+/// read-only, each statement bounded by [`ADMIN_STATEMENT_TIMEOUT`] (PostgreSQL), so operators'
+/// queries can neither write nor hold the ingest pool's connections or the database for long.
+pub fn connect_admin(
+    config: &DatabaseConfig,
+) -> Result<(calls::Calls, dead_letters::DeadLetters), StoreError> {
+    if config.url.starts_with("sqlite:") {
+        let pool = SqliteStore::admin_pool(config)?;
+        return Ok((
+            calls::Calls::Sqlite(pool.clone()),
+            dead_letters::DeadLetters::Sqlite(pool),
+        ));
+    }
+    let pool = PgStore::admin_pool(config)?;
+    Ok((
+        calls::Calls::Postgres(pool.clone()),
+        dead_letters::DeadLetters::Postgres(pool),
+    ))
+}
+
 /// Opens the PostgreSQL store `config.url` names without connecting: connections are opened on
 /// first use. `None` for SQLite (an embedded file is never away).
 pub fn connect_lazy(config: &DatabaseConfig) -> Option<Result<Arc<dyn Store>, StoreError>> {

@@ -147,6 +147,21 @@ impl PgStore {
         Ok(Self::with(pool, config.operation_timeout, suspect))
     }
 
+    /// The admin API's pool (see [`super::connect_admin`]): its sessions start read-only,
+    /// with a `statement_timeout`.
+    pub fn admin_pool(config: &DatabaseConfig) -> Result<PgPool, StoreError> {
+        use std::str::FromStr;
+        let timeout = super::ADMIN_STATEMENT_TIMEOUT.as_millis().to_string();
+        let options = sqlx::postgres::PgConnectOptions::from_str(&config.url)?.options([
+            ("statement_timeout", timeout.as_str()),
+            ("default_transaction_read_only", "on"),
+        ]);
+        Ok(PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_lazy_with(options))
+    }
+
     fn pool_options(config: &DatabaseConfig, suspect: &Suspect) -> PgPoolOptions {
         let (on_acquire, on_release, on_connect) =
             (suspect.clone(), suspect.clone(), suspect.clone());

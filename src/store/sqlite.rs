@@ -112,6 +112,17 @@ impl SqliteStore {
         })
     }
 
+    /// The admin API's pool (see [`super::connect_admin`]): two read-only connections.
+    pub fn admin_pool(config: &DatabaseConfig) -> Result<SqlitePool, StoreError> {
+        let options = SqliteConnectOptions::from_str(&config.url)?
+            .read_only(true)
+            .busy_timeout(config.acquire_timeout);
+        Ok(SqlitePoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_lazy_with(options))
+    }
+
     /// The connection pool, for queries outside the ingest path (tests, tools).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool

@@ -12,6 +12,7 @@ const LAYERS: &[&str] = &[
     "testkit",
     "startup",
     "simulate",
+    "admin",
     "ingest",
     "batch",
     "publish",

@@ -6,6 +6,7 @@
 mod common;
 
 mod acs;
+mod admin;
 mod analytics;
 mod auth;
 mod calls;

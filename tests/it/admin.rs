@@ -1,0 +1,141 @@
+//! The admin API (`/admin/api/…`): only on the admin listener, only with the token, read-only
+//! on a pool of its own; the answers `calls show`, `events find` and `dead-letters` give.
+
+use serde_json::Value;
+
+use crate::both_stores;
+use crate::common::{spawn_app_with, Backend, TestApp};
+use ringback::simulate::sample;
+
+const TOKEN: &str = "admin-token-of-the-test-0123456789";
+const SESSION: &str = "1201_612_77_0_20261205090000@callenabler245.huaweicaas.com";
+
+async fn app(backend: Backend) -> (TestApp, tempfile::NamedTempFile) {
+    let token = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token.path(), format!("{TOKEN}\n")).unwrap();
+    let path = token.path().to_owned();
+    let app = spawn_app_with(
+        backend,
+        move |c| {
+            c.http.admin_addr = Some("127.0.0.1:0".into());
+            c.http.admin_token_file = Some(path);
+        },
+        None,
+    )
+    .await;
+    (app, token)
+}
+
+async fn get(app: &TestApp, base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = app.client.get(format!("{base}/admin/api/{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn the_admin_api_answers_on_its_listener_with_its_token_only(backend: Backend) {
+    let (app, _token) = app(backend).await;
+    let admin = app.admin_address.clone().expect("admin listener");
+    let at = chrono::Utc::now();
+    let body = sample::status_body("callout", SESSION, at);
+    let res = app.post_with("open", body.to_string(), &[]).await;
+    assert_eq!(res.status(), 200);
+    let refused = format!(
+        r#"{{"eventType":"disconnect","statusInfo":{{"sessionId":"{SESSION}","timestamp":"later"}}}}"#
+    );
+    let res = app
+        .post_with("open", refused, &[("x-request-id", "req-admin".into())])
+        .await;
+    assert_eq!(res.status(), 400);
+
+    let call = format!("calls/{}", urlencoding(SESSION));
+    let (status, t) = get(&app, &admin, &call, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["events"][0]["event_type"], "callout");
+    assert_eq!(t["dead_letters"][0]["request_id"], "req-admin");
+
+    // No token, a wrong one: 401 with the challenge; the hooks listener does not have it.
+    let (status, e) = get(&app, &admin, &call, None).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, _) = get(
+        &app,
+        &admin,
+        &call,
+        Some("admin-token-of-the-test-0123456780"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = get(&app, &app.address, &call, Some(TOKEN)).await;
+    assert_eq!(status, 404, "the hooks listener serves no admin API");
+
+    let (status, page) = get(
+        &app,
+        &admin,
+        "dead-letters?request_id=req-admin",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["dead_letters"].as_array().unwrap().len(), 1);
+    assert!(page["next"].is_null());
+    let id = page["dead_letters"][0]["id"].as_str().unwrap().to_owned();
+    let (status, letter) = get(&app, &admin, &format!("dead-letters/{id}"), Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert!(letter["body"].as_str().unwrap().contains(SESSION));
+
+    let caller = t["events"][0]["detail"]["caller"].as_str().unwrap();
+    let (status, found) = get(
+        &app,
+        &admin,
+        &format!("events?number={}", urlencoding(caller)),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["records"][0]["belongs_to"], SESSION);
+
+    let (status, e) = get(&app, &admin, "events", Some(TOKEN)).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    let (status, _) = get(&app, &admin, "calls/no-such-call", Some(TOKEN)).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+/// Percent-encodes what a path segment or query value cannot hold as is.
+fn urlencoding(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The admin pool cannot write, and its statements are bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_pool_is_read_only_and_bounded() {
+    let db = crate::common::TestDb::new(Backend::Postgres).await;
+    db.store().await.migrate().await.unwrap();
+    let (calls, _) = ringback::store::connect_admin(&db.database_config()).unwrap();
+    let ringback::store::calls::Calls::Postgres(pool) = calls else {
+        panic!("a PostgreSQL pool")
+    };
+    let err = sqlx::query("DELETE FROM cdrs")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    let err = sqlx::query("SELECT pg_sleep(10)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+    pool.close().await;
+    db.drop_db().await;
+}
+
+both_stores!(the_admin_api_answers_on_its_listener_with_its_token_only);
