@@ -126,16 +126,19 @@ struct EventsQuery {
     until: Option<DateTime<Utc>>,
 }
 
-async fn events(
-    req: HttpRequest,
-    data: AdminData,
-    query: Result<web::Query<EventsQuery>, actix_web::Error>,
-) -> HttpResponse {
+/// A query string that did not parse is a 400 `invalid_query` in the API's error format.
+type Query<T> = Result<web::Query<T>, actix_web::Error>;
+
+fn parsed<T>(query: Query<T>) -> Result<T, AdminError> {
+    query
+        .map(web::Query::into_inner)
+        .map_err(|e| AdminError::Invalid(e.to_string()))
+}
+
+async fn events(req: HttpRequest, data: AdminData, query: Query<EventsQuery>) -> HttpResponse {
     let run = async {
         let admin = admitted(&req, &data)?;
-        let q = query
-            .map_err(|e| AdminError::Invalid(e.to_string()))?
-            .into_inner();
+        let q = parsed(query)?;
         let what = match (q.id, q.key, q.number) {
             (Some(id), None, None) => Find::Id(id),
             (None, Some(key), None) => Find::Key {
@@ -183,16 +186,10 @@ fn cursor(after: &str) -> Result<(DateTime<Utc>, Uuid), AdminError> {
     ))
 }
 
-async fn letters(
-    req: HttpRequest,
-    data: AdminData,
-    query: Result<web::Query<LettersQuery>, actix_web::Error>,
-) -> HttpResponse {
+async fn letters(req: HttpRequest, data: AdminData, query: Query<LettersQuery>) -> HttpResponse {
     let run = async {
         let admin = admitted(&req, &data)?;
-        let q = query
-            .map_err(|e| AdminError::Invalid(e.to_string()))?
-            .into_inner();
+        let q = parsed(query)?;
         let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
         let after = q.after.as_deref().map(cursor).transpose()?;
         let filter = Filter {
