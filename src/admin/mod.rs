@@ -14,7 +14,7 @@
 //! | `GET /admin/api/dead-letters/{id}` | one letter whole: body, headers, outcome |
 //!
 //! Errors: `{"error": {"code", "message"}}` with 400 `invalid_query`, 401 `unauthorized`,
-//! 404 `not_found`, 503 `store_unavailable`.
+//! 404 `not_found`, 405 `method_not_allowed` (with `Allow: GET`), 503 `store_unavailable`.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -190,7 +190,10 @@ async fn letters(req: HttpRequest, data: AdminData, query: Query<LettersQuery>) 
     let run = async {
         let admin = admitted(&req, &data)?;
         let q = parsed(query)?;
-        let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(AdminError::Invalid(format!("limit: 1 to {MAX_PAGE}")));
+        }
         let after = q.after.as_deref().map(cursor).transpose()?;
         let filter = Filter {
             source: q.source,
@@ -219,11 +222,14 @@ async fn letters(req: HttpRequest, data: AdminData, query: Query<LettersQuery>) 
     run.await.unwrap_or_else(AdminError::respond)
 }
 
-async fn letter(req: HttpRequest, data: AdminData, id: web::Path<Uuid>) -> HttpResponse {
+async fn letter(req: HttpRequest, data: AdminData, id: web::Path<String>) -> HttpResponse {
     let run = async {
         let admin = admitted(&req, &data)?;
+        let id: Uuid = id
+            .parse()
+            .map_err(|_| AdminError::NotFound(format!("no dead letter {id}: not an id")))?;
         let filter = Filter {
-            ids: vec![*id],
+            ids: vec![id],
             ..Filter::default()
         };
         let letter = admin
@@ -246,11 +252,38 @@ async fn letter(req: HttpRequest, data: AdminData, id: web::Path<Uuid>) -> HttpR
 /// The admin API's routes (they answer 404 unless the API is on and the request came in on
 /// the admin listener).
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Any other method: 405 with `Allow`, in the API's error format.
+    fn get_only() -> actix_web::Route {
+        web::to(|| async {
+            HttpResponse::MethodNotAllowed()
+                .insert_header((header::ALLOW, "GET"))
+                .json(serde_json::json!({"error": {
+                    "code": "method_not_allowed",
+                    "message": "the admin API answers GET"
+                }}))
+        })
+    }
     cfg.service(
         web::scope("/admin/api")
-            .route("/calls/{id}", web::get().to(call))
-            .route("/events", web::get().to(events))
-            .route("/dead-letters", web::get().to(letters))
-            .route("/dead-letters/{id}", web::get().to(letter)),
+            .service(
+                web::resource("/calls/{id}")
+                    .route(web::get().to(call))
+                    .default_service(get_only()),
+            )
+            .service(
+                web::resource("/events")
+                    .route(web::get().to(events))
+                    .default_service(get_only()),
+            )
+            .service(
+                web::resource("/dead-letters")
+                    .route(web::get().to(letters))
+                    .default_service(get_only()),
+            )
+            .service(
+                web::resource("/dead-letters/{id}")
+                    .route(web::get().to(letter))
+                    .default_service(get_only()),
+            ),
     );
 }

@@ -65,6 +65,26 @@ fn statuses() -> Vec<u16> {
     s
 }
 
+/// A read-only admin API operation (`crate::admin`): on the admin listener, with the token;
+/// 404 anywhere else or when the API is off.
+fn admin_get(id: &str, summary: &str, parameters: Value, ok: Value) -> Value {
+    let error = |what: &str| json!({"description": what, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    json!({
+        "operationId": id,
+        "summary": summary,
+        "tags": ["admin"],
+        "security": [{"adminToken": []}],
+        "parameters": parameters,
+        "responses": {
+            "200": {"description": "Found", "content": {"application/json": {"schema": ok}}},
+            "400": error("`invalid_query`"),
+            "401": error("`unauthorized`: no token, or not the admin token"),
+            "404": error("`not_found`: nothing found; or not the admin listener, or the admin API is off"),
+            "503": error("`store_unavailable`: the database did not answer")
+        }
+    })
+}
+
 /// The OpenAPI 3.1 document.
 pub fn document() -> Value {
     let mut hook_responses = Map::new();
@@ -154,9 +174,62 @@ pub fn document() -> Value {
             "/metrics": {"get": {
                 "operationId": "metrics", "summary": "Prometheus metrics",
                 "responses": {"200": {"description": "Prometheus text exposition format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}}
-            }}
+            }},
+            "/admin/api/calls/{id}": {"get": admin_get(
+                "adminCall",
+                "A call's timeline (`ringback calls show --json`)",
+                json!([{"name": "id", "in": "path", "required": true, "description": "Huawei session id or icid; ACS call connection, server call or correlation id", "schema": {"type": "string"}}]),
+                json!({"$ref": "#/components/schemas/Timeline"}),
+            )},
+            "/admin/api/events": {"get": admin_get(
+                "adminEvents",
+                "Records by id, dedupe key or event id, or phone number (`ringback events find --json`)",
+                json!([
+                    {"name": "id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
+                    {"name": "key", "in": "query", "schema": {"type": "string"}},
+                    {"name": "number", "in": "query", "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}}
+                ]),
+                json!({"type": "object", "required": ["records"], "properties": {"records": {"type": "array", "items": {"type": "object"}}}}),
+            )},
+            "/admin/api/dead-letters": {"get": admin_get(
+                "adminDeadLetters",
+                "A page of dead letters, oldest first (`ringback dead-letters list --json`)",
+                json!([
+                    {"name": "source", "in": "query", "schema": {"type": "string"}},
+                    {"name": "code", "in": "query", "schema": {"type": "string"}},
+                    {"name": "request_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "after", "in": "query", "description": "The `next` cursor of the previous page", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}
+                ]),
+                json!({"type": "object", "required": ["dead_letters", "next"], "properties": {
+                    "dead_letters": {"type": "array", "items": {"type": "object"}},
+                    "next": {"type": ["string", "null"]}
+                }}),
+            )},
+            "/admin/api/dead-letters/{id}": {"get": admin_get(
+                "adminDeadLetter",
+                "One dead letter whole: reason, headers (redacted), body, reprocess outcome",
+                json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}]),
+                json!({"type": "object", "required": ["id", "code", "detail"]}),
+            )}
         },
-        "components": {"schemas": {
+        "components": {
+        "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer", "description": "`http.admin_token_env` / `http.admin_token_file`"}},
+        "schemas": {
+            "Timeline": {
+                "type": "object", "required": ["id", "events", "cdrs", "dead_letters"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "session_id": {"type": ["string", "null"]},
+                    "events": {"type": "array", "items": {"type": "object"}},
+                    "cdrs": {"type": "array", "items": {"type": "object"}},
+                    "dead_letters": {"type": "array", "items": {"type": "object"}}
+                }
+            },
             "Error": {
                 "type": "object", "required": ["error"], "additionalProperties": false,
                 "properties": {"error": {

@@ -64,6 +64,40 @@ fn the_committed_openapi_document_is_the_generated_one() {
 /// valid for the document's "any JSON" is mostly refused, as it should be.
 #[test]
 fn schemathesis_finds_the_live_hooks_as_documented() {
+    // This deployment's sources, so requests reach the parsers: every one (and one that does
+    // not exist) for POST, the ACS one for the handshake (the others answer it 405). The admin
+    // API is the next test's: it lives on another listener.
+    let mut document = ringback::ingest::openapi::document();
+    let hooks = &mut document["paths"]["/hooks/{source}"];
+    hooks["post"]["parameters"][0]["schema"] =
+        serde_json::json!({"enum": ["hw", "acs", "sw", "none"]});
+    hooks["options"]["parameters"][0]["schema"] = serde_json::json!({"enum": ["acs"]});
+    let paths = document["paths"].as_object_mut().unwrap();
+    paths.retain(|path, _| !path.starts_with("/admin/"));
+    schemathesis(&document, &[], &[]);
+}
+
+/// …and the admin API on the admin listener, with its token: 401 without it, every answer as
+/// documented.
+#[test]
+fn schemathesis_finds_the_live_admin_api_as_documented() {
+    let mut document = ringback::ingest::openapi::document();
+    let paths = document["paths"].as_object_mut().unwrap();
+    paths.retain(|path, _| path.starts_with("/admin/"));
+    let token = "token-of-the-contract-test-0123456789";
+    schemathesis(
+        &document,
+        &[
+            ("RINGBACK__HTTP__ADMIN_TOKEN_ENV", "RB_TEST_ADMIN_TOKEN"),
+            ("RB_TEST_ADMIN_TOKEN", token),
+        ],
+        &["--header", &format!("Authorization: Bearer {token}")],
+    );
+}
+
+/// Runs schemathesis with `document` against a ringback of the test's own (SQLite, no broker);
+/// with `RINGBACK__HTTP__ADMIN_TOKEN_ENV` in `env`, against its admin listener.
+fn schemathesis(document: &serde_json::Value, env: &[(&str, &str)], args: &[&str]) {
     let st = std::env::var("RINGBACK_SCHEMATHESIS").expect(
         "RINGBACK_SCHEMATHESIS: the path of schemathesis' `st` (pip install schemathesis; \
          .ci/run installs it)",
@@ -79,20 +113,18 @@ fn schemathesis_finds_the_live_hooks_as_documented() {
          secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n",
     )
     .unwrap();
-    // This deployment's sources, so requests reach the parsers: every one (and one that does
-    // not exist) for POST, the ACS one for the handshake (the others answer it 405).
-    let mut document = ringback::ingest::openapi::document();
-    let hooks = &mut document["paths"]["/hooks/{source}"];
-    hooks["post"]["parameters"][0]["schema"] =
-        serde_json::json!({"enum": ["hw", "acs", "sw", "none"]});
-    hooks["options"]["parameters"][0]["schema"] = serde_json::json!({"enum": ["acs"]});
     let spec = dir.path().join("openapi.json");
     std::fs::write(&spec, document.to_string()).unwrap();
-    let port = {
+    let free_port = || {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_ringback"))
+    let (port, admin_port) = (free_port(), free_port());
+    let admin = env
+        .iter()
+        .any(|(k, _)| *k == "RINGBACK__HTTP__ADMIN_TOKEN_ENV");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringback"));
+    command
         .args(["--config", config.to_str().unwrap(), "serve"])
         .env("RINGBACK__HTTP__ADDR", format!("127.0.0.1:{port}"))
         .env(
@@ -100,10 +132,17 @@ fn schemathesis_finds_the_live_hooks_as_documented() {
             format!("sqlite://{}?mode=rwc", dir.path().join("rb.db").display()),
         )
         .env("RINGBACK__SPOOL__PATH", dir.path().join("spool.db"))
-        .spawn()
-        .unwrap();
+        .envs(env.iter().copied());
+    if admin {
+        command.env(
+            "RINGBACK__HTTP__ADMIN_ADDR",
+            format!("127.0.0.1:{admin_port}"),
+        );
+    }
+    let mut server = command.spawn().unwrap();
+    let target = if admin { admin_port } else { port };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect(("127.0.0.1", target)).is_err() {
         assert!(
             std::time::Instant::now() < deadline,
             "ringback did not start"
@@ -113,7 +152,7 @@ fn schemathesis_finds_the_live_hooks_as_documented() {
     let examples = std::env::var("RINGBACK_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "100".into());
     let run = std::process::Command::new(&st)
         .args(["run", spec.to_str().unwrap()])
-        .args(["--url", &format!("http://127.0.0.1:{port}")])
+        .args(["--url", &format!("http://127.0.0.1:{target}")])
         .args([
             "--checks",
             "all",
@@ -121,6 +160,7 @@ fn schemathesis_finds_the_live_hooks_as_documented() {
             "positive_data_acceptance",
         ])
         .args(["--max-examples", &examples, "--seed", "1"])
+        .args(args)
         .env("NO_COLOR", "1")
         .current_dir(dir.path())
         .output()
