@@ -22,6 +22,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
+pub mod console;
+
 use crate::auth::Secret;
 use crate::store::calls::{Calls, Find};
 use crate::store::dead_letters::{DeadLetters, Filter};
@@ -38,6 +40,8 @@ pub struct Admin {
     pub port: u16,
     /// The configured sources, for lookups by dedupe key.
     pub sources: Vec<String>,
+    /// The console's open sessions.
+    pub sessions: console::Sessions,
 }
 
 /// The admin API's state in the app data (one per process, shared by the workers).
@@ -252,6 +256,7 @@ async fn letter(req: HttpRequest, data: AdminData, id: web::Path<String>) -> Htt
 /// The admin API's routes (they answer 404 unless the API is on and the request came in on
 /// the admin listener).
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    console::routes(cfg);
     // Any other method: 405 with `Allow`, in the API's error format.
     fn get_only() -> actix_web::Route {
         web::to(|| async {

@@ -344,6 +344,7 @@ pub(super) fn admin(
         token,
         port,
         sources: config.sources.keys().cloned().collect(),
+        sessions: Default::default(),
     })))
 }
 

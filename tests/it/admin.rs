@@ -110,6 +110,121 @@ async fn the_admin_api_answers_on_its_listener_with_its_token_only(backend: Back
     app.stop().await;
 }
 
+/// The console: a login with the token opens an HttpOnly, SameSite=Strict session; the call's
+/// page shows its events and dead letter; logout needs the session's CSRF token; the hooks
+/// listener has none of it.
+async fn the_console_shows_a_call_behind_a_login(backend: Backend) {
+    let (app, _token) = app(backend).await;
+    let admin = app.admin_address.clone().expect("admin listener");
+    let at = chrono::Utc::now();
+    for event in ["callout", "alerting"] {
+        let body = sample::status_body(event, SESSION, at);
+        assert_eq!(
+            app.post_with("open", body.to_string(), &[]).await.status(),
+            200
+        );
+    }
+    let refused = format!(
+        r#"{{"eventType":"disconnect","statusInfo":{{"sessionId":"{SESSION}","timestamp":"later"}}}}"#
+    );
+    app.post_with("open", refused, &[("x-request-id", "req-console".into())])
+        .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let html = |res: reqwest::Response| async move {
+        let status = res.status().as_u16();
+        (status, res.text().await.unwrap())
+    };
+
+    let (status, login) = html(client.get(format!("{admin}/admin/")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(login.contains(r#"name="token""#), "{login}");
+    let wrong = client
+        .post(format!("{admin}/admin/login"))
+        .form(&[("token", "not-the-token-at-all-0123456789")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = client
+        .post(format!("{admin}/admin/login"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    let set = ok.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let get = |path: String| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        async move {
+            client
+                .get(path)
+                .header(reqwest::header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let (status, page) =
+        html(get(format!("{admin}/admin/calls?id={}", urlencoding(SESSION))).await).await;
+    assert_eq!(status, 200);
+    let (callout, alerting) = (
+        page.find(">callout<").unwrap(),
+        page.find(">alerting<").unwrap(),
+    );
+    assert!(callout < alerting, "the events in order");
+    assert!(
+        page.contains("invalid_time") && page.contains("req-console"),
+        "{page}"
+    );
+    let (_, list) =
+        html(get(format!("{admin}/admin/dead-letters?request_id=req-console")).await).await;
+    let link = list
+        .split("href=\"/admin/dead-letters/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a letter's link")
+        .to_owned();
+    let (status, detail) = html(get(format!("{admin}/admin/dead-letters/{link}")).await).await;
+    assert_eq!(status, 200);
+    assert!(detail.contains(SESSION), "the body, as received");
+
+    // The hooks listener serves no console.
+    let (status, _) = html(get(format!("{}/admin/", app.address)).await).await;
+    assert_eq!(status, 404);
+
+    // Logout: refused without the session's CSRF token, done with it.
+    let post = |csrf: &str| {
+        client
+            .post(format!("{admin}/admin/logout"))
+            .header(reqwest::header::COOKIE, cookie.clone())
+            .form(&[("csrf", csrf.to_owned())])
+            .send()
+    };
+    assert_eq!(post("forged").await.unwrap().status(), 403);
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the CSRF token in the page")
+        .to_owned();
+    assert_eq!(post(&csrf).await.unwrap().status(), 303);
+    let (_, after) = html(get(format!("{admin}/admin/calls?id=x")).await).await;
+    assert!(after.contains(r#"name="token""#), "the session is closed");
+    app.stop().await;
+}
+
 /// Percent-encodes what a path segment or query value cannot hold as is.
 fn urlencoding(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -138,4 +253,7 @@ async fn the_admin_pool_is_read_only_and_bounded() {
     db.drop_db().await;
 }
 
-both_stores!(the_admin_api_answers_on_its_listener_with_its_token_only);
+both_stores!(
+    the_admin_api_answers_on_its_listener_with_its_token_only,
+    the_console_shows_a_call_behind_a_login,
+);

@@ -1,0 +1,469 @@
+//! The operator's console: server-rendered HTML on the admin listener, no frontend build.
+//! A login with the admin token opens a session (an `HttpOnly`, `SameSite=Strict` cookie of a
+//! random id, kept in memory for 8 hours); the pages are the admin API's answers as HTML:
+//! `/admin/` (overview), `/admin/calls?id=…` (a call's timeline), `/admin/dead-letters`
+//! (filtered list) and `/admin/dead-letters/{id}` (one letter). A POST (logout) carries the
+//! session's CSRF token. Nothing here is served on the hooks listener.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Admin, AdminData};
+use crate::store::calls::{OnKafka, Timeline};
+use crate::store::dead_letters::Filter;
+
+const COOKIE: &str = "ringback_admin";
+const SESSION_FOR: Duration = Duration::from_secs(8 * 3600);
+/// Sessions kept at most (the oldest go first): a token holder cannot grow memory unbounded.
+const MOST_SESSIONS: usize = 64;
+
+/// Open console sessions: id → (CSRF token, expiry).
+#[derive(Default)]
+pub struct Sessions(Mutex<HashMap<String, (String, Instant)>>);
+
+impl Sessions {
+    fn open(&self) -> (String, String) {
+        let (id, csrf) = (
+            Uuid::new_v4().simple().to_string(),
+            Uuid::new_v4().simple().to_string(),
+        );
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        map.retain(|_, (_, until)| *until > now);
+        if map.len() >= MOST_SESSIONS {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, (_, u))| *u)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(id.clone(), (csrf.clone(), now + SESSION_FOR));
+        (id, csrf)
+    }
+
+    /// The CSRF token of a live session.
+    fn csrf(&self, id: &str) -> Option<String> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(csrf, _)| csrf.clone())
+    }
+
+    fn close(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
+
+/// The admin state of a request on the admin listener; `None` elsewhere or when off (404).
+fn on_admin<'a>(req: &HttpRequest, data: &'a AdminData) -> Option<&'a Admin> {
+    data.get_ref()
+        .as_ref()
+        .filter(|a| req.app_config().local_addr().port() == a.port)
+}
+
+/// The session of the request's cookie: its id and CSRF token.
+fn session(req: &HttpRequest, admin: &Admin) -> Option<(String, String)> {
+    let id = req
+        .headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))?
+        .to_owned();
+    let csrf = admin.sessions.csrf(&id)?;
+    Some((id, csrf))
+}
+
+/// The admin state and the session's CSRF token of a signed-in request; else the answer: 404
+/// off the admin listener, the login form without a live session.
+fn signed_in<'a>(
+    req: &HttpRequest,
+    data: &'a AdminData,
+) -> Result<(&'a Admin, String), Box<HttpResponse>> {
+    let admin = on_admin(req, data).ok_or_else(|| Box::new(not_found()))?;
+    let (_, csrf) = session(req, admin).ok_or_else(|| Box::new(login_form(None)))?;
+    Ok((admin, csrf))
+}
+
+fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .json(serde_json::json!({"error": {"code": "not_found", "message": "no such route"}}))
+}
+
+fn page(title: &str, csrf: Option<&str>, body: Markup) -> HttpResponse {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · ringback" }
+                style { (CSS) }
+            }
+            body {
+                header {
+                    strong { "ringback" }
+                    @if let Some(csrf) = csrf {
+                        nav {
+                            a href="/admin/" { "Overview" }
+                            a href="/admin/calls" { "Calls" }
+                            a href="/admin/dead-letters" { "Dead letters" }
+                            form method="post" action="/admin/logout" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                button { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        ))
+        .content_type("text/html; charset=utf-8")
+        .body(markup.into_string())
+}
+
+const CSS: &str = "body{font:14px system-ui,sans-serif;margin:0}header{display:flex;gap:2em;\
+align-items:center;padding:.6em 1.2em;background:#223;color:#fff}header a{color:#cde;margin-right:1em}\
+nav{display:flex;align-items:center}nav form{display:inline;margin-left:1em}main{padding:1em 1.2em}\
+table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left;\
+vertical-align:top}.pending{color:#a60}.failed{color:#b00}code{font-size:12px}";
+
+fn login_form(error: Option<&str>) -> HttpResponse {
+    let mut res = page(
+        "Log in",
+        None,
+        html! {
+            @if let Some(e) = error { p.failed { (e) } }
+            form method="post" action="/admin/login" {
+                label { "Admin token " input type="password" name="token" autocomplete="off"; }
+                " " button { "Log in" }
+            }
+        },
+    );
+    if error.is_some() {
+        *res.status_mut() = actix_web::http::StatusCode::UNAUTHORIZED;
+    }
+    res
+}
+
+#[derive(Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(req: HttpRequest, data: AdminData, form: web::Form<Login>) -> HttpResponse {
+    let Some(admin) = on_admin(&req, &data) else {
+        return not_found();
+    };
+    if !admin.token.matches(form.token.trim().as_bytes()) {
+        return login_form(Some("That is not the admin token."));
+    }
+    let (id, _) = admin.sessions.open();
+    // HttpOnly: no script reads it; SameSite=Strict: no other site's page sends it.
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}",
+        SESSION_FOR.as_secs()
+    );
+    HttpResponse::SeeOther()
+        .insert_header((header::SET_COOKIE, cookie))
+        .insert_header((header::LOCATION, "/admin/"))
+        .finish()
+}
+
+#[derive(Deserialize)]
+struct Csrf {
+    csrf: String,
+}
+
+async fn logout(req: HttpRequest, data: AdminData, form: web::Form<Csrf>) -> HttpResponse {
+    let Some(admin) = on_admin(&req, &data) else {
+        return not_found();
+    };
+    match session(&req, admin) {
+        Some((id, csrf))
+            if crate::auth::constant_time_eq(csrf.as_bytes(), form.csrf.as_bytes()) =>
+        {
+            admin.sessions.close(&id);
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/admin/"))
+                .finish()
+        }
+        _ => HttpResponse::Forbidden().json(serde_json::json!({"error": {
+            "code": "csrf", "message": "the form's CSRF token does not match the session"
+        }})),
+    }
+}
+
+async fn overview(req: HttpRequest, data: AdminData) -> HttpResponse {
+    let (admin, csrf) = match signed_in(&req, &data) {
+        Ok(signed_in) => signed_in,
+        Err(answer) => return *answer,
+    };
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let filter = Filter {
+        since: Some(since),
+        ..Filter::default()
+    };
+    let recent = admin.letters.page(&filter, None, 500).await;
+    let mut by_code: Vec<(String, usize)> = Vec::new();
+    if let Ok(letters) = &recent {
+        for l in letters {
+            match by_code.iter_mut().find(|(c, _)| *c == l.code) {
+                Some((_, n)) => *n += 1,
+                None => by_code.push((l.code.clone(), 1)),
+            }
+        }
+    }
+    page(
+        "Overview",
+        Some(&csrf),
+        html! {
+            h2 { "Sources" }
+            ul { @for s in &admin.sources { li { code { (s) } } } }
+            h2 { "Dead letters in the last hour, by code" }
+            @match &recent {
+                Err(e) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
+                Ok(_) if by_code.is_empty() => p { "None." },
+                Ok(_) => table {
+                    tr { th { "code" } th { "letters" } }
+                    @for (code, n) in &by_code {
+                        tr { td { a href={"/admin/dead-letters?code=" (code)} { (code) } } td { (n) } }
+                    }
+                },
+            }
+            p { "Publisher, spool and partitions: " a href="/readyz" { "/readyz" } " and " a href="/metrics" { "/metrics" } " on this listener." }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct CallQuery {
+    id: Option<String>,
+}
+
+fn kafka(state: OnKafka) -> Markup {
+    match state {
+        OnKafka::Published => html! { "on Kafka" },
+        OnKafka::Pending => html! { span.pending { "not on Kafka yet" } },
+        OnKafka::Failed => html! { span.failed { "never on Kafka (failed)" } },
+    }
+}
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn timeline(t: &Timeline) -> Markup {
+    html! {
+        h2 { "Events (" (t.events.len()) ")" }
+        table {
+            tr { th { "occurred" } th { "event" } th { "detail" } th { "source" } th { "Kafka" } }
+            @for e in &t.events {
+                tr.event {
+                    td { (time(e.occurred_at)) }
+                    td.type { (e.event_type) }
+                    td { @for (k, v) in &e.detail { code { (k) } " " (v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())) br; } }
+                    td { (e.source) }
+                    td { (kafka(e.kafka)) }
+                }
+            }
+        }
+        h2 { "CDR (" (t.cdrs.len()) ")" }
+        @for c in &t.cdrs {
+            table.cdr {
+                tr { th { "numbers" } td { (c.caller_num) " → " (c.callee_num) } }
+                tr { th { "answered" } td { (if c.answered { "yes" } else { "no" }) } }
+                tr { th { "started / answered / ended" } td { (c.started_at.map_or("-".into(), time)) " / " (c.answered_at.map_or("-".into(), time)) " / " (c.ended_at.map_or("-".into(), time)) } }
+                tr { th { "ring / talk / billable" } td { (c.ring_seconds.unwrap_or(0)) " s / " (c.talk_seconds.unwrap_or(0)) " s / " (c.billable_minutes.unwrap_or(0)) " min" } }
+                @if let Some(code) = c.ul_fail_reason {
+                    tr { th { "release point" } td { (code) " " (c.ul_fail_reason_meaning.as_deref().unwrap_or("")) } }
+                }
+                tr { th { "icid" } td { (c.icid.as_deref().unwrap_or("-")) } }
+                tr { th { "Kafka" } td { (kafka(c.kafka)) } }
+            }
+        }
+        h2 { "Dead letters (" (t.dead_letters.len()) ")" }
+        table {
+            tr { th { "received" } th { "code" } th { "field" } th { "request" } th { "" } }
+            @for l in &t.dead_letters {
+                tr.letter {
+                    td { (time(l.received_at)) }
+                    td { (l.code) }
+                    td { (l.field.as_deref().unwrap_or("-")) }
+                    td { (l.request_id.as_deref().unwrap_or("-")) }
+                    td { a href={"/admin/dead-letters/" (l.id)} { "detail" } }
+                }
+            }
+        }
+    }
+}
+
+async fn calls(req: HttpRequest, data: AdminData, q: web::Query<CallQuery>) -> HttpResponse {
+    let (admin, csrf) = match signed_in(&req, &data) {
+        Ok(signed_in) => signed_in,
+        Err(answer) => return *answer,
+    };
+    let id = q.id.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let found = match id {
+        Some(id) => Some(admin.calls.timeline(id).await),
+        None => None,
+    };
+    page(
+        "Calls",
+        Some(&csrf),
+        html! {
+            form method="get" action="/admin/calls" {
+                label { "Session id, icid, call connection, server call or correlation id " input type="search" name="id" value=(id.unwrap_or("")) size="60"; }
+                " " button { "Show" }
+            }
+            @match &found {
+                None => {},
+                Some(Err(e)) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
+                Some(Ok(t)) if t.is_empty() => p { "Nothing stored names " code { (t.id) } "." },
+                Some(Ok(t)) => (timeline(t)),
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct LettersQuery {
+    source: Option<String>,
+    code: Option<String>,
+    request_id: Option<String>,
+}
+
+async fn letters(req: HttpRequest, data: AdminData, q: web::Query<LettersQuery>) -> HttpResponse {
+    let (admin, csrf) = match signed_in(&req, &data) {
+        Ok(signed_in) => signed_in,
+        Err(answer) => return *answer,
+    };
+    let q = q.into_inner();
+    let some = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    let filter = Filter {
+        source: some(q.source.clone()),
+        code: some(q.code.clone()),
+        request_id: some(q.request_id.clone()),
+        ..Filter::default()
+    };
+    // The newest page: letters are paged oldest first, so the last week's.
+    let since = chrono::Utc::now() - chrono::Duration::days(7);
+    let found = admin
+        .letters
+        .page(
+            &Filter {
+                since: Some(since),
+                ..filter
+            },
+            None,
+            200,
+        )
+        .await;
+    page(
+        "Dead letters",
+        Some(&csrf),
+        html! {
+            form method="get" action="/admin/dead-letters" {
+                label { "source " input name="source" value=(q.source.unwrap_or_default()); }
+                " " label { "code " input name="code" value=(q.code.unwrap_or_default()); }
+                " " label { "request id " input name="request_id" value=(q.request_id.unwrap_or_default()); }
+                " " button { "Filter" }
+            }
+            p { "The last week's, oldest first, at most 200." }
+            @match &found {
+                Err(e) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
+                Ok(list) => table {
+                    tr { th { "received" } th { "source" } th { "code" } th { "field" } th { "request" } th { "outcome" } }
+                    @for l in list {
+                        tr.letter {
+                            td { a href={"/admin/dead-letters/" (l.id)} { (time(l.received_at)) } }
+                            td { (l.source) }
+                            td { (l.code) }
+                            td { (l.field.as_deref().unwrap_or("-")) }
+                            td { (l.request_id.as_deref().unwrap_or("-")) }
+                            td { (l.reprocess_outcome.as_deref().unwrap_or("-")) }
+                        }
+                    }
+                },
+            }
+        },
+    )
+}
+
+async fn letter(req: HttpRequest, data: AdminData, id: web::Path<String>) -> HttpResponse {
+    let (admin, csrf) = match signed_in(&req, &data) {
+        Ok(signed_in) => signed_in,
+        Err(answer) => return *answer,
+    };
+    let Ok(id) = id.parse::<Uuid>() else {
+        return not_found();
+    };
+    let filter = Filter {
+        ids: vec![id],
+        ..Filter::default()
+    };
+    let found = admin.letters.page(&filter, None, 1).await;
+    page(
+        "Dead letter",
+        Some(&csrf),
+        html! {
+            @match found.as_ref().map(|l| l.first()) {
+                Err(e) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
+                Ok(None) => p { "No dead letter " code { (id) } "." },
+                Ok(Some(l)) => {
+                    table {
+                        tr { th { "id" } td { code { (l.id) } } }
+                        tr { th { "received" } td { (time(l.received_at)) } }
+                        tr { th { "source" } td { (l.source) } }
+                        tr { th { "request id" } td { (l.request_id.as_deref().unwrap_or("-")) } }
+                        tr { th { "code" } td { (l.code) } }
+                        tr { th { "detail" } td { (l.detail) } }
+                        tr { th { "field" } td { (l.field.as_deref().unwrap_or("-")) } }
+                        tr { th { "reprocessed" } td { (l.reprocess_outcome.as_deref().unwrap_or("-")) } }
+                    }
+                    h2 { "Headers (secrets redacted)" }
+                    pre { (serde_json::to_string_pretty(&l.headers).unwrap_or_default()) }
+                    h2 { "Body" }
+                    pre.body { (pretty_body(l.body.as_deref())) }
+                },
+            }
+        },
+    )
+}
+
+/// The body as pretty JSON when it is JSON, else as text.
+fn pretty_body(body: Option<&[u8]>) -> String {
+    let Some(body) = body else {
+        return "(not kept)".into();
+    };
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
+/// The console's routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/", web::get().to(overview))
+        .route("/admin/login", web::post().to(login))
+        .route("/admin/logout", web::post().to(logout))
+        .route("/admin/calls", web::get().to(calls))
+        .route("/admin/dead-letters", web::get().to(letters))
+        .route("/admin/dead-letters/{id}", web::get().to(letter));
+}
