@@ -238,6 +238,7 @@ async fn verify(
             .unwrap_or_default();
         if on_kafka != *events {
             out_of_order += 1;
+            eprintln!("out of order: call {call}: sent {events:?}, on Kafka {on_kafka:?}");
         }
     }
     let missing: Vec<&&str> = want.iter().filter(|id| !seen.contains(**id)).collect();

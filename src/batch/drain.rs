@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::worker::outbox_entries;
 use super::Worker;
-use crate::domain::Row;
+use crate::domain::{Outcome, Row};
 use crate::error::error_chain;
 use crate::spool::{Entry, Spool};
 
@@ -105,7 +105,16 @@ async fn drain_entries(worker: &Worker, spool: &Spool, entries: &[Entry]) -> Dra
     let outbox = outbox_entries(&rows);
     match worker.store.commit(&rows, &outbox).await {
         Ok(outcomes) => {
-            worker.hand_off(&rows, &outcomes, outbox);
+            if outcomes.contains(&Outcome::Duplicate) {
+                // Stored already: most often by the very commit this batch was spooled instead
+                // of, abandoned at `spool.fallback_after` and landed after all. Its outbox
+                // entries are older than this drain's and nobody was handed them; sending this
+                // drain's now would let a call's later events overtake them on Kafka. The
+                // publisher catches up from the outbox instead, in commit order.
+                worker.catch_up_instead();
+            } else {
+                worker.hand_off(&rows, &outcomes, outbox);
+            }
             remove_drained(spool, entries).await
         }
         Err(e) if e.is_transient() => {

@@ -315,6 +315,14 @@ impl Worker {
         answer_spooled(acks, result);
     }
 
+    /// Has the publisher catch up from the outbox, in commit order, instead of taking entries
+    /// handed to it (see `drain`).
+    pub(super) fn catch_up_instead(&self) {
+        if let Some(publisher) = &self.publisher {
+            publisher.catch_up();
+        }
+    }
+
     /// Hands the entries of the records that were new to the publisher.
     pub(super) fn hand_off(&self, rows: &[Row], outcomes: &[Outcome], entries: Vec<OutboxEntry>) {
         let Some(publisher) = &self.publisher else {

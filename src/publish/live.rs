@@ -22,7 +22,10 @@ impl Publisher {
     pub(super) fn send_all(&mut self, entries: Vec<OutboxEntry>) {
         for entry in entries {
             if !self.send(&entry) {
+                // The rest wait in the outbox; so must every later hand-off, or it would
+                // overtake them: caught up from the outbox, in commit order.
                 self.missed.store(true, Ordering::Relaxed);
+                self.set_mode(Mode::CatchingUp);
                 break;
             }
         }

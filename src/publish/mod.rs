@@ -105,10 +105,20 @@ impl PublisherHandle {
         if entries.is_empty() {
             return;
         }
-        // A hand-off dropped while the mode changes to live is caught up at the next tick.
+        // A hand-off dropped (not live, or the queue full while the publisher waits on the
+        // database) is caught up from the outbox, in commit order. Until then no later hand-off
+        // may be taken: sent live, it would overtake the dropped one's entries of the same call.
         if !self.live.load(Ordering::Acquire) || self.tx.try_send(entries).is_err() {
-            self.missed.store(true, Ordering::Relaxed);
+            self.catch_up();
         }
+    }
+
+    /// Stops taking hand-offs until the publisher has caught up from the outbox, in commit
+    /// order: for entries committed that nobody handed it (a commit that was abandoned and
+    /// landed after all), which the hand-offs after them must not overtake.
+    pub fn catch_up(&self) {
+        self.live.store(false, Ordering::Release);
+        self.missed.store(true, Ordering::Relaxed);
     }
 
     pub fn status(&self) -> Status {
