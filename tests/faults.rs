@@ -879,9 +879,10 @@ async fn database_latency_spikes_cost_latency_not_errors() {
 
 /// A power cut under the spool: the spool on a filesystem that keeps unsynced writes in
 /// memory and drops them when the power goes (`common::lazyfs`), PostgreSQL stopped so every
-/// push is spooled; then ringback is killed and every write it had not fsync'd is lost at the
-/// same instant. The restarted process finds in the spool everything it acknowledged (a 2xx
-/// only after the fsync), drains it once PostgreSQL is back, and the oracle holds.
+/// push is spooled; the power goes while an append is being fsync'd (what it was to sync is
+/// lost, its push is not acknowledged) and ringback with it. The restarted process finds in the
+/// spool everything it acknowledged (a 2xx only after the fsync), drains it once PostgreSQL is
+/// back, and the oracle holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_cut_under_the_spool_loses_nothing_acknowledged() {
     let _one = SERIAL.lock().await;
