@@ -1,8 +1,10 @@
 //! The operator's console: server-rendered HTML on the admin listener, no frontend build.
 //! A login with the admin token opens a session (an `HttpOnly`, `SameSite=Strict` cookie of a
 //! random id, kept in memory for 8 hours); the pages are the admin API's answers as HTML:
-//! `/admin/` (overview), `/admin/calls?id=…` (a call's timeline), `/admin/dead-letters`
-//! (filtered list) and `/admin/dead-letters/{id}` (one letter). A POST (logout) carries the
+//! `/admin/` (overview: sources, publisher, spool, the last hour's dead letters),
+//! `/admin/calls?id=…` (a call's timeline), `/admin/events?q=…` (records by id, event id or
+//! dedupe key, or number), `/admin/dead-letters` (filtered list) and `/admin/dead-letters/{id}`
+//! (one letter). A POST (logout) carries the
 //! session's CSRF token. Nothing here is served on the hooks listener.
 
 use std::collections::HashMap;
@@ -115,6 +117,7 @@ fn page(title: &str, csrf: Option<&str>, body: Markup) -> HttpResponse {
                         nav {
                             a href="/admin/" { "Overview" }
                             a href="/admin/calls" { "Calls" }
+                            a href="/admin/events" { "Events" }
                             a href="/admin/dead-letters" { "Dead letters" }
                             form method="post" action="/admin/logout" {
                                 input type="hidden" name="csrf" value=(csrf);
@@ -210,7 +213,39 @@ async fn logout(req: HttpRequest, data: AdminData, form: web::Form<Csrf>) -> Htt
     }
 }
 
-async fn overview(req: HttpRequest, data: AdminData) -> HttpResponse {
+/// `value` as a query value.
+fn encoded(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// A value as compact JSON, for the state tables.
+fn show(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Null) => "-".into(),
+        Ok(v) => v.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
+/// A struct's fields as rows.
+fn fields(value: &impl serde::Serialize) -> Markup {
+    let map = serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    html! {
+        table {
+            @for (k, v) in &map { tr { th { (k) } td { (show(v)) } } }
+        }
+    }
+}
+
+async fn overview(
+    req: HttpRequest,
+    data: AdminData,
+    state: web::Data<crate::ingest::AppState>,
+) -> HttpResponse {
     let (admin, csrf) = match signed_in(&req, &data) {
         Ok(signed_in) => signed_in,
         Err(answer) => return *answer,
@@ -236,6 +271,13 @@ async fn overview(req: HttpRequest, data: AdminData) -> HttpResponse {
         html! {
             h2 { "Sources" }
             ul { @for s in &admin.sources { li { code { (s) } } } }
+            h2 { "Publisher" }
+            (fields(&state.publisher.status()))
+            h2 { "Spool" }
+            @match &state.spool {
+                Some(spool) => (fields(&spool.status())),
+                None => p { "Off." },
+            }
             h2 { "Dead letters in the last hour, by code" }
             @match &recent {
                 Err(e) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
@@ -243,11 +285,11 @@ async fn overview(req: HttpRequest, data: AdminData) -> HttpResponse {
                 Ok(_) => table {
                     tr { th { "code" } th { "letters" } }
                     @for (code, n) in &by_code {
-                        tr { td { a href={"/admin/dead-letters?code=" (code)} { (code) } } td { (n) } }
+                        tr { td { a href={"/admin/dead-letters?code=" (encoded(code))} { (code) } } td { (n) } }
                     }
                 },
             }
-            p { "Publisher, spool and partitions: " a href="/readyz" { "/readyz" } " and " a href="/metrics" { "/metrics" } " on this listener." }
+            p { "More: " a href="/readyz" { "/readyz" } " and " a href="/metrics" { "/metrics" } " on this listener." }
         },
     )
 }
@@ -337,6 +379,75 @@ async fn calls(req: HttpRequest, data: AdminData, q: web::Query<CallQuery>) -> H
                 Some(Err(e)) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
                 Some(Ok(t)) if t.is_empty() => p { "Nothing stored names " code { (t.id) } "." },
                 Some(Ok(t)) => (timeline(t)),
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    q: Option<String>,
+}
+
+/// Records by id (a UUID), phone number (`+…`, the last week) or dedupe key / event id.
+async fn events(req: HttpRequest, data: AdminData, q: web::Query<EventsQuery>) -> HttpResponse {
+    let (admin, csrf) = match signed_in(&req, &data) {
+        Ok(signed_in) => signed_in,
+        Err(answer) => return *answer,
+    };
+    let q = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let what = q.map(|q| {
+        if let Ok(id) = q.parse::<Uuid>() {
+            crate::store::calls::Find::Id(id)
+        } else if q.starts_with('+') && q[1..].bytes().all(|b| b.is_ascii_digit()) {
+            let until = chrono::Utc::now();
+            crate::store::calls::Find::Number {
+                number: q.to_owned(),
+                since: until - chrono::Duration::days(7),
+                until,
+            }
+        } else {
+            crate::store::calls::Find::Key {
+                key: q.to_owned(),
+                sources: admin.sources.clone(),
+            }
+        }
+    });
+    let found = match &what {
+        Some(what) => Some(admin.calls.find(what).await),
+        None => None,
+    };
+    page(
+        "Events",
+        Some(&csrf),
+        html! {
+            form method="get" action="/admin/events" {
+                label { "Record id, event id or dedupe key, or phone number " input type="search" name="q" value=(q.unwrap_or("")) size="60"; }
+                " " button { "Find" }
+            }
+            @match &found {
+                None => {},
+                Some(Err(e)) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
+                Some(Ok(list)) if list.is_empty() => p { "No record found." },
+                Some(Ok(list)) => table {
+                    tr { th { "occurred" } th { "kind" } th { "source" } th { "belongs to" } th { "Kafka" } th { "as received" } }
+                    @for f in list {
+                        tr.record {
+                            td { (time(f.occurred_at)) }
+                            td { (f.kind) }
+                            td { (f.source) }
+                            td {
+                                @match &f.belongs_to {
+                                    Some(call) if matches!(f.kind, "call-status" | "cdr" | "call-events") => a href={"/admin/calls?id=" (encoded(call))} { (call) },
+                                    Some(other) => (other),
+                                    None => "-",
+                                }
+                            }
+                            td { (kafka(f.kafka)) }
+                            td { pre { (serde_json::to_string_pretty(&f.raw).unwrap_or_default()) } }
+                        }
+                    }
+                },
             }
         },
     )
@@ -464,6 +575,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/login", web::post().to(login))
         .route("/admin/logout", web::post().to(logout))
         .route("/admin/calls", web::get().to(calls))
+        .route("/admin/events", web::get().to(events))
         .route("/admin/dead-letters", web::get().to(letters))
         .route("/admin/dead-letters/{id}", web::get().to(letter));
 }

@@ -200,6 +200,19 @@ async fn the_console_shows_a_call_behind_a_login(backend: Backend) {
     assert_eq!(status, 200);
     assert!(detail.contains(SESSION), "the body, as received");
 
+    let (_, overview) = html(get(format!("{admin}/admin/")).await).await;
+    assert!(
+        overview.contains("Publisher") && overview.contains("backlog"),
+        "the publisher's state: {overview}"
+    );
+    let caller = "%2B8613800000022";
+    let (status, events) = html(get(format!("{admin}/admin/events?q={caller}")).await).await;
+    assert_eq!(status, 200);
+    assert!(
+        events.contains(&format!("/admin/calls?id={}", urlencoding(SESSION))),
+        "a record of the number links to its call: {events}"
+    );
+
     // The hooks listener serves no console.
     let (status, _) = html(get(format!("{}/admin/", app.address)).await).await;
     assert_eq!(status, 404);
