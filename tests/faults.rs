@@ -294,6 +294,14 @@ fn assert_nothing_lost(v: &Verdict) {
     assert_eq!(v.out_of_order, 0, "each call's events in the order sent");
 }
 
+/// A proxy in front of `db`'s PostgreSQL, and the database's URL through it.
+async fn behind_proxy(db: &TestDb) -> (common::proxy::Proxy, String) {
+    let proxy = common::proxy::Proxy::start(&common::pg_host_port(&db.url)).await;
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_port(Some(proxy.port)).unwrap();
+    (proxy, url.to_string())
+}
+
 /// A broker with this scenario's topics, and the prefix.
 async fn broker() -> (Tansu, String) {
     let tansu = Tansu::start();
@@ -319,6 +327,17 @@ struct Setup {
 }
 
 impl Setup {
+    /// A scenario's parts put together, with a fresh work directory.
+    fn of(db: TestDb, tansu: Tansu, prefix: String, app: Ringback) -> Self {
+        Self {
+            db,
+            tansu,
+            prefix,
+            app,
+            work: tempfile::tempdir().unwrap(),
+        }
+    }
+
     async fn new() -> Self {
         let db = TestDb::new(Backend::Postgres).await;
         let (tansu, prefix) = broker().await;
@@ -582,13 +601,7 @@ async fn a_replica_started_while_the_database_is_down_serves_from_its_spool() {
     let outage = pick(6, 60);
     let down = PgOutage::begin();
     let app = Ringback::start(&db.url, &tansu.bootstrap, &prefix).await;
-    let s = Setup {
-        db,
-        tansu,
-        prefix,
-        app,
-        work: tempfile::tempdir().unwrap(),
-    };
+    let s = Setup::of(db, tansu, prefix, app);
     let load = s.load(outage + 6, 7);
     tokio::time::sleep(Duration::from_secs(outage)).await;
     let readyz = reqwest::get(format!("{}/readyz", s.app.base()))
@@ -631,18 +644,10 @@ async fn a_replica_started_while_the_database_is_down_serves_from_its_spool() {
 async fn a_black_holed_database_is_noticed_in_seconds_and_its_connections_replaced() {
     let _one = SERIAL.lock().await;
     let db = TestDb::new(Backend::Postgres).await;
-    let proxy = common::proxy::Proxy::start(&common::pg_host_port(&db.url)).await;
-    let mut url = url::Url::parse(&db.url).unwrap();
-    url.set_port(Some(proxy.port)).unwrap();
+    let (proxy, url) = behind_proxy(&db).await;
     let (tansu, prefix) = broker().await;
-    let app = Ringback::start(url.as_str(), &tansu.bootstrap, &prefix).await;
-    let s = Setup {
-        db,
-        tansu,
-        prefix,
-        app,
-        work: tempfile::tempdir().unwrap(),
-    };
+    let app = Ringback::start(&url, &tansu.bootstrap, &prefix).await;
+    let s = Setup::of(db, tansu, prefix, app);
     let outage = pick(8, 30);
     let load = s.load(outage + 8, 8);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -804,13 +809,7 @@ async fn a_black_holed_broker_is_noticed_and_caught_up() {
     .await;
     let db = TestDb::new(Backend::Postgres).await;
     let app = Ringback::start(&db.url, &tansu.bootstrap, &prefix).await;
-    let s = Setup {
-        db,
-        tansu,
-        prefix,
-        app,
-        work: tempfile::tempdir().unwrap(),
-    };
+    let s = Setup::of(db, tansu, prefix, app);
     let outage = pick(8, 30);
     let load = s.load(outage + 8, 11);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -841,18 +840,10 @@ async fn a_black_holed_broker_is_noticed_and_caught_up() {
 async fn database_latency_spikes_cost_latency_not_errors() {
     let _one = SERIAL.lock().await;
     let db = TestDb::new(Backend::Postgres).await;
-    let proxy = common::proxy::Proxy::start(&common::pg_host_port(&db.url)).await;
-    let mut url = url::Url::parse(&db.url).unwrap();
-    url.set_port(Some(proxy.port)).unwrap();
+    let (proxy, url) = behind_proxy(&db).await;
     let (tansu, prefix) = broker().await;
-    let app = Ringback::start(url.as_str(), &tansu.bootstrap, &prefix).await;
-    let s = Setup {
-        db,
-        tansu,
-        prefix,
-        app,
-        work: tempfile::tempdir().unwrap(),
-    };
+    let app = Ringback::start(&url, &tansu.bootstrap, &prefix).await;
+    let s = Setup::of(db, tansu, prefix, app);
     let (spikes, spike) = (pick(2, 6), Duration::from_secs(pick(3, 5)));
     let load = s.load(2 + spikes * 2 * spike.as_secs() + 4, 12);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -890,16 +881,7 @@ async fn a_power_cut_under_the_spool_loses_nothing_acknowledged() {
     let spool = fs.mountpoint.join("spool.db");
     let db = TestDb::new(Backend::Postgres).await;
     let (tansu, prefix) = broker().await;
-    let config = "[http]\nworkers = 1\n[log]\nlevel = \"warn,ringback=info\"\n\
-                  [sources.open]\nkind = \"huawei-voicecall\"\nauth = \"none\"\n";
-    let mut app = Ringback::start_with(
-        &db.url,
-        &tansu.bootstrap,
-        &prefix,
-        config,
-        &[("RINGBACK__SPOOL__PATH", spool.to_str().unwrap())],
-    )
-    .await;
+    let mut app = Ringback::start_spooled_at(&db.url, &tansu.bootstrap, &prefix, &spool).await;
     let outage = pick(6, 30);
     let work = tempfile::tempdir().unwrap();
     let load = Load::start(&app.target(), RATE, outage + 8, 13, work.path());
@@ -927,11 +909,8 @@ async fn a_power_cut_under_the_spool_loses_nothing_acknowledged() {
     let back = Instant::now();
     down.end();
     let s = Setup {
-        db,
-        tansu,
-        prefix,
-        app,
         work,
+        ..Setup::of(db, tansu, prefix, app)
     };
     let report = s
         .finish_with(
@@ -961,23 +940,8 @@ async fn a_slow_disk_under_the_spool_costs_latency_only() {
     let spool = fs.mountpoint.join("spool.db");
     let db = TestDb::new(Backend::Postgres).await;
     let (tansu, prefix) = broker().await;
-    let config = "[http]\nworkers = 1\n[log]\nlevel = \"warn,ringback=info\"\n\
-                  [sources.open]\nkind = \"huawei-voicecall\"\nauth = \"none\"\n";
-    let app = Ringback::start_with(
-        &db.url,
-        &tansu.bootstrap,
-        &prefix,
-        config,
-        &[("RINGBACK__SPOOL__PATH", spool.to_str().unwrap())],
-    )
-    .await;
-    let s = Setup {
-        db,
-        tansu,
-        prefix,
-        app,
-        work: tempfile::tempdir().unwrap(),
-    };
+    let app = Ringback::start_spooled_at(&db.url, &tansu.bootstrap, &prefix, &spool).await;
+    let s = Setup::of(db, tansu, prefix, app);
     let outage = pick(6, 30);
     // Many connections, as a platform delivers: one would wait out every fsync in turn.
     let load = Load::start_on(&s.app.target(), RATE, outage + 8, 14, s.work.path(), 64);

@@ -21,12 +21,25 @@ pub struct Ringback {
     peaks: Vec<u64>,
 }
 
+/// One worker, an open source `open`.
+const CONFIG: &str = "[http]\nworkers = 1\n[log]\nlevel = \"warn,ringback=info\"\n\
+                      [sources.open]\nkind = \"huawei-voicecall\"\nauth = \"none\"\n";
+
 impl Ringback {
     /// One worker, an open source `open`.
     pub async fn start(db: &str, brokers: &str, prefix: &str) -> Self {
-        let config = "[http]\nworkers = 1\n[log]\nlevel = \"warn,ringback=info\"\n\
-                      [sources.open]\nkind = \"huawei-voicecall\"\nauth = \"none\"\n";
-        Self::start_with(db, brokers, prefix, config, &[]).await
+        Self::start_with(db, brokers, prefix, CONFIG, &[]).await
+    }
+
+    /// As [`start`](Self::start), its spool at `spool` (a filesystem of the test's).
+    pub async fn start_spooled_at(
+        db: &str,
+        brokers: &str,
+        prefix: &str,
+        spool: &std::path::Path,
+    ) -> Self {
+        let spool = [("RINGBACK__SPOOL__PATH", spool.to_str().unwrap())];
+        Self::start_with(db, brokers, prefix, CONFIG, &spool).await
     }
 
     /// With a configuration file of `config` and extra environment `env`.
