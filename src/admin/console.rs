@@ -145,7 +145,9 @@ const CSS: &str = "body{font:14px system-ui,sans-serif;margin:0}header{display:f
 align-items:center;padding:.6em 1.2em;background:#223;color:#fff}header a{color:#cde;margin-right:1em}\
 nav{display:flex;align-items:center}nav form{display:inline;margin-left:1em}main{padding:1em 1.2em}\
 table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left;\
-vertical-align:top}.pending{color:#a60}.failed{color:#b00}code{font-size:12px}";
+vertical-align:top}.pending{color:#a60}.failed{color:#b00}code{font-size:12px}\
+.result{padding:.6em;margin-bottom:1em;border:1px solid #ccc}.result.ok{background:#efe}\
+.result.failed{background:#fee}";
 
 fn login_form(error: Option<&str>) -> HttpResponse {
     let mut res = page(
@@ -174,7 +176,18 @@ async fn login(req: HttpRequest, data: AdminData, form: web::Form<Login>) -> Htt
     let Some(admin) = on_admin(&req, &data) else {
         return not_found();
     };
+    let ip = req.peer_addr().map(|a| a.ip());
+    if let Some(secs) = admin.attempts.blocked(ip) {
+        let mut res = login_form(Some(&format!(
+            "Too many wrong tokens from this address: try again in {secs} s."
+        )));
+        *res.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        return res;
+    }
     if !admin.token.matches(form.token.trim().as_bytes()) {
+        admin.attempts.failed(ip);
         return login_form(Some("That is not the admin token."));
     }
     let (id, _) = admin.sessions.open();
@@ -191,6 +204,7 @@ async fn login(req: HttpRequest, data: AdminData, form: web::Form<Login>) -> Htt
 
 #[derive(Deserialize)]
 struct Csrf {
+    #[serde(default)]
     csrf: String,
 }
 
@@ -207,9 +221,7 @@ async fn logout(req: HttpRequest, data: AdminData, form: web::Form<Csrf>) -> Htt
                 .insert_header((header::LOCATION, "/admin/"))
                 .finish()
         }
-        _ => HttpResponse::Forbidden().json(serde_json::json!({"error": {
-            "code": "csrf", "message": "the form's CSRF token does not match the session"
-        }})),
+        _ => csrf_refused(),
     }
 }
 
@@ -255,22 +267,65 @@ async fn overview(
         since: Some(since),
         ..Filter::default()
     };
-    let recent = admin.letters.page(&filter, None, 500).await;
-    let mut by_code: Vec<(String, usize)> = Vec::new();
+    let (recent, activity, partitions) = tokio::join!(
+        admin.letters.page(&filter, None, 500),
+        admin.calls.activity(since),
+        admin.calls.partitions(),
+    );
+    // (source, code) → letters.
+    let mut by_code: Vec<((String, String), usize)> = Vec::new();
     if let Ok(letters) = &recent {
         for l in letters {
-            match by_code.iter_mut().find(|(c, _)| *c == l.code) {
+            let key = (l.source.clone(), l.code.clone());
+            match by_code.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, n)) => *n += 1,
-                None => by_code.push((l.code.clone(), 1)),
+                None => by_code.push((key, 1)),
             }
         }
     }
+    let pushes = state.metrics.pushes();
+    let pushes_of = |source: &str| {
+        pushes
+            .iter()
+            .find(|(s, _, _)| s == source)
+            .map_or((0, 0), |(_, ok, no)| (*ok, *no))
+    };
+    let activity = activity.unwrap_or_default();
     page(
         "Overview",
         Some(&csrf),
         html! {
             h2 { "Sources" }
-            ul { @for s in &admin.sources { li { code { (s) } } } }
+            table.sources {
+                tr { th { "source" } th { "records in the last hour" } th { "last record" } th { "pushes answered 2xx / refused (this replica, since it started)" } }
+                @for s in &admin.sources {
+                    @let mine: Vec<_> = activity.iter().filter(|a| &a.source == s).collect();
+                    @let (ok, no) = pushes_of(s);
+                    tr {
+                        td { code { (s) } }
+                        td {
+                            @if mine.is_empty() { "none" }
+                            @for a in &mine { (a.kind) " " (a.records) @if a.capped { "+" } br; }
+                        }
+                        td { (mine.iter().map(|a| a.last_received_at).max().map_or("-".into(), time)) }
+                        td { (ok) " / " (no) }
+                    }
+                }
+            }
+            h2 { "Refusals in the last hour, by source and code" }
+            @match &recent {
+                Err(e) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
+                Ok(_) if by_code.is_empty() => p { "None." },
+                Ok(letters) => {
+                    table {
+                        tr { th { "source" } th { "code" } th { "dead letters" } }
+                        @for ((source, code), n) in &by_code {
+                            tr { td { (source) } td { a href={"/admin/dead-letters?source=" (encoded(source)) "&code=" (encoded(code))} { (code) } } td { (n) } }
+                        }
+                    }
+                    @if letters.len() == 500 { p { "(the first 500 counted)" } }
+                },
+            }
             h2 { "Publisher" }
             (fields(&state.publisher.status()))
             h2 { "Spool" }
@@ -278,15 +333,13 @@ async fn overview(
                 Some(spool) => (fields(&spool.status())),
                 None => p { "Off." },
             }
-            h2 { "Dead letters in the last hour, by code" }
-            @match &recent {
+            h2 { "Partitions" }
+            @match &partitions {
                 Err(e) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
-                Ok(_) if by_code.is_empty() => p { "None." },
-                Ok(_) => table {
-                    tr { th { "code" } th { "letters" } }
-                    @for (code, n) in &by_code {
-                        tr { td { a href={"/admin/dead-letters?code=" (encoded(code))} { (code) } } td { (n) } }
-                    }
+                Ok(list) if list.is_empty() => p { "None (SQLite keeps unpartitioned tables; `ringback maintain` deletes by age)." },
+                Ok(list) => table {
+                    tr { th { "table" } th { "monthly partitions" } th { "oldest" } th { "newest" } }
+                    @for t in list { tr { td { (t.table) } td { (t.months) } td { (t.oldest.as_deref().unwrap_or("-")) } td { (t.newest.as_deref().unwrap_or("-")) } } }
                 },
             }
             p { "More: " a href="/readyz" { "/readyz" } " and " a href="/metrics" { "/metrics" } " on this listener." }
@@ -525,16 +578,74 @@ async fn letter(req: HttpRequest, data: AdminData, id: web::Path<String>) -> Htt
     let Ok(id) = id.parse::<Uuid>() else {
         return not_found();
     };
-    let filter = Filter {
-        ids: vec![id],
-        ..Filter::default()
+    letter_page(admin, &csrf, id, None).await
+}
+
+#[derive(Deserialize)]
+struct ReprocessForm {
+    /// Missing is refused like wrong (403), not a 400 of the form parser.
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    dry_run: Option<String>,
+}
+
+/// The letter page's reprocess and dry-run buttons: the letter is run through the current
+/// parser (`dead-letters reprocess --id ID --again`), and its page shows what became of it.
+async fn reprocess(
+    req: HttpRequest,
+    data: AdminData,
+    state: web::Data<crate::ingest::AppState>,
+    id: web::Path<String>,
+    form: web::Form<ReprocessForm>,
+) -> HttpResponse {
+    let Some(admin) = on_admin(&req, &data) else {
+        return not_found();
     };
-    let found = admin.letters.page(&filter, None, 1).await;
+    let csrf = match session(&req, admin) {
+        Some((_, csrf)) if crate::auth::constant_time_eq(csrf.as_bytes(), form.csrf.as_bytes()) => {
+            csrf
+        }
+        _ => return csrf_refused(),
+    };
+    let Ok(id) = id.parse::<Uuid>() else {
+        return not_found();
+    };
+    let dry_run = form.dry_run.is_some();
+    let result = match super::reprocess_one(admin, &state, id, dry_run).await {
+        Ok(a) => html! {
+            div.result.ok {
+                strong { (if a.dry_run { "Dry run: it would be " } else { "Reprocessed: " }) (a.outcome) }
+                @if let Some(code) = &a.code { " (" (code) ": " (a.detail.as_deref().unwrap_or("")) ")" }
+                @if !a.records.is_empty() {
+                    br; "Records: "
+                    @for r in &a.records { a href={"/admin/events?q=" (r)} { code { (r) } } " " }
+                }
+                @if a.dry_run { br; "Nothing was committed or recorded." }
+            }
+        },
+        Err(e) => {
+            let (_, code, message) = e.parts();
+            html! { div.result.failed { "Not reprocessed (" (code) "): " (message) } }
+        }
+    };
+    letter_page(admin, &csrf, id, Some(result)).await
+}
+
+fn csrf_refused() -> HttpResponse {
+    HttpResponse::Forbidden().json(serde_json::json!({"error": {
+        "code": "csrf", "message": "the form's CSRF token does not match the session"
+    }}))
+}
+
+async fn letter_page(admin: &Admin, csrf: &str, id: Uuid, result: Option<Markup>) -> HttpResponse {
+    let found = admin.letters.one(id).await;
     page(
         "Dead letter",
-        Some(&csrf),
+        Some(csrf),
         html! {
-            @match found.as_ref().map(|l| l.first()) {
+            @if let Some(result) = result { (result) }
+            @match &found {
                 Err(e) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
                 Ok(None) => p { "No dead letter " code { (id) } "." },
                 Ok(Some(l)) => {
@@ -543,10 +654,26 @@ async fn letter(req: HttpRequest, data: AdminData, id: web::Path<String>) -> Htt
                         tr { th { "received" } td { (time(l.received_at)) } }
                         tr { th { "source" } td { (l.source) } }
                         tr { th { "request id" } td { (l.request_id.as_deref().unwrap_or("-")) } }
+                        tr { th { "scope" } td { (l.scope) @if let Some(i) = l.record_index { " (record " (i) ")" } } }
                         tr { th { "code" } td { (l.code) } }
                         tr { th { "detail" } td { (l.detail) } }
                         tr { th { "field" } td { (l.field.as_deref().unwrap_or("-")) } }
-                        tr { th { "reprocessed" } td { (l.reprocess_outcome.as_deref().unwrap_or("-")) } }
+                        tr { th { "reprocessed" } td.outcome {
+                            (l.reprocess_outcome.as_deref().unwrap_or("-"))
+                            @if let Some(at) = l.reprocessed_at { " at " (time(at)) }
+                            @if let Some(code) = &l.reprocess_code { " (" (code) ")" }
+                        } }
+                        @if let Some(records) = l.reprocess_records.as_ref().filter(|r| !r.is_empty()) {
+                            tr { th { "became" } td { @for r in records { a href={"/admin/events?q=" (r)} { code { (r) } } " " } } }
+                        }
+                    }
+                    @if l.body.is_some() && matches!(l.reprocess_outcome.as_deref(), None | Some("refused")) {
+                        form.reprocess method="post" action={"/admin/dead-letters/" (l.id) "/reprocess"} {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button name="dry_run" value="1" { "Dry run" }
+                            " "
+                            button.reprocess { "Reprocess" }
+                        }
                     }
                     h2 { "Headers (secrets redacted)" }
                     pre { (serde_json::to_string_pretty(&l.headers).unwrap_or_default()) }
@@ -577,5 +704,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/calls", web::get().to(calls))
         .route("/admin/events", web::get().to(events))
         .route("/admin/dead-letters", web::get().to(letters))
-        .route("/admin/dead-letters/{id}", web::get().to(letter));
+        .route("/admin/dead-letters/{id}", web::get().to(letter))
+        .route(
+            "/admin/dead-letters/{id}/reprocess",
+            web::post().to(reprocess),
+        );
 }

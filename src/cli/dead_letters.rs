@@ -152,14 +152,9 @@ async fn list(letters: &DeadLetters, filter: Filter, limit: u32, json: bool) -> 
 }
 
 async fn show(letters: &DeadLetters, id: Uuid) -> anyhow::Result<()> {
-    let filter = Filter {
-        ids: vec![id],
-        ..Filter::default()
-    };
     let letter = letters
-        .page(&filter, None, 1)
+        .one(id)
         .await?
-        .pop()
         .with_context(|| format!("no dead letter {id}"))?;
     let mut value = serde_json::to_value(&letter)?;
     value["body"] = match &letter.body {
@@ -177,10 +172,10 @@ async fn reprocess(
     filter: Filter,
     (dry_run, again, lease): (bool, bool, Duration),
 ) -> anyhow::Result<()> {
-    let sources: HashMap<String, Source> = config
+    let sources: HashMap<String, Arc<Source>> = config
         .sources
         .iter()
-        .map(|(name, c)| (name.clone(), Source::parser_only(name, c)))
+        .map(|(name, c)| (name.clone(), Arc::new(Source::parser_only(name, c))))
         .collect();
     let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
     // The batch path `serve` commits through (dedupe, outbox), without a publisher: the
@@ -197,13 +192,11 @@ async fn reprocess(
             None,
         )
     });
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "?".to_owned(), |h| h.trim().to_owned());
     let run = Reprocess {
         letters,
         sources: &sources,
         batcher: batcher.as_ref(),
-        claimant: format!("{host}:{}:{}", std::process::id(), Uuid::new_v4()),
+        claimant: ringback::ingest::reprocess::claimant(""),
         lease,
         again,
     };

@@ -65,11 +65,11 @@ fn statuses() -> Vec<u16> {
     s
 }
 
-/// A read-only admin API operation (`crate::admin`): on the admin listener, with the token;
+/// An admin API operation (`crate::admin`): on the admin listener, with the token;
 /// 404 anywhere else or when the API is off.
-fn admin_get(id: &str, summary: &str, parameters: Value, ok: Value) -> Value {
+fn admin_op(id: &str, summary: &str, parameters: Value, ok: Value) -> Value {
     let error = |what: &str| json!({"description": what, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    json!({
+    let mut op = json!({
         "operationId": id,
         "summary": summary,
         "tags": ["admin"],
@@ -80,9 +80,21 @@ fn admin_get(id: &str, summary: &str, parameters: Value, ok: Value) -> Value {
             "400": error("`invalid_query`"),
             "401": error("`unauthorized`: no token, or not the admin token"),
             "404": error("`not_found`: nothing found; or not the admin listener, or the admin API is off"),
+            "429": {
+                "description": "`too_many_attempts`: more than 10 wrong tokens from this address in a minute",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until the minute ends"}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            },
             "503": error("`store_unavailable`: the database did not answer")
         }
-    })
+    });
+    if id == "adminReprocess" {
+        op["responses"]["409"] = error(
+            "`not_reprocessable`: it has an outcome other than `refused`, kept no body, its source is gone, or another reprocessor holds it",
+        );
+        op["responses"]["200"]["description"] = json!("Reprocessed (or, with `dry_run`, judged)");
+    }
+    op
 }
 
 /// The OpenAPI 3.1 document.
@@ -175,13 +187,13 @@ pub fn document() -> Value {
                 "operationId": "metrics", "summary": "Prometheus metrics",
                 "responses": {"200": {"description": "Prometheus text exposition format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}}
             }},
-            "/admin/api/calls/{id}": {"get": admin_get(
+            "/admin/api/calls/{id}": {"get": admin_op(
                 "adminCall",
                 "A call's timeline (`ringback calls show --json`)",
                 json!([{"name": "id", "in": "path", "required": true, "description": "Huawei session id or icid; ACS call connection, server call or correlation id", "schema": {"type": "string"}}]),
                 json!({"$ref": "#/components/schemas/Timeline"}),
             )},
-            "/admin/api/events": {"get": admin_get(
+            "/admin/api/events": {"get": admin_op(
                 "adminEvents",
                 "Records by id, dedupe key or event id, or phone number (`ringback events find --json`)",
                 json!([
@@ -193,7 +205,7 @@ pub fn document() -> Value {
                 ]),
                 json!({"type": "object", "required": ["records"], "properties": {"records": {"type": "array", "items": {"type": "object"}}}}),
             )},
-            "/admin/api/dead-letters": {"get": admin_get(
+            "/admin/api/dead-letters": {"get": admin_op(
                 "adminDeadLetters",
                 "A page of dead letters, oldest first (`ringback dead-letters list --json`)",
                 json!([
@@ -210,11 +222,27 @@ pub fn document() -> Value {
                     "next": {"type": ["string", "null"]}
                 }}),
             )},
-            "/admin/api/dead-letters/{id}": {"get": admin_get(
+            "/admin/api/dead-letters/{id}": {"get": admin_op(
                 "adminDeadLetter",
                 "One dead letter whole: reason, headers (redacted), body, reprocess outcome",
                 json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}]),
                 json!({"type": "object", "required": ["id", "code", "detail"]}),
+            )},
+            "/admin/api/dead-letters/{id}/reprocess": {"post": admin_op(
+                "adminReprocess",
+                "Runs the letter again through its source's current parser, commits what now parses and records the outcome (`ringback dead-letters reprocess --id ID --again`)",
+                json!([
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}},
+                    {"name": "dry_run", "in": "query", "description": "Judge only: commit and record nothing", "schema": {"type": "boolean"}}
+                ]),
+                json!({"type": "object", "required": ["id", "dry_run", "outcome", "records"], "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "dry_run": {"type": "boolean"},
+                    "outcome": {"enum": ["committed", "duplicate", "partial", "refused"]},
+                    "code": {"type": ["string", "null"]},
+                    "detail": {"type": ["string", "null"]},
+                    "records": {"type": "array", "items": {"type": "string", "format": "uuid"}}
+                }}),
             )}
         },
         "components": {

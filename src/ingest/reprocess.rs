@@ -15,6 +15,7 @@
 //! duplicate, never a second row.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
@@ -205,10 +206,17 @@ impl Report {
     }
 }
 
+/// A reprocessor's name in the leases: host, pid and a random part, after `by` (who runs it).
+pub fn claimant(by: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "?".to_owned(), |h| h.trim().to_owned());
+    format!("{by}{host}:{}:{}", std::process::id(), uuid::Uuid::new_v4())
+}
+
 /// A reprocessing run.
 pub struct Reprocess<'a> {
     pub letters: &'a DeadLetters,
-    pub sources: &'a HashMap<String, Source>,
+    pub sources: &'a HashMap<String, Arc<Source>>,
     /// Where records are committed; `None` for a dry run (nothing is committed or marked).
     pub batcher: Option<&'a Batcher>,
     /// This run's name in the leases (host, pid, a random part).

@@ -487,6 +487,39 @@ impl Metrics {
         self.kafka_delivery.with_label_values(&[topic]);
     }
 
+    /// Hook requests per source since this process started: (source, answered 2xx, refused or
+    /// failed), by source name (the console's overview).
+    pub fn pushes(&self) -> Vec<(String, u64, u64)> {
+        let mut by_source: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for family in self.http_requests.collect() {
+            for m in family.get_metric() {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_owned())
+                };
+                let (Some(source), Some(status)) = (label("source"), label("status")) else {
+                    continue;
+                };
+                if label("route").as_deref() != Some("hooks") {
+                    continue;
+                }
+                let n = m.get_counter().get_value() as u64;
+                let entry = by_source.entry(source).or_default();
+                if status.starts_with('2') {
+                    entry.0 += n;
+                } else {
+                    entry.1 += n;
+                }
+            }
+        }
+        by_source
+            .into_iter()
+            .map(|(s, (ok, no))| (s, ok, no))
+            .collect()
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

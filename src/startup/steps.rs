@@ -345,6 +345,7 @@ pub(super) fn admin(
         port,
         sources: config.sources.keys().cloned().collect(),
         sessions: Default::default(),
+        attempts: Default::default(),
     })))
 }
 

@@ -593,3 +593,89 @@ enum FindBy {
     EventId,
     Number,
 }
+
+/// Records a source sent of one kind since an instant (the console's overview).
+#[derive(Debug, Clone, Serialize)]
+pub struct Activity {
+    pub source: String,
+    pub kind: &'static str,
+    pub records: i64,
+    /// At least `records`: more came than the overview counts ([`ACTIVITY_CAP`] per kind).
+    pub capped: bool,
+    pub last_received_at: DateTime<Utc>,
+}
+
+/// Rows of each kind the overview counts at most: the count walks the `(received_at, id)`
+/// index backwards from now, so its cost is bounded whatever the load.
+pub const ACTIVITY_CAP: i64 = 10_000;
+
+/// A partitioned table's monthly partitions (PostgreSQL).
+#[derive(Debug, Clone, Serialize)]
+pub struct Partitions {
+    pub table: String,
+    pub months: i64,
+    pub oldest: Option<String>,
+    pub newest: Option<String>,
+}
+
+impl Calls {
+    /// Per source and kind, the records received since `since` and the last one's time.
+    pub async fn activity(&self, since: DateTime<Utc>) -> Result<Vec<Activity>, StoreError> {
+        let mut out = Vec::new();
+        for kind in RecordKind::ALL {
+            on_pool!(Calls, self, |pool, d| {
+                let sql = format!(
+                    "SELECT source, COUNT(*) AS n, MAX(received_at) AS last FROM \
+                       (SELECT source, received_at FROM {} WHERE received_at >= {} \
+                         ORDER BY received_at DESC LIMIT {}) recent \
+                     GROUP BY source ORDER BY source",
+                    kind.table(),
+                    p(d, 1),
+                    ACTIVITY_CAP + 1
+                );
+                let rows = sqlx::query(&sql).bind(since).fetch_all(pool).await?;
+                let total: i64 = rows.iter().map(|r| r.get::<i64, _>("n")).sum();
+                for r in &rows {
+                    out.push(Activity {
+                        source: r.try_get("source")?,
+                        kind: kind.as_str(),
+                        records: r.try_get("n")?,
+                        capped: total > ACTIVITY_CAP,
+                        last_received_at: r.try_get("last")?,
+                    });
+                }
+                Ok::<_, StoreError>(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// The monthly partitions of each partitioned table; empty on SQLite (not partitioned).
+    pub async fn partitions(&self) -> Result<Vec<Partitions>, StoreError> {
+        let Self::Postgres(pool) = self else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT p.relname::text AS parent, count(*) AS months, \
+                    min(c.relname::text) AS oldest, max(c.relname::text) AS newest \
+               FROM pg_inherits i \
+               JOIN pg_class c ON c.oid = i.inhrelid \
+               JOIN pg_class p ON p.oid = i.inhparent \
+              WHERE p.relkind = 'p' AND c.relname NOT LIKE '%\\_default' \
+                AND p.relnamespace = 'public'::regnamespace \
+              GROUP BY p.relname ORDER BY p.relname",
+        )
+        .fetch_all(pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Partitions {
+                    table: r.try_get("parent")?,
+                    months: r.try_get("months")?,
+                    oldest: r.try_get("oldest")?,
+                    newest: r.try_get("newest")?,
+                })
+            })
+            .collect()
+    }
+}

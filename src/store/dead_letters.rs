@@ -275,6 +275,15 @@ impl DeadLetters {
         })
     }
 
+    /// The letter `id`, if there is one.
+    pub async fn one(&self, id: Uuid) -> Result<Option<Letter>, StoreError> {
+        let filter = Filter {
+            ids: vec![id],
+            ..Filter::default()
+        };
+        Ok(self.page(&filter, None, 1).await?.pop())
+    }
+
     /// Leases `letter` to `claimant` until `until`, unless it has an outcome (and `again` does
     /// not take it back) or another claimant's lease runs past `now`. True when leased.
     pub async fn claim(

@@ -148,22 +148,7 @@ async fn the_console_shows_a_call_behind_a_login(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let ok = client
-        .post(format!("{admin}/admin/login"))
-        .form(&[("token", TOKEN)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 303);
-    let set = ok.headers()[reqwest::header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
-        "{set}"
-    );
-    let cookie = set.split(';').next().unwrap().to_owned();
+    let cookie = log_in(&client, &admin).await;
     let get = |path: String| {
         let (client, cookie) = (client.clone(), cookie.clone());
         async move {
@@ -205,6 +190,17 @@ async fn the_console_shows_a_call_behind_a_login(backend: Backend) {
         overview.contains("Publisher") && overview.contains("backlog"),
         "the publisher's state: {overview}"
     );
+    assert!(
+        overview.contains("call-status 2<") && overview.contains(">2 / 1<"),
+        "source open: two records in the last hour, two pushes answered 2xx and one refused: \
+         {overview}"
+    );
+    if backend == Backend::Postgres {
+        assert!(
+            overview.contains("<td>call_events</td>"),
+            "partitions: {overview}"
+        );
+    }
     let caller = "%2B8613800000022";
     let (status, events) = html(get(format!("{admin}/admin/events?q={caller}")).await).await;
     assert_eq!(status, 200);
@@ -226,15 +222,229 @@ async fn the_console_shows_a_call_behind_a_login(backend: Backend) {
             .send()
     };
     assert_eq!(post("forged").await.unwrap().status(), 403);
-    let csrf = page
-        .split(r#"name="csrf" value=""#)
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the CSRF token in the page")
-        .to_owned();
+    let csrf = csrf_of(&page);
     assert_eq!(post(&csrf).await.unwrap().status(), 303);
     let (_, after) = html(get(format!("{admin}/admin/calls?id=x")).await).await;
     assert!(after.contains(r#"name="token""#), "the session is closed");
+    app.stop().await;
+}
+
+/// Logs in to the console at `admin`: the session cookie (`name=value`).
+async fn log_in(client: &reqwest::Client, admin: &str) -> String {
+    let ok = client
+        .post(format!("{admin}/admin/login"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    let set = ok.headers()[reqwest::header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// The value of the first hidden `csrf` input of a page.
+fn csrf_of(page: &str) -> String {
+    page.split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the CSRF token in the page")
+        .to_owned()
+}
+
+/// A dead letter reprocessed from the API (dry run, then refused: the parser still refuses it)
+/// and from the console (CSRF checked; dry run, then committed once its body parses); a second
+/// reprocess of a committed letter is a 409.
+async fn dead_letters_are_reprocessed_from_the_api_and_the_console(backend: Backend) {
+    let (app, _token) = app(backend).await;
+    let admin = app.admin_address.clone().expect("admin listener");
+    let at = chrono::Utc::now();
+    let callout = sample::status_body("callout", SESSION, at);
+    assert_eq!(
+        app.post_with("open", callout.to_string(), &[])
+            .await
+            .status(),
+        200
+    );
+    let refused = format!(
+        r#"{{"eventType":"disconnect","statusInfo":{{"sessionId":"{SESSION}","timestamp":"later"}}}}"#
+    );
+    let res = app
+        .post_with("open", refused, &[("x-request-id", "req-rp".into())])
+        .await;
+    assert_eq!(res.status(), 400);
+    let (_, page) = get(&app, &admin, "dead-letters?request_id=req-rp", Some(TOKEN)).await;
+    let id = page["dead_letters"][0]["id"].as_str().unwrap().to_owned();
+
+    let post = |path: String, token: Option<&str>| {
+        let mut req = app.client.post(format!("{admin}/admin/api/{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let reprocess = format!("dead-letters/{id}/reprocess");
+    let (status, _) = post(reprocess.clone(), None).await;
+    assert_eq!(status, 401);
+    let (status, e) = get(&app, &admin, &reprocess, Some(TOKEN)).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let (status, dry) = post(format!("{reprocess}?dry_run=true"), Some(TOKEN)).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(
+        (
+            dry["dry_run"].as_bool(),
+            dry["outcome"].as_str(),
+            dry["code"].as_str()
+        ),
+        (Some(true), Some("refused"), Some("invalid_time"))
+    );
+    let (_, letter) = get(&app, &admin, &format!("dead-letters/{id}"), Some(TOKEN)).await;
+    assert!(
+        letter["reprocess_outcome"].is_null(),
+        "a dry run records nothing: {letter}"
+    );
+    let (status, again) = post(reprocess.clone(), Some(TOKEN)).await;
+    assert_eq!(
+        (status, again["outcome"].as_str()),
+        (200, Some("refused")),
+        "{again}"
+    );
+
+    // What a fixed parser would now accept: the body as the platform should have sent it.
+    let fixed = sample::status_body("disconnect", SESSION, at).to_string();
+    let sql = match backend {
+        Backend::Postgres => "UPDATE dead_letters SET body = $1 WHERE request_id = 'req-rp'",
+        Backend::Sqlite => "UPDATE dead_letters SET body = ?1 WHERE request_id = 'req-rp'",
+    };
+    sqlx::query(sql)
+        .bind(fixed.into_bytes())
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = log_in(&client, &admin).await;
+    let letter_url = format!("{admin}/admin/dead-letters/{id}");
+    let page = client
+        .get(&letter_url)
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(">Reprocess<"),
+        "a refused letter can be tried again: {page}"
+    );
+    let csrf = csrf_of(&page);
+    let form = |fields: Vec<(&'static str, String)>| {
+        client
+            .post(format!("{letter_url}/reprocess"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .form(&fields)
+            .send()
+    };
+    assert_eq!(form(vec![]).await.unwrap().status(), 403, "no CSRF token");
+    assert_eq!(
+        form(vec![("csrf", "forged".into())])
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let dry = form(vec![("csrf", csrf.clone()), ("dry_run", "1".into())])
+        .await
+        .unwrap();
+    assert_eq!(dry.status(), 200);
+    let dry = dry.text().await.unwrap();
+    assert!(dry.contains("Dry run: it would be committed"), "{dry}");
+    let done = form(vec![("csrf", csrf.clone())])
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(done.contains("Reprocessed: committed"), "{done}");
+    assert!(
+        !done.contains(">Reprocess<"),
+        "a committed letter offers no second try"
+    );
+
+    let call = format!("calls/{}", urlencoding(SESSION));
+    let (_, t) = get(&app, &admin, &call, Some(TOKEN)).await;
+    let types: Vec<&str> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["callout", "disconnect"], "{t}");
+    let (_, letter) = get(&app, &admin, &format!("dead-letters/{id}"), Some(TOKEN)).await;
+    assert_eq!(letter["reprocess_outcome"], "committed");
+    let (status, e) = post(reprocess, Some(TOKEN)).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("not_reprocessable")),
+        "{e}"
+    );
+    app.stop().await;
+}
+
+/// Eleven wrong tokens in a minute from one address: 429 with `Retry-After`, for the API and
+/// the console's login alike, even with the right token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_are_limited_per_address() {
+    let (app, _token) = app(Backend::Sqlite).await;
+    let admin = app.admin_address.clone().expect("admin listener");
+    for _ in 0..10 {
+        let (status, _) = get(
+            &app,
+            &admin,
+            "events?id=x",
+            Some("wrong-token-0123456789abcdef"),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let res = app
+        .client
+        .get(format!("{admin}/admin/api/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    let secs: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&secs), "{secs}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+    let login = app
+        .client
+        .post(format!("{admin}/admin/login"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 429);
     app.stop().await;
 }
 
@@ -269,4 +479,5 @@ async fn the_admin_pool_is_read_only_and_bounded() {
 both_stores!(
     the_admin_api_answers_on_its_listener_with_its_token_only,
     the_console_shows_a_call_behind_a_login,
+    dead_letters_are_reprocessed_from_the_api_and_the_console,
 );
