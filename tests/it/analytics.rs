@@ -611,3 +611,120 @@ async fn the_maintain_command_reports_what_it_did() {
     store.close().await;
     db.drop_db().await;
 }
+
+/// A Grafana macro call's argument list: the text between the parentheses after `at`
+/// (balanced), and where the call ends.
+fn macro_args(sql: &str, at: usize) -> (String, usize) {
+    let open = sql[at..].find('(').unwrap() + at;
+    let mut depth = 0;
+    for (i, c) in sql[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return (sql[open + 1..open + i].to_owned(), open + i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unbalanced macro in {sql}")
+}
+
+/// `sql` as Grafana's PostgreSQL data source sends it for the range `from..to` and the
+/// dashboard's variables: `$__timeFilter`, `$__timeGroupAlias`, `$__timeFrom()`, `$__timeTo()`,
+/// `$tz`.
+fn as_grafana_sends(sql: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let (from, to) = (
+        format!(
+            "'{}'",
+            from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        format!(
+            "'{}'",
+            to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    );
+    let mut sql = sql
+        .replace("$__timeFrom()", &from)
+        .replace("$__timeTo()", &to)
+        .replace("$tz", "UTC");
+    while let Some(at) = sql.find("$__timeFilter(") {
+        let (expr, end) = macro_args(&sql, at);
+        sql = format!(
+            "{}{expr} BETWEEN {from} AND {to}{}",
+            &sql[..at],
+            &sql[end..]
+        );
+    }
+    while let Some(at) = sql.find("$__timeGroupAlias(") {
+        let (args, end) = macro_args(&sql, at);
+        let (column, interval) = args.rsplit_once(',').unwrap();
+        assert_eq!(interval.trim(), "'1h'", "the test knows the hour only");
+        let group = format!("floor(extract(epoch from {column})/3600)*3600 AS \"time\"");
+        sql = format!("{}{group}{}", &sql[..at], &sql[end..]);
+    }
+    assert!(
+        !sql.contains('$'),
+        "a macro or variable the test does not know: {sql}"
+    );
+    sql
+}
+
+/// The "calls" Grafana dashboard (deploy/grafana/calls.json): every panel's SQL, as Grafana
+/// sends it, runs against the real schema and finds the rows a call, its CDRs and a refused push
+/// made once the rollups are folded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calls_dashboard_queries_run_against_the_schema() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/calls.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let app = crate::common::spawn_app_with(Backend::Postgres, |_| {}, None).await;
+    let now = Utc::now();
+    let fee = fee(3, 20, now - chrono::TimeDelta::minutes(5));
+    assert_eq!(
+        app.post_with("open", fee.to_string(), &[]).await.status(),
+        200
+    );
+    let disconnect = sample::status_body("disconnect", "s-dashboard", now);
+    assert_eq!(
+        app.post_with("open", disconnect.to_string(), &[])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.post_with("open", "{", &[]).await.status(), 400);
+    let (_, m) = store_of(&app.db).await;
+    m.fold_rollups("UTC").await.unwrap();
+
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 5);
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap();
+        assert_eq!(panel["datasource"]["uid"], "${pg}", "{title}");
+        for target in panel["targets"].as_array().unwrap() {
+            assert_eq!(
+                target["datasource"]["type"],
+                "grafana-postgresql-datasource"
+            );
+            let sql = as_grafana_sends(
+                target["rawSql"].as_str().unwrap(),
+                now - chrono::TimeDelta::days(2),
+                now + chrono::TimeDelta::days(1),
+            );
+            let rows = sqlx::query(&sql)
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{title}: {e}\n{sql}"));
+            assert!(!rows.is_empty(), "{title}: no rows\n{sql}");
+            if target["format"] == "time_series" {
+                use sqlx::Column;
+                let columns: Vec<&str> = rows[0].columns().iter().map(|c| c.name()).collect();
+                assert_eq!(columns[0], "time", "{title}: time first");
+            }
+        }
+    }
+    pool.close().await;
+    app.stop().await;
+}
