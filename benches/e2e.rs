@@ -11,7 +11,10 @@
 //! the median of more rounds moves less). `RINGBACK_BENCH_SERVER_BIN=PATH` runs another server
 //! binary (an older build) against the same load, to compare two builds on one machine.
 //! `RINGBACK_BENCH_SQL` runs SQL on the PostgreSQL database once the server has migrated it (a
-//! schema variant, e.g. the rollup triggers disabled).
+//! schema variant, e.g. the rollup triggers disabled). `RINGBACK_BENCH_CONSOLE=1` turns on the
+//! admin listener and, through both status phases, has an operator's console polled without
+//! pause: the overview page, a number's records (`/admin/api/events?number=…`, 500 a kind) and
+//! a page of dead letters, one after another (its cost on ingest: compare with a run without).
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -183,12 +186,16 @@ async fn buckets(server: &Server, metric: &str, labels: &[&str]) -> Vec<(String,
 
 /// The server's `/metrics`.
 async fn scrape(server: &Server) -> String {
-    reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    // With the admin listener on (RINGBACK_BENCH_CONSOLE), /metrics is there only.
+    reqwest::get(format!(
+        "{}/metrics",
+        server.admin.as_deref().unwrap_or(&server.base)
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap()
 }
 
 /// A histogram's `_count` and `_sum` (all its series added).
@@ -215,7 +222,24 @@ struct Commits {
 async fn status_phase(server: &Server, connections: usize, seed: u64) -> (Report, Commits) {
     const BATCHES: &str = "ringback_batch_records";
     let (count0, sum0) = count_sum(server, BATCHES).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let poller = server
+        .admin
+        .clone()
+        .map(|admin| tokio::spawn(poll_console(admin, stop.clone())));
     let report = load(server, "status", connections, None, seed).await;
+    stop.cancel();
+    if let Some(poller) = poller {
+        let mut took = poller.await.expect("the console poller");
+        took.sort_by(f64::total_cmp);
+        let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+        eprintln!(
+            "console polled {} times during the phase: p50 {:.1} ms, p99 {:.1} ms",
+            took.len(),
+            at(0.5),
+            at(0.99)
+        );
+    }
     let (count1, sum1) = count_sum(server, BATCHES).await;
     let commits = count1 - count0;
     let stats = Commits {
@@ -331,6 +355,62 @@ struct Server {
     _child: Killed,
     pid: u32,
     base: String,
+    /// The admin listener, with `RINGBACK_BENCH_CONSOLE=1`.
+    admin: Option<String>,
+}
+
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+
+fn console_polled() -> bool {
+    std::env::var_os("RINGBACK_BENCH_CONSOLE").is_some_and(|v| v == "1")
+}
+
+/// An operator's console polled without pause until `stop`: the overview (signed in), a
+/// number's records and a page of dead letters in turn. Returns the polls made and their
+/// latencies in ms.
+async fn poll_console(admin: String, stop: tokio_util::sync::CancellationToken) -> Vec<f64> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .post(format!("{admin}/admin/login"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .expect("console login");
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut took = Vec::new();
+    let pages = [
+        (format!("{admin}/admin/"), true),
+        (
+            format!("{admin}/admin/api/events?number=%2B8613800000022"),
+            false,
+        ),
+        (format!("{admin}/admin/api/dead-letters?limit=100"), false),
+    ];
+    for (url, console) in pages.iter().cycle() {
+        if stop.is_cancelled() {
+            break;
+        }
+        let req = if *console {
+            client.get(url).header("cookie", &cookie)
+        } else {
+            client.get(url).bearer_auth(ADMIN_TOKEN)
+        };
+        let start = Instant::now();
+        let res = req.send().await.expect("a console answer");
+        assert!(res.status().is_success(), "{url}: {}", res.status());
+        res.bytes().await.unwrap();
+        took.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    took
 }
 
 // `Killed` waits for the child when dropped, which the lint cannot see.
@@ -362,7 +442,18 @@ async fn start_ringback(dir: &std::path::Path, db: &str, brokers: &str, prefix: 
             .expect("migrating");
         assert!(status.success(), "migrations for the other server binary");
     }
-    let child = Command::new(other.as_deref().unwrap_or(env!("CARGO_BIN_EXE_ringback")))
+    let admin_port = free_port();
+    let mut command = Command::new(other.as_deref().unwrap_or(env!("CARGO_BIN_EXE_ringback")));
+    if console_polled() {
+        std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
+        command
+            .env(
+                "RINGBACK__HTTP__ADMIN_ADDR",
+                format!("127.0.0.1:{admin_port}"),
+            )
+            .env("RINGBACK__HTTP__ADMIN_TOKEN_FILE", dir.join("admin-token"));
+    }
+    let child = command
         .args(["--config", config.to_str().unwrap(), "serve"])
         .env(
             "RINGBACK__DATABASE__MIGRATE_ON_START",
@@ -385,6 +476,7 @@ async fn start_ringback(dir: &std::path::Path, db: &str, brokers: &str, prefix: 
                 _child: Killed(child),
                 pid,
                 base,
+                admin: console_polled().then(|| format!("http://127.0.0.1:{admin_port}")),
             };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

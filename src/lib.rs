@@ -14,6 +14,7 @@ pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod domain;
+pub mod emulate;
 pub mod error;
 pub mod ingest;
 pub mod maintenance;

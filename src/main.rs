@@ -99,6 +99,10 @@ enum Command {
     /// Play platform traffic against a ringback (or any endpoint) and report throughput and
     /// latency percentiles.
     Simulate(cli::simulate::SimulateArgs),
+    /// Fakes of the platforms with their delivery rules (retries, merging, signing), writing a
+    /// ledger of what was sent and answered; `emulate verify` checks a ledger against the target.
+    #[command(subcommand)]
+    Emulate(cli::emulate::EmulateCommand),
     /// Re-publish stored records received in a time range to their Kafka topic (for a new
     /// consumer or a lost topic). Messages are the ones first published: same id, key, value.
     Replay {
@@ -153,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cli::replay::run(config, kind, since, until).await
         }
         Command::Simulate(args) => cli::simulate::run(args).await,
+        Command::Emulate(command) => cli::emulate::run(config, command).await,
         Command::Topics(command) => cli::topics::run(&config, command).await,
         Command::DeadLetters(command) => cli::dead_letters::run(config, command).await,
         Command::Calls(command) => cli::calls::run(config, command).await,

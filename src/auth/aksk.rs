@@ -188,6 +188,13 @@ pub fn header_value(
     )
 }
 
+/// The `X-AKSK` an app sends to the platform's REST API (a call request), as Huawei's API
+/// reference and its samples compute it: `PasswordDigest = Base64(HMAC-SHA256(app_secret,
+/// Nonce + Created))`, no URL. (`ringback emulate huawei` checks it.)
+pub fn app_header_value(app_key: &str, secret: &[u8], nonce: &str, created: &str) -> String {
+    header_value(app_key, secret, "", nonce, created, DigestVariant::Concat)
+}
+
 /// The `Created` format.
 pub const CREATED_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 

@@ -3,6 +3,7 @@
 pub mod calls;
 pub mod check_config;
 pub mod dead_letters;
+pub mod emulate;
 pub mod events;
 pub mod maintain;
 pub mod replay;

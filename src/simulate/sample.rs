@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 /// `2026-11-21 12:00:00`. Written out rather than `format("%Y-%m-%d %H:%M:%S")`, which parses
 /// the pattern on every call: the load generator formats hundreds of these per request.
-fn fmt(t: DateTime<Utc>) -> String {
+pub(crate) fn fmt(t: DateTime<Utc>) -> String {
     stamp(t, "-", " ", ":")
 }
 

@@ -421,7 +421,8 @@ pub enum Find {
     /// `(source, dedupe_key)` index), or the id an ACS or Standard Webhooks sender gave the
     /// event (Event Grid or CloudEvents `id`, `webhook-id`; by the `event_id` index).
     Key { key: String, sources: Vec<String> },
-    /// A phone number (E.164, as stored) in calls, CDRs and SMS/phone events in `[since, until)`.
+    /// A phone number (E.164, as stored) in calls, CDRs and SMS/phone events in `[since, until)`
+    /// (by `occurred_at`: a CDR's is its end): the newest 500 of each kind.
     Number {
         number: String,
         since: DateTime<Utc>,
@@ -458,35 +459,20 @@ const fn belongs_to(kind: RecordKind) -> &'static str {
     }
 }
 
-/// The condition on a record table for a number (first parameter) in a time range (second and
-/// third), by the table's number indexes; `None` for tables without numbers.
-const fn number_condition(kind: RecordKind, d: &Dialect) -> Option<&'static str> {
-    let pg = d.placeholder.as_bytes()[0] == b'$';
-    Some(match (kind, pg) {
-        (RecordKind::CallStatus, true) => {
-            "(caller = $1 OR called = $1) AND occurred_at >= $2 AND occurred_at < $3"
-        }
-        (RecordKind::CallStatus, false) => {
-            "(caller = ?1 OR called = ?1) AND occurred_at >= ?2 AND occurred_at < ?3"
-        }
-        (RecordKind::Cdr, true) => {
-            "(caller_num = $1 OR callee_num = $1) AND ended_at >= $2 AND ended_at < $3"
-        }
-        (RecordKind::Cdr, false) => {
-            "(caller_num = ?1 OR callee_num = ?1) AND ended_at >= ?2 AND ended_at < ?3"
-        }
-        (RecordKind::PhoneEvent, true) => {
-            "phone_number = $1 AND occurred_at >= $2 AND occurred_at < $3"
-        }
-        (RecordKind::PhoneEvent, false) => {
-            "phone_number = ?1 AND occurred_at >= ?2 AND occurred_at < ?3"
-        }
-        _ => return None,
-    })
+/// The columns of a record table that hold phone numbers, each the first column of an index
+/// with `occurred_at` second; empty for tables without numbers.
+const fn number_columns(kind: RecordKind) -> &'static [&'static str] {
+    match kind {
+        RecordKind::CallStatus => &["caller", "called"],
+        RecordKind::Cdr => &["caller_num", "callee_num"],
+        RecordKind::PhoneEvent => &["phone_number"],
+        _ => &[],
+    }
 }
 
 impl Calls {
-    /// The records `what` names, oldest first, at most 500 of each kind.
+    /// The records `what` names, oldest first, at most 500 of each kind (for a number, the
+    /// newest 500).
     pub async fn find(&self, what: &Find) -> Result<Vec<Found>, StoreError> {
         let mut found = Vec::new();
         for kind in RecordKind::ALL {
@@ -539,23 +525,46 @@ impl Calls {
         range: Option<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> Result<Vec<Found>, StoreError> {
         on_pool!(Calls, self, |pool, d| {
+            let fields = format!(
+                "CAST(id AS TEXT) AS id, source, occurred_at, received_at, dedupe_key, \
+                 {} AS belongs_to, raw{} AS raw",
+                belongs_to(kind),
+                d.text_cast
+            );
+            let table = kind.table();
             let condition = match by {
                 FindBy::Id => format!("id = {}{}", p(d, 1), d.uuid_cast),
                 FindBy::Key => format!("source = {} AND dedupe_key = {}", p(d, 1), p(d, 2)),
                 FindBy::EventId => format!("event_id = {}", p(d, 1)),
-                FindBy::Number => match number_condition(kind, d) {
-                    Some(c) => c.to_owned(),
-                    None => return Ok(Vec::new()),
-                },
+                FindBy::Number => String::new(),
             };
-            let sql = format!(
-                "SELECT CAST(id AS TEXT) AS id, source, occurred_at, received_at, dedupe_key, \
-                        {} AS belongs_to, raw{} AS raw \
-                   FROM {} WHERE {condition} ORDER BY occurred_at LIMIT {CAP}",
-                belongs_to(kind),
-                d.text_cast,
-                kind.table()
-            );
+            let sql = if let FindBy::Number = by {
+                // The newest 500 of each number column, each read backwards along its
+                // `(number, occurred_at)` index, so a number on every call (the platform's
+                // display number) costs 500 rows, not all of them; then the newest 500.
+                let sides: Vec<String> = number_columns(kind)
+                    .iter()
+                    .map(|column| {
+                        format!(
+                            "SELECT * FROM (SELECT {fields} FROM {table} \
+                               WHERE {column} = {} AND occurred_at >= {} AND occurred_at < {} \
+                               ORDER BY occurred_at DESC LIMIT {CAP}) {column}_side",
+                            p(d, 1),
+                            p(d, 2),
+                            p(d, 3)
+                        )
+                    })
+                    .collect();
+                if sides.is_empty() {
+                    return Ok(Vec::new());
+                }
+                format!(
+                    "SELECT * FROM ({}) found ORDER BY occurred_at DESC LIMIT {CAP}",
+                    sides.join(" UNION ")
+                )
+            } else {
+                format!("SELECT {fields} FROM {table} WHERE {condition} ORDER BY occurred_at LIMIT {CAP}")
+            };
             let mut query = sqlx::query(&sql);
             for t in texts {
                 query = query.bind(*t);

@@ -13,6 +13,7 @@ mod calls;
 mod contracts;
 mod dead_letters;
 mod durability;
+mod emulate;
 mod fleet;
 mod fuzz;
 mod hostile;

@@ -1,0 +1,141 @@
+//! `ringback emulate huawei | verify`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use tokio_util::sync::CancellationToken;
+
+use ringback::auth::aksk::DigestVariant;
+use ringback::config::Config;
+use ringback::emulate::{huawei, ledger, verify};
+
+#[derive(Subcommand)]
+pub enum EmulateCommand {
+    /// A fake Huawei Cloud VoiceCall: calls played with realistic outcomes, status pushes sent
+    /// once, CDRs merged (≤ 50) and retried up to 6 times an hour apart, X-AKSK signed; the
+    /// app-facing callVerify API with --listen. Every attempt goes to the ledger.
+    Huawei(HuaweiArgs),
+    /// Check a ledger against the target (the --config's database and Kafka): every
+    /// acknowledged record stored once and published, every malformed push a dead letter,
+    /// nothing lost. Exits 1 unless the verdict is clean.
+    Verify {
+        #[arg(long)]
+        ledger: PathBuf,
+        /// How long to wait for the publisher to catch up.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct HuaweiArgs {
+    /// Where status events go (the app's status URL), e.g. http://127.0.0.1:8080/hooks/hw.
+    #[arg(long)]
+    status_url: String,
+    /// Where CDRs go (default: the status URL).
+    #[arg(long)]
+    fee_url: Option<String>,
+    #[arg(long)]
+    app_key: String,
+    /// The environment variable holding the app secret.
+    #[arg(long, default_value = "RINGBACK_EMULATE_SECRET")]
+    app_secret_env: String,
+    /// PasswordDigest over url, nonce and created joined by newlines (the current docs) or
+    /// run together (the 2022 docs).
+    #[arg(long, value_enum, default_value = "newline")]
+    digest: Digest,
+    /// Created in Beijing time (UTC+8, as the current docs say), not UTC.
+    #[arg(long)]
+    beijing: bool,
+    #[arg(long, default_value_t = 5.0)]
+    calls_per_second: f64,
+    /// How long calls keep coming; then the calls in flight end and fee retries run out.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// The same seed plays the same calls (vary it between runs against one database).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Platform seconds per real second (3600: a fee retry every second).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Serve the app-facing API (POST /rest/httpsessions/callVerify/v1.0) here.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Share of status pushes sent malformed (ringback must keep them as dead letters).
+    #[arg(long, default_value_t = 0.0)]
+    malformed: f64,
+    #[arg(long, default_value = "emulate-huawei.jsonl")]
+    ledger: PathBuf,
+    /// Then check the ledger against the target (as `emulate verify`).
+    #[arg(long)]
+    verify: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Digest {
+    Newline,
+    Concat,
+}
+
+pub async fn run(config: Config, command: EmulateCommand) -> anyhow::Result<()> {
+    match command {
+        EmulateCommand::Huawei(args) => {
+            let secret = std::env::var(&args.app_secret_env)
+                .with_context(|| format!("the app secret, in {}", args.app_secret_env))?;
+            let ledger_path = args.ledger.clone();
+            let options = huawei::Options {
+                fee_url: args.fee_url.unwrap_or_else(|| args.status_url.clone()),
+                status_url: args.status_url,
+                app_key: args.app_key,
+                app_secret: secret.into_bytes(),
+                digest: match args.digest {
+                    Digest::Newline => DigestVariant::Newline,
+                    Digest::Concat => DigestVariant::Concat,
+                },
+                beijing_created: args.beijing,
+                calls_per_second: args.calls_per_second,
+                duration: args.duration,
+                seed: args.seed,
+                time_scale: args.time_scale,
+                listen: args.listen,
+                malformed: args.malformed,
+                ledger: args.ledger,
+            };
+            let stop = CancellationToken::new();
+            let on_signal = stop.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                on_signal.cancel();
+            });
+            let summary = huawei::run(options, stop).await?;
+            println!("{}", serde_json::to_string(&summary)?);
+            if args.verify {
+                return check(&config, &ledger_path, Duration::from_secs(30), false).await;
+            }
+            Ok(())
+        }
+        EmulateCommand::Verify { ledger, wait, json } => check(&config, &ledger, wait, json).await,
+    }
+}
+
+async fn check(
+    config: &Config,
+    path: &std::path::Path,
+    wait: Duration,
+    json: bool,
+) -> anyhow::Result<()> {
+    let attempts = ledger::read(path)?;
+    let verdict = verify::verify(&attempts, config, wait).await?;
+    if json {
+        println!("{}", serde_json::to_string(&verdict)?);
+    } else {
+        println!("{}", verdict.render());
+    }
+    anyhow::ensure!(verdict.clean, "the verdict is not clean");
+    Ok(())
+}

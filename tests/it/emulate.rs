@@ -1,0 +1,225 @@
+//! `ringback emulate huawei` against a live ringback on PostgreSQL and Tansu, time-scaled: the
+//! platform's calls, its never-retried status pushes and its merged, retried fee pushes (the fee
+//! URL goes through a proxy that is down at first, so the first attempts fail and the retries
+//! land), malformed pushes kept as dead letters, and an app calling the emulator's callVerify
+//! API as the seed's Node.js sample does; then the oracle's verdict.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::common::kafka::{create_topics, Tansu};
+use crate::common::proxy::Proxy;
+use crate::common::{spawn_app_with, Backend};
+use ringback::auth::aksk::{self, DigestVariant};
+use ringback::config::{Config, KafkaConfig};
+use ringback::emulate::{huawei, ledger, verify};
+
+const APP_KEY: &str = "emulated-app-key";
+const APP_SECRET: &str = "emulated-app-secret-0123456789";
+
+/// The seed's `voiceVerificationCodeAPI` in Rust: `X-AKSK` over `Nonce + Created`, the body
+/// with the call's callback URLs in Base64.
+async fn call_verify(api: &str, secret: &str, callee: &str, hooks: &str) -> (u16, Value) {
+    let nonce = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+    let created = chrono::Utc::now().format(aksk::CREATED_FORMAT).to_string();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let body = json!({
+        "displayNbr": "+8653159511234",
+        "calleeNbr": callee,
+        "languageType": 2,
+        "preTone": "test.wav",
+        "verifyCode": "1234",
+        "statusUrl": b64(hooks),
+        "feeUrl": b64(hooks),
+        "userData": "customerId123",
+    });
+    let res = reqwest::Client::new()
+        .post(format!("{api}{}", huawei::CALL_VERIFY))
+        .header("content-type", "application/json;charset=UTF-8")
+        .header(
+            "authorization",
+            r#"WSSE realm="SDP",profile="UsernameToken",type="Appkey""#,
+        )
+        .header(
+            "x-aksk",
+            aksk::app_header_value(APP_KEY, secret.as_bytes(), &nonce, &created),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_huawei_emulator_s_pushes_are_stored_once_published_and_its_retries_land() {
+    let tansu = Tansu::start();
+    let prefix = format!("emu{}", uuid::Uuid::new_v4().simple());
+    let topics = KafkaConfig {
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    create_topics(
+        &tansu.bootstrap,
+        &[topics.topic("call-status"), topics.topic("cdr")],
+        1,
+    )
+    .await;
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), APP_SECRET).unwrap();
+    let (bootstrap, p, path) = (
+        tansu.bootstrap.clone(),
+        prefix.clone(),
+        secret.path().to_owned(),
+    );
+    let app = spawn_app_with(
+        Backend::Postgres,
+        move |c| {
+            // Signed as the emulator signs: over the URL it posts to (no public_url).
+            let emu = Config::from_toml(&format!(
+                "[sources.emu]\nkind = \"huawei-voicecall\"\nauth = \"aksk\"\n\
+                 app_key = \"{APP_KEY}\"\napp_secret_file = \"{}\"\n\
+                 created_zones = [\"utc\", \"beijing\"]\n",
+                path.display()
+            ))
+            .unwrap();
+            c.sources.extend(emu.sources);
+            c.kafka.brokers = bootstrap.into();
+            c.kafka.topic_prefix = p;
+            c.kafka.sweep_interval = Duration::from_millis(200);
+        },
+        None,
+    )
+    .await;
+    let hooks = format!("{}/hooks/emu", app.address);
+    let upstream = app.address.trim_start_matches("http://").to_owned();
+    // The fee URL: through a proxy that refuses connections for the first second.
+    let fees = Proxy::start(&upstream).await;
+    fees.down();
+    let fee_url = format!("http://127.0.0.1:{}/hooks/emu", fees.port);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ledger_path = dir.path().join("ledger.jsonl");
+    let api_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = huawei::Options {
+        status_url: hooks.clone(),
+        fee_url,
+        app_key: APP_KEY.into(),
+        app_secret: APP_SECRET.into(),
+        digest: DigestVariant::Newline,
+        beijing_created: true,
+        calls_per_second: 40.0,
+        duration: Duration::from_secs(3),
+        seed: 7,
+        // A platform hour a real second: the fee retries come a second apart.
+        time_scale: 3600.0,
+        listen: Some(format!("127.0.0.1:{api_port}")),
+        malformed: 0.05,
+        ledger: ledger_path.clone(),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(huawei::run(options, stop));
+
+    // An app asks for a verification call (once its API is up), with the wrong secret first.
+    let api = format!("http://127.0.0.1:{api_port}");
+    let mut answer = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let (status, body) = match tokio::time::timeout(Duration::from_secs(2), async {
+            call_verify(&api, "not-the-secret-0123456789", "+8613500000001", &hooks).await
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => continue,
+        };
+        assert_eq!(status, 401, "{body}");
+        answer = Some(call_verify(&api, APP_SECRET, "+8613500000001", &hooks).await);
+        break;
+    }
+    let (status, body) = answer.expect("the emulator's API answered");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["resultcode"], "0");
+    let session = body["sessionId"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fees.up();
+
+    let summary = run.await.unwrap().unwrap();
+    assert!(
+        summary.calls >= 100 && summary.calls_from_api == 1,
+        "{summary:?}"
+    );
+    assert!(
+        summary.fee_attempts > summary.fee_pushes,
+        "fee pushes were retried: {summary:?}"
+    );
+    assert_eq!(summary.fee_abandoned, 0, "{summary:?}");
+    assert!(summary.malformed > 0, "{summary:?}");
+
+    // The app's call: its status events and its CDR reached ringback.
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    let events: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM call_events WHERE session_id = $1 ORDER BY occurred_at",
+    )
+    .bind(&session)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("callout"),
+        "{events:?}"
+    );
+    assert!(events.len() >= 2, "{events:?}");
+    let cdrs: i64 = sqlx::query_scalar("SELECT count(*) FROM cdrs WHERE session_id = $1")
+        .bind(&session)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(cdrs, 1);
+
+    // The oracle.
+    let attempts = ledger::read(&ledger_path).unwrap();
+    let mut target = Config {
+        database: app.db.database_config(),
+        ..Config::default()
+    };
+    target.kafka.brokers = tansu.bootstrap.as_str().into();
+    target.kafka.topic_prefix = prefix;
+    let verdict = verify::verify(&attempts, &target, Duration::from_secs(30))
+        .await
+        .unwrap();
+    eprintln!("{}", verdict.render());
+    assert!(verdict.clean, "{}", verdict.render());
+    assert!(verdict.retries > 0 && verdict.acknowledged_records > 200);
+    assert_eq!(verdict.on_kafka, Some(verdict.acknowledged_records));
+    assert_eq!(verdict.malformed_dead_lettered, verdict.malformed);
+
+    // An oracle that can fail: a record ringback never got is missing.
+    let mut forged = attempts.clone();
+    let mut extra = forged
+        .iter()
+        .find(|a| a.acknowledged() && !a.records.is_empty())
+        .unwrap()
+        .clone();
+    extra.push_id = "forged".into();
+    extra.records[0].id = uuid::Uuid::new_v4();
+    forged.push(extra);
+    let verdict = verify::verify(&forged, &target, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        !verdict.clean && verdict.missing_count == 1,
+        "{}",
+        verdict.render()
+    );
+    pool.close().await;
+    app.stop().await;
+}
