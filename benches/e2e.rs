@@ -12,9 +12,10 @@
 //! binary (an older build) against the same load, to compare two builds on one machine.
 //! `RINGBACK_BENCH_SQL` runs SQL on the PostgreSQL database once the server has migrated it (a
 //! schema variant, e.g. the rollup triggers disabled). `RINGBACK_BENCH_CONSOLE=1` turns on the
-//! admin listener and, through both status phases, has an operator's console polled without
-//! pause: the overview page, a number's records (`/admin/api/events?number=…`, 500 a kind) and
-//! a page of dead letters, one after another (its cost on ingest: compare with a run without).
+//! admin listener and, through both status phases, has an operator's console polled four times
+//! a second (`=flood`: without pause): the overview page, a number's records
+//! (`/admin/api/events?number=…`, the newest 500 of each kind) and a page of dead letters, in
+//! turn (its cost on ingest: compare with a run without).
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -362,7 +363,15 @@ struct Server {
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 
 fn console_polled() -> bool {
-    std::env::var_os("RINGBACK_BENCH_CONSOLE").is_some_and(|v| v == "1")
+    std::env::var_os("RINGBACK_BENCH_CONSOLE").is_some_and(|v| v == "1" || v == "flood")
+}
+
+/// The pause between two console polls.
+fn console_pause() -> Duration {
+    match std::env::var("RINGBACK_BENCH_CONSOLE").as_deref() {
+        Ok("flood") => Duration::ZERO,
+        _ => Duration::from_millis(250),
+    }
 }
 
 /// An operator's console polled without pause until `stop`: the overview (signed in), a
@@ -409,6 +418,7 @@ async fn poll_console(admin: String, stop: tokio_util::sync::CancellationToken) 
         assert!(res.status().is_success(), "{url}: {}", res.status());
         res.bytes().await.unwrap();
         took.push(start.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(console_pause()).await;
     }
     took
 }

@@ -253,6 +253,56 @@ fn fields(value: &impl serde::Serialize) -> Markup {
     }
 }
 
+/// How long the overview's database figures are shared by every viewer.
+const OVERVIEW_FOR: Duration = Duration::from_secs(5);
+/// Dead letters the overview counts at most.
+const OVERVIEW_CAP: i64 = 10_000;
+
+/// The overview's database figures: the last hour's records per source and kind, refusals by
+/// source and code, partitions.
+pub struct Figures {
+    at: Instant,
+    letters: Result<Vec<(String, String, i64)>, String>,
+    activity: Result<Vec<crate::store::calls::Activity>, String>,
+    partitions: Result<Vec<crate::store::calls::Partitions>, String>,
+}
+
+impl Figures {
+    fn age(&self) -> Duration {
+        self.at.elapsed()
+    }
+}
+
+/// The overview's figures, computed at most once per [`OVERVIEW_FOR`] whoever asks (one
+/// computation at a time: the others wait for it): an overview open in many browsers costs the
+/// database one set of queries every few seconds, not one per viewer.
+#[derive(Default)]
+pub struct OverviewCache(tokio::sync::Mutex<Option<std::sync::Arc<Figures>>>);
+
+impl OverviewCache {
+    async fn get(&self, admin: &Admin) -> std::sync::Arc<Figures> {
+        let mut slot = self.0.lock().await;
+        if let Some(f) = slot.as_ref().filter(|f| f.age() < OVERVIEW_FOR) {
+            return f.clone();
+        }
+        let since = chrono::Utc::now() - chrono::Duration::hours(1);
+        let (letters, activity, partitions) = tokio::join!(
+            admin.letters.counts_since(since, OVERVIEW_CAP),
+            admin.calls.activity(since),
+            admin.calls.partitions(),
+        );
+        let shown = |e: crate::store::StoreError| crate::error::error_chain(&e);
+        let figures = std::sync::Arc::new(Figures {
+            at: Instant::now(),
+            letters: letters.map_err(shown),
+            activity: activity.map_err(shown),
+            partitions: partitions.map_err(shown),
+        });
+        *slot = Some(figures.clone());
+        figures
+    }
+}
+
 async fn overview(
     req: HttpRequest,
     data: AdminData,
@@ -262,27 +312,7 @@ async fn overview(
         Ok(signed_in) => signed_in,
         Err(answer) => return *answer,
     };
-    let since = chrono::Utc::now() - chrono::Duration::hours(1);
-    let filter = Filter {
-        since: Some(since),
-        ..Filter::default()
-    };
-    let (recent, activity, partitions) = tokio::join!(
-        admin.letters.page(&filter, None, 500),
-        admin.calls.activity(since),
-        admin.calls.partitions(),
-    );
-    // (source, code) → letters.
-    let mut by_code: Vec<((String, String), usize)> = Vec::new();
-    if let Ok(letters) = &recent {
-        for l in letters {
-            let key = (l.source.clone(), l.code.clone());
-            match by_code.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, n)) => *n += 1,
-                None => by_code.push((key, 1)),
-            }
-        }
-    }
+    let figures = admin.overview.get(admin).await;
     let pushes = state.metrics.pushes();
     let pushes_of = |source: &str| {
         pushes
@@ -290,7 +320,8 @@ async fn overview(
             .find(|(s, _, _)| s == source)
             .map_or((0, 0), |(_, ok, no)| (*ok, *no))
     };
-    let activity = activity.unwrap_or_default();
+    let no_activity = Vec::new();
+    let activity = figures.activity.as_ref().unwrap_or(&no_activity);
     page(
         "Overview",
         Some(&csrf),
@@ -313,17 +344,17 @@ async fn overview(
                 }
             }
             h2 { "Refusals in the last hour, by source and code" }
-            @match &recent {
-                Err(e) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
-                Ok(_) if by_code.is_empty() => p { "None." },
-                Ok(letters) => {
+            @match &figures.letters {
+                Err(e) => p.failed { "The database did not answer: " (e) },
+                Ok(by_code) if by_code.is_empty() => p { "None." },
+                Ok(by_code) => {
                     table {
                         tr { th { "source" } th { "code" } th { "dead letters" } }
-                        @for ((source, code), n) in &by_code {
+                        @for (source, code, n) in by_code {
                             tr { td { (source) } td { a href={"/admin/dead-letters?source=" (encoded(source)) "&code=" (encoded(code))} { (code) } } td { (n) } }
                         }
                     }
-                    @if letters.len() == 500 { p { "(the first 500 counted)" } }
+                    @if by_code.iter().map(|(_, _, n)| n).sum::<i64>() > OVERVIEW_CAP { p { "(the first " (OVERVIEW_CAP) " counted)" } }
                 },
             }
             h2 { "Publisher" }
@@ -334,15 +365,15 @@ async fn overview(
                 None => p { "Off." },
             }
             h2 { "Partitions" }
-            @match &partitions {
-                Err(e) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
+            @match &figures.partitions {
+                Err(e) => p.failed { "The database did not answer: " (e) },
                 Ok(list) if list.is_empty() => p { "None (SQLite keeps unpartitioned tables; `ringback maintain` deletes by age)." },
                 Ok(list) => table {
                     tr { th { "table" } th { "monthly partitions" } th { "oldest" } th { "newest" } }
                     @for t in list { tr { td { (t.table) } td { (t.months) } td { (t.oldest.as_deref().unwrap_or("-")) } td { (t.newest.as_deref().unwrap_or("-")) } } }
                 },
             }
-            p { "More: " a href="/readyz" { "/readyz" } " and " a href="/metrics" { "/metrics" } " on this listener." }
+            p { "Database figures as of " (figures.age().as_secs()) " s ago (computed at most every " (OVERVIEW_FOR.as_secs()) " s, for every viewer). More: " a href="/readyz" { "/readyz" } " and " a href="/metrics" { "/metrics" } " on this listener." }
         },
     )
 }

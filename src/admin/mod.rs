@@ -50,6 +50,8 @@ pub struct Admin {
     pub sessions: console::Sessions,
     /// Wrong tokens per address.
     pub attempts: Attempts,
+    /// The overview's database figures, shared for a few seconds.
+    pub overview: console::OverviewCache,
 }
 
 /// Wrong admin tokens (API or console login) per peer address: after [`Attempts::MOST`] in a

@@ -346,6 +346,7 @@ pub(super) fn admin(
         sources: config.sources.keys().cloned().collect(),
         sessions: Default::default(),
         attempts: Default::default(),
+        overview: Default::default(),
     })))
 }
 

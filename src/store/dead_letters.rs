@@ -275,6 +275,29 @@ impl DeadLetters {
         })
     }
 
+    /// Letters received since `since` by `(source, code)`, most first, counting at most
+    /// `cap + 1` letters in all (the console's overview: a flood of refusals costs it `cap`
+    /// rows, not the flood).
+    pub async fn counts_since(
+        &self,
+        since: DateTime<Utc>,
+        cap: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        on_pool!(DeadLetters, self, |pool, d| {
+            let sql = format!(
+                "SELECT source, code, COUNT(*) AS n FROM \
+                   (SELECT source, code FROM dead_letters WHERE received_at >= {}1 LIMIT {}) recent \
+                 GROUP BY source, code ORDER BY n DESC, source, code",
+                d.placeholder,
+                cap + 1
+            );
+            let rows = sqlx::query(&sql).bind(since).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("source")?, r.try_get("code")?, r.try_get("n")?)))
+                .collect()
+        })
+    }
+
     /// The letter `id`, if there is one.
     pub async fn one(&self, id: Uuid) -> Result<Option<Letter>, StoreError> {
         let filter = Filter {

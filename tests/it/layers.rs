@@ -11,6 +11,7 @@ const LAYERS: &[&str] = &[
     "cli",
     "testkit",
     "startup",
+    "emulate",
     "simulate",
     "admin",
     "ingest",
