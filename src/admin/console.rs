@@ -542,6 +542,18 @@ struct LettersQuery {
     source: Option<String>,
     code: Option<String>,
     request_id: Option<String>,
+    /// `datetime-local` inputs (`2026-12-05T07:40`), read as UTC.
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// A `datetime-local` value (minutes or seconds) as a UTC instant.
+fn utc_local(value: Option<&str>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let v = value?.trim();
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(v, f).ok())
+        .map(|t| t.and_utc())
 }
 
 async fn letters(req: HttpRequest, data: AdminData, q: web::Query<LettersQuery>) -> HttpResponse {
@@ -557,19 +569,23 @@ async fn letters(req: HttpRequest, data: AdminData, q: web::Query<LettersQuery>)
         request_id: some(q.request_id.clone()),
         ..Filter::default()
     };
-    // The newest page: letters are paged oldest first, so the last week's.
-    let since = chrono::Utc::now() - chrono::Duration::days(7);
+    // Letters are paged oldest first: by default the last week's.
+    let until = utc_local(q.until.as_deref());
+    let since = utc_local(q.since.as_deref())
+        .unwrap_or_else(|| until.unwrap_or_else(chrono::Utc::now) - chrono::Duration::days(7));
     let found = admin
         .letters
         .page(
             &Filter {
                 since: Some(since),
+                until,
                 ..filter
             },
             None,
             200,
         )
         .await;
+    let local = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
     page(
         "Dead letters",
         Some(&csrf),
@@ -578,9 +594,11 @@ async fn letters(req: HttpRequest, data: AdminData, q: web::Query<LettersQuery>)
                 label { "source " input name="source" value=(q.source.unwrap_or_default()); }
                 " " label { "code " input name="code" value=(q.code.unwrap_or_default()); }
                 " " label { "request id " input name="request_id" value=(q.request_id.unwrap_or_default()); }
-                " " button { "Filter" }
+                " " label { "received from " input type="datetime-local" name="since" value=(local(since)); }
+                " " label { "to " input type="datetime-local" name="until" value=(until.map(local).unwrap_or_default()); }
+                " (UTC) " button { "Filter" }
             }
-            p { "The last week's, oldest first, at most 200." }
+            p { "Oldest first, at most 200; without a start, the week before the end (or now)." }
             @match &found {
                 Err(e) => p.failed { "The database did not answer: " (crate::error::error_chain(e)) },
                 Ok(list) => table {

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use ringback::auth::aksk::DigestVariant;
 use ringback::config::Config;
-use ringback::emulate::{huawei, ledger, verify};
+use ringback::emulate::{event_grid, huawei, ledger, verify};
 
 #[derive(Subcommand)]
 pub enum EmulateCommand {
@@ -17,6 +17,10 @@ pub enum EmulateCommand {
     /// once, CDRs merged (≤ 50) and retried up to 6 times an hour apart, X-AKSK signed; the
     /// app-facing callVerify API with --listen. Every attempt goes to the ledger.
     Huawei(HuaweiArgs),
+    /// A fake Event Grid subscription to ACS events: the validation handshake (either schema),
+    /// batches with the aeg-* headers, the documented retry schedule (time-scaled), dead-lettering
+    /// to a folder, redeliveries of acknowledged batches. Every attempt goes to the ledger.
+    EventGrid(EventGridArgs),
     /// Check a ledger against the target (the --config's database and Kafka): every
     /// acknowledged record stored once and published, every malformed push a dead letter,
     /// nothing lost. Exits 1 unless the verdict is clean.
@@ -76,6 +80,47 @@ pub struct HuaweiArgs {
     verify: bool,
 }
 
+#[derive(clap::Args)]
+pub struct EventGridArgs {
+    /// The subscription's webhook endpoint, e.g. https://hooks.example.com/hooks/acs?code=SECRET.
+    #[arg(long)]
+    endpoint: String,
+    #[arg(long, value_enum, default_value = "event-grid")]
+    schema: event_grid::Schema,
+    /// A delivery-property header carrying a secret: NAME, its value in --header-secret-env.
+    #[arg(long)]
+    header: Option<String>,
+    #[arg(long, default_value = "RINGBACK_EMULATE_HEADER_SECRET")]
+    header_secret_env: String,
+    #[arg(long, default_value = "ringback-emulated")]
+    subscription: String,
+    #[arg(long, default_value_t = 20.0)]
+    events_per_second: f64,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Platform seconds per real second (60: the 10 s first retry comes after 1/6 s).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Max events per batch (1..5000).
+    #[arg(long, default_value_t = 10)]
+    max_events: usize,
+    /// Preferred batch size in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    batch_bytes: usize,
+    /// Share of acknowledged batches delivered again (the same events).
+    #[arg(long, default_value_t = 0.0)]
+    redeliver: f64,
+    #[arg(long, default_value = "emulate-dead-letters")]
+    dead_letter_dir: PathBuf,
+    #[arg(long, default_value = "emulate-event-grid.jsonl")]
+    ledger: PathBuf,
+    /// Then check the ledger against the target (as `emulate verify`).
+    #[arg(long)]
+    verify: bool,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Digest {
     Newline,
@@ -106,21 +151,64 @@ pub async fn run(config: Config, command: EmulateCommand) -> anyhow::Result<()> 
                 malformed: args.malformed,
                 ledger: args.ledger,
             };
-            let stop = CancellationToken::new();
-            let on_signal = stop.clone();
-            tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                on_signal.cancel();
-            });
-            let summary = huawei::run(options, stop).await?;
-            println!("{}", serde_json::to_string(&summary)?);
-            if args.verify {
-                return check(&config, &ledger_path, Duration::from_secs(30), false).await;
-            }
-            Ok(())
+            let summary = huawei::run(options, interrupted()).await?;
+            report(&config, &summary, args.verify.then_some(&ledger_path)).await
+        }
+        EmulateCommand::EventGrid(args) => {
+            let header = match &args.header {
+                Some(name) => Some((
+                    name.clone(),
+                    std::env::var(&args.header_secret_env).with_context(|| {
+                        format!("--header needs its value in {}", args.header_secret_env)
+                    })?,
+                )),
+                None => None,
+            };
+            let ledger_path = args.ledger.clone();
+            let options = event_grid::Options {
+                endpoint: args.endpoint,
+                schema: args.schema,
+                header,
+                subscription: args.subscription,
+                events_per_second: args.events_per_second,
+                duration: args.duration,
+                seed: args.seed,
+                time_scale: args.time_scale,
+                max_events: args.max_events,
+                batch_bytes: args.batch_bytes,
+                redeliver: args.redeliver,
+                dead_letter_dir: args.dead_letter_dir,
+                ledger: args.ledger,
+            };
+            let summary = event_grid::run(options, interrupted()).await?;
+            report(&config, &summary, args.verify.then_some(&ledger_path)).await
         }
         EmulateCommand::Verify { ledger, wait, json } => check(&config, &ledger, wait, json).await,
     }
+}
+
+/// Prints a run's summary (one JSON line), then, with `--verify`, the verdict on its ledger.
+async fn report(
+    config: &Config,
+    summary: &impl serde::Serialize,
+    verify: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(summary)?);
+    match verify {
+        Some(ledger) => check(config, ledger, Duration::from_secs(30), false).await,
+        None => Ok(()),
+    }
+}
+
+/// Cancelled on Ctrl-C: the run stops sending and gives up its retries.
+fn interrupted() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    stop
 }
 
 async fn check(

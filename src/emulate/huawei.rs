@@ -438,14 +438,8 @@ impl Platform {
             .body(body.to_owned())
             .send()
             .await;
-        match sent {
-            Ok(res) => {
-                let status = res.status().as_u16();
-                let _ = res.bytes().await;
-                (Some(status), None, request_id)
-            }
-            Err(e) => (None, Some(crate::error::error_chain(&e)), request_id),
-        }
+        let (status, error) = super::settle(sent).await;
+        (status, error, request_id)
     }
 
     /// A status push: once, never again whatever the answer.
@@ -645,9 +639,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> anyhow::Result<Summa
     }
     let (fees, fee_rx) = mpsc::unbounded_channel();
     let platform = Arc::new(Platform {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?,
+        http: super::client()?,
         ledger: Ledger::create(&opts.ledger)?,
         counters: Counters::default(),
         calls: TaskTracker::new(),

@@ -47,7 +47,8 @@ pub struct Verdict {
     pub malformed_dead_lettered: usize,
     /// Malformed pushes answered 2xx, or refused without a dead letter (request ids).
     pub malformed_not_kept: Vec<String>,
-    /// Pushes the platform gave up on (never acknowledged, no retry left): push ids.
+    /// Pushes the platform gave up on (never acknowledged, no retry left): what, and the last
+    /// answer.
     pub lost: Vec<String>,
     pub lost_count: usize,
     /// Per push kind: pushes, acknowledged, lost.
@@ -91,7 +92,7 @@ impl Verdict {
             out += &format!("\n  malformed but not a dead letter: request {r}");
         }
         for p in &self.lost {
-            out += &format!("\n  lost: push {p}");
+            out += &format!("\n  lost: {p}");
         }
         out += if self.clean {
             "\nverdict: CLEAN"
@@ -193,11 +194,21 @@ pub async fn verify(
             for r in &last.records {
                 acknowledged.insert(r.id, kind_name(&r.kind));
             }
-        } else if !last.will_retry {
+        } else if !last.will_retry && last.push != "redelivery" && last.push != "handshake" {
+            // (A redelivery's events were acknowledged before it; a failed handshake fails the
+            // run itself.)
             entry.2 += 1;
             v.lost_count += 1;
             if v.lost.len() < EXAMPLES {
-                v.lost.push((*push_id).to_owned());
+                let answer = match (last.status, &last.error) {
+                    (Some(status), _) => format!("answered {status}"),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "no answer".into(),
+                };
+                v.lost.push(format!(
+                    "{} push {push_id} after {} attempt(s): {answer}",
+                    last.push, last.attempt
+                ));
             }
         }
     }

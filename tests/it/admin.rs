@@ -181,6 +181,17 @@ async fn the_console_shows_a_call_behind_a_login(backend: Backend) {
         .and_then(|rest| rest.split('"').next())
         .expect("a letter's link")
         .to_owned();
+    let (_, later) = html(
+        get(format!(
+            "{admin}/admin/dead-letters?request_id=req-console&since=2999-01-01T00%3A00"
+        ))
+        .await,
+    )
+    .await;
+    assert!(
+        !later.contains(&link),
+        "a time filter after the letter hides it"
+    );
     let (status, detail) = html(get(format!("{admin}/admin/dead-letters/{link}")).await).await;
     assert_eq!(status, 200);
     assert!(detail.contains(SESSION), "the body, as received");

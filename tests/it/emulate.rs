@@ -223,3 +223,132 @@ async fn the_huawei_emulator_s_pushes_are_stored_once_published_and_its_retries_
     pool.close().await;
     app.stop().await;
 }
+
+/// `ringback emulate event-grid` against a live ringback on PostgreSQL and Tansu, once per
+/// schema: the Event Grid schema with the secret in the URL's query, CloudEvents with it in a
+/// delivery-property header. The handshake first, then batches; ringback is down (a proxy
+/// refusing connections) for the first second, so the first attempts fail and the retries land;
+/// a fifth of the acknowledged batches come again and are answered as duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_redeliveries() {
+    use ringback::emulate::event_grid::{self, Schema};
+    const SECRET: &str = "event-grid-secret-0123456789";
+    let tansu = Tansu::start();
+    let prefix = format!("eg{}", uuid::Uuid::new_v4().simple());
+    let topics = KafkaConfig {
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    let kinds = [
+        "phone-events",
+        "call-events",
+        "chat-events",
+        "webhook-events",
+    ];
+    let names: Vec<String> = kinds.iter().map(|k| topics.topic(k)).collect();
+    create_topics(&tansu.bootstrap, &names, 1).await;
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), SECRET).unwrap();
+    let (bootstrap, p, path) = (
+        tansu.bootstrap.clone(),
+        prefix.clone(),
+        secret.path().to_owned(),
+    );
+    let app = spawn_app_with(
+        Backend::Postgres,
+        move |c| {
+            let acs = Config::from_toml(&format!(
+                "[sources.acs]\nkind = \"azure-communication\"\nauth = \"shared-secret\"\n\
+                 secret_file = \"{}\"\nsecret_query = \"code\"\nsecret_header = \"x-eg-secret\"\n\
+                 allowed_origins = [\"eventgrid.azure.net\"]\n",
+                path.display()
+            ))
+            .unwrap();
+            c.sources.extend(acs.sources);
+            c.kafka.brokers = bootstrap.into();
+            c.kafka.topic_prefix = p;
+            c.kafka.sweep_interval = Duration::from_millis(200);
+        },
+        None,
+    )
+    .await;
+    let upstream = app.address.trim_start_matches("http://").to_owned();
+    let mut target = Config {
+        database: app.db.database_config(),
+        ..Config::default()
+    };
+    target.kafka.brokers = tansu.bootstrap.as_str().into();
+    target.kafka.topic_prefix = prefix;
+
+    for (i, schema) in [Schema::EventGrid, Schema::CloudEvents]
+        .into_iter()
+        .enumerate()
+    {
+        let proxy = Proxy::start(&upstream).await;
+        let base = format!("http://127.0.0.1:{}/hooks/acs", proxy.port);
+        let (endpoint, header) = match schema {
+            Schema::EventGrid => (format!("{base}?code={SECRET}"), None),
+            Schema::CloudEvents => (base, Some(("x-eg-secret".to_owned(), SECRET.to_owned()))),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let options = event_grid::Options {
+            endpoint,
+            schema,
+            header,
+            subscription: "ringback-test".into(),
+            events_per_second: 200.0,
+            duration: Duration::from_secs(3),
+            seed: 11 + i as u64,
+            // The first retry (10 s) after a tenth of a second, the second (30 s) after 0.3 s…
+            time_scale: 100.0,
+            max_events: 10,
+            batch_bytes: 64 * 1024,
+            redeliver: 0.2,
+            dead_letter_dir: dir.path().join("dead"),
+            ledger: dir.path().join("ledger.jsonl"),
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let run = tokio::spawn(event_grid::run(options, stop));
+        // The handshake passes; then ringback "goes away" for a second.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.down();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        proxy.up();
+        let summary = run.await.unwrap().unwrap();
+        assert!(summary.events >= 400, "{schema:?}: {summary:?}");
+        assert!(
+            summary.attempts > summary.batches + summary.redeliveries,
+            "retried: {summary:?}"
+        );
+        assert!(
+            summary.redeliveries > 0 && summary.dead_lettered == 0,
+            "{summary:?}"
+        );
+
+        let attempts = ledger::read(&dir.path().join("ledger.jsonl")).unwrap();
+        assert_eq!(attempts[0].push, "handshake");
+        assert_eq!(attempts[0].status, Some(200));
+        let redelivered = attempts.iter().filter(|a| a.push == "redelivery").count();
+        assert!(redelivered > 0);
+        let verdict = verify::verify(&attempts, &target, Duration::from_secs(30))
+            .await
+            .unwrap();
+        eprintln!("{schema:?}: {}", verdict.render());
+        assert!(verdict.clean, "{schema:?}: {}", verdict.render());
+        assert_eq!(verdict.on_kafka, Some(verdict.acknowledged_records));
+        assert!(verdict.retries > 0);
+    }
+    // Redeliveries made no second row: every event id is stored once.
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    for table in ["phone_number_events", "acs_call_events", "chat_events"] {
+        let dup: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM (SELECT event_id FROM {table} GROUP BY source, event_id HAVING count(*) > 1) d"
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(dup, 0, "{table}");
+    }
+    pool.close().await;
+    app.stop().await;
+}
