@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use ringback::auth::aksk::DigestVariant;
 use ringback::config::Config;
-use ringback::emulate::{event_grid, huawei, ledger, verify};
+use ringback::emulate::{event_grid, huawei, ledger, standard_webhooks, verify};
 
 #[derive(Subcommand)]
 pub enum EmulateCommand {
@@ -21,6 +21,10 @@ pub enum EmulateCommand {
     /// batches with the aeg-* headers, the documented retry schedule (time-scaled), dead-lettering
     /// to a folder, redeliveries of acknowledged batches. Every attempt goes to the ledger.
     EventGrid(EventGridArgs),
+    /// A Svix-like Standard Webhooks sender: each attempt signed with its own timestamp (two
+    /// signatures during a secret rotation), Svix's retry schedule (time-scaled), retries after
+    /// lost acknowledgements. Every attempt goes to the ledger.
+    StandardWebhooks(StandardWebhooksArgs),
     /// Check a ledger against the target (the --config's database and Kafka): every
     /// acknowledged record stored once and published, every malformed push a dead letter,
     /// nothing lost. Exits 1 unless the verdict is clean.
@@ -36,14 +40,34 @@ pub enum EmulateCommand {
     },
 }
 
+/// What every emulator takes.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// How long traffic keeps coming; then what is in flight ends and the retries run out.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// The same seed plays the same traffic (vary it between runs against one database).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Platform seconds per real second: retry waits (and Huawei's calls) shrink by it.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Then check the ledger against the target (as `emulate verify`).
+    #[arg(long)]
+    verify: bool,
+}
+
 #[derive(clap::Args)]
 pub struct HuaweiArgs {
+    #[command(flatten)]
+    run: RunArgs,
     /// Where status events go (the app's status URL), e.g. http://127.0.0.1:8080/hooks/hw.
     #[arg(long)]
     status_url: String,
     /// Where CDRs go (default: the status URL).
     #[arg(long)]
     fee_url: Option<String>,
+    /// The app_key the pushes are signed with (ringback's source has the same).
     #[arg(long)]
     app_key: String,
     /// The environment variable holding the app secret.
@@ -56,32 +80,24 @@ pub struct HuaweiArgs {
     /// Created in Beijing time (UTC+8, as the current docs say), not UTC.
     #[arg(long)]
     beijing: bool,
+    /// Calls the platform starts by itself per second (0: only those the API asks for).
     #[arg(long, default_value_t = 5.0)]
     calls_per_second: f64,
-    /// How long calls keep coming; then the calls in flight end and fee retries run out.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    /// The same seed plays the same calls (vary it between runs against one database).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Platform seconds per real second (3600: a fee retry every second).
-    #[arg(long, default_value_t = 1.0)]
-    time_scale: f64,
     /// Serve the app-facing API (POST /rest/httpsessions/callVerify/v1.0) here.
     #[arg(long)]
     listen: Option<String>,
     /// Share of status pushes sent malformed (ringback must keep them as dead letters).
     #[arg(long, default_value_t = 0.0)]
     malformed: f64,
+    /// Where every attempt is written (JSON lines), for `emulate verify`.
     #[arg(long, default_value = "emulate-huawei.jsonl")]
     ledger: PathBuf,
-    /// Then check the ledger against the target (as `emulate verify`).
-    #[arg(long)]
-    verify: bool,
 }
 
 #[derive(clap::Args)]
 pub struct EventGridArgs {
+    #[command(flatten)]
+    run: RunArgs,
     /// The subscription's webhook endpoint, e.g. https://hooks.example.com/hooks/acs?code=SECRET.
     #[arg(long)]
     endpoint: String,
@@ -92,17 +108,25 @@ pub struct EventGridArgs {
     header: Option<String>,
     #[arg(long, default_value = "RINGBACK_EMULATE_HEADER_SECRET")]
     header_secret_env: String,
+    /// Send an Entra-style JWT (ES256) with this audience on every request…
+    #[arg(long)]
+    jwt_audience: Option<String>,
+    /// …and this issuer…
+    #[arg(
+        long,
+        default_value = "https://sts.windows.net/00000000-0000-0000-0000-000000000000/"
+    )]
+    jwt_issuer: String,
+    /// …signed by the key kept here (made on first use)…
+    #[arg(long, default_value = "emulate-jwt-key.der")]
+    jwt_key: PathBuf,
+    /// …whose JWKS is written here (the receiver's jwks_file).
+    #[arg(long, default_value = "emulate-jwks.json")]
+    jwks_file: PathBuf,
     #[arg(long, default_value = "ringback-emulated")]
     subscription: String,
     #[arg(long, default_value_t = 20.0)]
     events_per_second: f64,
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Platform seconds per real second (60: the 10 s first retry comes after 1/6 s).
-    #[arg(long, default_value_t = 1.0)]
-    time_scale: f64,
     /// Max events per batch (1..5000).
     #[arg(long, default_value_t = 10)]
     max_events: usize,
@@ -114,11 +138,30 @@ pub struct EventGridArgs {
     redeliver: f64,
     #[arg(long, default_value = "emulate-dead-letters")]
     dead_letter_dir: PathBuf,
+    /// Where every attempt is written (JSON lines), for `emulate verify`.
     #[arg(long, default_value = "emulate-event-grid.jsonl")]
     ledger: PathBuf,
-    /// Then check the ledger against the target (as `emulate verify`).
+}
+
+#[derive(clap::Args)]
+pub struct StandardWebhooksArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// The endpoint, e.g. http://127.0.0.1:8080/hooks/sw.
     #[arg(long)]
-    verify: bool,
+    endpoint: String,
+    /// The environment variable with the signing secret(s) (`whsec_…`; two, space-separated,
+    /// during a rotation: every attempt is signed with both).
+    #[arg(long, default_value = "RINGBACK_EMULATE_WEBHOOK_SECRETS")]
+    secrets_env: String,
+    #[arg(long, default_value_t = 20.0)]
+    messages_per_second: f64,
+    /// Share of messages whose 2xx the sender "loses", so it retries a stored message.
+    #[arg(long, default_value_t = 0.0)]
+    lost_acks: f64,
+    /// Where every attempt is written (JSON lines), for `emulate verify`.
+    #[arg(long, default_value = "emulate-standard-webhooks.jsonl")]
+    ledger: PathBuf,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -144,15 +187,15 @@ pub async fn run(config: Config, command: EmulateCommand) -> anyhow::Result<()> 
                 },
                 beijing_created: args.beijing,
                 calls_per_second: args.calls_per_second,
-                duration: args.duration,
-                seed: args.seed,
-                time_scale: args.time_scale,
+                duration: args.run.duration,
+                seed: args.run.seed,
+                time_scale: args.run.time_scale,
                 listen: args.listen,
                 malformed: args.malformed,
                 ledger: args.ledger,
             };
             let summary = huawei::run(options, interrupted()).await?;
-            report(&config, &summary, args.verify.then_some(&ledger_path)).await
+            report(&config, &summary, args.run.verify.then_some(&ledger_path)).await
         }
         EmulateCommand::EventGrid(args) => {
             let header = match &args.header {
@@ -169,11 +212,17 @@ pub async fn run(config: Config, command: EmulateCommand) -> anyhow::Result<()> 
                 endpoint: args.endpoint,
                 schema: args.schema,
                 header,
+                jwt: args.jwt_audience.map(|audience| event_grid::Jwt {
+                    audience,
+                    issuer: args.jwt_issuer,
+                    key_file: args.jwt_key,
+                    jwks_file: args.jwks_file,
+                }),
                 subscription: args.subscription,
                 events_per_second: args.events_per_second,
-                duration: args.duration,
-                seed: args.seed,
-                time_scale: args.time_scale,
+                duration: args.run.duration,
+                seed: args.run.seed,
+                time_scale: args.run.time_scale,
                 max_events: args.max_events,
                 batch_bytes: args.batch_bytes,
                 redeliver: args.redeliver,
@@ -181,7 +230,24 @@ pub async fn run(config: Config, command: EmulateCommand) -> anyhow::Result<()> 
                 ledger: args.ledger,
             };
             let summary = event_grid::run(options, interrupted()).await?;
-            report(&config, &summary, args.verify.then_some(&ledger_path)).await
+            report(&config, &summary, args.run.verify.then_some(&ledger_path)).await
+        }
+        EmulateCommand::StandardWebhooks(args) => {
+            let secrets = std::env::var(&args.secrets_env)
+                .with_context(|| format!("the signing secrets, in {}", args.secrets_env))?;
+            let ledger_path = args.ledger.clone();
+            let options = standard_webhooks::Options {
+                endpoint: args.endpoint,
+                secrets: secrets.split_whitespace().map(str::to_owned).collect(),
+                messages_per_second: args.messages_per_second,
+                duration: args.run.duration,
+                seed: args.run.seed,
+                time_scale: args.run.time_scale,
+                lost_acks: args.lost_acks,
+                ledger: args.ledger,
+            };
+            let summary = standard_webhooks::run(options, interrupted()).await?;
+            report(&config, &summary, args.run.verify.then_some(&ledger_path)).await
         }
         EmulateCommand::Verify { ledger, wait, json } => check(&config, &ledger, wait, json).await,
     }

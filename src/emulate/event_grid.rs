@@ -16,7 +16,10 @@
 //! - **redeliveries**: a share of batches answered 2xx is delivered again, the same events with
 //!   the same ids (at-least-once delivery), which the receiver must answer as duplicates;
 //! - **auth** as the subscription is configured: a secret in the endpoint URL's query (it is
-//!   part of `endpoint`), or in a delivery-property header (`header`).
+//!   part of `endpoint`), in a delivery-property header (`header`), or an Entra-style token
+//!   (`jwt`): `Authorization: Bearer` an ES256 JWT with the subscription's audience and a tenant
+//!   issuer, signed by a key the emulator makes at start and whose JWKS it writes to a file for
+//!   the receiver (`jwks_file` in ringback; Entra publishes its keys at a URL instead).
 //!
 //! The events are the recorded ACS samples of `tests/fixtures/acs/` (SMS received and delivery
 //! reports, incoming calls, call started/ended and participants, recording files, chat
@@ -33,7 +36,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::ledger::{Attempt, Carried, Ledger};
+use super::ledger::{Carried, Ledger, Push};
 
 /// Event Grid's retry schedule for webhooks (after the first attempt); then every 12 hours.
 pub const RETRY_SCHEDULE: [Duration; 9] = [
@@ -70,6 +73,8 @@ pub struct Options {
     pub schema: Schema,
     /// A delivery-property header carrying a secret: (name, value).
     pub header: Option<(String, String)>,
+    /// Entra-style tokens on every request.
+    pub jwt: Option<Jwt>,
     pub subscription: String,
     pub events_per_second: f64,
     pub duration: Duration,
@@ -82,6 +87,89 @@ pub struct Options {
     pub redeliver: f64,
     pub dead_letter_dir: std::path::PathBuf,
     pub ledger: std::path::PathBuf,
+}
+
+/// How the emulator's tokens look, where their key is kept and where its JWKS goes.
+#[derive(Debug, Clone)]
+pub struct Jwt {
+    pub audience: String,
+    pub issuer: String,
+    /// The signing key (PKCS#8 DER): made on first use, then kept, so the JWKS stays the same
+    /// from one run to the next.
+    pub key_file: std::path::PathBuf,
+    pub jwks_file: std::path::PathBuf,
+}
+
+impl Jwt {
+    /// Makes (or reads) the key and writes its JWKS: for the receiver to be configured with
+    /// before the run. Runs do it too.
+    pub fn prepare(&self) -> anyhow::Result<()> {
+        Signer::make(self).map(drop)
+    }
+}
+
+/// A signing key made for the run.
+struct Signer {
+    key: jsonwebtoken::EncodingKey,
+    kid: String,
+    audience: String,
+    issuer: String,
+}
+
+impl Signer {
+    /// A new P-256 key; its JWKS written to `jwt.jwks_file`.
+    fn make(jwt: &Jwt) -> anyhow::Result<Self> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine as _;
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        use sha2::Digest as _;
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = match std::fs::read(&jwt.key_file) {
+            Ok(der) => der,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let made = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| anyhow::anyhow!("generating a P-256 key"))?;
+                std::fs::write(&jwt.key_file, made.as_ref()).with_context(|| {
+                    format!("keeping the signing key in {}", jwt.key_file.display())
+                })?;
+                made.as_ref().to_vec()
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", jwt.key_file.display())),
+        };
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
+            .map_err(|_| anyhow::anyhow!("{} is not a P-256 key", jwt.key_file.display()))?;
+        // Uncompressed point: 0x04, x, y. The key id is a digest of it: the same key, the same id.
+        let point = pair.public_key().as_ref();
+        let kid: String = sha2::Sha256::digest(point)[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        }]});
+        std::fs::write(&jwt.jwks_file, jwks.to_string())
+            .with_context(|| format!("writing the JWKS to {}", jwt.jwks_file.display()))?;
+        Ok(Self {
+            key: jsonwebtoken::EncodingKey::from_ec_der(&pkcs8),
+            kid,
+            audience: jwt.audience.clone(),
+            issuer: jwt.issuer.clone(),
+        })
+    }
+
+    /// A token valid for an hour from now.
+    fn token(&self) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        let now = Utc::now().timestamp();
+        let claims = json!({
+            "aud": self.audience, "iss": self.issuer, "sub": "event-grid",
+            "iat": now, "nbf": now - 60, "exp": now + 3600,
+        });
+        jsonwebtoken::encode(&header, &claims, &self.key).expect("an ES256 token signs")
+    }
 }
 
 /// What a run did.
@@ -239,31 +327,15 @@ fn event(schema: Schema, seed: u64, n: u64) -> Value {
 
 /// The records ringback makes of a batch posted to `endpoint`, for the ledger.
 fn carried(endpoint: &str, body: &str) -> Vec<Carried> {
-    let source = url::Url::parse(endpoint)
-        .ok()
-        .and_then(|u| u.path_segments()?.next_back().map(str::to_owned))
-        .unwrap_or_default();
-    let ctx = crate::sources::ParseContext {
-        source: source.into(),
-        received_at: Utc::now(),
-        region: None,
-    };
-    match crate::sources::acs::parse_body(body.as_bytes(), &ctx) {
-        Ok(crate::sources::Delivery::Records(parsed)) => parsed
-            .records
-            .iter()
-            .map(|r| Carried {
-                id: r.id(),
-                kind: r.kind().as_str().to_owned(),
-                key: r.ordering_key().to_owned(),
-            })
-            .collect(),
+    match crate::sources::acs::parse_body(body.as_bytes(), &super::context(endpoint)) {
+        Ok(crate::sources::Delivery::Records(parsed)) => Carried::of(&parsed.records),
         _ => Vec::new(),
     }
 }
 
 struct Subscription {
     opts: Options,
+    signer: Option<Signer>,
     http: reqwest::Client,
     ledger: Ledger,
     tasks: TaskTracker,
@@ -280,8 +352,19 @@ impl Subscription {
         d.div_f64(self.opts.time_scale.max(f64::MIN_POSITIVE))
     }
 
+    /// `req` with the subscription's credentials: its delivery-property header, its token.
+    fn authorised(&self, mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some((name, value)) = &self.opts.header {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        if let Some(signer) = &self.signer {
+            req = req.bearer_auth(signer.token());
+        }
+        req
+    }
+
     /// One attempt: the batch with Event Grid's headers.
-    async fn send(&self, body: &str, delivery_count: u32) -> (Option<u16>, Option<String>, String) {
+    async fn send(&self, body: &str, delivery_count: u32) -> (super::Answer, String) {
         let request_id = uuid::Uuid::new_v4().to_string();
         let content_type = match self.opts.schema {
             Schema::EventGrid => "application/json; charset=utf-8",
@@ -300,24 +383,33 @@ impl Subscription {
             .header("aeg-data-version", "1.0")
             .header("aeg-metadata-version", "1")
             .header("x-request-id", &request_id);
-        if let Some((name, value)) = &self.opts.header {
-            req = req.header(name.as_str(), value.as_str());
-        }
-        let (status, error) = super::settle(req.body(body.to_owned()).send().await).await;
-        (status, error, request_id)
+        req = self.authorised(req);
+        (
+            super::settle(req.body(body.to_owned()).send().await).await,
+            request_id,
+        )
     }
 
     /// A batch delivered until answered 2xx, on the retry schedule, or dead-lettered; then,
     /// for a share of them, delivered again.
     async fn deliver(&self, events: Vec<Value>, stop: CancellationToken) {
         let body = Value::Array(events).to_string();
-        let records = carried(&self.opts.endpoint, &body);
-        let push_id = uuid::Uuid::new_v4().to_string();
+        let push = Push {
+            platform: "event-grid",
+            kind: "events",
+            id: uuid::Uuid::new_v4().to_string(),
+            url: self.opts.endpoint.clone(),
+            malformed: false,
+            records: carried(&self.opts.endpoint, &body),
+        };
         self.batches.fetch_add(1, Ordering::Relaxed);
         let mut waited = Duration::ZERO;
         let mut acked = false;
+        let mut attempts = 0;
         for attempt in 1..=MAX_ATTEMPTS {
-            let (status, error, request_id) = self.send(&body, attempt - 1).await;
+            attempts = attempt;
+            let (answer, request_id) = self.send(&body, attempt - 1).await;
+            let status = answer.status;
             self.attempts.fetch_add(1, Ordering::Relaxed);
             acked = status.is_some_and(|s| (200..300).contains(&s));
             let final_refusal = matches!(status, Some(400 | 413));
@@ -327,20 +419,8 @@ impl Subscription {
                 .unwrap_or(RETRY_LATER);
             let will_retry =
                 !acked && !final_refusal && attempt < MAX_ATTEMPTS && waited + wait <= TTL;
-            self.ledger.write(&Attempt {
-                at: Utc::now(),
-                platform: "event-grid".into(),
-                push: "events".into(),
-                push_id: push_id.clone(),
-                attempt,
-                url: self.opts.endpoint.clone(),
-                request_id,
-                status,
-                error,
-                will_retry,
-                malformed: false,
-                records: records.clone(),
-            });
+            self.ledger
+                .write(&push.attempt(attempt, request_id, &answer, will_retry));
             if acked || !will_retry {
                 break;
             }
@@ -351,30 +431,19 @@ impl Subscription {
             }
         }
         if !acked {
-            self.dead_letter(&push_id, &body);
+            self.dead_letter(&push.id, &body);
             return;
         }
         self.acknowledged.fetch_add(1, Ordering::Relaxed);
         let mut rng = fastrand::Rng::new();
         if self.opts.redeliver > 0.0 && rng.f64() < self.opts.redeliver {
-            // At-least-once: the same events again, as after a lost acknowledgement.
-            let (status, error, request_id) = self.send(&body, 1).await;
+            // At-least-once: the same events again, as after a lost acknowledgement (one more
+            // attempt of the same push in the ledger).
+            let (answer, request_id) = self.send(&body, attempts).await;
             self.attempts.fetch_add(1, Ordering::Relaxed);
             self.redeliveries.fetch_add(1, Ordering::Relaxed);
-            self.ledger.write(&Attempt {
-                at: Utc::now(),
-                platform: "event-grid".into(),
-                push: "redelivery".into(),
-                push_id: format!("{push_id}-again"),
-                attempt: 1,
-                url: self.opts.endpoint.clone(),
-                request_id,
-                status,
-                error,
-                will_retry: false,
-                malformed: false,
-                records: records.clone(),
-            });
+            self.ledger
+                .write(&push.attempt(attempts + 1, request_id, &answer, false));
         }
     }
 
@@ -410,9 +479,7 @@ impl Subscription {
                     )
                     .header("aeg-delivery-count", "0")
                     .header("x-request-id", &request_id);
-                if let Some((name, value)) = &self.opts.header {
-                    req = req.header(name.as_str(), value.as_str());
-                }
+                req = self.authorised(req);
                 match req.body(json!([event]).to_string()).send().await {
                     Ok(res) => {
                         let status = res.status().as_u16();
@@ -433,9 +500,7 @@ impl Subscription {
                     .header("webhook-request-origin", "eventgrid.azure.net")
                     .header("webhook-request-rate", "120")
                     .header("x-request-id", &request_id);
-                if let Some((name, value)) = &self.opts.header {
-                    req = req.header(name.as_str(), value.as_str());
-                }
+                req = self.authorised(req);
                 match req.send().await {
                     Ok(res) => {
                         let allowed = res
@@ -449,20 +514,21 @@ impl Subscription {
                 }
             }
         };
-        self.ledger.write(&Attempt {
-            at: Utc::now(),
-            platform: "event-grid".into(),
-            push: "handshake".into(),
-            push_id: request_id.clone(),
-            attempt: 1,
+        let push = Push {
+            platform: "event-grid",
+            kind: "handshake",
+            id: request_id.clone(),
             url: self.opts.endpoint.clone(),
-            request_id,
-            status,
-            error: error.clone(),
-            will_retry: false,
             malformed: false,
             records: Vec::new(),
-        });
+        };
+        let answer = super::ledger::Answer {
+            status,
+            error: error.clone(),
+            duplicates: None,
+        };
+        self.ledger
+            .write(&push.attempt(1, request_id, &answer, false));
         anyhow::ensure!(
             ok,
             "the endpoint did not complete the validation handshake (status {status:?}{})",
@@ -485,8 +551,10 @@ pub async fn run(opts: Options, stop: CancellationToken) -> anyhow::Result<Summa
         "--redeliver is a share, 0 to 1"
     );
     url::Url::parse(&opts.endpoint).with_context(|| format!("{} is not a URL", opts.endpoint))?;
+    let signer = opts.jwt.as_ref().map(Signer::make).transpose()?;
     let sub = Arc::new(Subscription {
-        http: super::client()?,
+        signer,
+        http: super::client(Duration::from_secs(30))?,
         ledger: Ledger::create(&opts.ledger)?,
         tasks: TaskTracker::new(),
         events: AtomicU64::new(0),

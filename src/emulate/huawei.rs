@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::ledger::{Attempt, Carried, Ledger};
+use super::ledger::{Carried, Ledger, Push};
 use crate::auth::aksk::{self, DigestVariant};
 use crate::simulate::sample;
 
@@ -375,40 +375,16 @@ struct Platform {
     next_call: AtomicU64,
 }
 
-/// The source name ringback files a URL's records under: its last path segment
-/// (`…/hooks/<source>`); record ids derive from it.
-fn source_of(url: &str) -> String {
-    url.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// The records ringback makes of `body` sent to `url`, for the ledger.
 fn carried(url: &str, body: &str) -> Vec<Carried> {
-    let ctx = crate::sources::ParseContext {
-        source: source_of(url).into(),
-        received_at: Utc::now(),
-        region: None,
-    };
-    let Ok(parsed) = crate::sources::huawei::parse_body(body.as_bytes(), &ctx) else {
-        return Vec::new();
-    };
-    parsed
-        .records
-        .iter()
-        .map(|r| Carried {
-            id: r.id(),
-            kind: r.kind().as_str().to_owned(),
-            key: r.ordering_key().to_owned(),
-        })
-        .collect()
+    crate::sources::huawei::parse_body(body.as_bytes(), &super::context(url))
+        .map(|parsed| Carried::of(&parsed.records))
+        .unwrap_or_default()
 }
 
 impl Platform {
     /// One attempt of a push: signed as the platform signs, answered or not.
-    async fn send(&self, url: &str, body: &str) -> (Option<u16>, Option<String>, String) {
+    async fn send(&self, url: &str, body: &str) -> (super::Answer, String) {
         let request_id = uuid::Uuid::new_v4().to_string();
         let created = if self.opts.beijing_created {
             Utc::now() + TimeDelta::hours(8)
@@ -438,8 +414,7 @@ impl Platform {
             .body(body.to_owned())
             .send()
             .await;
-        let (status, error) = super::settle(sent).await;
-        (status, error, request_id)
+        (super::settle(sent).await, request_id)
     }
 
     /// A status push: once, never again whatever the answer.
@@ -449,19 +424,14 @@ impl Platform {
             self.counters.malformed.fetch_add(1, Ordering::Relaxed);
         }
         let text = body.to_string();
-        let (status, error, request_id) = self.send(url, &text).await;
+        let (answer, request_id) = self.send(url, &text).await;
+        let status = answer.status;
         self.counters.status_pushes.fetch_add(1, Ordering::Relaxed);
-        let attempt = Attempt {
-            at: Utc::now(),
-            platform: "huawei".into(),
-            push: "status".into(),
-            push_id: request_id.clone(),
-            attempt: 1,
+        let push = Push {
+            platform: "huawei",
+            kind: "status",
+            id: request_id.clone(),
             url: url.to_owned(),
-            request_id,
-            status,
-            error,
-            will_retry: false,
             malformed,
             records: if malformed {
                 Vec::new()
@@ -469,6 +439,7 @@ impl Platform {
                 carried(url, &text)
             },
         };
+        let attempt = push.attempt(1, request_id, &answer, false);
         if status == Some(200) {
             self.counters
                 .status_acknowledged
@@ -483,31 +454,26 @@ impl Platform {
     /// (scaled) apart.
     async fn push_fee(&self, url: String, cdrs: Vec<Value>, stop: CancellationToken) {
         let body = json!({"eventType": "fee", "feeLst": cdrs}).to_string();
-        let records = carried(&url, &body);
-        let push_id = uuid::Uuid::new_v4().to_string();
+        let push = Push {
+            platform: "huawei",
+            kind: "fee",
+            id: uuid::Uuid::new_v4().to_string(),
+            records: carried(&url, &body),
+            url,
+            malformed: false,
+        };
         self.counters.fee_pushes.fetch_add(1, Ordering::Relaxed);
         self.counters
             .cdrs
             .fetch_add(cdrs.len() as u64, Ordering::Relaxed);
         for attempt in 1..=1 + FEE_RETRIES {
-            let (status, error, request_id) = self.send(&url, &body).await;
+            let (answer, request_id) = self.send(&push.url, &body).await;
+            let status = answer.status;
             self.counters.fee_attempts.fetch_add(1, Ordering::Relaxed);
             let done = status == Some(200);
             let will_retry = !done && attempt <= FEE_RETRIES;
-            self.ledger.write(&Attempt {
-                at: Utc::now(),
-                platform: "huawei".into(),
-                push: "fee".into(),
-                push_id: push_id.clone(),
-                attempt,
-                url: url.clone(),
-                request_id,
-                status,
-                error,
-                will_retry,
-                malformed: false,
-                records: records.clone(),
-            });
+            self.ledger
+                .write(&push.attempt(attempt, request_id, &answer, will_retry));
             if done {
                 self.counters
                     .fee_acknowledged
@@ -639,7 +605,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> anyhow::Result<Summa
     }
     let (fees, fee_rx) = mpsc::unbounded_channel();
     let platform = Arc::new(Platform {
-        http: super::client()?,
+        http: super::client(Duration::from_secs(30))?,
         ledger: Ledger::create(&opts.ledger)?,
         counters: Counters::default(),
         calls: TaskTracker::new(),

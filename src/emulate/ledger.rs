@@ -42,6 +42,9 @@ pub struct Attempt {
     pub error: Option<String>,
     /// Whether the platform tries this push again (its retry rules, after this attempt).
     pub will_retry: bool,
+    /// What the receiver's 2xx answer counted as duplicates (ringback's `"duplicates"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicates: Option<u64>,
     /// The push was made malformed on purpose (`--malformed`): ringback must refuse it.
     #[serde(default)]
     pub malformed: bool,
@@ -57,6 +60,68 @@ impl Attempt {
     pub fn refused(&self) -> bool {
         self.status
             .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429)
+    }
+}
+
+/// The answer to one attempt.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    pub status: Option<u16>,
+    /// Why no answer came.
+    pub error: Option<String>,
+    /// What the receiver's 2xx answer counted as duplicates (ringback's `"duplicates": N`).
+    pub duplicates: Option<u64>,
+}
+
+/// A push, as each of its attempts is written to the ledger.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub platform: &'static str,
+    pub kind: &'static str,
+    pub id: String,
+    pub url: String,
+    pub malformed: bool,
+    pub records: Vec<Carried>,
+}
+
+impl Push {
+    /// The ledger line of attempt `attempt`, answered `answer`.
+    pub fn attempt(
+        &self,
+        attempt: u32,
+        request_id: String,
+        answer: &Answer,
+        will_retry: bool,
+    ) -> Attempt {
+        Attempt {
+            at: Utc::now(),
+            platform: self.platform.into(),
+            push: self.kind.into(),
+            push_id: self.id.clone(),
+            attempt,
+            url: self.url.clone(),
+            request_id,
+            status: answer.status,
+            error: answer.error.clone(),
+            duplicates: answer.duplicates,
+            will_retry,
+            malformed: self.malformed,
+            records: self.records.clone(),
+        }
+    }
+}
+
+impl Carried {
+    /// The records as the ledger names them.
+    pub fn of(records: &[crate::domain::Record]) -> Vec<Self> {
+        records
+            .iter()
+            .map(|r| Self {
+                id: r.id(),
+                kind: r.kind().as_str().to_owned(),
+                key: r.ordering_key().to_owned(),
+            })
+            .collect()
     }
 }
 

@@ -10,29 +10,56 @@
 pub mod event_grid;
 pub mod huawei;
 pub mod ledger;
+pub mod standard_webhooks;
 pub mod verify;
 
-/// The emulators' HTTP client: 30 s a request (Event Grid's timeout), and no connection kept
+/// The emulators' HTTP client: `timeout` a request (the platform's), and no connection kept
 /// idle longer than 2 s, under the 5 s keep-alive servers commonly close idle connections at:
 /// a push sent on a connection the server is closing that instant fails, and a platform that
 /// never retries (Huawei's status pushes) would lose it for the client's sake, not the
 /// receiver's.
-fn client() -> anyhow::Result<reqwest::Client> {
+fn client(timeout: std::time::Duration) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
+        .timeout(timeout)
         .pool_idle_timeout(std::time::Duration::from_secs(2))
         .build()?)
 }
 
-/// The answer to a push: its status, or why none came. The body is read (and dropped), so the
-/// connection can carry the next push.
-async fn settle(sent: Result<reqwest::Response, reqwest::Error>) -> (Option<u16>, Option<String>) {
+use ledger::Answer;
+
+/// Reads the answer to a push (the whole body, so the connection can carry the next one).
+async fn settle(sent: Result<reqwest::Response, reqwest::Error>) -> Answer {
     match sent {
         Ok(res) => {
             let status = res.status().as_u16();
-            let _ = res.bytes().await;
-            (Some(status), None)
+            let body = res.bytes().await.unwrap_or_default();
+            let duplicates = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("duplicates")?.as_u64());
+            Answer {
+                status: Some(status),
+                error: None,
+                duplicates,
+            }
         }
-        Err(e) => (None, Some(crate::error::error_chain(&e))),
+        Err(e) => Answer {
+            status: None,
+            error: Some(crate::error::error_chain(&e)),
+            duplicates: None,
+        },
+    }
+}
+
+/// How ringback would parse what is posted to `url`: as the source named by its last path
+/// segment (`…/hooks/<source>`, which record ids derive from), received now.
+fn context(url: &str) -> crate::sources::ParseContext {
+    let source = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.path_segments()?.next_back().map(str::to_owned))
+        .unwrap_or_default();
+    crate::sources::ParseContext {
+        source: source.into(),
+        received_at: chrono::Utc::now(),
+        region: None,
     }
 }

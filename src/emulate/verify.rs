@@ -51,6 +51,10 @@ pub struct Verdict {
     /// answer.
     pub lost: Vec<String>,
     pub lost_count: usize,
+    /// Attempts of a push already acknowledged (a retry after a lost acknowledgement, a
+    /// redelivery) that were answered 2xx, and of those, answered as duplicates.
+    pub resent_after_ack: usize,
+    pub resent_answered_duplicate: usize,
     /// Per push kind: pushes, acknowledged, lost.
     pub by_push: BTreeMap<String, (usize, usize, usize)>,
     pub clean: bool,
@@ -76,8 +80,13 @@ impl Verdict {
             );
         }
         out += &format!(
-            "; {} malformed pushes, {} kept as dead letters; {} pushes lost by the platform's rules",
-            self.malformed, self.malformed_dead_lettered, self.lost_count
+            "; {} malformed pushes, {} kept as dead letters; {} pushes lost by the platform's rules; \
+             {} pushes sent again after a 2xx, {} answered as duplicates",
+            self.malformed,
+            self.malformed_dead_lettered,
+            self.lost_count,
+            self.resent_after_ack,
+            self.resent_answered_duplicate
         );
         for (push, (n, ok, lost)) in &self.by_push {
             out += &format!("\n  {push}: {n} pushes, {ok} acknowledged, {lost} lost");
@@ -183,6 +192,14 @@ pub async fn verify(
     for (push_id, tries) in &pushes {
         let last = tries.last().expect("a push has an attempt");
         let ok = tries.iter().any(|a| a.acknowledged());
+        if let Some(first) = tries.iter().position(|a| a.acknowledged()) {
+            for again in tries[first + 1..].iter().filter(|a| a.acknowledged()) {
+                v.resent_after_ack += 1;
+                if again.duplicates.is_some_and(|d| d > 0) {
+                    v.resent_answered_duplicate += 1;
+                }
+            }
+        }
         let entry = v.by_push.entry(last.push.clone()).or_default();
         entry.0 += 1;
         if last.malformed {
@@ -194,9 +211,8 @@ pub async fn verify(
             for r in &last.records {
                 acknowledged.insert(r.id, kind_name(&r.kind));
             }
-        } else if !last.will_retry && last.push != "redelivery" && last.push != "handshake" {
-            // (A redelivery's events were acknowledged before it; a failed handshake fails the
-            // run itself.)
+        } else if !last.will_retry && last.push != "handshake" {
+            // (A failed handshake fails the run itself.)
             entry.2 += 1;
             v.lost_count += 1;
             if v.lost.len() < EXAMPLES {
@@ -298,6 +314,7 @@ pub async fn verify(
         v.missing_on_kafka = missing.into_iter().take(EXAMPLES).collect();
     }
     v.clean = v.missing_count == 0
+        && v.resent_answered_duplicate == v.resent_after_ack
         && v.unpublished == 0
         && v.missing_on_kafka_count == 0
         && v.malformed_not_kept.is_empty()

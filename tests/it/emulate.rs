@@ -19,6 +19,17 @@ use ringback::emulate::{huawei, ledger, verify};
 const APP_KEY: &str = "emulated-app-key";
 const APP_SECRET: &str = "emulated-app-secret-0123456789";
 
+/// What the oracle checks: the app's database, and its topics on `tansu`.
+fn target_of(app: &crate::common::TestApp, tansu: &Tansu, prefix: String) -> Config {
+    let mut target = Config {
+        database: app.db.database_config(),
+        ..Config::default()
+    };
+    target.kafka.brokers = tansu.bootstrap.as_str().into();
+    target.kafka.topic_prefix = prefix;
+    target
+}
+
 /// The seed's `voiceVerificationCodeAPI` in Rust: `X-AKSK` over `Nonce + Created`, the body
 /// with the call's callback URLs in Base64.
 async fn call_verify(api: &str, secret: &str, callee: &str, hooks: &str) -> (u16, Value) {
@@ -187,12 +198,7 @@ async fn the_huawei_emulator_s_pushes_are_stored_once_published_and_its_retries_
 
     // The oracle.
     let attempts = ledger::read(&ledger_path).unwrap();
-    let mut target = Config {
-        database: app.db.database_config(),
-        ..Config::default()
-    };
-    target.kafka.brokers = tansu.bootstrap.as_str().into();
-    target.kafka.topic_prefix = prefix;
+    let target = target_of(&app, &tansu, prefix);
     let verdict = verify::verify(&attempts, &target, Duration::from_secs(30))
         .await
         .unwrap();
@@ -249,10 +255,20 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
     create_topics(&tansu.bootstrap, &names, 1).await;
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), SECRET).unwrap();
-    let (bootstrap, p, path) = (
+    // The Entra-style token's key, made before ringback starts so that it reads the JWKS.
+    let keys = tempfile::tempdir().unwrap();
+    let jwt = |audience: &str| event_grid::Jwt {
+        audience: audience.into(),
+        issuer: "https://sts.windows.net/emulated-tenant/".into(),
+        key_file: keys.path().join("key.der"),
+        jwks_file: keys.path().join("jwks.json"),
+    };
+    jwt("api://ringback-events").prepare().unwrap();
+    let (bootstrap, p, path, jwks) = (
         tansu.bootstrap.clone(),
         prefix.clone(),
         secret.path().to_owned(),
+        keys.path().join("jwks.json"),
     );
     let app = spawn_app_with(
         Backend::Postgres,
@@ -260,8 +276,11 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
             let acs = Config::from_toml(&format!(
                 "[sources.acs]\nkind = \"azure-communication\"\nauth = \"shared-secret\"\n\
                  secret_file = \"{}\"\nsecret_query = \"code\"\nsecret_header = \"x-eg-secret\"\n\
-                 allowed_origins = [\"eventgrid.azure.net\"]\n",
-                path.display()
+                 allowed_origins = [\"eventgrid.azure.net\"]\n\
+                 [sources.acs-jwt]\nkind = \"azure-communication\"\nauth = \"jwt\"\n\
+                 jwks_file = \"{}\"\njwt_audiences = [\"api://ringback-events\"]\n",
+                path.display(),
+                jwks.display()
             ))
             .unwrap();
             c.sources.extend(acs.sources);
@@ -273,28 +292,36 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
     )
     .await;
     let upstream = app.address.trim_start_matches("http://").to_owned();
-    let mut target = Config {
-        database: app.db.database_config(),
-        ..Config::default()
-    };
-    target.kafka.brokers = tansu.bootstrap.as_str().into();
-    target.kafka.topic_prefix = prefix;
+    let target = target_of(&app, &tansu, prefix);
 
-    for (i, schema) in [Schema::EventGrid, Schema::CloudEvents]
-        .into_iter()
-        .enumerate()
-    {
+    // The secret in the query, in a delivery-property header, an Entra-style token.
+    let rounds = [
+        (Schema::EventGrid, "query"),
+        (Schema::CloudEvents, "header"),
+        (Schema::EventGrid, "jwt"),
+    ];
+    for (i, (schema, auth)) in rounds.into_iter().enumerate() {
         let proxy = Proxy::start(&upstream).await;
         let base = format!("http://127.0.0.1:{}/hooks/acs", proxy.port);
-        let (endpoint, header) = match schema {
-            Schema::EventGrid => (format!("{base}?code={SECRET}"), None),
-            Schema::CloudEvents => (base, Some(("x-eg-secret".to_owned(), SECRET.to_owned()))),
+        let (endpoint, header, token) = match auth {
+            "query" => (format!("{base}?code={SECRET}"), None, None),
+            "header" => (
+                base,
+                Some(("x-eg-secret".to_owned(), SECRET.to_owned())),
+                None,
+            ),
+            _ => (
+                format!("{base}-jwt"),
+                None,
+                Some(jwt("api://ringback-events")),
+            ),
         };
         let dir = tempfile::tempdir().unwrap();
         let options = event_grid::Options {
             endpoint,
             schema,
             header,
+            jwt: token,
             subscription: "ringback-test".into(),
             events_per_second: 200.0,
             duration: Duration::from_secs(3),
@@ -328,8 +355,7 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
         let attempts = ledger::read(&dir.path().join("ledger.jsonl")).unwrap();
         assert_eq!(attempts[0].push, "handshake");
         assert_eq!(attempts[0].status, Some(200));
-        let redelivered = attempts.iter().filter(|a| a.push == "redelivery").count();
-        assert!(redelivered > 0);
+        // Redeliveries are further attempts of acknowledged batches, answered as duplicates.
         let verdict = verify::verify(&attempts, &target, Duration::from_secs(30))
             .await
             .unwrap();
@@ -337,7 +363,33 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
         assert!(verdict.clean, "{schema:?}: {}", verdict.render());
         assert_eq!(verdict.on_kafka, Some(verdict.acknowledged_records));
         assert!(verdict.retries > 0);
+        assert!(verdict.resent_after_ack > 0);
+        assert_eq!(verdict.resent_answered_duplicate, verdict.resent_after_ack);
     }
+    // A token for another audience: the handshake is refused, so the subscription fails.
+    let dir = tempfile::tempdir().unwrap();
+    let refused = event_grid::run(
+        event_grid::Options {
+            endpoint: format!("{}/hooks/acs-jwt", app.address),
+            schema: Schema::EventGrid,
+            header: None,
+            jwt: Some(jwt("api://someone-else")),
+            subscription: "wrong-audience".into(),
+            events_per_second: 10.0,
+            duration: Duration::from_millis(100),
+            seed: 99,
+            time_scale: 100.0,
+            max_events: 10,
+            batch_bytes: 64 * 1024,
+            redeliver: 0.0,
+            dead_letter_dir: dir.path().join("dead"),
+            ledger: dir.path().join("ledger.jsonl"),
+        },
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{refused:#}").contains("handshake"), "{refused:#}");
     // Redeliveries made no second row: every event id is stored once.
     let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
     for table in ["phone_number_events", "acs_call_events", "chat_events"] {
@@ -350,5 +402,81 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
         assert_eq!(dup, 0, "{table}");
     }
     pool.close().await;
+    app.stop().await;
+}
+
+/// `ringback emulate standard-webhooks` against a live ringback on PostgreSQL and Tansu: the
+/// sender rotates its secret (every attempt carries signatures under the old and the new one;
+/// ringback knows the new one only), ringback is unreachable for the first half second so first
+/// attempts fail and Svix's retries (time-scaled) land, and a fifth of the messages are sent again
+/// after a 2xx the sender "lost": each attempt re-signed with its own timestamp, every retry of a
+/// stored message answered as a duplicate, every message stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_standard_webhooks_emulator_s_resigned_retries_are_answered_as_duplicates() {
+    use ringback::emulate::standard_webhooks;
+    const OLD: &str = "whsec_b2xkLXNlY3JldC1vZi10aGUtc2VuZGVyLTAxMjM=";
+    const NEW: &str = "whsec_bmV3LXNlY3JldC1vZi10aGUtc2VuZGVyLTAxMjM=";
+    let tansu = Tansu::start();
+    let prefix = format!("sw{}", uuid::Uuid::new_v4().simple());
+    let topics = KafkaConfig {
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    create_topics(&tansu.bootstrap, &[topics.topic("webhook-events")], 1).await;
+    let (bootstrap, p) = (tansu.bootstrap.clone(), prefix.clone());
+    let app = spawn_app_with(
+        Backend::Postgres,
+        move |c| {
+            let sw = Config::from_toml(&format!(
+                "[sources.sw]\nkind = \"standard-webhooks\"\nauth = \"standard-webhooks\"\n\
+                 secrets = [\"{NEW}\"]\ntype_pointer = \"/type\"\n"
+            ))
+            .unwrap();
+            c.sources.extend(sw.sources);
+            c.kafka.brokers = bootstrap.into();
+            c.kafka.topic_prefix = p;
+            c.kafka.sweep_interval = Duration::from_millis(200);
+        },
+        None,
+    )
+    .await;
+    let proxy = Proxy::start(app.address.trim_start_matches("http://")).await;
+    proxy.down();
+    let dir = tempfile::tempdir().unwrap();
+    let options = standard_webhooks::Options {
+        endpoint: format!("http://127.0.0.1:{}/hooks/sw", proxy.port),
+        secrets: vec![OLD.into(), NEW.into()],
+        messages_per_second: 100.0,
+        duration: Duration::from_secs(2),
+        seed: 5,
+        // The first retry (5 s) after 50 ms, the second (5 min) after 3 s.
+        time_scale: 100.0,
+        lost_acks: 0.2,
+        ledger: dir.path().join("ledger.jsonl"),
+    };
+    let run = tokio::spawn(standard_webhooks::run(
+        options,
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.up();
+    let summary = run.await.unwrap().unwrap();
+    assert!(
+        summary.messages >= 150 && summary.failed == 0,
+        "{summary:?}"
+    );
+    assert!(summary.resent_after_ack > 0, "{summary:?}");
+
+    let attempts = ledger::read(&dir.path().join("ledger.jsonl")).unwrap();
+    let target = target_of(&app, &tansu, prefix);
+    let verdict = verify::verify(&attempts, &target, Duration::from_secs(30))
+        .await
+        .unwrap();
+    eprintln!("{}", verdict.render());
+    assert!(verdict.clean, "{}", verdict.render());
+    assert!(verdict.retries > 0 && verdict.resent_after_ack > 0);
+    assert_eq!(verdict.resent_answered_duplicate, verdict.resent_after_ack);
+    assert_eq!(verdict.on_kafka, Some(verdict.acknowledged_records));
+    assert_eq!(verdict.acknowledged_records as u64, summary.messages);
     app.stop().await;
 }
