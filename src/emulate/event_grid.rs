@@ -349,7 +349,7 @@ struct Subscription {
 
 impl Subscription {
     fn real(&self, d: Duration) -> Duration {
-        d.div_f64(self.opts.time_scale.max(f64::MIN_POSITIVE))
+        super::scaled(d, self.opts.time_scale)
     }
 
     /// `req` with the subscription's credentials: its delivery-property header, its token.

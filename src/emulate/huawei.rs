@@ -494,7 +494,7 @@ impl Platform {
 
     /// Platform time as real time.
     fn real(&self, d: Duration) -> Duration {
-        d.div_f64(self.opts.time_scale.max(f64::MIN_POSITIVE))
+        super::scaled(d, self.opts.time_scale)
     }
 
     /// Starts call number `n` (its own task).

@@ -63,3 +63,8 @@ fn context(url: &str) -> crate::sources::ParseContext {
         region: None,
     }
 }
+
+/// Platform time `d` as real time at `time_scale` platform seconds per real second.
+fn scaled(d: std::time::Duration, time_scale: f64) -> std::time::Duration {
+    d.div_f64(time_scale.max(f64::MIN_POSITIVE))
+}

@@ -85,7 +85,7 @@ struct Sender {
 
 impl Sender {
     fn real(&self, d: Duration) -> Duration {
-        d.div_f64(self.opts.time_scale.max(f64::MIN_POSITIVE))
+        super::scaled(d, self.opts.time_scale)
     }
 
     /// One attempt, signed now under every secret.

@@ -19,15 +19,38 @@ use ringback::emulate::{huawei, ledger, verify};
 const APP_KEY: &str = "emulated-app-key";
 const APP_SECRET: &str = "emulated-app-secret-0123456789";
 
-/// What the oracle checks: the app's database, and its topics on `tansu`.
-fn target_of(app: &crate::common::TestApp, tansu: &Tansu, prefix: String) -> Config {
+/// A live ringback on PostgreSQL with `sources` (TOML) added, publishing to a Tansu broker of
+/// its own on which the topics of `kinds` exist; and what the oracle checks (its database and
+/// those topics).
+async fn live(sources: String, kinds: &[&str]) -> (Tansu, crate::common::TestApp, Config) {
+    let tansu = Tansu::start();
+    let prefix = format!("emu{}", uuid::Uuid::new_v4().simple());
+    let topics = KafkaConfig {
+        topic_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    let names: Vec<String> = kinds.iter().map(|k| topics.topic(k)).collect();
+    create_topics(&tansu.bootstrap, &names, 1).await;
+    let (bootstrap, p) = (tansu.bootstrap.clone(), prefix.clone());
+    let app = spawn_app_with(
+        Backend::Postgres,
+        move |c| {
+            c.sources
+                .extend(Config::from_toml(&sources).unwrap().sources);
+            c.kafka.brokers = bootstrap.into();
+            c.kafka.topic_prefix = p;
+            c.kafka.sweep_interval = Duration::from_millis(200);
+        },
+        None,
+    )
+    .await;
     let mut target = Config {
         database: app.db.database_config(),
         ..Config::default()
     };
     target.kafka.brokers = tansu.bootstrap.as_str().into();
     target.kafka.topic_prefix = prefix;
-    target
+    (tansu, app, target)
 }
 
 /// The seed's `voiceVerificationCodeAPI` in Rust: `X-AKSK` over `Nonce + Created`, the body
@@ -67,42 +90,17 @@ async fn call_verify(api: &str, secret: &str, callee: &str, hooks: &str) -> (u16
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_huawei_emulator_s_pushes_are_stored_once_published_and_its_retries_land() {
-    let tansu = Tansu::start();
-    let prefix = format!("emu{}", uuid::Uuid::new_v4().simple());
-    let topics = KafkaConfig {
-        topic_prefix: prefix.clone(),
-        ..Default::default()
-    };
-    create_topics(
-        &tansu.bootstrap,
-        &[topics.topic("call-status"), topics.topic("cdr")],
-        1,
-    )
-    .await;
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), APP_SECRET).unwrap();
-    let (bootstrap, p, path) = (
-        tansu.bootstrap.clone(),
-        prefix.clone(),
-        secret.path().to_owned(),
-    );
-    let app = spawn_app_with(
-        Backend::Postgres,
-        move |c| {
-            // Signed as the emulator signs: over the URL it posts to (no public_url).
-            let emu = Config::from_toml(&format!(
-                "[sources.emu]\nkind = \"huawei-voicecall\"\nauth = \"aksk\"\n\
-                 app_key = \"{APP_KEY}\"\napp_secret_file = \"{}\"\n\
-                 created_zones = [\"utc\", \"beijing\"]\n",
-                path.display()
-            ))
-            .unwrap();
-            c.sources.extend(emu.sources);
-            c.kafka.brokers = bootstrap.into();
-            c.kafka.topic_prefix = p;
-            c.kafka.sweep_interval = Duration::from_millis(200);
-        },
-        None,
+    // Signed as the emulator signs: over the URL it posts to (no public_url).
+    let (_tansu, app, target) = live(
+        format!(
+            "[sources.emu]\nkind = \"huawei-voicecall\"\nauth = \"aksk\"\n\
+             app_key = \"{APP_KEY}\"\napp_secret_file = \"{}\"\n\
+             created_zones = [\"utc\", \"beijing\"]\n",
+            secret.path().display()
+        ),
+        &["call-status", "cdr"],
     )
     .await;
     let hooks = format!("{}/hooks/emu", app.address);
@@ -198,7 +196,6 @@ async fn the_huawei_emulator_s_pushes_are_stored_once_published_and_its_retries_
 
     // The oracle.
     let attempts = ledger::read(&ledger_path).unwrap();
-    let target = target_of(&app, &tansu, prefix);
     let verdict = verify::verify(&attempts, &target, Duration::from_secs(30))
         .await
         .unwrap();
@@ -239,20 +236,6 @@ async fn the_huawei_emulator_s_pushes_are_stored_once_published_and_its_retries_
 async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_redeliveries() {
     use ringback::emulate::event_grid::{self, Schema};
     const SECRET: &str = "event-grid-secret-0123456789";
-    let tansu = Tansu::start();
-    let prefix = format!("eg{}", uuid::Uuid::new_v4().simple());
-    let topics = KafkaConfig {
-        topic_prefix: prefix.clone(),
-        ..Default::default()
-    };
-    let kinds = [
-        "phone-events",
-        "call-events",
-        "chat-events",
-        "webhook-events",
-    ];
-    let names: Vec<String> = kinds.iter().map(|k| topics.topic(k)).collect();
-    create_topics(&tansu.bootstrap, &names, 1).await;
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), SECRET).unwrap();
     // The Entra-style token's key, made before ringback starts so that it reads the JWKS.
@@ -264,35 +247,25 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
         jwks_file: keys.path().join("jwks.json"),
     };
     jwt("api://ringback-events").prepare().unwrap();
-    let (bootstrap, p, path, jwks) = (
-        tansu.bootstrap.clone(),
-        prefix.clone(),
-        secret.path().to_owned(),
-        keys.path().join("jwks.json"),
-    );
-    let app = spawn_app_with(
-        Backend::Postgres,
-        move |c| {
-            let acs = Config::from_toml(&format!(
-                "[sources.acs]\nkind = \"azure-communication\"\nauth = \"shared-secret\"\n\
-                 secret_file = \"{}\"\nsecret_query = \"code\"\nsecret_header = \"x-eg-secret\"\n\
-                 allowed_origins = [\"eventgrid.azure.net\"]\n\
-                 [sources.acs-jwt]\nkind = \"azure-communication\"\nauth = \"jwt\"\n\
-                 jwks_file = \"{}\"\njwt_audiences = [\"api://ringback-events\"]\n",
-                path.display(),
-                jwks.display()
-            ))
-            .unwrap();
-            c.sources.extend(acs.sources);
-            c.kafka.brokers = bootstrap.into();
-            c.kafka.topic_prefix = p;
-            c.kafka.sweep_interval = Duration::from_millis(200);
-        },
-        None,
+    let (_tansu, app, target) = live(
+        format!(
+            "[sources.acs]\nkind = \"azure-communication\"\nauth = \"shared-secret\"\n\
+             secret_file = \"{}\"\nsecret_query = \"code\"\nsecret_header = \"x-eg-secret\"\n\
+             allowed_origins = [\"eventgrid.azure.net\"]\n\
+             [sources.acs-jwt]\nkind = \"azure-communication\"\nauth = \"jwt\"\n\
+             jwks_file = \"{}\"\njwt_audiences = [\"api://ringback-events\"]\n",
+            secret.path().display(),
+            keys.path().join("jwks.json").display()
+        ),
+        &[
+            "phone-events",
+            "call-events",
+            "chat-events",
+            "webhook-events",
+        ],
     )
     .await;
     let upstream = app.address.trim_start_matches("http://").to_owned();
-    let target = target_of(&app, &tansu, prefix);
 
     // The secret in the query, in a delivery-property header, an Entra-style token.
     let rounds = [
@@ -416,28 +389,12 @@ async fn the_standard_webhooks_emulator_s_resigned_retries_are_answered_as_dupli
     use ringback::emulate::standard_webhooks;
     const OLD: &str = "whsec_b2xkLXNlY3JldC1vZi10aGUtc2VuZGVyLTAxMjM=";
     const NEW: &str = "whsec_bmV3LXNlY3JldC1vZi10aGUtc2VuZGVyLTAxMjM=";
-    let tansu = Tansu::start();
-    let prefix = format!("sw{}", uuid::Uuid::new_v4().simple());
-    let topics = KafkaConfig {
-        topic_prefix: prefix.clone(),
-        ..Default::default()
-    };
-    create_topics(&tansu.bootstrap, &[topics.topic("webhook-events")], 1).await;
-    let (bootstrap, p) = (tansu.bootstrap.clone(), prefix.clone());
-    let app = spawn_app_with(
-        Backend::Postgres,
-        move |c| {
-            let sw = Config::from_toml(&format!(
-                "[sources.sw]\nkind = \"standard-webhooks\"\nauth = \"standard-webhooks\"\n\
-                 secrets = [\"{NEW}\"]\ntype_pointer = \"/type\"\n"
-            ))
-            .unwrap();
-            c.sources.extend(sw.sources);
-            c.kafka.brokers = bootstrap.into();
-            c.kafka.topic_prefix = p;
-            c.kafka.sweep_interval = Duration::from_millis(200);
-        },
-        None,
+    let (_tansu, app, target) = live(
+        format!(
+            "[sources.sw]\nkind = \"standard-webhooks\"\nauth = \"standard-webhooks\"\n\
+             secrets = [\"{NEW}\"]\ntype_pointer = \"/type\"\n"
+        ),
+        &["webhook-events"],
     )
     .await;
     let proxy = Proxy::start(app.address.trim_start_matches("http://")).await;
@@ -468,7 +425,6 @@ async fn the_standard_webhooks_emulator_s_resigned_retries_are_answered_as_dupli
     assert!(summary.resent_after_ack > 0, "{summary:?}");
 
     let attempts = ledger::read(&dir.path().join("ledger.jsonl")).unwrap();
-    let target = target_of(&app, &tansu, prefix);
     let verdict = verify::verify(&attempts, &target, Duration::from_secs(30))
         .await
         .unwrap();
