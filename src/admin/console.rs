@@ -1,11 +1,12 @@
 //! The operator's console: server-rendered HTML on the admin listener, no frontend build.
 //! A login with the admin token opens a session (an `HttpOnly`, `SameSite=Strict` cookie of a
 //! random id, kept in memory for 8 hours); the pages are the admin API's answers as HTML:
-//! `/admin/` (overview: sources, publisher, spool, the last hour's dead letters),
-//! `/admin/calls?id=…` (a call's timeline), `/admin/events?q=…` (records by id, event id or
-//! dedupe key, or number), `/admin/dead-letters` (filtered list) and `/admin/dead-letters/{id}`
-//! (one letter). A POST (logout) carries the
-//! session's CSRF token. Nothing here is served on the hooks listener.
+//! `/admin/` (overview: per source the last hour's records and this replica's pushes, refusals
+//! by code, publisher, spool, partitions), `/admin/calls?id=…` (a call's timeline),
+//! `/admin/events?q=…` (records by id, event id or dedupe key, or number), `/admin/dead-letters`
+//! (filtered list) and `/admin/dead-letters/{id}` (one letter, with dry run and reprocess).
+//! Every POST (reprocess, logout) carries the session's CSRF token. Nothing here is served on
+//! the hooks listener.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
