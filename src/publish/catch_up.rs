@@ -3,6 +3,7 @@
 //! mode, a periodic sweep for entries older than `sweep_grace`.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
@@ -40,6 +41,8 @@ impl Publisher {
             // claimed only once older than sweep_grace: younger ones are in flight from its
             // memory.
             while self.rx.try_recv().is_ok() {}
+            // Likewise every hand-off dropped so far: the claim below sees its entries.
+            self.missed.store(false, Ordering::SeqCst);
             let claimed = match self.claim(true).await {
                 Ok(claimed) => self.ready(claimed).await,
                 Err(e) => Err(e),
@@ -54,10 +57,12 @@ impl Publisher {
                 }
             };
             if claimed.is_empty() {
+                if !self.go_live() {
+                    continue;
+                }
                 self.backoff = MIN_BACKOFF;
                 self.set_error(None);
                 self.progressed();
-                self.set_mode(Mode::Live);
                 return;
             }
             if !self.publish_claimed(claimed).await {
@@ -77,6 +82,25 @@ impl Publisher {
             }
             self.backoff = MIN_BACKOFF;
         }
+    }
+
+    /// Takes hand-offs again after a claim found nothing pending, unless one was dropped
+    /// since that claim began: its entries, committed after the claim read the outbox, are in
+    /// no claim yet, and the hand-offs taken from now on (the same calls' later records among
+    /// them) would overtake them. Then it stays catching up, and returns `false`: claim again.
+    ///
+    /// Hand-offs are taken from the moment `live` is set; one dropped before that sets
+    /// `missed` after reading `live` unset. Both sides use sequentially consistent order, so
+    /// either the swap below sees `missed`, or that hand-off's `catch_up()` clears `live` after
+    /// this sets it, and every hand-off after it is dropped too, for the next tick's catch-up.
+    fn go_live(&mut self) -> bool {
+        self.live.store(true, Ordering::SeqCst);
+        if self.missed.swap(false, Ordering::SeqCst) {
+            self.live.store(false, Ordering::SeqCst);
+            return false;
+        }
+        self.set_mode(Mode::Live);
+        true
     }
 
     /// In live mode: entries older than `sweep_grace` are not the fast path's (a crash, a

@@ -19,6 +19,8 @@ pub mod kafka;
 mod live;
 mod producer;
 pub mod replay;
+#[cfg(test)]
+mod tests;
 pub mod topics;
 
 pub use catch_up::ready;
@@ -108,7 +110,7 @@ impl PublisherHandle {
         // A hand-off dropped (not live, or the queue full while the publisher waits on the
         // database) is caught up from the outbox, in commit order. Until then no later hand-off
         // may be taken: sent live, it would overtake the dropped one's entries of the same call.
-        if !self.live.load(Ordering::Acquire) || self.tx.try_send(entries).is_err() {
+        if !self.live.load(Ordering::SeqCst) || self.tx.try_send(entries).is_err() {
             self.catch_up();
         }
     }
@@ -117,8 +119,11 @@ impl PublisherHandle {
     /// order: for entries committed that nobody handed it (a commit that was abandoned and
     /// landed after all), which the hand-offs after them must not overtake.
     pub fn catch_up(&self) {
-        self.live.store(false, Ordering::Release);
-        self.missed.store(true, Ordering::Relaxed);
+        // Sequentially consistent, with the publisher's side (`Publisher::go_live`): a
+        // hand-off dropped as the publisher goes live is either seen there or stops the
+        // hand-offs after it.
+        self.live.store(false, Ordering::SeqCst);
+        self.missed.store(true, Ordering::SeqCst);
     }
 
     pub fn status(&self) -> Status {
@@ -226,7 +231,7 @@ impl Publisher {
     fn set_mode(&mut self, mode: Mode) {
         self.metrics.publisher_mode_changed(self.mode, mode);
         self.mode = mode;
-        self.live.store(mode == Mode::Live, Ordering::Release);
+        self.live.store(mode == Mode::Live, Ordering::SeqCst);
         self.status.lock().unwrap_or_else(|p| p.into_inner()).mode = mode;
     }
 
