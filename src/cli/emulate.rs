@@ -138,6 +138,11 @@ pub struct EventGridArgs {
     redeliver: f64,
     #[arg(long, default_value = "emulate-dead-letters")]
     dead_letter_dir: PathBuf,
+    /// Answer incoming calls with this callbackUri: their Call Automation callbacks (connected,
+    /// play, recognize, transfer, recording, disconnected) are posted there, with the same
+    /// credentials as the events, e.g. https://hooks.example.com/hooks/acs?code=SECRET.
+    #[arg(long)]
+    call_automation: Option<String>,
     /// Where every attempt is written (JSON lines), for `emulate verify`.
     #[arg(long, default_value = "emulate-event-grid.jsonl")]
     ledger: PathBuf,
@@ -227,6 +232,7 @@ pub async fn run(config: Config, command: EmulateCommand) -> anyhow::Result<()> 
                 batch_bytes: args.batch_bytes,
                 redeliver: args.redeliver,
                 dead_letter_dir: args.dead_letter_dir,
+                call_automation: args.call_automation,
                 ledger: args.ledger,
             };
             let summary = event_grid::run(options, interrupted()).await?;

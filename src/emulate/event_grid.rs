@@ -21,6 +21,9 @@
 //!   issuer, signed by a key the emulator makes at start and whose JWKS it writes to a file for
 //!   the receiver (`jwks_file` in ringback; Entra publishes its keys at a URL instead).
 //!
+//! With `call_automation` set, each incoming call is also "answered" with that URL as its
+//! `callbackUri`, and its Call Automation callbacks are posted there (see [`call_automation`]).
+//!
 //! The events are the recorded ACS samples of `tests/fixtures/acs/` (SMS received and delivery
 //! reports, incoming calls, call started/ended and participants, recording files, chat
 //! messages and threads), each given an id of its own and the current time.
@@ -36,6 +39,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::call_automation::{self, Call};
 use super::ledger::{Carried, Ledger, Push};
 
 /// Event Grid's retry schedule for webhooks (after the first attempt); then every 12 hours.
@@ -86,6 +90,9 @@ pub struct Options {
     /// The share of batches answered 2xx that are delivered again.
     pub redeliver: f64,
     pub dead_letter_dir: std::path::PathBuf,
+    /// The `callbackUri` incoming calls are answered with: their Call Automation callbacks go
+    /// there. `None`: calls ring unanswered, as far as the emulator is concerned.
+    pub call_automation: Option<String>,
     pub ledger: std::path::PathBuf,
 }
 
@@ -181,6 +188,14 @@ pub struct Summary {
     pub acknowledged: u64,
     pub redeliveries: u64,
     pub dead_lettered: u64,
+    /// Incoming calls answered with `call_automation` as their `callbackUri`.
+    #[serde(default)]
+    pub calls_answered: u64,
+    /// Call Automation callbacks posted, and those answered 2xx.
+    #[serde(default)]
+    pub callbacks: u64,
+    #[serde(default)]
+    pub callbacks_acknowledged: u64,
 }
 
 /// The recorded samples, one per event type, in both schemas (`tests/fixtures/acs/`), with the
@@ -322,6 +337,14 @@ fn event(schema: Schema, seed: u64, n: u64) -> Value {
     } else {
         "time"
     }] = json!(now);
+    if event["data"]["incomingCallContext"].is_string() {
+        // A call of its own: the callbacks of its answer name it.
+        use base64::Engine as _;
+        let call = uuid::Builder::from_random_bytes(rng.u128(..).to_le_bytes()).into_uuid();
+        event["data"]["correlationId"] = json!(call.to_string());
+        event["data"]["serverCallId"] = json!(base64::engine::general_purpose::STANDARD
+            .encode(format!("https://conv-emulated.conv.skype.com/conv/{call}")));
+    }
     event
 }
 
@@ -345,6 +368,9 @@ struct Subscription {
     acknowledged: AtomicU64,
     redeliveries: AtomicU64,
     dead_lettered: AtomicU64,
+    calls_answered: AtomicU64,
+    callbacks: AtomicU64,
+    callbacks_acknowledged: AtomicU64,
 }
 
 impl Subscription {
@@ -444,6 +470,42 @@ impl Subscription {
             self.redeliveries.fetch_add(1, Ordering::Relaxed);
             self.ledger
                 .write(&push.attempt(attempts + 1, request_id, &answer, false));
+        }
+    }
+
+    /// Plays an answered call's Call Automation callbacks to `url`, in order, a few platform
+    /// seconds apart, each sent once (see [`call_automation`]).
+    async fn play_call(&self, url: &str, call: Call, seed: u64, stop: CancellationToken) {
+        self.calls_answered.fetch_add(1, Ordering::Relaxed);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        for (n, name) in call_automation::script(&mut rng).into_iter().enumerate() {
+            let gap = Duration::from_millis(rng.u64(500..3_000));
+            tokio::select! {
+                () = tokio::time::sleep(self.real(gap)) => {}
+                () = stop.cancelled() => return,
+            }
+            let body = call_automation::callback(name, &call, n).to_string();
+            let push = Push {
+                platform: "call-automation",
+                kind: "callback",
+                id: uuid::Uuid::new_v4().to_string(),
+                url: url.to_owned(),
+                malformed: false,
+                records: carried(url, &body),
+            };
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let req = self
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-request-id", &request_id);
+            let answer = super::settle(self.authorised(req).body(body).send().await).await;
+            self.callbacks.fetch_add(1, Ordering::Relaxed);
+            if answer.status.is_some_and(|s| (200..300).contains(&s)) {
+                self.callbacks_acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            self.ledger
+                .write(&push.attempt(1, request_id, &answer, false));
         }
     }
 
@@ -550,7 +612,9 @@ pub async fn run(opts: Options, stop: CancellationToken) -> anyhow::Result<Summa
         (0.0..=1.0).contains(&opts.redeliver),
         "--redeliver is a share, 0 to 1"
     );
-    url::Url::parse(&opts.endpoint).with_context(|| format!("{} is not a URL", opts.endpoint))?;
+    for url in std::iter::once(&opts.endpoint).chain(&opts.call_automation) {
+        url::Url::parse(url).with_context(|| format!("{url} is not a URL"))?;
+    }
     let signer = opts.jwt.as_ref().map(Signer::make).transpose()?;
     let sub = Arc::new(Subscription {
         signer,
@@ -563,6 +627,9 @@ pub async fn run(opts: Options, stop: CancellationToken) -> anyhow::Result<Summa
         acknowledged: AtomicU64::new(0),
         redeliveries: AtomicU64::new(0),
         dead_lettered: AtomicU64::new(0),
+        calls_answered: AtomicU64::new(0),
+        callbacks: AtomicU64::new(0),
+        callbacks_acknowledged: AtomicU64::new(0),
         opts,
     });
     sub.handshake().await?;
@@ -595,6 +662,13 @@ pub async fn run(opts: Options, stop: CancellationToken) -> anyhow::Result<Summa
             () = tokio::time::sleep_until(flush_at), if !batch.is_empty() => flush(&mut batch, &mut bytes),
             _ = every.tick() => {
                 let e = event(sub.opts.schema, sub.opts.seed, n);
+                if let Some(url) = &sub.opts.call_automation {
+                    let mut rng = fastrand::Rng::with_seed(sub.opts.seed ^ n.rotate_left(17));
+                    if let Some(call) = Call::answering(&e, &mut rng) {
+                        let (s, stop, url, seed) = (sub.clone(), stop.clone(), url.clone(), rng.u64(..));
+                        sub.tasks.spawn(async move { s.play_call(&url, call, seed, stop).await });
+                    }
+                }
                 n += 1;
                 sub.events.fetch_add(1, Ordering::Relaxed);
                 let size = e.to_string().len();
@@ -623,5 +697,8 @@ pub async fn run(opts: Options, stop: CancellationToken) -> anyhow::Result<Summa
         acknowledged: get(&sub.acknowledged),
         redeliveries: get(&sub.redeliveries),
         dead_lettered: get(&sub.dead_lettered),
+        calls_answered: get(&sub.calls_answered),
+        callbacks: get(&sub.callbacks),
+        callbacks_acknowledged: get(&sub.callbacks_acknowledged),
     })
 }

@@ -7,6 +7,7 @@
 //! the platform: `huawei` never retries a status push and retries a fee push up to 6 times an
 //! hour apart (`--time-scale` compresses the hour), merges CDRs, serves the app-facing call API.
 
+pub mod call_automation;
 pub mod event_grid;
 pub mod huawei;
 pub mod ledger;

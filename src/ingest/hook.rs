@@ -43,6 +43,16 @@ pub(super) async fn hook(
         headers: req.headers(),
     };
     let nonce = authenticate(&req, &request).await?;
+    // Event Grid numbers its attempts at a batch from 0: a retry says that earlier attempts
+    // failed or went unanswered (from a sender that authenticated, so forgers cannot move it).
+    let attempt = req
+        .headers()
+        .get("aeg-delivery-count")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    if attempt.is_some_and(|n| n > 0) {
+        state.metrics.sender_retried(&source.name);
+    }
     let body = read(&req, payload, &request).await?;
     if let Err(e) = source.verify_body(req.headers(), &body, received_at) {
         return Err(request.refuse(IngestError::Auth(e), None).await);

@@ -103,6 +103,11 @@ impl Metrics {
             .observe(bytes as f64);
     }
 
+    /// Counts an authenticated push its sender marks as a retry of an earlier attempt.
+    pub fn sender_retried(&self, source: &str) {
+        self.sender_retries.with_label_values(&[source]).inc();
+    }
+
     // --- Input
 
     /// Counts a refused request or record, and logs it: one line per refusal, with its code.

@@ -40,6 +40,9 @@ pub struct Metrics {
     http_in_flight: IntGauge,
     /// Request body sizes by source.
     http_body_bytes: HistogramVec,
+    /// Authenticated pushes their sender marks as a redelivery (Event Grid's
+    /// `aeg-delivery-count` above 0), by source.
+    sender_retries: IntCounterVec,
     // Records
     /// Records by source, kind and outcome (`accepted`, `duplicate`, `rejected`).
     records: IntCounterVec,
@@ -158,6 +161,11 @@ impl Metrics {
                 "Hook request body sizes.",
                 &["source"],
                 BODY_BUCKETS,
+            ),
+            sender_retries: counter(
+                "ringback_sender_retries_total",
+                "Authenticated pushes their sender marks as a retry (Event Grid's aeg-delivery-count above 0): earlier attempts failed or went unanswered.",
+                &["source"],
             ),
             records: counter(
                 "ringback_records_total",
@@ -380,6 +388,7 @@ impl Metrics {
             Box::new(m.http_duration.clone()),
             Box::new(m.http_in_flight.clone()),
             Box::new(m.http_body_bytes.clone()),
+            Box::new(m.sender_retries.clone()),
             Box::new(m.records.clone()),
             Box::new(m.rejections.clone()),
             Box::new(m.auth_failures.clone()),
@@ -470,6 +479,7 @@ impl Metrics {
                 self.billable_seconds.with_label_values(&[source]);
             }
             Platform::AzureCommunication => {
+                self.sender_retries.with_label_values(&[source]);
                 for status in ["Delivered", "Failed"] {
                     self.sms_delivery_reports
                         .with_label_values(&[source, status]);

@@ -231,7 +231,11 @@ async fn the_huawei_emulator_s_pushes_are_stored_once_published_and_its_retries_
 /// schema: the Event Grid schema with the secret in the URL's query, CloudEvents with it in a
 /// delivery-property header. The handshake first, then batches; ringback is down (a proxy
 /// refusing connections) for the first second, so the first attempts fail and the retries land;
-/// a fifth of the acknowledged batches come again and are answered as duplicates.
+/// a fifth of the acknowledged batches come again and are answered as duplicates. Ringback's
+/// side shows it: each handshake kept with the emulator's request id, each retry that reached it
+/// counted in `ringback_sender_retries_total`. In the CloudEvents round the incoming calls are
+/// answered, and their Call Automation callbacks (transfers among them) are stored and published
+/// as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_redeliveries() {
     use ringback::emulate::event_grid::{self, Schema};
@@ -273,6 +277,11 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
         (Schema::CloudEvents, "header"),
         (Schema::EventGrid, "jwt"),
     ];
+    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    // Attempts after the first: all of them, and those that reached ringback (answered,
+    // whatever the answer; one cut by the proxy going down may have reached it too).
+    let (mut retries_sent, mut retries_reaching) = (0, 0);
+    let mut answered_calls = 0;
     for (i, (schema, auth)) in rounds.into_iter().enumerate() {
         let proxy = Proxy::start(&upstream).await;
         let base = format!("http://127.0.0.1:{}/hooks/acs", proxy.port);
@@ -305,6 +314,9 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
             batch_bytes: 64 * 1024,
             redeliver: 0.2,
             dead_letter_dir: dir.path().join("dead"),
+            // Straight to ringback, not through the proxy: Call Automation does not retry.
+            call_automation: (schema == Schema::CloudEvents)
+                .then(|| format!("{}/hooks/acs", app.address)),
             ledger: dir.path().join("ledger.jsonl"),
         };
         let stop = tokio_util::sync::CancellationToken::new();
@@ -328,6 +340,35 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
         let attempts = ledger::read(&dir.path().join("ledger.jsonl")).unwrap();
         assert_eq!(attempts[0].push, "handshake");
         assert_eq!(attempts[0].status, Some(200));
+        // The handshake as ringback kept it, by the request id the emulator sent.
+        let kept: Option<String> =
+            sqlx::query_scalar("SELECT kind FROM handshakes WHERE request_id = $1")
+                .bind(&attempts[0].request_id)
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        let want = match schema {
+            Schema::EventGrid => "eventgrid-validation",
+            Schema::CloudEvents => "cloudevents-options",
+        };
+        assert_eq!(kept.as_deref(), Some(want), "{schema:?}");
+        let retries = attempts
+            .iter()
+            .filter(|a| a.push == "events" && a.attempt > 1);
+        retries_sent += retries.clone().count();
+        retries_reaching += retries.filter(|a| a.status.is_some()).count();
+        if schema == Schema::CloudEvents {
+            assert!(summary.calls_answered > 0, "{summary:?}");
+            assert!(
+                summary.callbacks >= 6 * summary.calls_answered,
+                "{summary:?}"
+            );
+            assert_eq!(
+                summary.callbacks_acknowledged, summary.callbacks,
+                "{summary:?}"
+            );
+            answered_calls = summary.calls_answered;
+        }
         // Redeliveries are further attempts of acknowledged batches, answered as duplicates.
         let verdict = verify::verify(&attempts, &target, Duration::from_secs(30))
             .await
@@ -356,6 +397,7 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
             batch_bytes: 64 * 1024,
             redeliver: 0.0,
             dead_letter_dir: dir.path().join("dead"),
+            call_automation: None,
             ledger: dir.path().join("ledger.jsonl"),
         },
         tokio_util::sync::CancellationToken::new(),
@@ -363,8 +405,48 @@ async fn the_event_grid_emulator_s_batches_are_stored_once_through_retries_and_r
     .await
     .unwrap_err();
     assert!(format!("{refused:#}").contains("handshake"), "{refused:#}");
+    // Every retry that reached ringback was counted as one, and nothing else was.
+    assert!(retries_reaching > 0);
+    let sent = retries_sent as f64;
+    let counted = app
+        .metric("ringback_sender_retries_total{source=\"acs\"}")
+        .await
+        .unwrap_or(0.0)
+        + app
+            .metric("ringback_sender_retries_total{source=\"acs-jwt\"}")
+            .await
+            .unwrap_or(0.0);
+    assert!(
+        (retries_reaching as f64..=sent).contains(&counted),
+        "{counted} counted; {retries_reaching} reached ringback of {sent}"
+    );
+    // Each answered call's callbacks, from connected to disconnected, under its Call
+    // Automation connection id; transfers with their outcome.
+    for event in ["CallConnected", "CallDisconnected"] {
+        let calls: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT call_connection_id) FROM acs_call_events WHERE event_type = $1",
+        )
+        .bind(format!("Microsoft.Communication.{event}"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(calls, answered_calls as i64, "{event}");
+    }
+    let transfers: Vec<(String, Option<i32>)> = sqlx::query_as(
+        "SELECT event_type, result_code FROM acs_call_events WHERE event_type LIKE '%CallTransfer%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        !transfers.is_empty(),
+        "some answered calls were transferred"
+    );
+    for (kind, code) in &transfers {
+        let want = if kind.ends_with("Accepted") { 200 } else { 500 };
+        assert_eq!(*code, Some(want), "{kind}");
+    }
     // Redeliveries made no second row: every event id is stored once.
-    let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
     for table in ["phone_number_events", "acs_call_events", "chat_events"] {
         let dup: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM (SELECT event_id FROM {table} GROUP BY source, event_id HAVING count(*) > 1) d"
