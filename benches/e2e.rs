@@ -16,6 +16,14 @@
 //! a second (`=flood`: without pause): the overview page, a number's records
 //! (`/admin/api/events?number=…`, the newest 500 of each kind) and a page of dead letters, in
 //! turn (its cost on ingest: compare with a run without).
+//!
+//! Last on PostgreSQL, the **realistic mix**: the three platform emulators at once at steady
+//! rates, with their delivery rules on (`ringback emulate`, in this process): Huawei calls
+//! (status and merged fee pushes in the platform's proportions, 1 % malformed, fee retries on
+//! its hourly schedule, time-scaled), an Event Grid subscription (batches, 5 % redelivered, its
+//! incoming calls answered with their Call Automation callbacks) and a Standard Webhooks sender
+//! (5 % of acknowledgements lost and re-signed retries sent). The emulators' oracle judges the
+//! phase: every acknowledged record stored once and read back from Kafka.
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -37,6 +45,10 @@ use kafka::free_port;
 use ringback::testkit::kafka;
 
 const SECRET: &str = "bench-secret-0123456";
+/// The realistic mix's Event Grid subscription secret (in its endpoint's query) and Standard
+/// Webhooks signing secret.
+const ACS_SECRET: &str = "bench-acs-secret-0123456789";
+const SW_SECRET: &str = "whsec_YmVuY2gtc3RhbmRhcmQtd2ViaG9va3MtMDEyMzQ1";
 const APP_KEY: &str = "bench-app";
 const PARTITIONS: i32 = 3;
 
@@ -55,9 +67,16 @@ impl Drop for Killed {
     }
 }
 
-/// The topics a run publishes to.
+/// The topics a run publishes to: every record kind's.
 async fn create_topics(bootstrap: &str, prefix: &str) {
-    let names = ["cdr", "call-status"].map(|k| format!("{prefix}.{k}"));
+    let topics = ringback::config::KafkaConfig {
+        topic_prefix: prefix.to_owned(),
+        ..Default::default()
+    };
+    let names: Vec<String> = ringback::domain::RecordKind::ALL
+        .iter()
+        .map(|k| topics.topic(k.as_str()))
+        .collect();
     kafka::create_topics(bootstrap, &names, PARTITIONS).await;
 }
 
@@ -343,11 +362,16 @@ impl CpuSplit {
 
     /// The CPU used since `before`, with the load generator's own figure from its report.
     fn since(self, before: Self, report: &Report) -> Self {
+        self.since_with(before, report.cpu_seconds.unwrap_or(f64::NAN))
+    }
+
+    /// The CPU used since `before`, with the load generator's `load_generator` seconds.
+    fn since_with(self, before: Self, load_generator: f64) -> Self {
         Self {
             ringback: self.ringback - before.ringback,
             postgres: self.postgres - before.postgres,
             tansu: self.tansu - before.tansu,
-            load_generator: report.cpu_seconds.unwrap_or(f64::NAN),
+            load_generator,
         }
     }
 }
@@ -429,14 +453,20 @@ async fn start_ringback(dir: &std::path::Path, db: &str, brokers: &str, prefix: 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     std::fs::write(dir.join("secret"), SECRET).unwrap();
+    std::fs::write(dir.join("acs-secret"), ACS_SECRET).unwrap();
     let config = dir.join("bench.toml");
     std::fs::write(
         &config,
         format!(
             "[sources.huawei]\nkind = \"huawei-voicecall\"\nauth = \"aksk\"\napp_key = \"{APP_KEY}\"\n\
              app_secret_file = \"{}\"\npublic_url = \"{base}/hooks/huawei\"\n\
+             [sources.acs]\nkind = \"azure-communication\"\nauth = \"shared-secret\"\n\
+             secret_file = \"{}\"\nsecret_query = \"code\"\n\
+             [sources.sw]\nkind = \"standard-webhooks\"\nauth = \"standard-webhooks\"\n\
+             secrets = [\"{SW_SECRET}\"]\ntype_pointer = \"/type\"\n\
              [database]\nmax_connections = 8\n[log]\nlevel = \"warn\"\n",
-            dir.join("secret").display()
+            dir.join("secret").display(),
+            dir.join("acs-secret").display()
         ),
     )
     .unwrap();
@@ -655,6 +685,154 @@ fn phase(report: &Report, committed: i64, on_kafka: i64, drain: f64, cpu: CpuSpl
     }
 }
 
+/// What the realistic mix did (see the module's doc).
+#[derive(serde::Serialize)]
+struct Mix {
+    /// From the first push to the last answer (the tail of calls and retries included).
+    seconds: f64,
+    pushes: usize,
+    attempts: usize,
+    retries: usize,
+    acknowledged_records: usize,
+    stored: usize,
+    committed_per_second: f64,
+    on_kafka: Option<usize>,
+    resent_after_ack: usize,
+    resent_answered_duplicate: usize,
+    malformed: usize,
+    malformed_dead_lettered: usize,
+    lost: usize,
+    clean: bool,
+    cpu_seconds: CpuSplit,
+    /// Per source, as ringback timed its requests: (requests, over 25 ms, over 50 ms).
+    server_requests: std::collections::BTreeMap<String, (f64, f64, f64)>,
+    huawei: ringback::emulate::huawei::Summary,
+    event_grid: ringback::emulate::event_grid::Summary,
+    standard_webhooks: ringback::emulate::standard_webhooks::Summary,
+}
+
+/// The realistic mix: the three emulators at once for `RINGBACK_BENCH_SECS`, then the oracle.
+/// Rates: 100 Huawei calls a second (about 450 status pushes and 100 CDRs), 500 ACS events a
+/// second in batches of up to 10 (a tenth incoming calls, each answered with about 7 Call
+/// Automation callbacks), 100 Standard Webhooks messages a second.
+async fn mix_phase(
+    server: &Server,
+    target: &ringback::config::Config,
+    dir: &std::path::Path,
+    tansu_pid: u32,
+) -> Mix {
+    use ringback::emulate::{event_grid, huawei, ledger, standard_webhooks, verify};
+    const SOURCES: [&str; 3] = ["huawei", "acs", "sw"];
+    const REQUESTS: &str = "ringback_http_request_duration_seconds";
+    let duration = Duration::from_secs(secs());
+    // Fee retries an hour apart come 6 s apart; Event Grid's and Svix's schedules shrink alike.
+    let time_scale = 600.0;
+    let ledgers =
+        ["huawei", "event-grid", "standard-webhooks"].map(|n| dir.join(format!("mix-{n}.jsonl")));
+    let hook = |source: &str| format!("{}/hooks/{source}", server.base);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut requests_before = Vec::new();
+    for source in SOURCES {
+        let label = format!("source=\"{source}\"");
+        requests_before.push(buckets(server, REQUESTS, &[&label]).await);
+    }
+    let before = CpuSplit::now(server.pid, tansu_pid);
+    let me = std::process::id();
+    let generator_before = cpu_seconds(me);
+    let started = Instant::now();
+    let (hw, eg, sw) = tokio::join!(
+        huawei::run(
+            huawei::Options {
+                status_url: hook("huawei"),
+                fee_url: hook("huawei"),
+                app_key: APP_KEY.into(),
+                app_secret: SECRET.as_bytes().to_vec(),
+                digest: ringback::auth::aksk::DigestVariant::Newline,
+                beijing_created: false,
+                calls_per_second: 100.0,
+                duration,
+                seed: 31,
+                time_scale,
+                listen: None,
+                malformed: 0.01,
+                ledger: ledgers[0].clone(),
+            },
+            stop.clone(),
+        ),
+        event_grid::run(
+            event_grid::Options {
+                endpoint: format!("{}?code={ACS_SECRET}", hook("acs")),
+                schema: event_grid::Schema::EventGrid,
+                header: None,
+                jwt: None,
+                subscription: "bench".into(),
+                events_per_second: 500.0,
+                duration,
+                seed: 32,
+                time_scale,
+                max_events: 10,
+                batch_bytes: 64 * 1024,
+                redeliver: 0.05,
+                dead_letter_dir: dir.join("mix-dead-letters"),
+                call_automation: Some(format!("{}?code={ACS_SECRET}", hook("acs"))),
+                ledger: ledgers[1].clone(),
+            },
+            stop.clone(),
+        ),
+        standard_webhooks::run(
+            standard_webhooks::Options {
+                endpoint: hook("sw"),
+                secrets: vec![SW_SECRET.into()],
+                messages_per_second: 100.0,
+                duration,
+                seed: 33,
+                time_scale,
+                lost_acks: 0.05,
+                ledger: ledgers[2].clone(),
+            },
+            stop.clone(),
+        ),
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu =
+        CpuSplit::now(server.pid, tansu_pid).since_with(before, cpu_seconds(me) - generator_before);
+    let mut server_requests = std::collections::BTreeMap::new();
+    for (source, before) in SOURCES.into_iter().zip(requests_before) {
+        let label = format!("source=\"{source}\"");
+        let (total, over) = counted_since(buckets(server, REQUESTS, &[&label]).await, before);
+        server_requests.insert(source.to_owned(), (total, over("0.025"), over("0.05")));
+    }
+    let mut attempts = Vec::new();
+    for path in &ledgers {
+        attempts.extend(ledger::read(path).expect("a ledger"));
+    }
+    let verdict = verify::verify(&attempts, target, Duration::from_secs(120))
+        .await
+        .expect("the oracle");
+    eprintln!("realistic mix: {}", verdict.render());
+    Mix {
+        seconds,
+        pushes: verdict.pushes,
+        attempts: verdict.attempts,
+        retries: verdict.retries,
+        acknowledged_records: verdict.acknowledged_records,
+        stored: verdict.stored,
+        committed_per_second: verdict.stored as f64 / seconds,
+        on_kafka: verdict.on_kafka,
+        resent_after_ack: verdict.resent_after_ack,
+        resent_answered_duplicate: verdict.resent_answered_duplicate,
+        malformed: verdict.malformed,
+        malformed_dead_lettered: verdict.malformed_dead_lettered,
+        lost: verdict.lost_count,
+        clean: verdict.clean,
+        cpu_seconds: cpu,
+        server_requests,
+        huawei: hw.expect("the Huawei emulator"),
+        event_grid: eg.expect("the Event Grid emulator"),
+        standard_webhooks: sw.expect("the Standard Webhooks emulator"),
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing we use: only run on
     // an explicit bench invocation, so CI builds this without running it.
@@ -839,6 +1017,12 @@ async fn bench() {
         half.render()
     );
     let (rss_mb, cpu_s) = usage(server.pid);
+
+    let mut target = ringback::config::Config::default();
+    target.database.url = pg_url.clone();
+    target.kafka.brokers = bootstrap.as_str().into();
+    target.kafka.topic_prefix = prefix.clone();
+    let mix = mix_phase(&server, &target, dir.path(), tansu_pid).await;
     drop(server);
     drained(&pending).await;
     pool.close().await;
@@ -1004,6 +1188,37 @@ async fn bench() {
         .unwrap();
     }
     writeln!(out, "COPY ceiling: {ceiling:.0} rows/s (the median round's rows into cdrs' shape); fee committed/ceiling = {ratio:.2}").unwrap();
+    writeln!(
+        out,
+        "Realistic mix ({:.1} s): {} pushes in {} attempts ({} retries), {} records acknowledged, {} stored ({:.0}/s), {} read back from Kafka; {} resends after a 2xx, {} answered as duplicates; {} malformed, {} kept as dead letters; {} lost by the platforms' rules; verdict {}",
+        mix.seconds,
+        mix.pushes,
+        mix.attempts,
+        mix.retries,
+        mix.acknowledged_records,
+        mix.stored,
+        mix.committed_per_second,
+        mix.on_kafka.map_or("-".to_owned(), |n| n.to_string()),
+        mix.resent_after_ack,
+        mix.resent_answered_duplicate,
+        mix.malformed,
+        mix.malformed_dead_lettered,
+        mix.lost,
+        if mix.clean { "CLEAN" } else { "NOT CLEAN" }
+    )
+    .unwrap();
+    for (source, (total, over25, over50)) in &mix.server_requests {
+        writeln!(out, "  mix requests to {source} as ringback timed them: {total:.0}, of which {over25:.0} over 25 ms and {over50:.0} over 50 ms").unwrap();
+    }
+    writeln!(
+        out,
+        "  CPU seconds in the mix: ringback {:.1}, PostgreSQL {:.1}, Tansu {:.1}, emulators {:.1}",
+        mix.cpu_seconds.ringback,
+        mix.cpu_seconds.postgres,
+        mix.cpu_seconds.tansu,
+        mix.cpu_seconds.load_generator
+    )
+    .unwrap();
     writeln!(out, "server (PostgreSQL run): peak RSS {rss_mb:.0} MiB, CPU {cpu_s:.1} s; (SQLite run): peak RSS {lite_rss:.0} MiB, CPU {lite_cpu:.1} s").unwrap();
     let line = json!({
         "machine": machine,
@@ -1022,6 +1237,7 @@ async fn bench() {
             "kafka_redeliveries": duplicates,
             "kafka_messages_read": cdr_topic.messages + status_topic.messages,
             "kafka_high_watermarks_sum": cdr_topic.high_watermarks + status_topic.high_watermarks,
+            "realistic_mix": mix,
         },
         "sqlite": {
             "fee": {"http_records_per_second": lite_fee.records_per_second, "committed_per_second": lite_cdrs as f64 / lite_fee.seconds, "latency_ms": lite_fee.latency_ms},
