@@ -351,6 +351,23 @@ impl Setup {
         }
     }
 
+    /// The emulators' oracle on their ledgers' `attempts`, against this scenario's database and
+    /// broker.
+    async fn oracle(
+        &self,
+        attempts: &[ringback::emulate::ledger::Attempt],
+    ) -> ringback::emulate::verify::Verdict {
+        let mut target = ringback::config::Config {
+            database: self.db.database_config(),
+            ..Default::default()
+        };
+        target.kafka.brokers = self.tansu.bootstrap.as_str().into();
+        target.kafka.topic_prefix = self.prefix.clone();
+        ringback::emulate::verify::verify(attempts, &target, Duration::from_secs(60))
+            .await
+            .unwrap()
+    }
+
     /// The load: call flows at `RATE`/s for `secs`.
     fn load(&self, secs: u64, seed: u64) -> Load {
         Load::start(&self.app.target(), RATE, secs, seed, self.work.path())
@@ -971,7 +988,7 @@ async fn a_slow_disk_under_the_spool_costs_latency_only() {
 /// read back, every malformed push a dead letter, nothing lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_emulated_huawei_platform_through_a_database_outage_loses_nothing() {
-    use ringback::emulate::{huawei, ledger, verify};
+    use ringback::emulate::{huawei, ledger};
     let _one = SERIAL.lock().await;
     let s = Setup::new().await;
     let outage = pick(5, 60);
@@ -1003,16 +1020,8 @@ async fn the_emulated_huawei_platform_through_a_database_outage_loses_nothing() 
     down.end();
     let summary = run.await.unwrap().unwrap();
     s.app.settle(Duration::from_secs(120)).await;
-    let mut target = ringback::config::Config {
-        database: s.db.database_config(),
-        ..Default::default()
-    };
-    target.kafka.brokers = s.tansu.bootstrap.as_str().into();
-    target.kafka.topic_prefix = s.prefix.clone();
     let attempts = ledger::read(&ledger_path).unwrap();
-    let verdict = verify::verify(&attempts, &target, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let verdict = s.oracle(&attempts).await;
     println!(
         "emulated Huawei, PostgreSQL stopped {outage} s: {} calls, {} status pushes, {} fee \
          pushes in {} attempts, {spooled} records spooled at the end of the outage; {}",
@@ -1026,5 +1035,120 @@ async fn the_emulated_huawei_platform_through_a_database_outage_loses_nothing() 
     assert!(spooled > 0.0, "the outage was spooled");
     assert!(verdict.clean, "{}", verdict.render());
     assert!(verdict.malformed > 0 && verdict.acknowledged_records > 1000);
+    s.db.drop_db().await;
+}
+
+/// Senders that retry, emulated with their delivery rules on, through ringback SIGKILLed twice
+/// (its port refusing connections until the next process is up): an Event Grid subscription
+/// (handshake, batches, a twentieth redelivered) and a Standard Webhooks sender (each attempt
+/// re-signed, a twentieth of its 2xx "lost" and resent), both time-scaled 60×. Attempts that
+/// meet the dead process fail, and their retries land on the next one; the emulators' oracle
+/// then finds every acknowledged record stored once and read back from Kafka, and every resend
+/// answered as a duplicate. (Call Automation callbacks are not sent: they are never retried,
+/// so those a dead process misses are lost by the platform's own rule.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulated_retrying_senders_through_ringback_killed_lose_nothing() {
+    use ringback::emulate::{event_grid, ledger, standard_webhooks};
+    const ACS_SECRET: &str = "faults-acs-secret-0123456789";
+    const SW_SECRET: &str = "whsec_ZmF1bHRzLXN0YW5kYXJkLXdlYmhvb2tzLTAxMg==";
+    let _one = SERIAL.lock().await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let (tansu, prefix) = broker().await;
+    let kinds = [
+        "phone-events",
+        "call-events",
+        "chat-events",
+        "webhook-events",
+    ];
+    create_topics(&tansu.bootstrap, &kinds.map(|k| format!("{prefix}.{k}")), 3).await;
+    let secrets = tempfile::tempdir().unwrap();
+    let acs_secret = secrets.path().join("acs-secret");
+    std::fs::write(&acs_secret, ACS_SECRET).unwrap();
+    let config = format!(
+        "[http]\nworkers = 1\n[log]\nlevel = \"warn,ringback=info\"\n\
+         [sources.acs]\nkind = \"azure-communication\"\nauth = \"shared-secret\"\n\
+         secret_file = \"{}\"\nsecret_query = \"code\"\n\
+         [sources.sw]\nkind = \"standard-webhooks\"\nauth = \"standard-webhooks\"\n\
+         secrets = [\"{SW_SECRET}\"]\ntype_pointer = \"/type\"\n",
+        acs_secret.display()
+    );
+    let app = Ringback::start_with(&db.url, &tansu.bootstrap, &prefix, &config, &[]).await;
+    let mut s = Setup::of(db, tansu, prefix, app);
+    let base = s.app.base();
+    let duration = Duration::from_secs(pick(8, 60));
+    let ledgers = [
+        s.work.path().join("event-grid.jsonl"),
+        s.work.path().join("standard-webhooks.jsonl"),
+    ];
+    let event_grid = tokio::spawn(event_grid::run(
+        event_grid::Options {
+            endpoint: format!("{base}/hooks/acs?code={ACS_SECRET}"),
+            schema: event_grid::Schema::EventGrid,
+            header: None,
+            jwt: None,
+            subscription: "faults".into(),
+            events_per_second: 150.0,
+            duration,
+            seed: 41,
+            // Retries after 0.17 s, 0.5 s, 1 s, 5 s…
+            time_scale: 60.0,
+            max_events: 10,
+            batch_bytes: 64 * 1024,
+            redeliver: 0.05,
+            dead_letter_dir: s.work.path().join("dead-lettered"),
+            call_automation: None,
+            ledger: ledgers[0].clone(),
+        },
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    let webhooks = tokio::spawn(standard_webhooks::run(
+        standard_webhooks::Options {
+            endpoint: format!("{base}/hooks/sw"),
+            secrets: vec![SW_SECRET.into()],
+            messages_per_second: 50.0,
+            duration,
+            seed: 42,
+            // Retries after 0.08 s, 5 s, 30 s…
+            time_scale: 60.0,
+            lost_acks: 0.05,
+            ledger: ledgers[1].clone(),
+        },
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    for _ in 0..2 {
+        tokio::time::sleep(duration / 3).await;
+        s.app.kill9();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.app.spawn().await;
+    }
+    let eg = event_grid.await.unwrap().unwrap();
+    let sw = webhooks.await.unwrap().unwrap();
+    s.app.settle(Duration::from_secs(120)).await;
+    let mut attempts = Vec::new();
+    for path in &ledgers {
+        attempts.extend(ledger::read(path).unwrap());
+    }
+    let verdict = s.oracle(&attempts).await;
+    println!(
+        "emulated Event Grid and Standard Webhooks, ringback killed twice: {} batches in {} \
+         attempts, {} messages in {} attempts; {}",
+        eg.batches,
+        eg.attempts,
+        sw.messages,
+        sw.attempts,
+        verdict.render().replace('\n', "; ")
+    );
+    s.app.stop().await;
+    assert!(verdict.clean, "{}", verdict.render());
+    // Attempts met the dead processes, and were retried.
+    let failed_first = attempts
+        .iter()
+        .filter(|a| a.attempt == 1 && a.status.is_none())
+        .count();
+    assert!(failed_first > 0, "no attempt met a dead ringback");
+    assert!(verdict.retries > verdict.resent_after_ack);
+    assert_eq!(verdict.resent_answered_duplicate, verdict.resent_after_ack);
+    assert_eq!(verdict.on_kafka, Some(verdict.acknowledged_records));
+    assert_eq!(eg.dead_lettered + sw.failed, 0);
     s.db.drop_db().await;
 }
