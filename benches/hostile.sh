@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What one hostile sender costs ringback (README "What one sender can and cannot do to others"):
+# What one hostile sender costs ringback (docs/reference/endpoints.md, "What one sender can and cannot do to others"):
 # starts `ringback serve` (release build) on a fresh PostgreSQL database, outbox only, then
 # sends, one kind after the other, and reports for each the server's peak RSS (VmHWM), its CPU
 # time per request (utime + stime from /proc), the answers, and the rows written:

@@ -8,7 +8,7 @@
 #
 # Its database starts empty, so it says nothing about plans and indexes on grown tables: forced
 # generic plans looked 20 % faster here and cost PostgreSQL twice the CPU per status event in
-# the benchmark, whose status phases run after 300 000 CDRs (README, Performance). Use it to
+# the benchmark, whose status phases run after 300 000 CDRs (docs/development/benchmarks.md). Use it to
 # profile and to narrow a question down; claim figures from `cargo bench --bench e2e`.
 #
 #   BIN=target/release/ringback bash benches/status-probe.sh

@@ -1,6 +1,6 @@
 //! ringback: durable ingest of telephony platform callbacks.
 //!
-//! Data flow (README, Architecture): `ingest` (HTTP, auth) → `sources` (platform wire formats
+//! Data flow (docs/architecture.md): `ingest` (HTTP, auth) → `sources` (platform wire formats
 //! into `domain` records) → `batch` (one bounded queue, group commit) → `store` (one
 //! transaction per batch) → answer.
 

@@ -17,7 +17,7 @@ mod cli;
 /// mimalloc instead of glibc's allocator: a profile of the fee path (`perf record -e cpu-clock
 /// -g` on the server during `ringback simulate --traffic fee`) put about 31 % of the server's
 /// CPU in glibc's malloc and free (parsed records, message values, bound arrays, Kafka copies:
-/// many short-lived allocations across threads). Measured in README, Performance.
+/// many short-lived allocations across threads). Measured in docs/development/benchmarks.md.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -26,7 +26,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// pages. For the largest body a sender may send (1 MiB, 2 844 ACS events in one transaction)
 /// that put the server's peak RSS at 171 MiB; purging at once, 71 MiB (glibc's allocator: 70),
 /// at the same CPU per request (`HOSTILE_ONLY=max-valid HOSTILE_CONCURRENCY=1 bash
-/// benches/hostile.sh`; README "What one sender can and cannot do to others"). An operator's
+/// benches/hostile.sh`; docs/reference/endpoints.md, "What one sender can and cannot do to others"). An operator's
 /// `MIMALLOC_PURGE_DELAY` still wins.
 #[allow(unsafe_code)]
 fn tune_allocator() {
@@ -90,7 +90,7 @@ enum Command {
     #[command(subcommand)]
     Events(cli::events::EventsCommand),
     /// Refused input kept for inspection: list it, show it, run it again through the current
-    /// parsers (README "Dead letters").
+    /// parsers (docs/operations/dead-letters.md).
     #[command(subcommand)]
     DeadLetters(cli::dead_letters::DeadLettersCommand),
     /// Kafka topics of the record kinds.
@@ -106,7 +106,8 @@ enum Command {
     /// Re-publish stored records received in a time range to their Kafka topic (for a new
     /// consumer or a lost topic). Messages are the ones first published: same id, key, value.
     Replay {
-        /// Record kind: call-status or cdr.
+        /// Record kind: call-status, cdr, phone-events, call-events, chat-events or
+        /// webhook-events.
         #[arg(long)]
         kind: String,
         /// Received at or after this instant (RFC 3339, e.g. 2026-11-21T08:00:00Z).

@@ -8,7 +8,7 @@
 //! Chromium and ChromeDriver come from Debian (`apt-get install chromium chromium-driver`, as
 //! `.ci/run` does); `RINGBACK_CHROMEDRIVER` and `RINGBACK_CHROMIUM` name others. Missing, the
 //! test fails: it never skips. `RINGBACK_BLESS=1` also writes the timeline's screenshot to
-//! `docs/console-timeline.png` (the README shows it); every run writes it under `target/`.
+//! `docs/console-timeline.png` (docs/operations/console.md shows it); every run writes it under `target/`.
 
 mod common;
 

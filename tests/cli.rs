@@ -242,15 +242,22 @@ fn every_shipped_configuration_is_valid() {
     );
 }
 
-/// The keys of a README table (`| `key` | default | meaning |`) between `start` and `end`
-/// headings, each cell's keys split on ` / `, with the default cell when it is one value.
+/// The keys of a table of the configuration page, `docs/reference/configuration.md`
+/// (`| `key` | default | meaning |`), between the `start` and `end` headings (`end` empty: to
+/// the page's end), each cell's keys split on ` / `, with the default cell when it is one value.
 fn readme_keys(start: &str, end: &str) -> Vec<(String, Option<String>)> {
-    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo("docs/reference/configuration.md")).unwrap();
     let from = readme
         .find(start)
-        .unwrap_or_else(|| panic!("README: {start}"));
+        .unwrap_or_else(|| panic!("configuration.md: {start}"));
     let section = &readme[from..];
-    let section = &section[..section.find(end).unwrap_or_else(|| panic!("README: {end}"))];
+    let section = if end.is_empty() {
+        section
+    } else {
+        &section[..section
+            .find(end)
+            .unwrap_or_else(|| panic!("configuration.md: {end}"))]
+    };
     let mut keys = Vec::new();
     for line in section.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split(" | ").collect();
@@ -268,7 +275,7 @@ fn readme_keys(start: &str, end: &str) -> Vec<(String, Option<String>)> {
     keys
 }
 
-/// A schema default as the README writes it.
+/// A schema default as the configuration page writes it.
 fn plain(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
@@ -276,10 +283,10 @@ fn plain(v: &serde_json::Value) -> String {
     }
 }
 
-/// `ringback config-schema` prints the configuration's JSON Schema, and the README's
+/// `ringback config-schema` prints the configuration's JSON Schema, and the configuration page's
 /// configuration tables say exactly its keys, with its defaults.
 #[test]
-fn the_readme_configuration_tables_are_the_config_schema() {
+fn the_configuration_page_tables_are_the_config_schema() {
     let out = Command::new(BIN).arg("config-schema").output().unwrap();
     assert!(
         out.status.success(),
@@ -309,7 +316,7 @@ fn the_readme_configuration_tables_are_the_config_schema() {
         }
     }
     let mut in_readme = std::collections::BTreeMap::new();
-    for (key, default) in readme_keys("## Configuration", "### Sources") {
+    for (key, default) in readme_keys("# Configuration", "## Sources") {
         if key == "retention.<table>" {
             for table in section_def("retention")["properties"]
                 .as_object()
@@ -332,11 +339,11 @@ fn the_readme_configuration_tables_are_the_config_schema() {
         .collect();
     assert!(
         missing.is_empty(),
-        "keys the README's table does not describe: {missing:?}"
+        "keys the configuration page's table does not describe: {missing:?}"
     );
     assert!(
         unknown.is_empty(),
-        "README keys the configuration does not have: {unknown:?}"
+        "configuration page keys the configuration does not have: {unknown:?}"
     );
     let wrong: Vec<String> = in_readme
         .iter()
@@ -344,10 +351,10 @@ fn the_readme_configuration_tables_are_the_config_schema() {
             let (Some(readme), Some(Some(schema))) = (readme, in_schema.get(key)) else {
                 return None;
             };
-            // A table's default is written in TOML in the README: not compared.
+            // A table's default is written in TOML on the page: not compared.
             let table = schema.starts_with("{\"");
             (!table && readme != schema)
-                .then(|| format!("{key}: README {readme}, default {schema}"))
+                .then(|| format!("{key}: configuration page {readme}, default {schema}"))
         })
         .collect();
     assert!(wrong.is_empty(), "defaults: {wrong:?}");
@@ -358,7 +365,7 @@ fn the_readme_configuration_tables_are_the_config_schema() {
         .keys()
         .cloned()
         .collect();
-    let described: std::collections::BTreeSet<String> = readme_keys("### Sources", "## Endpoints")
+    let described: std::collections::BTreeSet<String> = readme_keys("## Sources", "")
         .into_iter()
         .map(|(k, _)| k)
         .collect();
@@ -366,10 +373,10 @@ fn the_readme_configuration_tables_are_the_config_schema() {
     let unknown: Vec<_> = described.difference(&source_keys).collect();
     assert!(
         missing.is_empty(),
-        "source keys the README does not describe: {missing:?}"
+        "source keys the configuration page does not describe: {missing:?}"
     );
     assert!(
         unknown.is_empty(),
-        "README source keys that do not exist: {unknown:?}"
+        "configuration page source keys that do not exist: {unknown:?}"
     );
 }

@@ -257,7 +257,7 @@ mod kafka {
     /// through TLS to a real broker's SASL handshake, and the broker's refusal is named as
     /// authentication. Tansu 0.6.0 offers SCRAM-SHA-256/512 and OAUTHBEARER (not PLAIN) and
     /// stores no SCRAM user of its own, so every login is refused: a successful SASL login is
-    /// not tested here (see the README, Deploy).
+    /// not tested here (see the docs/operations/deploy.md).
     #[tokio::test(flavor = "multi_thread")]
     async fn sasl_ssl_settings_are_taken_and_a_refused_login_is_named() {
         let certs = Certs::for_names("DNS:localhost,IP:127.0.0.1");

@@ -1,4 +1,4 @@
--- ringback's records in ClickHouse, for years of CDRs at scale (README "Analytics").
+-- ringback's records in ClickHouse, for years of CDRs at scale (docs/analytics.md).
 --
 -- Fed from ringback's Kafka topics (kafka.sql: Kafka engine tables and the views that move
 -- their messages into *_messages). From there each message is parsed (*_incoming), kept only

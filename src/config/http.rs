@@ -32,7 +32,7 @@ pub struct HttpConfig {
     pub shutdown_timeout: Duration,
     /// On SIGTERM, how long `/readyz` answers 503 while requests are still served, before the
     /// listener closes: the time a load balancer or Kubernetes takes to stop sending new
-    /// requests here (README, Deploy). 0 closes at once.
+    /// requests here (docs/operations/deploy.md). 0 closes at once.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub drain_delay: Duration,

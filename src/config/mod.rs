@@ -48,7 +48,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub spool: SpoolConfig,
     pub log: LogConfig,
-    /// How long each table keeps its rows (README "Analytics"); default: forever.
+    /// How long each table keeps its rows (docs/analytics.md); default: forever.
     pub retention: RetentionConfig,
     /// Partitions made ahead, and how often maintenance runs.
     pub maintenance: MaintenanceConfig,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{invalid, ConfigError};
 
 /// The local spool: where a batch goes when PostgreSQL cannot take it in time, so that pushes
-/// the platform never resends are kept through a database outage (README, Durability).
+/// the platform never resends are kept through a database outage (docs/durability.md).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpoolConfig {
@@ -24,7 +24,7 @@ pub struct SpoolConfig {
     #[schemars(with = "String")]
     pub fallback_after: Duration,
     /// Most bytes the spool may hold; beyond it pushes get 503 `spool_full` with
-    /// `Retry-After`. Size it as push rate × longest outage × bytes per push (README).
+    /// `Retry-After`. Size it as push rate × longest outage × bytes per push (docs/operations/deploy.md, Sizing).
     pub max_bytes: u64,
     /// Free space the spool leaves on its disk: appends beyond it are refused (503
     /// `spool_full`). SQLite needs room to move its WAL into the file and to delete what

@@ -1,7 +1,7 @@
 //! `ringback emulate huawei`: a fake Huawei Cloud VoiceCall platform.
 //!
 //! It plays calls as the platform does and pushes their status events and CDRs to the
-//! customer's URLs, with the platform's delivery rules (`../shared/reference/huawei-voicecall.md`):
+//! customer's URLs, with the platform's delivery rules (`docs/platforms/huawei-reference.md`):
 //! - a status push is sent once, in call-state order, and **never retried**;
 //! - the CDRs of calls ending in the same second are merged, **at most 50 a push**, and a fee
 //!   push that is not answered `200` is **retried up to 6 times, an hour apart** (`time_scale`

@@ -109,6 +109,7 @@ fn readiness(state: &AppState) -> (actix_web::http::StatusCode, serde_json::Valu
     };
     let mut body = serde_json::json!({
         "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
         "store": store,
         "publisher": state.publisher.status(),
     });

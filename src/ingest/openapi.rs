@@ -293,11 +293,13 @@ pub fn document() -> Value {
                 "properties": {"validationResponse": {"type": "string"}}
             },
             "Ready": {
-                "type": "object", "required": ["status", "store"],
+                "type": "object", "required": ["status"],
                 "properties": {
-                    "status": {"enum": ["ready", "not ready", "draining"]},
+                    "status": {"enum": ["ready", "spooling", "not_ready", "draining"]},
+                    "version": {"type": "string", "description": "ringback's version (`ringback --version`)"},
                     "store": {"type": "object"},
-                    "publisher": {"type": ["object", "null"]}
+                    "publisher": {"type": ["object", "null"]},
+                    "spool": {"type": "object"}
                 }
             }
         }}

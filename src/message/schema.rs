@@ -1,5 +1,5 @@
 //! The value of a record's message: JSON, schema `ringback.record.v1`. The schema is
-//! documented in the README; add fields freely, but renaming or retyping one needs a new
+//! documented in docs/reference/kafka.md; add fields freely, but renaming or retyping one needs a new
 //! schema version.
 
 use chrono::{DateTime, SubsecRound, Utc};

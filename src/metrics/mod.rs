@@ -27,10 +27,21 @@ const BODY_BUCKETS: &[f64] = &[256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0
 /// Records per batch (batch.max_records defaults to 50).
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0];
 
+/// One exported metric, as [`Metrics::catalogue`] describes it.
+#[derive(Debug, Clone)]
+pub struct MetricDoc {
+    pub name: String,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    pub help: String,
+    pub labels: Vec<String>,
+}
+
 /// The metrics of one running application (tests run several side by side, so they are not
 /// process globals).
 pub struct Metrics {
     registry: Registry,
+    catalogue: Vec<MetricDoc>,
     // HTTP
     /// Requests by route, source and status code.
     http_requests: IntCounterVec,
@@ -139,7 +150,7 @@ fn histogram(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Histog
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let m = Self {
+        let mut m = Self {
             http_requests: counter(
                 "ringback_http_requests_total",
                 "HTTP requests by route, source and status code.",
@@ -371,6 +382,7 @@ impl Metrics {
                 &["task"],
             ),
             registry,
+            catalogue: Vec::new(),
         };
         let build_info = IntGaugeVec::new(
             Opts::new(
@@ -383,55 +395,58 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let collectors: Vec<Box<dyn Collector>> = vec![
-            Box::new(m.http_requests.clone()),
-            Box::new(m.http_duration.clone()),
-            Box::new(m.http_in_flight.clone()),
-            Box::new(m.http_body_bytes.clone()),
-            Box::new(m.sender_retries.clone()),
-            Box::new(m.records.clone()),
-            Box::new(m.rejections.clone()),
-            Box::new(m.auth_failures.clone()),
-            Box::new(m.dead_letters.clone()),
-            Box::new(m.batch_records.clone()),
-            Box::new(m.queue_depth.clone()),
-            Box::new(m.commit_duration.clone()),
-            Box::new(m.store_errors.clone()),
-            Box::new(m.store_up.clone()),
-            Box::new(m.store_failovers.clone()),
-            Box::new(m.kafka_messages.clone()),
-            Box::new(m.kafka_delivery.clone()),
-            Box::new(m.kafka_broker_up.clone()),
-            Box::new(m.outbox_pending.clone()),
-            Box::new(m.outbox_oldest_age.clone()),
-            Box::new(m.outbox_failed.clone()),
-            Box::new(m.publisher_mode.clone()),
-            Box::new(m.publisher_stalled.clone()),
-            Box::new(m.producer_restarts.clone()),
-            Box::new(m.spool_spooling.clone()),
-            Box::new(m.spool_entries.clone()),
-            Box::new(m.spool_records.clone()),
-            Box::new(m.spool_bytes.clone()),
-            Box::new(m.spool_max_bytes.clone()),
-            Box::new(m.spool_oldest_age.clone()),
-            Box::new(m.spool_appends.clone()),
-            Box::new(m.spool_drained.clone()),
-            Box::new(m.spool_failed.clone()),
-            Box::new(m.spool_corruption.clone()),
-            Box::new(m.call_events.clone()),
-            Box::new(m.cdrs.clone()),
-            Box::new(m.talk_seconds.clone()),
-            Box::new(m.billable_seconds.clone()),
-            Box::new(m.sms_delivery_reports.clone()),
-            Box::new(m.partitions_dropped.clone()),
-            Box::new(m.retention_deleted.clone()),
-            Box::new(m.partition_default_rows.clone()),
-            Box::new(m.rollup_folded.clone()),
-            Box::new(m.rollup_queue.clone()),
-            Box::new(m.maintenance_errors.clone()),
-            Box::new(build_info),
+        let collectors: Vec<(Box<dyn Collector>, &'static str)> = vec![
+            (Box::new(m.http_requests.clone()), "counter"),
+            (Box::new(m.http_duration.clone()), "histogram"),
+            (Box::new(m.http_in_flight.clone()), "gauge"),
+            (Box::new(m.http_body_bytes.clone()), "histogram"),
+            (Box::new(m.sender_retries.clone()), "counter"),
+            (Box::new(m.records.clone()), "counter"),
+            (Box::new(m.rejections.clone()), "counter"),
+            (Box::new(m.auth_failures.clone()), "counter"),
+            (Box::new(m.dead_letters.clone()), "counter"),
+            (Box::new(m.batch_records.clone()), "histogram"),
+            (Box::new(m.queue_depth.clone()), "gauge"),
+            (Box::new(m.commit_duration.clone()), "histogram"),
+            (Box::new(m.store_errors.clone()), "counter"),
+            (Box::new(m.store_up.clone()), "gauge"),
+            (Box::new(m.store_failovers.clone()), "counter"),
+            (Box::new(m.kafka_messages.clone()), "counter"),
+            (Box::new(m.kafka_delivery.clone()), "histogram"),
+            (Box::new(m.kafka_broker_up.clone()), "gauge"),
+            (Box::new(m.outbox_pending.clone()), "gauge"),
+            (Box::new(m.outbox_oldest_age.clone()), "gauge"),
+            (Box::new(m.outbox_failed.clone()), "gauge"),
+            (Box::new(m.publisher_mode.clone()), "gauge"),
+            (Box::new(m.publisher_stalled.clone()), "gauge"),
+            (Box::new(m.producer_restarts.clone()), "counter"),
+            (Box::new(m.spool_spooling.clone()), "gauge"),
+            (Box::new(m.spool_entries.clone()), "gauge"),
+            (Box::new(m.spool_records.clone()), "gauge"),
+            (Box::new(m.spool_bytes.clone()), "gauge"),
+            (Box::new(m.spool_max_bytes.clone()), "gauge"),
+            (Box::new(m.spool_oldest_age.clone()), "gauge"),
+            (Box::new(m.spool_appends.clone()), "counter"),
+            (Box::new(m.spool_drained.clone()), "counter"),
+            (Box::new(m.spool_failed.clone()), "counter"),
+            (Box::new(m.spool_corruption.clone()), "counter"),
+            (Box::new(m.call_events.clone()), "counter"),
+            (Box::new(m.cdrs.clone()), "counter"),
+            (Box::new(m.talk_seconds.clone()), "counter"),
+            (Box::new(m.billable_seconds.clone()), "counter"),
+            (Box::new(m.sms_delivery_reports.clone()), "counter"),
+            (Box::new(m.partitions_dropped.clone()), "counter"),
+            (Box::new(m.retention_deleted.clone()), "counter"),
+            (Box::new(m.partition_default_rows.clone()), "gauge"),
+            (Box::new(m.rollup_folded.clone()), "counter"),
+            (Box::new(m.rollup_queue.clone()), "gauge"),
+            (Box::new(m.maintenance_errors.clone()), "counter"),
+            (Box::new(build_info), "gauge"),
             // process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds…
-            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+            (
+                Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+                "process",
+            ),
         ];
         for kind in ["transient", "permanent"] {
             m.store_errors.with_label_values(&[kind]);
@@ -442,12 +457,32 @@ impl Metrics {
         for outcome in SpoolAppend::ALL {
             m.spool_appends.with_label_values(&[outcome.as_str()]);
         }
-        for c in collectors {
+        for (c, kind) in collectors {
+            for desc in c.desc() {
+                // The process collector's figures: its counter is the one named `_total`.
+                let kind = match kind {
+                    "process" if desc.fq_name.ends_with("_total") => "counter",
+                    "process" => "gauge",
+                    kind => kind,
+                };
+                m.catalogue.push(MetricDoc {
+                    name: desc.fq_name.clone(),
+                    kind,
+                    help: desc.help.clone(),
+                    labels: desc.variable_labels.clone(),
+                });
+            }
             m.registry
                 .register(c)
                 .expect("each metric is registered once");
         }
         m
+    }
+
+    /// Every metric this process exports, in registration order: name, type, help and labels
+    /// (`docs/reference/metrics.md` is generated from it, and a test keeps the two equal).
+    pub fn catalogue(&self) -> &[MetricDoc] {
+        &self.catalogue
     }
 
     /// Creates the series of a configured source at zero, so that dashboards and alerts (a

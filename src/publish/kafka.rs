@@ -54,8 +54,8 @@ pub fn producer(brokers: &str, config: &KafkaConfig) -> Result<FutureProducer, K
         // holds is also in the outbox, so a smaller buffer loses nothing: a full one fails the
         // send at once (`QueueFull`) and the publisher catches up from the database instead
         // of growing. With the topics missing, the default let the server reach 445 MiB in a
-        // 15 s fee run; with this cap and hand-offs dropped outside live mode, 59 MiB (README,
-        // Kafka). It is reached for a moment at start-up, before the topics' metadata
+        // 15 s fee run; with this cap and hand-offs dropped outside live mode, 59 MiB
+        // (docs/development/performance-log.md). It is reached for a moment at start-up, before the topics' metadata
         // arrives, and the catch-up then sends from the outbox. `kafka.client` can raise it.
         .set("queue.buffering.max.messages", "10000")
         .set("queue.buffering.max.kbytes", "32768");

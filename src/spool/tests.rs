@@ -241,7 +241,7 @@ async fn an_entry_of_a_newer_format_is_set_aside_not_retried() {
 
 /// The spool bytes one request can cause: its records as the spool writes them (JSON), for the
 /// largest bodies a sender may send: 1 MiB of ACS events, the fewer the larger, and a
-/// 50-CDR fee push. The README states the bound this checks (at most 4 times the body).
+/// 50-CDR fee push. docs/reference/endpoints.md states the bound this checks (at most 4 times the body).
 #[test]
 fn the_spool_bytes_of_a_request_are_bounded_by_its_body() {
     let ctx = ParseContext {

@@ -221,7 +221,7 @@ pub(super) fn regions(config: &Config) -> Regions {
         .collect()
 }
 
-/// Partitions ahead, retention and rollups on timers (README "Analytics"), after a first
+/// Partitions ahead, retention and rollups on timers (docs/analytics.md), after a first
 /// check that they can run.
 pub(super) async fn maintenance(
     config: &Config,

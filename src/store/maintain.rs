@@ -1,4 +1,4 @@
-//! Keeping tables usable for years (README "Analytics"): monthly partitions made ahead,
+//! Keeping tables usable for years (docs/analytics.md): monthly partitions made ahead,
 //! retention by dropping whole expired partitions, and the call-quality rollups.
 //!
 //! PostgreSQL only, but for retention: SQLite has no partitions, so its expired rows are

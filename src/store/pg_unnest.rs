@@ -4,8 +4,8 @@
 //! instead of one parameter per value, so the statement text never changes (prepared once per
 //! connection), the client formats no placeholders and the server evaluates one projection
 //! instead of a VALUES expression per row. A batch of only these tables needs no `BEGIN` and
-//! `COMMIT`: one round trip instead of four. Measured with `cargo bench --bench e2e` (README,
-//! Performance). The columns and their arrays come from the tables' declarations
+//! `COMMIT`: one round trip instead of four. Measured with `cargo bench --bench e2e`
+//! (docs/development/benchmarks.md). The columns and their arrays come from the tables' declarations
 //! ([`super::tables`]); the other tables are rare and keep the shared multi-row VALUES builder.
 
 use std::sync::OnceLock;
@@ -174,7 +174,7 @@ where
 /// Whether a kind's outbox entries are stored without their value: CDRs and call events, the
 /// hot path's records, whose value is a function of the JSON kept in their own row (the
 /// publisher rebuilds it, `message::rebuild`). Writing it a second time cost about 8 % of the
-/// fee path's throughput (README, Performance); the fast path publishes the value it already
+/// fee path's throughput (docs/development/benchmarks.md); the fast path publishes the value it already
 /// holds, and only a catch-up from the outbox rebuilds it.
 pub(crate) fn stored_without_payload(kind: RecordKind) -> bool {
     matches!(kind, RecordKind::Cdr | RecordKind::CallStatus)

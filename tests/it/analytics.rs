@@ -1,4 +1,4 @@
-//! Tables analysts keep for years (README "Analytics"): monthly partitions, retention and
+//! Tables analysts keep for years (docs/analytics.md): monthly partitions, retention and
 //! rollups, against the real PostgreSQL (and SQLite where it applies).
 
 use std::time::Duration;
@@ -431,7 +431,7 @@ async fn rollups_equal_a_group_by_over_the_raw_rows() {
     m.fold_rollups(TZ).await.unwrap();
     assert_rollups_match_raw_rows(&db, TZ).await;
 
-    // The KPI view: ASR and ACD per day, as the README's example query reads them.
+    // The KPI view: ASR and ACD per day, as docs/analytics.md's example query reads them.
     let kpis = db
         .rows(
             "SELECT sum(calls)::bigint, sum(answered)::bigint, \

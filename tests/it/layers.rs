@@ -1,4 +1,4 @@
-//! The layers of `src/` (README, Architecture): each top-level module may use only the modules
+//! The layers of `src/` (docs/architecture.md): each top-level module may use only the modules
 //! below it. Read from the source text: every `crate::<module>` path, and every module named in
 //! a `use crate::{…}` group, outside test code (`tests.rs` files and what follows
 //! `#[cfg(test)]`).
@@ -103,7 +103,7 @@ fn no_module_uses_a_layer_above_it() {
         }
         assert!(
             LAYERS.contains(&top.as_str()),
-            "src/{top} is in no layer: add it to LAYERS and to the README's architecture"
+            "src/{top} is in no layer: add it to LAYERS and to the architecture in docs/architecture.md"
         );
         let text = std::fs::read_to_string(&path).unwrap();
         let text = text.split("#[cfg(test)]\nmod tests").next().unwrap();

@@ -212,7 +212,7 @@ fn parse_event(raw: &RawValue, at: &str, ctx: &ParseContext) -> Result<Parsed1, 
         })?,
         // CloudEvents `time` is optional. The time a record is stored under must be its own
         // (a redelivery, received later, must land beside its first copy): none, 1970-01-01,
-        // the default partition (README, Analytics).
+        // the default partition (docs/analytics.md).
         None if cloudevents => DateTime::UNIX_EPOCH,
         None => return Err(fail(missing(at, time_field))),
     };

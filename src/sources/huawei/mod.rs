@@ -1,5 +1,5 @@
 //! Huawei Cloud VoiceCall: call-status (`callout`, `alerting`, `answer`, `collectInfo`,
-//! `disconnect`) and fee (CDR) pushes. See `../shared/reference/huawei-voicecall.md`.
+//! `disconnect`) and fee (CDR) pushes. See `docs/platforms/huawei-reference.md`.
 
 mod wire;
 
