@@ -14,6 +14,8 @@
 #   BIN=target/release/ringback bash benches/status-probe.sh
 #   SERVER_ENV="RINGBACK__BATCH__WORKERS=8 RINGBACK__DATABASE__MAX_CONNECTIONS=12" bash benches/status-probe.sh
 #   PERF=1 bash benches/status-probe.sh   # perf record -a -g over the 32-connection phase
+#   PROBE_SQL="DROP INDEX call_events_received_id_idx" bash benches/status-probe.sh
+#   PROBE_DB_QUERY="?sslmode=disable" bash benches/status-probe.sh   # no TLS to PostgreSQL
 #
 # Needs PostgreSQL on 127.0.0.1:5432 and Tansu (RINGBACK_TANSU, or where .ci/run installs it).
 set -euo pipefail
@@ -51,6 +53,8 @@ env ${SERVER_ENV:-} RINGBACK__DATABASE__URL="$PG/$DB${PROBE_DB_QUERY:-}" \
 server=$!
 trap 'kill $server $tansu 2>/dev/null; wait $server $tansu 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" > /dev/null && break; sleep 0.1; done
+# A schema variant to measure (the server has migrated by now), e.g. an index dropped.
+[ -n "${PROBE_SQL:-}" ] && psql "$PG/$DB" -qc "$PROBE_SQL"
 simulate() { # connections seed seconds
   RINGBACK_SIMULATE_SECRET=bench-secret-0123456 "$BIN" simulate --target "http://127.0.0.1:$HTTP_PORT/hooks/huawei" \
     --traffic status --app-key bench-app --seed "$2" --connections "$1" --duration "${3}s"
