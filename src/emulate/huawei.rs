@@ -373,6 +373,11 @@ struct Platform {
     /// CDRs on their way to be merged into fee pushes.
     fees: mpsc::UnboundedSender<(String, Value)>,
     next_call: AtomicU64,
+    /// The run's runtime. A call the app-facing API starts is played here, not on the API
+    /// server's worker runtime: that one ends when the server stops, and with it would go the
+    /// call's task and every pooled connection it opened (a later push on one fails with
+    /// "dispatch task is gone").
+    runtime: tokio::runtime::Handle,
 }
 
 /// The records ringback makes of `body` sent to `url`, for the ledger.
@@ -509,7 +514,7 @@ impl Platform {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let platform = self.clone();
         self.calls
-            .spawn(async move { platform.play(call, n).await });
+            .spawn_on(async move { platform.play(call, n).await }, &self.runtime);
         session
     }
 
@@ -612,6 +617,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> anyhow::Result<Summa
         pushes: TaskTracker::new(),
         fees,
         next_call: AtomicU64::new(0),
+        runtime: tokio::runtime::Handle::current(),
         opts,
     });
     let calls_over = CancellationToken::new();
@@ -784,4 +790,68 @@ fn serve_api(addr: &str, platform: Arc<Platform>) -> anyhow::Result<actix_web::d
     let handle = server.handle();
     tokio::spawn(server);
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call the app-facing API starts is played on the run's runtime, so it outlives the API
+    /// server's worker runtime (gone when the server stops). It used to be played on that
+    /// runtime: the call's task died with it, and a pooled connection it had opened failed a
+    /// later push with "dispatch task is gone" (seen once in CI).
+    #[tokio::test]
+    async fn a_call_started_on_another_runtime_outlives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing listens there: each push fails at once, and the ledger still says it was sent.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/hooks/x");
+        let opts = Options {
+            status_url: url.clone(),
+            fee_url: url.clone(),
+            app_key: "k".into(),
+            app_secret: b"secret".to_vec(),
+            digest: DigestVariant::Newline,
+            beijing_created: false,
+            calls_per_second: 0.0,
+            duration: Duration::ZERO,
+            seed: 1,
+            time_scale: 3600.0,
+            listen: None,
+            malformed: 0.0,
+            ledger: dir.path().join("ledger.jsonl"),
+        };
+        let (fees, _cdrs) = mpsc::unbounded_channel();
+        let platform = Arc::new(Platform {
+            http: super::super::client(Duration::from_secs(5)).unwrap(),
+            ledger: Ledger::create(&opts.ledger).unwrap(),
+            counters: Counters::default(),
+            calls: TaskTracker::new(),
+            pushes: TaskTracker::new(),
+            fees,
+            next_call: AtomicU64::new(0),
+            runtime: tokio::runtime::Handle::current(),
+            opts,
+        });
+        let api = platform.clone();
+        std::thread::spawn(move || {
+            // The API server's worker runtime: started, used for one request, dropped.
+            let worker = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            worker.block_on(async { api.start_call(None, (url.clone(), url)) });
+        })
+        .join()
+        .unwrap();
+        platform.calls.close();
+        platform.calls.wait().await;
+        let attempts = super::super::ledger::read(&platform.opts.ledger).unwrap();
+        let status = attempts.iter().filter(|a| a.push == "status").count();
+        assert!(status >= 2, "the call's status pushes were sent: {status}");
+    }
 }
