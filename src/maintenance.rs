@@ -182,12 +182,47 @@ impl Maintenance {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tick(&mut partitions) => { self.partitions().await; }
-                _ = tick(&mut rollups) => { let _ = self.rollups().await; }
+                _ = tick(&mut partitions) => {
+                    if !self.bounded("partitions", self.partitions(), &stop).await {
+                        return;
+                    }
+                }
+                _ = tick(&mut rollups) => {
+                    if !self.bounded("rollups", self.rollups(), &stop).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one round, abandoned at `stop` (returns `false`: stop now) or after
+    /// [`ROUND_BOUND`] (counted as a failure of `task`; the next tick tries again). Abandoning
+    /// is safe: each step is a transaction of its own, rolled back with its connection. The
+    /// bound matters on a network that went silent: a query on a connection whose peer
+    /// vanished never returns, and it once held a shutdown for good (and would hold the
+    /// rollups until a restart).
+    async fn bounded<T>(
+        &self,
+        task: &'static str,
+        round: impl std::future::Future<Output = T>,
+        stop: &CancellationToken,
+    ) -> bool {
+        tokio::select! {
+            _ = stop.cancelled() => false,
+            done = tokio::time::timeout(ROUND_BOUND, round) => {
+                if done.is_err() {
+                    tracing::error!(task, bound = ?ROUND_BOUND, "a maintenance round did not finish in time; abandoned, tried again at the next tick");
+                    self.metrics.maintenance_failed(task);
+                }
+                true
             }
         }
     }
 }
+
+/// The longest a maintenance round may take before it is abandoned.
+const ROUND_BOUND: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// The next tick of `timer`, or never without one.
 async fn tick(timer: &mut Option<tokio::time::Interval>) {

@@ -535,7 +535,10 @@ impl Store for PgStore {
     }
 
     async fn prune_outbox(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        rows::shared::execute_with(&self.pool, &DIALECT.prune_outbox(), before).await
+        self.bounded(async {
+            rows::shared::execute_with(&self.pool, &DIALECT.prune_outbox(), before).await
+        })
+        .await
     }
 
     async fn purge_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -565,9 +568,24 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        // `close` waits for every connection to come back. One that was abandoned mid-query
+        // on a silent network (a timed-out `bounded` operation) may never finish closing, and
+        // a shutdown once waited on it for good (the fault suite's black-holed database):
+        // give up on it after a bound; what the process holds is committed or spooled.
+        if tokio::time::timeout(CLOSE_BOUND, self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                bound = ?CLOSE_BOUND,
+                "database connections still busy at shutdown; leaving them"
+            );
+        }
     }
 }
+
+/// How long closing the pool may wait for its connections at shutdown.
+const CLOSE_BOUND: Duration = Duration::from_secs(5);
 
 /// The entry a claimed outbox row stands for: its message, or its record's row when it was
 /// stored without one; the reason when it cannot be published.

@@ -143,13 +143,28 @@ impl Ringback {
 
     /// SIGTERM, and waits for the process to end (a graceful stop, as a rolling deploy does);
     /// [`spawn`](Self::spawn) starts it again on the same port and spool.
+    ///
+    /// A process still running 90 s after SIGTERM fails the test (it is killed first): its
+    /// drain is bounded (`http.shutdown_timeout`, `kafka.shutdown_deadline`, closing the pool),
+    /// and a shutdown that hangs is a bug (one did, on a connection abandoned mid-query).
     pub fn terminate(&mut self) {
         self.record_peak();
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();
-            let _ = child.wait();
+            let until = Instant::now() + Duration::from_secs(90);
+            loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                if Instant::now() > until {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("ringback did not exit within 90 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 
