@@ -371,7 +371,7 @@ struct Platform {
     /// The fee pushes being delivered (with their retries).
     pushes: TaskTracker,
     /// CDRs on their way to be merged into fee pushes.
-    fees: mpsc::UnboundedSender<(String, Value)>,
+    fees: mpsc::UnboundedSender<Cdr>,
     next_call: AtomicU64,
     /// The run's runtime. A call the app-facing API starts is played here, not on the API
     /// server's worker runtime: that one ends when the server stops, and with it would go the
@@ -379,6 +379,9 @@ struct Platform {
     /// "dispatch task is gone").
     runtime: tokio::runtime::Handle,
 }
+
+/// A CDR on its way to the merger: the fee URL it goes to, and the CDR.
+type Cdr = (String, Value);
 
 /// The records ringback makes of `body` sent to `url`, for the ledger.
 fn carried(url: &str, body: &str) -> Vec<Carried> {
@@ -497,6 +500,24 @@ impl Platform {
         self.counters.fee_abandoned.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The platform of a run on the current runtime, and the receiving end of its CDRs (the
+    /// fee merger's).
+    fn new(opts: Options) -> anyhow::Result<(Arc<Self>, mpsc::UnboundedReceiver<Cdr>)> {
+        let (fees, fee_rx) = mpsc::unbounded_channel();
+        let platform = Arc::new(Self {
+            http: super::client(Duration::from_secs(30))?,
+            ledger: Ledger::create(&opts.ledger)?,
+            counters: Counters::default(),
+            calls: TaskTracker::new(),
+            pushes: TaskTracker::new(),
+            fees,
+            next_call: AtomicU64::new(0),
+            runtime: tokio::runtime::Handle::current(),
+            opts,
+        });
+        Ok((platform, fee_rx))
+    }
+
     /// Platform time as real time.
     fn real(&self, d: Duration) -> Duration {
         super::scaled(d, self.opts.time_scale)
@@ -539,7 +560,7 @@ impl Platform {
 /// 50 a push, sent once no more came for that second for a moment (100 ms real time).
 async fn merge_fees(
     platform: Arc<Platform>,
-    mut cdrs: mpsc::UnboundedReceiver<(String, Value)>,
+    mut cdrs: mpsc::UnboundedReceiver<Cdr>,
     calls_over: CancellationToken,
     stop: CancellationToken,
 ) {
@@ -608,18 +629,7 @@ pub async fn run(opts: Options, stop: CancellationToken) -> anyhow::Result<Summa
     for url in [&opts.status_url, &opts.fee_url] {
         url::Url::parse(url).with_context(|| format!("{url} is not a URL"))?;
     }
-    let (fees, fee_rx) = mpsc::unbounded_channel();
-    let platform = Arc::new(Platform {
-        http: super::client(Duration::from_secs(30))?,
-        ledger: Ledger::create(&opts.ledger)?,
-        counters: Counters::default(),
-        calls: TaskTracker::new(),
-        pushes: TaskTracker::new(),
-        fees,
-        next_call: AtomicU64::new(0),
-        runtime: tokio::runtime::Handle::current(),
-        opts,
-    });
+    let (platform, fee_rx) = Platform::new(opts)?;
     let calls_over = CancellationToken::new();
     let merger = tokio::spawn(merge_fees(
         platform.clone(),
@@ -825,18 +835,7 @@ mod tests {
             malformed: 0.0,
             ledger: dir.path().join("ledger.jsonl"),
         };
-        let (fees, _cdrs) = mpsc::unbounded_channel();
-        let platform = Arc::new(Platform {
-            http: super::super::client(Duration::from_secs(5)).unwrap(),
-            ledger: Ledger::create(&opts.ledger).unwrap(),
-            counters: Counters::default(),
-            calls: TaskTracker::new(),
-            pushes: TaskTracker::new(),
-            fees,
-            next_call: AtomicU64::new(0),
-            runtime: tokio::runtime::Handle::current(),
-            opts,
-        });
+        let (platform, _cdrs) = Platform::new(opts).unwrap();
         let api = platform.clone();
         std::thread::spawn(move || {
             // The API server's worker runtime: started, used for one request, dropped.
