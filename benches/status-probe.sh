@@ -16,6 +16,14 @@
 #   PERF=1 bash benches/status-probe.sh   # perf record -a -g over the 32-connection phase
 #   PROBE_SQL="DROP INDEX call_events_received_id_idx" bash benches/status-probe.sh
 #   PROBE_DB_QUERY="?sslmode=disable" bash benches/status-probe.sh   # no TLS to PostgreSQL
+#   PROBE_TRAFFIC=fee bash benches/status-probe.sh   # fee pushes of 50 CDRs instead
+#   PROBE_AUTH=none bash benches/status-probe.sh   # no X-AKSK: no signature check, no nonce row
+#
+# The server publishes to Kafka as in production: the topics are made before it starts, and the
+# last line gives the publisher's mode and backlog at the end (`live`, a backlog near 0: it kept
+# up). For the 32-connection phase it also prints the server's and the broker's own CPU (jiffies
+# of their processes); PostgreSQL's is about the busy jiffies less theirs and the load
+# generator's.
 #
 # Needs PostgreSQL on 127.0.0.1:5432 and Tansu (RINGBACK_TANSU, or where .ci/run installs it).
 set -euo pipefail
@@ -28,13 +36,24 @@ KAFKA_PORT=${PROBE_KAFKA_PORT:-19092}
 DB=ringback_probe
 dir=$(mktemp -d)
 printf bench-secret-0123456 > "$dir/secret"
+if [ "${PROBE_AUTH:-aksk}" = none ]; then
+  auth='auth = "none"'
+else
+  auth="auth = \"aksk\"
+app_key = \"bench-app\"
+app_secret_file = \"$dir/secret\"
+public_url = \"http://127.0.0.1:$HTTP_PORT/hooks/huawei\""
+fi
 cat > "$dir/probe.toml" <<TOML
 [sources.huawei]
 kind = "huawei-voicecall"
-auth = "aksk"
-app_key = "bench-app"
-app_secret_file = "$dir/secret"
-public_url = "http://127.0.0.1:$HTTP_PORT/hooks/huawei"
+$auth
+[kafka]
+brokers = "127.0.0.1:$KAFKA_PORT"
+topic_prefix = "probe"
+[kafka.new_topics]
+partitions = 3
+replication_factor = 1
 [database]
 max_connections = 8
 [log]
@@ -45,10 +64,12 @@ psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DA
   --advertised-listener-url tcp://127.0.0.1:$KAFKA_PORT --storage-engine memory://tansu/ \
   > "$dir/tansu.log" 2>&1 &
 tansu=$!
+for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$KAFKA_PORT) 2> /dev/null && break; sleep 0.1; done
+# Topics first, so the publisher goes live at once (without them it only fills the outbox).
+"$BIN" --config "$dir/probe.toml" topics create > /dev/null
 # shellcheck disable=SC2086 # SERVER_ENV is a list of NAME=VALUE words
 env ${SERVER_ENV:-} RINGBACK__DATABASE__URL="$PG/$DB${PROBE_DB_QUERY:-}" \
   RINGBACK__HTTP__ADDR=127.0.0.1:$HTTP_PORT RINGBACK__SPOOL__PATH="$dir/spool.db" \
-  RINGBACK__KAFKA__BROKERS=127.0.0.1:$KAFKA_PORT RINGBACK__KAFKA__TOPIC_PREFIX=probe \
   "$BIN" --config "$dir/probe.toml" serve > "$dir/server.log" 2>&1 &
 server=$!
 trap 'kill $server $tansu 2>/dev/null; wait $server $tansu 2>/dev/null; rm -rf "$dir"' EXIT
@@ -57,7 +78,7 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" > /dev/nu
 [ -n "${PROBE_SQL:-}" ] && psql "$PG/$DB" -qc "$PROBE_SQL"
 simulate() { # connections seed seconds
   RINGBACK_SIMULATE_SECRET=bench-secret-0123456 "$BIN" simulate --target "http://127.0.0.1:$HTTP_PORT/hooks/huawei" \
-    --traffic status --app-key bench-app --seed "$2" --connections "$1" --duration "${3}s"
+    --traffic "${PROBE_TRAFFIC:-status}" --app-key bench-app --seed "$2" --connections "$1" --duration "${3}s"
 }
 simulate 8 1 3 > /dev/null # warm-up
 if [ -n "${PERF:-}" ]; then
@@ -65,8 +86,13 @@ if [ -n "${PERF:-}" ]; then
   perf=$!
 fi
 read -r _ u n s idle _ < /proc/stat
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, in jiffies
+sv0=$(cpu $server) tz0=$(cpu $tansu)
 echo "32 connections: $(simulate 32 2 "$SECS")"
 read -r _ u2 n2 s2 idle2 _ < /proc/stat
+echo "32 connections: server CPU jiffies $(($(cpu $server) - sv0)), broker $(($(cpu $tansu) - tz0))"
 echo "32 connections: CPU jiffies busy $((u2 + n2 + s2 - u - n - s)), idle $((idle2 - idle))"
 [ -n "${perf:-}" ] && wait "$perf"
 echo "128 connections: $(simulate 128 3 "$SECS")"
+sleep 1
+echo "publisher at the end: $(curl -s "http://127.0.0.1:$HTTP_PORT/readyz" | grep -o '"publisher":{[^}]*}')"

@@ -306,7 +306,7 @@ async fn a_dead_replicas_outbox_is_published_by_the_other() {
     }
     a.kill9();
     let pending = db
-        .scalar_i64("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+        .scalar_i64("SELECT COUNT(*) FROM outbox_records WHERE published_at IS NULL")
         .await;
     assert!(pending > 0, "the dead replica left entries unpublished");
     tansu.signal("CONT");

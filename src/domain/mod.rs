@@ -22,7 +22,7 @@ pub use acs::{
 pub use call_event::{CallEvent, CallEventType};
 pub use cdr::{Cdr, CdrFlag, CdrTimes};
 pub use code::Code;
-pub use outbox::{Claimed, OutboxEntry, StoredRecord};
+pub use outbox::{commit_row_id, Claimed, OutboxEntry, StoredRecord};
 pub use phone::{PhoneNumber, Region};
 pub use record::{
     DeadLetter, DeadLetterScope, Handshake, HandshakeKind, Nonce, Outcome, Record, RecordKind,

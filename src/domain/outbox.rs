@@ -37,6 +37,16 @@ pub struct StoredRecord {
     pub webhook: Option<(String, DateTime<Utc>)>,
 }
 
+/// Where the outbox keeps a committed record until it is published: a row of its own (its id is
+/// the record's), or, for the hot path's records on PostgreSQL, one row per commit holding the
+/// ids of all the records it inserted, in commit order (`store::pg_unnest`): one row inserted
+/// and deleted per batch instead of one per record. That row's id is this function of the id
+/// of its first record, so the publisher, handed the batch's entries, knows it without asking.
+pub fn commit_row_id(first: Uuid) -> Uuid {
+    const COMMIT_ROW_NAMESPACE: Uuid = Uuid::from_u128(0x1c6f_04d2_8a3e_4b7f_a5c0_3e9d_61b2_f408);
+    Uuid::new_v5(&COMMIT_ROW_NAMESPACE, first.as_bytes())
+}
+
 /// An outbox entry as a catch-up claims it: its message, or the record's row its message is
 /// rebuilt from (PostgreSQL keeps the hot path's entries without a value; see
 /// `store::pg_unnest::stored_without_payload`). The store reads; the publisher rebuilds.
@@ -46,6 +56,8 @@ pub enum Claimed {
     Stored {
         kind: RecordKind,
         record: StoredRecord,
+        /// The outbox row holding it when that row is its commit's (see [`commit_row_id`]).
+        commit: Option<Uuid>,
     },
 }
 
@@ -55,6 +67,16 @@ impl Claimed {
         match self {
             Self::Ready(entry) => entry.id,
             Self::Stored { record, .. } => record.id,
+        }
+    }
+
+    /// The id of the outbox row holding it: its own, or its commit's.
+    pub fn row(&self) -> Uuid {
+        match self {
+            Self::Stored {
+                commit: Some(row), ..
+            } => *row,
+            _ => self.id(),
         }
     }
 }

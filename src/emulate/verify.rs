@@ -279,7 +279,7 @@ pub async fn verify(
             let mut waiting = 0;
             for chunk in stored_ids.chunks(500) {
                 let sql = format!(
-                    "SELECT CAST(id AS TEXT) FROM outbox WHERE published_at IS NULL AND id IN ({})",
+                    "SELECT CAST(id AS TEXT) FROM outbox_records WHERE published_at IS NULL AND id IN ({})",
                     list(chunk.iter())
                 );
                 waiting += db.texts(&sql).await?.len();

@@ -109,12 +109,18 @@ impl Publisher {
         match self.claim(false).await {
             Ok(claimed) if !claimed.is_empty() => {
                 // Entries this process is still delivering (a slow broker) are not leftovers:
-                // give them back, so a failed delivery can be caught up at once.
+                // give them back, so a failed delivery can be caught up at once. A commit's row
+                // goes back whole when any of its records is in flight.
+                let in_delivery: HashSet<Uuid> = claimed
+                    .iter()
+                    .filter(|e| self.unsettled.contains(&e.id()) || self.commits.is_open(e.row()))
+                    .map(Claimed::row)
+                    .collect();
                 let (mine, claimed): (Vec<Claimed>, Vec<Claimed>) = claimed
                     .into_iter()
-                    .partition(|e| self.unsettled.contains(&e.id()));
+                    .partition(|e| in_delivery.contains(&e.row()));
                 if !mine.is_empty() {
-                    let ids: Vec<Uuid> = mine.iter().map(Claimed::id).collect();
+                    let ids: Vec<Uuid> = in_delivery.into_iter().collect();
                     if let Err(e) = self.store.release_outbox(&ids, "in delivery").await {
                         tracing::debug!(error = %error_chain(&e), "could not release in-flight entries");
                     }
@@ -138,8 +144,15 @@ impl Publisher {
     }
 
     /// Sends claimed entries and waits for every delivery report. Returns whether all of them
-    /// were settled (delivered or permanently failed); the others are released for a retry.
-    async fn publish_claimed(&mut self, claimed: Vec<OutboxEntry>) -> bool {
+    /// were settled (delivered or permanently failed); the others' rows are released for a
+    /// retry.
+    async fn publish_claimed(&mut self, claimed: Vec<(OutboxEntry, Uuid)>) -> bool {
+        for (entry, row) in &claimed {
+            if *row != entry.id {
+                self.commits.track(*row, [entry.id]);
+            }
+        }
+        let claimed: Vec<OutboxEntry> = claimed.into_iter().map(|(entry, _)| entry).collect();
         let mut pending: FuturesUnordered<BoxFuture<'static, Report>> = FuturesUnordered::new();
         std::mem::swap(&mut self.inflight, &mut pending);
         // Stopped at the first entry refused for now: the ones after it wait for the next
@@ -153,11 +166,15 @@ impl Publisher {
         let mut retry = self
             .settle_all(&mut pending, claimed[..sent].iter().map(|e| e.id))
             .await;
-        retry.extend(claimed[sent..].iter().map(|e| e.id));
+        for entry in &claimed[sent..] {
+            retry.push(self.commits.abandon(entry.id));
+        }
         self.flush().await;
         if retry.is_empty() {
             return true;
         }
+        retry.sort_unstable();
+        retry.dedup();
         let error = self
             .status
             .lock()
@@ -184,9 +201,12 @@ impl Publisher {
             .await
     }
 
-    /// The claimed entries' messages (see [`ready`]).
-    async fn ready(&mut self, claimed: Vec<Claimed>) -> Result<Vec<OutboxEntry>, StoreError> {
-        ready(&*self.store, &self.regions, claimed).await
+    /// The claimed entries' messages, each with its outbox row (see [`ready`]).
+    async fn ready(
+        &mut self,
+        claimed: Vec<Claimed>,
+    ) -> Result<Vec<(OutboxEntry, Uuid)>, StoreError> {
+        ready_in_rows(&*self.store, &self.regions, claimed).await
     }
 }
 
@@ -199,14 +219,25 @@ pub async fn ready(
     regions: &Regions,
     claimed: Vec<Claimed>,
 ) -> Result<Vec<OutboxEntry>, StoreError> {
+    let ready = ready_in_rows(store, regions, claimed).await?;
+    Ok(ready.into_iter().map(|(entry, _)| entry).collect())
+}
+
+/// [`ready`], each message with the id of the outbox row holding it.
+async fn ready_in_rows(
+    store: &dyn Store,
+    regions: &Regions,
+    claimed: Vec<Claimed>,
+) -> Result<Vec<(OutboxEntry, Uuid)>, StoreError> {
     let mut ready = Vec::with_capacity(claimed.len());
     for entry in claimed {
+        let row = entry.row();
         match entry {
-            Claimed::Ready(entry) => ready.push(entry),
-            Claimed::Stored { kind, record } => {
+            Claimed::Ready(entry) => ready.push((entry, row)),
+            Claimed::Stored { kind, record, .. } => {
                 let region = regions.get(&record.source).copied();
                 match message::rebuild(kind, &record, region) {
-                    Ok(entry) => ready.push(entry),
+                    Ok(entry) => ready.push((entry, row)),
                     Err(e) => {
                         let reason = error_chain(&e);
                         tracing::error!(id = %record.id, reason, "an outbox entry cannot be published");

@@ -20,10 +20,17 @@ impl Publisher {
     /// refused for now, the rest are left to the catch-up that the refusal starts, which sends
     /// them from the outbox after it, in commit order.
     pub(super) fn send_all(&mut self, entries: Vec<OutboxEntry>) {
-        for entry in entries {
-            if !self.send(&entry) {
-                // The rest wait in the outbox; so must every later hand-off, or it would
-                // overtake them: caught up from the outbox, in commit order.
+        if self.commit_rows {
+            self.commits.track_hand_off(&entries);
+        }
+        for (i, entry) in entries.iter().enumerate() {
+            if !self.send(entry) {
+                // The rest wait in the outbox (their commit's row, given back whole); so must
+                // every later hand-off, or it would overtake them: caught up from the outbox,
+                // in commit order.
+                for unsent in &entries[i + 1..] {
+                    self.commits.abandon(unsent.id);
+                }
                 self.missed.store(true, Ordering::Relaxed);
                 self.set_mode(Mode::CatchingUp);
                 break;
@@ -91,6 +98,9 @@ impl Publisher {
         match done.result {
             Ok(()) => {
                 self.delivered.push(done.id);
+                if let Some(row) = self.commits.settled(done.id, true) {
+                    self.marks.push(row);
+                }
                 self.progressed();
                 true
             }
@@ -100,10 +110,16 @@ impl Publisher {
                 if let Err(se) = self.store.mark_failed(done.id, &e.to_string()).await {
                     tracing::warn!(error = %error_chain(&se), "could not mark an outbox entry failed");
                 }
+                // Its commit's row is published once the others are.
+                match self.commits.settled(done.id, false) {
+                    Some(row) if row != done.id => self.marks.push(row),
+                    _ => {}
+                }
                 false
             }
             Err(e) => {
                 self.unsettled.remove(&done.id);
+                self.commits.abandon(done.id);
                 // What librdkafka still queues behind the failed message would overtake it
                 // (its re-send comes from the outbox, after them): purge it, so it fails too
                 // and everything is re-sent from the outbox in commit order. A purged
@@ -131,14 +147,30 @@ impl Publisher {
         }
     }
 
-    /// Marks delivered entries published, in one statement.
+    /// Marks the outbox rows whose entries were all delivered published, in one statement;
+    /// first trims the commits' rows given back of their records delivered meanwhile.
     pub(super) async fn flush(&mut self) {
-        if self.delivered.is_empty() {
+        let trims = self.commits.take_trims();
+        for (i, (row, delivered)) in trims.iter().enumerate() {
+            if let Err(e) = self.store.trim_commit_row(*row, delivered).await {
+                // At worst those records are sent again (consumers dedupe on ce_id).
+                tracing::warn!(error = %error_chain(&e), "could not trim a commit's outbox row");
+                self.commits.keep_trims(trims[i..].to_vec());
+                break;
+            }
+        }
+        if self.delivered.is_empty() && self.marks.is_empty() {
             return;
         }
         let keep = !self.config.retention.is_zero();
-        match self.store.mark_published(&self.delivered, keep).await {
+        let marked = if self.marks.is_empty() {
+            Ok(())
+        } else {
+            self.store.mark_published(&self.marks, keep).await
+        };
+        match marked {
             Ok(()) => {
+                self.marks.clear();
                 for id in self.delivered.drain(..) {
                     self.unsettled.remove(&id);
                 }
@@ -150,8 +182,8 @@ impl Publisher {
     }
 
     /// Waits for the reports of `pending` deliveries, at most `delivery_bound`, settling each;
-    /// returns the ids that were not delivered for now (failed for now, or never reported).
-    /// Reports missing at the bound ask for a new producer.
+    /// returns the outbox rows of those that were not delivered for now (failed for now, or
+    /// never reported), to give back. Reports missing at the bound ask for a new producer.
     pub(super) async fn settle_all(
         &mut self,
         pending: &mut FuturesUnordered<BoxFuture<'static, Report>>,
@@ -166,9 +198,10 @@ impl Publisher {
                     let id = done.id;
                     unreported.remove(&id);
                     let transient = done.result.as_ref().is_err_and(|e| !kafka::is_permanent(e));
+                    let row = self.commits.row(id);
                     self.settle(done).await;
                     if transient {
-                        retry.push(id);
+                        retry.push(row);
                     }
                 }
                 Ok(None) => break,
@@ -186,7 +219,9 @@ impl Publisher {
                         "delivery reports missing past the message timeout".into(),
                     ));
                     self.restart = Some(Restart::Unreported);
-                    retry.extend(unreported.drain());
+                    for id in unreported.drain() {
+                        retry.push(self.commits.abandon(id));
+                    }
                     break;
                 }
             }

@@ -15,6 +15,7 @@
 
 mod backlog;
 mod catch_up;
+mod commits;
 pub mod kafka;
 mod live;
 mod producer;
@@ -148,7 +149,14 @@ pub struct Publisher {
     inflight: FuturesUnordered<BoxFuture<'static, Report>>,
     /// Entries sent and not yet marked published: the sweeper leaves them alone.
     unsettled: HashSet<Uuid>,
+    /// Entries delivered since the last flush.
     delivered: Vec<Uuid>,
+    /// Outbox rows all of whose entries were settled since the last flush: to mark published.
+    marks: Vec<Uuid>,
+    /// Whether the store keeps a commit's hot-path entries in one row ([`Store::commit_rows`]).
+    commit_rows: bool,
+    /// The commits' rows in flight.
+    commits: commits::Commits,
     backoff: Duration,
     /// The last time a delivery succeeded or nothing waited: the stall watchdog's reference.
     progress: std::time::Instant,
@@ -206,6 +214,7 @@ impl Publisher {
             inject_fatal: inject_fatal.clone(),
         };
         let publisher = Self {
+            commit_rows: store.commit_rows(),
             store,
             producer,
             config,
@@ -218,6 +227,8 @@ impl Publisher {
             inflight: FuturesUnordered::new(),
             unsettled: HashSet::new(),
             delivered: Vec::new(),
+            marks: Vec::new(),
+            commits: commits::Commits::default(),
             backoff: MIN_BACKOFF,
             progress: std::time::Instant::now(),
             restart: None,

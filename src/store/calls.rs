@@ -372,8 +372,8 @@ impl Calls {
         })
     }
 
-    /// The outbox state of the records `ids` that still have an entry: absent means published
-    /// and deleted (`kafka.retention`).
+    /// The outbox state of the records `ids` that are still in the outbox (`outbox_records`):
+    /// absent means published and deleted (`kafka.retention`).
     async fn kafka_states(
         &self,
         ids: &[String],
@@ -383,7 +383,9 @@ impl Calls {
             return Ok(states);
         }
         on_pool!(Calls, self, |pool, d| {
-            // By the outbox's unique index on `id`.
+            // One line per record, in a row of its own (by the outbox's unique index on `id`)
+            // or in its commit's (PostgreSQL: a scan of the commit rows, few while Kafka
+            // keeps up).
             let list = if d.placeholder == "$" {
                 "SELECT value::uuid FROM jsonb_array_elements_text($1::jsonb) AS v(value)"
             } else {
@@ -392,7 +394,7 @@ impl Calls {
             let sql = format!(
                 "SELECT CAST(id AS TEXT) AS id, published_at IS NOT NULL AS published, \
                         failed_at IS NOT NULL AS failed \
-                   FROM outbox WHERE id IN ({list})"
+                   FROM outbox_records WHERE id IN ({list})"
             );
             let json = serde_json::to_string(ids).expect("strings serialise");
             let rows = sqlx::query(&sql).bind(json).fetch_all(pool).await?;

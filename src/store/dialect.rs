@@ -23,6 +23,8 @@ pub(crate) struct Dialect {
     pub ids_in: fn(usize) -> String,
     /// Appended to the claim's row selection so concurrent claimers skip each other's rows.
     pub skip_locked: &'static str,
+    /// How many records an outbox row holds: one, or a commit's (`ids`, PostgreSQL).
+    pub outbox_records: &'static str,
 }
 
 /// `{a,b}`: a PostgreSQL array literal (flag names need no quoting).
@@ -49,6 +51,7 @@ pub(crate) const POSTGRES: Dialect = Dialect {
     text_cast: "::text",
     ids_in: |n| format!("= ANY(${n})"),
     skip_locked: " FOR UPDATE SKIP LOCKED",
+    outbox_records: "COALESCE(cardinality(ids), 1)",
 };
 
 /// SQLite's spelling.
@@ -65,6 +68,7 @@ pub(crate) const SQLITE: Dialect = Dialect {
     ids_in: |n| format!("IN (SELECT value FROM json_each(?{n}))"),
     // One writer at a time: the UPDATE itself is the claim.
     skip_locked: "",
+    outbox_records: "1",
 };
 
 /// The outbox's statements, written once. Placeholders are numbered; lists of ids are bound
@@ -142,11 +146,14 @@ impl Dialect {
     }
 
     /// Unpublished entries: how many, the oldest's `created_at`, how many failed.
-    pub fn outbox_backlog(&self) -> &'static str {
-        "SELECT COUNT(*) FILTER (WHERE failed_at IS NULL), \
-                MIN(created_at) FILTER (WHERE failed_at IS NULL), \
-                COUNT(*) FILTER (WHERE failed_at IS NOT NULL) \
-         FROM outbox WHERE published_at IS NULL"
+    pub fn outbox_backlog(&self) -> String {
+        format!(
+            "SELECT CAST(COALESCE(SUM({n}) FILTER (WHERE failed_at IS NULL), 0) AS BIGINT), \
+                    MIN(created_at) FILTER (WHERE failed_at IS NULL), \
+                    COUNT(*) FILTER (WHERE failed_at IS NOT NULL) \
+             FROM outbox WHERE published_at IS NULL",
+            n = self.outbox_records
+        )
     }
 
     /// Deletes entries published before `$1`.

@@ -10,6 +10,7 @@ pub mod dead_letters;
 mod dialect;
 pub mod maintain;
 mod pg_unnest;
+pub(crate) use pg_unnest::stored_without_payload;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -153,11 +154,27 @@ pub trait Store: Send + Sync + 'static {
         own: bool,
     ) -> Result<Vec<Claimed>, StoreError>;
 
-    /// Records that these entries reached Kafka: marks them published when `keep` (they are
-    /// pruned after the retention), deletes them otherwise (no retention: one write, not two).
+    /// Whether a commit's hot-path records (CDRs and call events) share one outbox row, whose
+    /// id is [`crate::domain::commit_row_id`] of the first of them (PostgreSQL), instead of a
+    /// row each. The publisher then marks that row published once every one of them is
+    /// delivered, and gives it back whole when one is not.
+    fn commit_rows(&self) -> bool {
+        false
+    }
+
+    /// Records that the entries of these outbox rows (a record's own, or a commit's: see
+    /// [`Store::commit_rows`]) reached Kafka: marks them published when `keep` (they are pruned
+    /// after the retention), deletes them otherwise (no retention: one write, not two).
     async fn mark_published(&self, ids: &[Uuid], keep: bool) -> Result<(), StoreError>;
 
-    /// Gives claimed entries back (delivery failed for now), noting the error.
+    /// Takes `delivered` out of the commit's row `row` (given back with those already on
+    /// Kafka, see [`Store::commit_rows`]), so a catch-up does not send them again; deletes the
+    /// row when none is left.
+    async fn trim_commit_row(&self, _row: Uuid, _delivered: &[Uuid]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Gives claimed outbox rows back (delivery failed for now), noting the error.
     async fn release_outbox(&self, ids: &[Uuid], error: &str) -> Result<(), StoreError>;
 
     /// Ends every lease on this store's own unpublished entries (see [`Store::set_owner`]) and
@@ -166,7 +183,9 @@ pub trait Store: Send + Sync + 'static {
     /// waiting them out would let newer entries of the same keys overtake the older ones.
     async fn release_own_leases(&self) -> Result<u64, StoreError>;
 
-    /// Marks an entry as never publishable; it is kept, with the reason, and not retried.
+    /// Marks a record's entry as never publishable; it is kept, with the reason, and not
+    /// retried. A record held in its commit's row gets a failed row of its own; the commit's
+    /// row goes on to be published for the others.
     async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError>;
 
     /// Names the replica committing through this store: its outbox entries carry the name, and

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::rows::Split;
 use super::tables::{key_claim, Columns, OutboxRow, PgQuery, CALL_EVENTS, CDRS, NONCES, OUTBOX};
-use crate::domain::{CallEvent, Cdr, Nonce, OutboxEntry, RecordKind};
+use crate::domain::{commit_row_id, CallEvent, Cdr, Nonce, OutboxEntry, RecordKind};
 
 fn ids(rows: Vec<sqlx::postgres::PgRow>) -> Result<Vec<Uuid>, sqlx::Error> {
     rows.iter().map(|r| r.try_get(0)).collect()
@@ -84,6 +84,16 @@ fn statement(cdrs: bool, call_events: bool, nonces: bool) -> &'static str {
              WHERE u.id IN (SELECT id FROM new) OR u.id = ANY(${also}::uuid[]) \
              ORDER BY ord)"
         ));
+        // The commit's row for its new CDRs and call events, in batch order, named after the
+        // first of them (`$hot_rows` holds each one's candidate name: `commit_row_id`).
+        let (hot, hot_rows, created_at, owner) = (also + 1, also + 2, also + 3, also + 4);
+        ctes.push(format!(
+            "oc AS (INSERT INTO outbox (id, kind, ids, created_at, owner) \
+             SELECT (array_agg(h.row ORDER BY h.ord))[1], '{COMMIT_KIND}', \
+                    array_agg(h.id ORDER BY h.ord), ${created_at}::timestamptz, ${owner}::uuid \
+             FROM UNNEST(${hot}::uuid[], ${hot_rows}::uuid[]) WITH ORDINALITY AS h(id, row, ord) \
+             WHERE h.id IN (SELECT id FROM new) HAVING count(*) > 0)"
+        ));
         let claimed = if nonces {
             " UNION ALL SELECT id FROM n"
         } else {
@@ -91,6 +101,21 @@ fn statement(cdrs: bool, call_events: bool, nonces: bool) -> &'static str {
         };
         format!("WITH {} SELECT id FROM new{claimed}", ctes.join(", "))
     })
+}
+
+/// `outbox.kind` of a commit's row (see [`crate::domain::commit_row_id`]).
+pub(crate) const COMMIT_KIND: &str = "commit";
+
+/// A batch's outbox entries as PostgreSQL keeps them: a row each for the kinds that carry
+/// their value, and the hot path's records (see [`stored_without_payload`]) in one row for
+/// the commit, which only names them.
+pub(crate) struct Outbox<'a> {
+    pub rows: Vec<OutboxRow<'a>>,
+    /// The hot path's records, in batch order, and each one's name for the commit's row.
+    pub hot: Vec<Uuid>,
+    pub hot_rows: Vec<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub owner: Uuid,
 }
 
 /// The batch's records for [`commit`]: its CDRs and call events, every outbox entry of the
@@ -102,13 +127,13 @@ pub(crate) struct Batch<'a> {
     pub cdr_guards: &'a [Option<Uuid>],
     pub call_events: &'a [&'a CallEvent],
     pub call_event_guards: &'a [Option<Uuid>],
-    pub outbox: Vec<OutboxRow<'a>>,
+    pub outbox: Outbox<'a>,
     pub also: Vec<Uuid>,
 }
 
 impl<'a> Batch<'a> {
-    /// The batch of `split`'s CDRs, call events and nonces, with the outbox `rows`.
-    pub fn of(split: &'a Split<'a>, outbox: Vec<OutboxRow<'a>>) -> Self {
+    /// The batch of `split`'s CDRs, call events and nonces, with its `outbox`.
+    pub fn of(split: &'a Split<'a>, outbox: Outbox<'a>) -> Self {
         Self {
             nonces: &split.nonces,
             cdrs: &split.cdrs,
@@ -141,26 +166,40 @@ pub(crate) fn commit_query<'a>(batch: &'a Batch<'a>) -> PgQuery<'a> {
             query = query.bind(batch.call_event_guards);
         }
     }
-    let outbox: Vec<&OutboxRow<'a>> = batch.outbox.iter().collect();
-    OutboxRow::bind_arrays(query, &outbox).bind(&batch.also)
+    let outbox = &batch.outbox;
+    let rows: Vec<&OutboxRow<'a>> = outbox.rows.iter().collect();
+    OutboxRow::bind_arrays(query, &rows)
+        .bind(&batch.also)
+        .bind(&outbox.hot)
+        .bind(&outbox.hot_rows)
+        .bind(outbox.created_at)
+        .bind(outbox.owner)
 }
 
-/// The outbox rows of a batch's entries as PostgreSQL keeps them: without the value where it
-/// is rebuilt from the record's row (see [`stored_without_payload`]).
+/// A batch's entries as PostgreSQL keeps them in the outbox (see [`Outbox`]).
 pub(crate) fn outbox_rows(
     entries: &[OutboxEntry],
     created_at: DateTime<Utc>,
     owner: Uuid,
-) -> Vec<OutboxRow<'_>> {
-    entries
+) -> Outbox<'_> {
+    let (hot, rows): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) = entries
         .iter()
-        .map(|entry| OutboxRow {
-            entry,
-            payload: (!stored_without_payload(entry.kind)).then_some(entry.payload.as_str()),
-            created_at,
-            owner,
-        })
-        .collect()
+        .partition(|entry| stored_without_payload(entry.kind));
+    Outbox {
+        rows: rows
+            .into_iter()
+            .map(|entry| OutboxRow {
+                entry,
+                payload: Some(entry.payload.as_str()),
+                created_at,
+                owner,
+            })
+            .collect(),
+        hot_rows: hot.iter().map(|e| commit_row_id(e.id)).collect(),
+        hot: hot.iter().map(|e| e.id).collect(),
+        created_at,
+        owner,
+    }
 }
 
 /// Commits the batch's statement on `conn`; returns the ids of the new CDRs and call events.
@@ -171,11 +210,12 @@ where
     ids(commit_query(batch).fetch_all(conn).await?)
 }
 
-/// Whether a kind's outbox entries are stored without their value: CDRs and call events, the
-/// hot path's records, whose value is a function of the JSON kept in their own row (the
-/// publisher rebuilds it, `message::rebuild`). Writing it a second time cost about 8 % of the
-/// fee path's throughput (docs/development/benchmarks.md); the fast path publishes the value it already
-/// holds, and only a catch-up from the outbox rebuilds it.
+/// Whether a kind's outbox entries are stored without their value, in their commit's row:
+/// CDRs and call events, the hot path's records, whose value is a function of the JSON kept in
+/// their own row (the publisher rebuilds it, `message::rebuild`). Writing it a second time cost
+/// about 8 % of the fee path's throughput, and a row per record in the outbox, inserted and
+/// deleted, about as much again (docs/development/benchmarks.md); the fast path publishes the
+/// value it already holds, and only a catch-up from the outbox rebuilds it.
 pub(crate) fn stored_without_payload(kind: RecordKind) -> bool {
     matches!(kind, RecordKind::Cdr | RecordKind::CallStatus)
 }

@@ -374,6 +374,23 @@ impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
         sqlx::raw_sql(super::LOOKUPS).execute(&self.pool).await?;
+        // A 0.2.0 replica still running beside this one during a rolling upgrade knows no
+        // commit rows (migration 0018): its sweeper marks them failed ("unknown record kind").
+        // Nothing else ever does, so every start (the last replica upgraded included) gives
+        // them back to be published.
+        let revived = sqlx::query(
+            "UPDATE outbox SET failed_at = NULL, last_error = NULL \
+             WHERE kind = 'commit' AND failed_at IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if revived > 0 {
+            tracing::warn!(
+                rows = revived,
+                "commit rows an earlier version marked failed are pending again"
+            );
+        }
         Ok(())
     }
 
@@ -406,33 +423,17 @@ impl Store for PgStore {
     ) -> Result<Vec<Claimed>, StoreError> {
         self.bounded(async {
             let now = Utc::now();
-            // SKIP LOCKED: a replica claiming at the same moment takes other entries, never these.
-            // An entry stored without its value (the hot path's kinds) comes with its record's
-            // row, which the publisher rebuilds the value from.
-            let sql = format!(
-                "WITH claimed AS ({}) \
-                 SELECT o.seq, o.id, o.kind, o.key, o.payload, o.source, o.occurred_at, \
-                        COALESCE(c.received_at, e.received_at) AS received_at, \
-                        e.event_type, COALESCE(c.raw, e.raw)::text AS raw \
-                 FROM claimed o \
-                 LEFT JOIN cdrs c ON o.payload IS NULL AND o.kind = 'cdr' AND c.id = o.id::uuid \
-                 LEFT JOIN call_events e \
-                     ON o.payload IS NULL AND o.kind = 'call-status' AND e.id = o.id::uuid \
-                 ORDER BY o.seq",
-                DIALECT.claim_outbox()
-            );
-            let rows = sqlx::query(&sql)
+            let rows = sqlx::query(claim_sql())
                 .bind(now + lease)
                 .bind(now)
                 .bind(now - min_age)
                 .bind(i64::from(limit))
-                .bind(own.then_some(self.owner().to_string()))
+                .bind(own.then_some(self.owner()))
                 .fetch_all(&self.pool)
                 .await?;
             let mut claimed = Vec::with_capacity(rows.len());
             for row in &rows {
-                let id: &str = row.try_get("id")?;
-                let id = Uuid::parse_str(id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                let id: Uuid = row.try_get("id")?;
                 match claimed_entry(id, row) {
                     Ok(entry) => claimed.push(entry),
                     // Never publishable (its row is gone, its kind unknown): kept with the reason
@@ -494,12 +495,61 @@ impl Store for PgStore {
 
     async fn mark_failed(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
         self.bounded(async {
-            sqlx::query(&DIALECT.mark_failed())
+            let marked = sqlx::query(&DIALECT.mark_failed())
                 .bind(Utc::now())
                 .bind(reason)
                 .bind(id)
                 .execute(&self.pool)
                 .await?;
+            if marked.rows_affected() == 0 {
+                // A record of a commit's row: a failed row of its own, out of the commit's
+                // row, which is published for the others (deleted if none is left). Rare
+                // (a message too large, a record gone): the commit's row is found by a scan
+                // of the unpublished commit rows.
+                sqlx::query(FAIL_COMMITTED_RECORD)
+                    .bind(Utc::now())
+                    .bind(reason)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query(
+                    "UPDATE outbox SET ids = array_remove(ids, $1) \
+                     WHERE ids IS NOT NULL AND published_at IS NULL AND $1 = ANY(ids)",
+                )
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                sqlx::query("DELETE FROM outbox WHERE ids = '{}'")
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn commit_rows(&self) -> bool {
+        true
+    }
+
+    async fn trim_commit_row(&self, row: Uuid, delivered: &[Uuid]) -> Result<(), StoreError> {
+        self.bounded(async {
+            let left: Option<i32> = sqlx::query_scalar(
+                "UPDATE outbox SET ids = ARRAY(SELECT r FROM unnest(ids) WITH ORDINALITY \
+                     AS m(r, ord) WHERE r <> ALL($2) ORDER BY ord) \
+                 WHERE id = $1 AND ids IS NOT NULL AND published_at IS NULL \
+                 RETURNING cardinality(ids)",
+            )
+            .bind(row)
+            .bind(delivered)
+            .fetch_optional(&self.pool)
+            .await?;
+            if left == Some(0) {
+                sqlx::query(&DIALECT.delete_published())
+                    .bind([row])
+                    .execute(&self.pool)
+                    .await?;
+            }
             Ok(())
         })
         .await
@@ -584,20 +634,96 @@ impl Store for PgStore {
     }
 }
 
+/// The claim (see [`Store::claim_outbox`]; parameters as `Dialect::claim_outbox`'s, the
+/// owner as a uuid): about `$4` records, whole rows, in commit order. A commit's row stands
+/// for its records (its `ids`), each claimed with its record's row, which its message is
+/// rebuilt from, as is a record's own row stored without its value; the others carry their
+/// message.
+///
+/// How many rows: the pending rows are counted in commit order, without locking, up to the
+/// one that reaches `$4` records (`k`); then the first `k` rows no other claim holds are
+/// locked (SKIP LOCKED: a replica claiming at the same moment takes the next ones, never
+/// these) and claimed up to the one that reaches `$4` records again (they may be larger than
+/// those counted). Locking only what is claimed keeps two concurrent claims contiguous, and a
+/// claim holds at most `$4` + `batch.max_records` − 1 records. Each record's row is looked up
+/// by its id (a `LATERAL … LIMIT 1` per record: joined plainly, PostgreSQL hashed the whole
+/// `cdrs` table for a claim of a few hundred).
+fn claim_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let pending = "published_at IS NULL AND failed_at IS NULL \
+             AND (leased_until IS NULL OR leased_until < $2) \
+             AND (created_at <= $3 OR owner = $5::uuid)";
+        let upto = |rows: &str| {
+            format!(
+                "SELECT seq FROM (SELECT seq, n, SUM(n) OVER (ORDER BY seq) AS upto \
+                 FROM ({rows}) l) w WHERE upto - n < $4"
+            )
+        };
+        let counted = upto(&format!(
+            "SELECT seq, {n} AS n FROM outbox WHERE {pending} ORDER BY seq LIMIT $4",
+            n = DIALECT.outbox_records
+        ));
+        let locked = upto(&format!(
+            "SELECT seq, {n} AS n FROM outbox WHERE {pending} ORDER BY seq \
+             LIMIT (SELECT count(*) FROM ({counted}) k) FOR UPDATE SKIP LOCKED",
+            n = DIALECT.outbox_records
+        ));
+        format!(
+            "WITH claimed AS (\
+               UPDATE outbox SET leased_until = $1, attempts = attempts + 1 \
+               WHERE seq IN ({locked}) \
+               RETURNING seq, id, kind, key, payload, source, occurred_at, ids) \
+             SELECT o.seq, COALESCE(m.id, o.id) AS id, o.id AS row_id, o.ids IS NOT NULL AS in_commit, \
+                    CASE WHEN o.ids IS NULL THEN o.kind \
+                         WHEN c.id IS NOT NULL THEN 'cdr' WHEN e.id IS NOT NULL THEN 'call-status' END AS kind, \
+                    o.key, o.payload, COALESCE(o.source, c.source, e.source) AS source, o.occurred_at, \
+                    COALESCE(c.received_at, e.received_at) AS received_at, \
+                    e.event_type, COALESCE(c.raw, e.raw)::text AS raw \
+             FROM claimed o \
+             LEFT JOIN LATERAL unnest(o.ids) WITH ORDINALITY AS m(id, ord) ON true \
+             LEFT JOIN LATERAL (SELECT id, source, received_at, raw FROM cdrs \
+                 WHERE o.payload IS NULL AND o.kind IN ('cdr', '{commit}') \
+                   AND id = COALESCE(m.id, o.id) LIMIT 1) c ON true \
+             LEFT JOIN LATERAL (SELECT id, source, received_at, raw, event_type FROM call_events \
+                 WHERE o.payload IS NULL AND o.kind IN ('call-status', '{commit}') \
+                   AND id = COALESCE(m.id, o.id) LIMIT 1) e ON true \
+             ORDER BY o.seq, m.ord",
+            commit = pg_unnest::COMMIT_KIND,
+        )
+    })
+}
+
+/// Gives record `$3` of a commit's row a failed row of its own at `$1`, for reason `$2`, with
+/// its kind, key and source from its record's row (`unknown` when that row is gone).
+const FAIL_COMMITTED_RECORD: &str = "INSERT INTO outbox \
+        (id, kind, key, source, occurred_at, created_at, failed_at, last_error) \
+     SELECT $3, COALESCE(r.kind, 'unknown'), COALESCE(r.key, ''), COALESCE(r.source, ''), \
+            COALESCE(r.occurred_at, $1), $1, $1, $2 \
+       FROM (SELECT 1) one LEFT JOIN LATERAL ( \
+            SELECT 'cdr' AS kind, session_id AS key, source, occurred_at FROM cdrs WHERE id = $3 \
+            UNION ALL \
+            SELECT 'call-status', session_id, source, occurred_at FROM call_events WHERE id = $3 \
+            LIMIT 1) r ON true \
+     ON CONFLICT (id) DO UPDATE SET failed_at = EXCLUDED.failed_at, last_error = EXCLUDED.last_error";
+
 /// How long closing the pool may wait for its connections at shutdown.
 const CLOSE_BOUND: Duration = Duration::from_secs(5);
 
 /// The entry a claimed outbox row stands for: its message, or its record's row when it was
 /// stored without one; the reason when it cannot be published.
 fn claimed_entry(id: Uuid, row: &PgRow) -> Result<Claimed, String> {
-    let kind: &str = row.get("kind");
+    let gone = || format!("record {id} is no longer stored, so its message cannot be rebuilt");
+    // A commit's record has the kind of the table its row is in (none: gone).
+    let kind: &str = row.get::<Option<&str>, _>("kind").ok_or_else(gone)?;
     let kind =
         RecordKind::from_name(kind).ok_or_else(|| format!("unknown record kind {kind:?}"))?;
-    let source: String = row.get("source");
+    let source: String = row.get::<Option<String>, _>("source").unwrap_or_default();
+    let commit = row
+        .get::<bool, _>("in_commit")
+        .then(|| row.get::<Uuid, _>("row_id"));
     let Some(payload) = row.get::<Option<String>, _>("payload") else {
-        let raw = row.get::<Option<String>, _>("raw").ok_or_else(|| {
-            format!("record {id} is no longer stored, so its message cannot be rebuilt")
-        })?;
+        let raw = row.get::<Option<String>, _>("raw").ok_or_else(gone)?;
         let record = StoredRecord {
             id,
             source,
@@ -606,7 +732,11 @@ fn claimed_entry(id: Uuid, row: &PgRow) -> Result<Claimed, String> {
             raw,
             webhook: None,
         };
-        return Ok(Claimed::Stored { kind, record });
+        return Ok(Claimed::Stored {
+            kind,
+            record,
+            commit,
+        });
     };
     Ok(Claimed::Ready(OutboxEntry {
         id,
@@ -614,6 +744,8 @@ fn claimed_entry(id: Uuid, row: &PgRow) -> Result<Claimed, String> {
         key: row.get("key"),
         payload,
         source: source.into(),
-        occurred_at: row.get("occurred_at"),
+        occurred_at: row
+            .get::<Option<DateTime<Utc>>, _>("occurred_at")
+            .unwrap_or_default(),
     }))
 }

@@ -237,7 +237,7 @@ pub(crate) mod shared {
         for<'r> i64: Decode<'r, DB> + Type<DB>,
         for<'r> Option<DateTime<Utc>>: Decode<'r, DB> + Type<DB>,
     {
-        let row = sqlx::query::<DB>(d.outbox_backlog())
+        let row = sqlx::query::<DB>(&d.outbox_backlog())
             .fetch_one(pool)
             .await?;
         Ok(Backlog {

@@ -173,7 +173,7 @@ async fn every_record_reaches_kafka_with_its_headers_in_call_order(backend: Back
 }
 
 /// Outbox entries not yet published (delivery acknowledged and marked).
-const UNPUBLISHED: &str = "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL";
+const UNPUBLISHED: &str = "SELECT COUNT(*) FROM outbox_records WHERE published_at IS NULL";
 
 /// Waits until every outbox entry is published, read from the outbox itself (the
 /// `ringback_outbox_pending` gauge is refreshed on a timer and may predate a commit).

@@ -112,7 +112,7 @@ async fn wait_until_drained(app: &TestApp) {
 /// were sent in.
 async fn assert_call_order(db: &TestDb) {
     let rows = db
-        .rows("SELECT key, CAST(id AS TEXT) FROM outbox WHERE kind = 'call-status' ORDER BY seq")
+        .rows("SELECT key, CAST(id AS TEXT) FROM outbox_records WHERE kind = 'call-status' ORDER BY seq, ord")
         .await;
     let types: BTreeMap<String, String> = db
         .rows("SELECT CAST(id AS TEXT), event_type FROM call_events")
@@ -156,7 +156,11 @@ async fn a_database_outage_is_spooled_then_drained_once_in_order() {
     proxy.up();
     wait_until_drained(&app).await;
     assert_eq!(count(&app.db, "call_events").await, 32, "every event once");
-    assert_eq!(count(&app.db, "outbox").await, 32, "one outbox entry each");
+    assert_eq!(
+        count(&app.db, "outbox_records").await,
+        32,
+        "one outbox entry each"
+    );
     assert_call_order(&app.db).await;
     // The same pushes again (platform retries): duplicates, no new rows.
     let again = post_flows(&app, 5, 2).await;
@@ -185,7 +189,7 @@ async fn a_hung_database_is_spooled_after_fallback_after_and_stored_once() {
     wait_until_drained(&app).await;
     // The abandoned commits may have landed too: still one row per event.
     assert_eq!(count(&app.db, "call_events").await, 12);
-    assert_eq!(count(&app.db, "outbox").await, 12);
+    assert_eq!(count(&app.db, "outbox_records").await, 12);
     assert_call_order(&app.db).await;
     app.stop().await;
 }
