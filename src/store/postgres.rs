@@ -346,6 +346,38 @@ impl PgStore {
         Ok(super::outcomes(rows, inserted))
     }
 
+    /// Takes `records` (`$2`) out of the unpublished commit rows `WHERE {which}` (`$1` is
+    /// `key`), keeping the others' order, and deletes a row left with none.
+    async fn take_out_of_commit_rows(
+        &self,
+        which: &str,
+        key: Uuid,
+        records: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
+        let trimmed: Vec<(Uuid, i32)> = sqlx::query_as(&format!(
+            "UPDATE outbox SET ids = ARRAY(SELECT r FROM unnest(ids) WITH ORDINALITY \
+                 AS m(r, ord) WHERE r <> ALL($2) ORDER BY ord) \
+             WHERE ids IS NOT NULL AND published_at IS NULL AND {which} \
+             RETURNING id, cardinality(ids)"
+        ))
+        .bind(key)
+        .bind(records)
+        .fetch_all(&self.pool)
+        .await?;
+        let empty: Vec<Uuid> = trimmed
+            .into_iter()
+            .filter(|(_, left)| *left == 0)
+            .map(|(row, _)| row)
+            .collect();
+        if !empty.is_empty() {
+            sqlx::query(&DIALECT.delete_published())
+                .bind(&empty)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The connection pool, for queries outside the ingest path (tests, tools).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -505,22 +537,14 @@ impl Store for PgStore {
                 // A record of a commit's row: a failed row of its own, out of the commit's
                 // row, which is published for the others (deleted if none is left). Rare
                 // (a message too large, a record gone): the commit's row is found by a scan
-                // of the unpublished commit rows.
+                // of the unpublished commit rows, not of the whole outbox.
                 sqlx::query(FAIL_COMMITTED_RECORD)
                     .bind(Utc::now())
                     .bind(reason)
                     .bind(id)
                     .execute(&self.pool)
                     .await?;
-                sqlx::query(
-                    "UPDATE outbox SET ids = array_remove(ids, $1) \
-                     WHERE ids IS NOT NULL AND published_at IS NULL AND $1 = ANY(ids)",
-                )
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-                sqlx::query("DELETE FROM outbox WHERE ids = '{}'")
-                    .execute(&self.pool)
+                self.take_out_of_commit_rows("$1 = ANY(ids)", id, &[id])
                     .await?;
             }
             Ok(())
@@ -534,22 +558,8 @@ impl Store for PgStore {
 
     async fn trim_commit_row(&self, row: Uuid, delivered: &[Uuid]) -> Result<(), StoreError> {
         self.bounded(async {
-            let left: Option<i32> = sqlx::query_scalar(
-                "UPDATE outbox SET ids = ARRAY(SELECT r FROM unnest(ids) WITH ORDINALITY \
-                     AS m(r, ord) WHERE r <> ALL($2) ORDER BY ord) \
-                 WHERE id = $1 AND ids IS NOT NULL AND published_at IS NULL \
-                 RETURNING cardinality(ids)",
-            )
-            .bind(row)
-            .bind(delivered)
-            .fetch_optional(&self.pool)
-            .await?;
-            if left == Some(0) {
-                sqlx::query(&DIALECT.delete_published())
-                    .bind([row])
-                    .execute(&self.pool)
-                    .await?;
-            }
+            self.take_out_of_commit_rows("id = $1", row, delivered)
+                .await?;
             Ok(())
         })
         .await
